@@ -1,0 +1,96 @@
+"""One DCE case in memory: phases stacked with their acquisition times, masks, and the geometry."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from iterdce.dataset.layout import CaseFiles
+from iterdce.dataset.nifti_io import Geometry, read_image
+from iterdce.dataset.schema import load_case_times
+
+
+class CaseLoadError(ValueError):
+    """A case cannot be assembled; the message names the case and the file."""
+
+
+@dataclass
+class DCECase:
+    """Phases ``image`` [P, X, Y, Z] float32 with ``times_s`` [P], optional lesion labels and breast mask."""
+
+    case_id: str
+    image: np.ndarray
+    times_s: np.ndarray
+    geometry: Geometry
+    lesion: np.ndarray | None = None
+    breast_mask: np.ndarray | None = None
+
+    @property
+    def num_phases(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def spatial_shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.image.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return self.geometry.spacing[:3]  # type: ignore[return-value]
+
+
+def _read_mask(path: Path, geometry: Geometry, case_id: str) -> np.ndarray:
+    data, mask_geometry = read_image(path, dtype=np.float32)
+    if not mask_geometry.matches(geometry):
+        raise CaseLoadError(f"case {case_id}: {path} does not match the image geometry "
+                            f"(shape {mask_geometry.shape} vs {geometry.shape[:3]})")
+    if not np.all(np.isfinite(data)) or not np.array_equal(data, np.round(data)) or data.min() < 0:
+        raise CaseLoadError(f"case {case_id}: {path} must hold non-negative integer labels")
+    return data.astype(np.int16)
+
+
+def load_case(files: CaseFiles, phase_times_s: tuple[float, ...], num_phases: int | None = None) -> DCECase:
+    """Read every phase of a case (3D-per-phase or 4D), its masks and its timing into a DCECase.
+
+    ``phase_times_s`` is the dataset default; a per-case timing sidecar overrides it.
+    """
+    n_phases = num_phases if num_phases is not None else len(phase_times_s)
+    if files.volume_4d is not None:
+        data, geometry = read_image(files.volume_4d)
+        if data.ndim != 4 or data.shape[3] != n_phases:
+            raise CaseLoadError(f"case {files.case_id}: {files.volume_4d} has shape {data.shape}, "
+                                f"expected 4D with {n_phases} frames")
+        image = np.ascontiguousarray(np.moveaxis(data, 3, 0))
+        geometry = Geometry(image.shape[1:], geometry.affine, geometry.qform_code, geometry.sform_code)
+    else:
+        missing = [p for p in range(n_phases) if p not in files.phase_files]
+        if missing:
+            raise CaseLoadError(f"case {files.case_id}: missing phase file(s) "
+                                + ", ".join(f"{files.case_id}_{p:04d}" for p in missing))
+        volumes = []
+        geometry = None
+        for phase in range(n_phases):
+            path = files.phase_files[phase]
+            data, phase_geometry = read_image(path)
+            if data.ndim != 3:
+                raise CaseLoadError(f"case {files.case_id}: {path} is {data.ndim}D, expected 3D")
+            if geometry is None:
+                geometry = phase_geometry
+            elif not phase_geometry.matches(geometry):
+                raise CaseLoadError(f"case {files.case_id}: {path} geometry differs from phase 0 "
+                                    f"(shape {phase_geometry.shape} vs {geometry.shape})")
+            volumes.append(data)
+        image = np.stack(volumes)
+    times = load_case_times(files.times, n_phases) if files.times else tuple(phase_times_s)
+    if len(times) != n_phases:
+        raise CaseLoadError(f"case {files.case_id}: {len(times)} phase times for {n_phases} phases")
+    lesion = _read_mask(files.label, geometry, files.case_id) if files.label else None
+    breast = _read_mask(files.mask, geometry, files.case_id) if files.mask else None
+    return DCECase(
+        case_id=files.case_id,
+        image=image.astype(np.float32, copy=False),
+        times_s=np.asarray(times, dtype=np.float64),
+        geometry=geometry,
+        lesion=lesion,
+        breast_mask=None if breast is None else breast > 0,
+    )

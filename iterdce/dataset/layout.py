@@ -1,0 +1,139 @@
+"""Finding the files of every case in the three supported raw layouts.
+
+- flat (nnU-Net): ``imagesTr/<case>_<pppp>.nii.gz``, ``labelsTr/``, ``masksTr/``, ``timesTr/``
+- per-case folders (MAMA-MIA): ``images/<case>/<case>_<pppp>.nii.gz``, ``segmentations/<case>.nii.gz``
+- one 4D NIfTI per case: ``imagesTr/<case>.nii.gz`` with time as the fourth axis
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PHASE_FILE = re.compile(r"^(?P<case>.+)_(?P<phase>\d{4})(?P<ending>\.nii\.gz|\.nii)$")
+NIFTI_FILE = re.compile(r"^(?P<case>.+?)(?P<ending>\.nii\.gz|\.nii)$")
+
+
+@dataclass
+class CaseFiles:
+    """Paths of one case; ``phase_files`` for 3D-per-phase layouts, ``volume_4d`` for the 4D layout."""
+
+    case_id: str
+    phase_files: dict[int, Path] = field(default_factory=dict)
+    volume_4d: Path | None = None
+    label: Path | None = None
+    mask: Path | None = None
+    times: Path | None = None
+
+    @property
+    def image_files(self) -> list[Path]:
+        return [self.volume_4d] if self.volume_4d else [self.phase_files[k] for k in sorted(self.phase_files)]
+
+
+@dataclass
+class Discovery:
+    """Cases found in a folder, and files that fit no case (reported by the verifier)."""
+
+    layout: str
+    cases: dict[str, CaseFiles]
+    stray: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def split_phase_name(name: str) -> tuple[str, int, str] | None:
+    """``case_0003.nii.gz`` -> (``case``, 3, ``.nii.gz``); None if the name does not fit."""
+    match = PHASE_FILE.match(name)
+    if not match:
+        return None
+    return match["case"], int(match["phase"]), match["ending"]
+
+
+def group_phase_files(folder: Path, stray: list[tuple[Path, str]]) -> dict[str, CaseFiles]:
+    """Group ``<case>_<pppp>.nii[.gz]`` files of one folder by case; anything else is stray."""
+    cases: dict[str, CaseFiles] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        parsed = split_phase_name(path.name) if path.is_file() else None
+        if parsed is None:
+            stray.append((path, "not named <case>_<pppp>.nii.gz"))
+            continue
+        case_id, phase, _ = parsed
+        files = cases.setdefault(case_id, CaseFiles(case_id))
+        if phase in files.phase_files:
+            stray.append((path, f"duplicate of {files.phase_files[phase].name} (phase {phase})"))
+            continue
+        files.phase_files[phase] = path
+    return cases
+
+
+def _attach_single_files(
+    cases: dict[str, CaseFiles], folder: Path, attribute: str, suffixes: tuple[str, ...],
+    stray: list[tuple[Path, str]],
+) -> None:
+    """Attach ``<case><suffix>`` files of ``folder`` to their case; files of no known case are stray."""
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        suffix = next((s for s in suffixes if path.name.endswith(s)), None)
+        case_id = path.name[: -len(suffix)] if suffix else None
+        if case_id is None or case_id not in cases:
+            stray.append((path, f"belongs to no case in this dataset ({folder.name}/)"))
+            continue
+        if getattr(cases[case_id], attribute) is not None:
+            stray.append((path, f"duplicate {attribute} file for case {case_id}"))
+            continue
+        setattr(cases[case_id], attribute, path)
+
+
+def detect_layout(dataset_dir: Path, split: str = "Tr") -> str:
+    """``flat``, ``per_case`` or ``4d`` from what is on disk."""
+    if (dataset_dir / "images").is_dir() and not (dataset_dir / f"images{split}").is_dir():
+        return "per_case"
+    images = dataset_dir / f"images{split}"
+    if not images.is_dir():
+        raise FileNotFoundError(f"{dataset_dir}: no images{split}/ (flat or 4D layout) nor images/ (per-case layout)")
+    names = [p.name for p in images.iterdir() if p.is_file() and not p.name.startswith(".")]
+    phase_named = sum(split_phase_name(n) is not None for n in names)
+    return "flat" if phase_named >= len(names) - phase_named else "4d"
+
+
+def discover_cases(dataset_dir: Path, split: str = "Tr") -> Discovery:
+    """Find every case of ``dataset_dir`` in whichever layout it uses."""
+    layout = detect_layout(dataset_dir, split)
+    stray: list[tuple[Path, str]] = []
+    ending = (".nii.gz", ".nii")
+    if layout == "per_case":
+        cases: dict[str, CaseFiles] = {}
+        for folder in sorted((dataset_dir / "images").iterdir()):
+            if not folder.is_dir():
+                if not folder.name.startswith("."):
+                    stray.append((folder, "per-case layout expects one folder per case under images/"))
+                continue
+            found = group_phase_files(folder, stray)
+            for case_id, files in found.items():
+                if case_id != folder.name:
+                    stray.extend((p, f"case name differs from its folder {folder.name}/")
+                                 for p in files.image_files)
+                    continue
+                cases[case_id] = files
+        _attach_single_files(cases, dataset_dir / "segmentations", "label", ending, stray)
+        _attach_single_files(cases, dataset_dir / "masks", "mask", ending, stray)
+    elif layout == "flat":
+        cases = group_phase_files(dataset_dir / f"images{split}", stray)
+    else:
+        cases = {}
+        for path in sorted((dataset_dir / f"images{split}").iterdir()):
+            match = NIFTI_FILE.match(path.name)
+            if path.name.startswith("."):
+                continue
+            if not path.is_file() or not match or split_phase_name(path.name):
+                stray.append((path, "4D layout expects one <case>.nii.gz per case"))
+                continue
+            cases[match["case"]] = CaseFiles(match["case"], volume_4d=path)
+    if layout != "per_case":
+        _attach_single_files(cases, dataset_dir / f"labels{split}", "label", ending, stray)
+        _attach_single_files(cases, dataset_dir / f"masks{split}", "mask", ending, stray)
+    _attach_single_files(cases, dataset_dir / f"times{split}", "times", (".json",), stray)
+    return Discovery(layout=layout, cases=dict(sorted(cases.items())), stray=stray)

@@ -1,0 +1,165 @@
+"""Integrity check of a raw dataset: every problem, each naming the case, the file and what is wrong."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from iterdce.dataset.layout import CaseFiles, discover_cases
+from iterdce.dataset.nifti_io import Geometry, ImageReadError, read_header, read_image
+from iterdce.dataset.schema import DatasetInfo, DatasetSchemaError, load_case_times, load_dataset_json
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the dataset."""
+
+    case: str
+    file: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.case}] {self.file}: {self.message}"
+
+
+class InvalidDatasetError(ValueError):
+    """Raised by ``require_valid_dataset``; ``problems`` holds every Problem found."""
+
+    def __init__(self, dataset_dir: Path, problems: list[Problem]):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"dataset {dataset_dir} has {len(problems)} problem(s):\n{lines}")
+
+
+def _check_values(case: str, path: Path, data: np.ndarray, phase_axis: int | None) -> list[Problem]:
+    """Non-finite voxels and constant phases."""
+    problems = []
+    bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+    if bad:
+        problems.append(Problem(case, str(path), f"{bad} NaN/inf voxel(s)"))
+    volumes = [data] if phase_axis is None else [np.take(data, i, axis=phase_axis)
+                                                 for i in range(data.shape[phase_axis])]
+    for index, volume in enumerate(volumes):
+        finite = volume[np.isfinite(volume)]
+        if finite.size == 0 or finite.min() == finite.max():
+            where = "" if phase_axis is None else f" (frame {index})"
+            problems.append(Problem(case, str(path), f"phase is constant{where}"))
+    return problems
+
+
+def _check_mask(case: str, path: Path, geometry: Geometry, kind: str) -> list[Problem]:
+    """Geometry equal to the images and integer (binary for breast masks) values."""
+    try:
+        img, mask_geometry = read_header(path)
+    except ImageReadError as exc:
+        return [Problem(case, str(path), str(exc).split(": ", 1)[-1])]
+    problems = []
+    if tuple(mask_geometry.shape) != tuple(geometry.shape[:3]):
+        problems.append(Problem(case, str(path), f"{kind} shape {mask_geometry.shape} differs from the "
+                                                 f"image shape {tuple(geometry.shape[:3])}"))
+        return problems
+    if not np.allclose(mask_geometry.affine, geometry.affine, atol=1e-3):
+        problems.append(Problem(case, str(path), f"{kind} affine differs from the image affine"))
+    try:
+        data = np.asarray(img.dataobj)
+    except Exception as exc:
+        return problems + [Problem(case, str(path), f"voxel data cannot be read ({exc})")]
+    if np.issubdtype(data.dtype, np.floating):
+        if not np.all(np.isfinite(data)) or not np.array_equal(data, np.round(data)):
+            problems.append(Problem(case, str(path), f"{kind} holds non-integer values (a float mask?)"))
+            return problems
+    if data.min() < 0:
+        problems.append(Problem(case, str(path), f"{kind} holds negative values"))
+    if kind == "breast mask" and not set(np.unique(data).tolist()) <= {0, 1}:
+        problems.append(Problem(case, str(path), "breast mask is not binary (values other than 0 and 1)"))
+    return problems
+
+
+def _check_images(files: CaseFiles, info: DatasetInfo) -> tuple[list[Problem], Geometry | None]:
+    """Presence, readability, geometry agreement and values of a case's phase images."""
+    case, problems = files.case_id, []
+    if files.volume_4d is not None:
+        try:
+            data, geometry = read_image(files.volume_4d)
+        except ImageReadError as exc:
+            return [Problem(case, str(files.volume_4d), str(exc).split(": ", 1)[-1])], None
+        if data.ndim != 4 or data.shape[3] != info.num_phases:
+            frames = data.shape[3] if data.ndim == 4 else 1
+            return [Problem(case, str(files.volume_4d), f"4D file has {frames} frame(s), dataset.json "
+                                                         f"declares {info.num_phases} phases")], None
+        problems += _check_values(case, files.volume_4d, data, phase_axis=3)
+        return problems, Geometry(data.shape[:3], geometry.affine, geometry.qform_code, geometry.sform_code)
+    for phase in range(info.num_phases):
+        if phase not in files.phase_files:
+            problems.append(Problem(case, f"{case}_{phase:04d}{info.file_ending}", "missing phase file"))
+    for phase, path in files.phase_files.items():
+        if phase >= info.num_phases:
+            problems.append(Problem(case, str(path), f"phase {phase} beyond the {info.num_phases} phases in "
+                                                     "dataset.json (stray file)"))
+    reference: tuple[Path, Geometry] | None = None
+    for phase in sorted(p for p in files.phase_files if p < info.num_phases):
+        path = files.phase_files[phase]
+        try:
+            data, geometry = read_image(path)
+        except ImageReadError as exc:
+            problems.append(Problem(case, str(path), str(exc).split(": ", 1)[-1]))
+            continue
+        if data.ndim != 3:
+            problems.append(Problem(case, str(path), f"image is {data.ndim}D with shape {data.shape}, expected 3D"))
+            continue
+        if reference is None:
+            reference = (path, geometry)
+        elif tuple(geometry.shape) != tuple(reference[1].shape):
+            problems.append(Problem(case, str(path), f"shape {geometry.shape} differs from "
+                                                     f"{reference[0].name} {reference[1].shape}"))
+        elif not np.allclose(geometry.affine, reference[1].affine, atol=1e-3):
+            problems.append(Problem(case, str(path), f"affine differs from {reference[0].name}"))
+        problems += _check_values(case, path, data, phase_axis=None)
+    return problems, None if reference is None else reference[1]
+
+
+def verify_case(files: CaseFiles, info: DatasetInfo) -> list[Problem]:
+    """Every problem of one case."""
+    problems, geometry = _check_images(files, info)
+    if files.times is not None:
+        try:
+            load_case_times(files.times, info.num_phases)
+        except DatasetSchemaError as exc:
+            problems.append(Problem(files.case_id, str(files.times), str(exc).split(": ", 1)[-1]))
+    if geometry is not None:
+        if files.label is not None:
+            problems += _check_mask(files.case_id, files.label, geometry, "lesion mask")
+        if files.mask is not None:
+            problems += _check_mask(files.case_id, files.mask, geometry, "breast mask")
+    return problems
+
+
+def verify_dataset(dataset_dir: Path, split: str = "Tr", progress: bool = True) -> list[Problem]:
+    """All problems of the dataset at ``dataset_dir`` (empty list: valid)."""
+    dataset_dir = Path(dataset_dir)
+    try:
+        info = load_dataset_json(dataset_dir)
+    except DatasetSchemaError as exc:
+        return [Problem("dataset", str(dataset_dir / "dataset.json"), str(exc).split(": ", 1)[-1])]
+    try:
+        discovery = discover_cases(dataset_dir, split)
+    except FileNotFoundError as exc:
+        return [Problem("dataset", str(dataset_dir), str(exc).split(": ", 1)[-1])]
+    problems = [Problem("dataset", str(path), reason) for path, reason in discovery.stray]
+    if not discovery.cases:
+        problems.append(Problem("dataset", str(dataset_dir), f"no cases found ({discovery.layout} layout)"))
+    if info.num_training is not None and split == "Tr" and info.num_training != len(discovery.cases):
+        problems.append(Problem("dataset", str(dataset_dir / "dataset.json"),
+                                f"numTraining is {info.num_training} but {len(discovery.cases)} cases were found"))
+    for files in tqdm(discovery.cases.values(), desc="verifying", unit="case", disable=not progress):
+        problems += verify_case(files, info)
+    return problems
+
+
+def require_valid_dataset(dataset_dir: Path, split: str = "Tr", progress: bool = True) -> None:
+    """Raise InvalidDatasetError listing every problem, or return quietly."""
+    problems = verify_dataset(dataset_dir, split, progress)
+    if problems:
+        raise InvalidDatasetError(dataset_dir, problems)
