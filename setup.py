@@ -4,6 +4,7 @@ from setuptools import find_packages, setup
 COMMANDS = {
     "iterdce_simulate": "simulate",
     "iterdce_verify_dataset": "verify_dataset",
+    "iterdce_plan_and_preprocess": "plan_and_preprocess",
 }
 
 setup(
@@ -23,6 +24,7 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "dcmri>=0.6.20",
+        "dtaidistance>=2.3",
     ],
     extras_require={
         "test": ["pytest>=7", "ruff>=0.4"],

@@ -45,14 +45,25 @@ def dataset_folder_name(dataset_id: int, name: str) -> str:
     return f"Dataset{dataset_id:03d}_{name}"
 
 
+def _looks_like_path(spec: str) -> bool:
+    """True for specs written as paths (``/data/x``, ``./x``, ``a/b``) rather than an id or a name."""
+    return os.sep in spec or bool(os.altsep and os.altsep in spec) or spec.startswith(".") or spec.startswith("~")
+
+
 def find_dataset(spec: str | os.PathLike[str], root: Path) -> Path:
-    """Resolve ``spec`` (an id like ``1``, a name like ``Phantom`` or ``Dataset001_Phantom``, or a path)."""
+    """Resolve ``spec`` (an id like ``1``, a name like ``Phantom`` or ``Dataset001_Phantom``, or a path).
+
+    A folder given as a path is returned even without dataset.json, so the verifier can say what is missing.
+    """
     spec_str = str(spec)
-    as_path = Path(spec_str)
-    if as_path.is_dir() and (as_path / "dataset.json").is_file():
+    as_path = Path(spec_str).expanduser()
+    if as_path.is_dir() and ((as_path / "dataset.json").is_file() or _looks_like_path(spec_str)):
         return as_path.resolve()
+    if _looks_like_path(spec_str):
+        raise DatasetNotFoundError(f"dataset {spec_str!r}: no such folder")
     if not root.is_dir():
-        raise DatasetNotFoundError(f"dataset {spec_str!r}: root folder {root} does not exist")
+        raise DatasetNotFoundError(f"dataset {spec_str!r}: not a folder, and the raw root {root} does not exist "
+                                   "(set --raw or ITERDCE_RAW)")
     candidates = [p for p in sorted(root.iterdir()) if p.is_dir() and DATASET_PATTERN.match(p.name)]
     if spec_str.isdigit():
         matches = [p for p in candidates if int(DATASET_PATTERN.match(p.name).group(1)) == int(spec_str)]
@@ -60,10 +71,11 @@ def find_dataset(spec: str | os.PathLike[str], root: Path) -> Path:
         matches = [p for p in candidates if p.name == spec_str or DATASET_PATTERN.match(p.name).group(2) == spec_str]
     if len(matches) == 1:
         return matches[0]
-    known = ", ".join(p.name for p in candidates) or "none"
     if not matches:
+        known = ", ".join(p.name for p in candidates) or "none"
         raise DatasetNotFoundError(f"dataset {spec_str!r} not found under {root} (datasets there: {known})")
-    raise DatasetNotFoundError(f"dataset {spec_str!r} is ambiguous under {root}: {known}")
+    names = ", ".join(p.name for p in matches)
+    raise DatasetNotFoundError(f"dataset {spec_str!r} is ambiguous under {root}: it matches {names}")
 
 
 def dataset_in_root(dataset_dir: Path, root: Path) -> Path:

@@ -40,10 +40,13 @@ class DCECase:
 
 
 def _read_mask(path: Path, geometry: Geometry, case_id: str) -> np.ndarray:
+    """Integer label volume of ``path``, checked against the image grid."""
     data, mask_geometry = read_image(path, dtype=np.float32)
+    if tuple(data.shape) != tuple(geometry.shape[:3]):
+        raise CaseLoadError(f"case {case_id}: {path} has shape {tuple(data.shape)}, the images "
+                            f"{tuple(geometry.shape[:3])}")
     if not mask_geometry.matches(geometry):
-        raise CaseLoadError(f"case {case_id}: {path} does not match the image geometry "
-                            f"(shape {mask_geometry.shape} vs {geometry.shape[:3]})")
+        raise CaseLoadError(f"case {case_id}: {path} affine differs from the image affine")
     if not np.all(np.isfinite(data)) or not np.array_equal(data, np.round(data)) or data.min() < 0:
         raise CaseLoadError(f"case {case_id}: {path} must hold non-negative integer labels")
     return data.astype(np.int16)

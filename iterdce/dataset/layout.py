@@ -12,6 +12,7 @@ from pathlib import Path
 
 PHASE_FILE = re.compile(r"^(?P<case>.+)_(?P<phase>\d{4})(?P<ending>\.nii\.gz|\.nii)$")
 NIFTI_FILE = re.compile(r"^(?P<case>.+?)(?P<ending>\.nii\.gz|\.nii)$")
+ATTACHED_KINDS = {"label": "lesion mask", "mask": "breast mask", "times": "timing sidecar"}
 
 
 @dataclass
@@ -76,13 +77,18 @@ def _attach_single_files(
     for path in sorted(folder.iterdir()):
         if path.name.startswith("."):
             continue
-        suffix = next((s for s in suffixes if path.name.endswith(s)), None)
+        suffix = next((s for s in suffixes if path.name.endswith(s)), None) if path.is_file() else None
         case_id = path.name[: -len(suffix)] if suffix else None
-        if case_id is None or case_id not in cases:
-            stray.append((path, f"belongs to no case in this dataset ({folder.name}/)"))
+        kind = ATTACHED_KINDS.get(attribute, attribute)
+        if not case_id:
+            stray.append((path, f"not named <case>{suffixes[0]} (expected in {folder.name}/: one {kind} per case)"))
+            continue
+        if case_id not in cases:
+            stray.append((path, f"{kind} for case {case_id!r}, which has no images (belongs to no case)"))
             continue
         if getattr(cases[case_id], attribute) is not None:
-            stray.append((path, f"duplicate {attribute} file for case {case_id}"))
+            stray.append((path, f"duplicate {kind} for case {case_id} "
+                                f"(also {getattr(cases[case_id], attribute).name})"))
             continue
         setattr(cases[case_id], attribute, path)
 
@@ -112,6 +118,8 @@ def discover_cases(dataset_dir: Path, split: str = "Tr") -> Discovery:
                     stray.append((folder, "per-case layout expects one folder per case under images/"))
                 continue
             found = group_phase_files(folder, stray)
+            if not any(not p.name.startswith(".") for p in folder.iterdir()):
+                stray.append((folder, "empty case folder (no <case>_<pppp>.nii.gz images)"))
             for case_id, files in found.items():
                 if case_id != folder.name:
                     stray.extend((p, f"case name differs from its folder {folder.name}/")
@@ -130,6 +138,9 @@ def discover_cases(dataset_dir: Path, split: str = "Tr") -> Discovery:
                 continue
             if not path.is_file() or not match or split_phase_name(path.name):
                 stray.append((path, "4D layout expects one <case>.nii.gz per case"))
+                continue
+            if match["case"] in cases:
+                stray.append((path, f"duplicate of {cases[match['case']].volume_4d.name} (case {match['case']})"))
                 continue
             cases[match["case"]] = CaseFiles(match["case"], volume_4d=path)
     if layout != "per_case":

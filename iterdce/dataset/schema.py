@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REQUIRED_KEYS = ("name", "file_ending", "phase_times_s")
+FILE_ENDINGS = (".nii.gz", ".nii")
 
 
 class DatasetSchemaError(ValueError):
@@ -31,11 +33,20 @@ class DatasetInfo:
         return len(self.phase_times_s)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number_list(values: Any) -> bool:
+    return isinstance(values, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+    )
+
+
 def timing_problems(times: Any, expected_length: int | None = None) -> list[str]:
     """What is wrong with a list of phase times (empty list: nothing)."""
-    if not isinstance(times, list) or not all(isinstance(t, (int, float)) and not isinstance(t, bool)
-                                              for t in times):
-        return ["phase_times_s must be a list of numbers (seconds)"]
+    if not _is_number_list(times):
+        return [f"phase_times_s must be a list of finite numbers (seconds), got {times!r}"]
     problems = []
     if expected_length is not None and len(times) != expected_length:
         problems.append(f"phase_times_s has {len(times)} entries, expected one per phase ({expected_length})")
@@ -49,52 +60,86 @@ def timing_problems(times: Any, expected_length: int | None = None) -> list[str]
 def read_json(path: Path) -> Any:
     """Parse a JSON file or raise DatasetSchemaError naming it."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(Path(path).read_text())
     except FileNotFoundError as exc:
         raise DatasetSchemaError(f"{path}: file not found") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetSchemaError(f"{path}: not valid JSON ({exc})") from exc
+    except OSError as exc:
+        raise DatasetSchemaError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
 
 
-def load_dataset_json(dataset_dir: Path) -> DatasetInfo:
-    """Read and check ``dataset_dir/dataset.json``; every problem goes into one DatasetSchemaError."""
-    path = dataset_dir / "dataset.json"
-    payload = read_json(path)
+def _without_path(exc: DatasetSchemaError, path: Path) -> str:
+    """The message of ``exc`` without its leading ``path: `` (callers add the path themselves)."""
+    message = str(exc)
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def _input_phase_problems(input_phases: Any, n_phases: int) -> list[str]:
+    if not (isinstance(input_phases, list) and len(input_phases) >= 2
+            and all(_is_int(i) and 0 <= i < n_phases for i in input_phases)
+            and input_phases == sorted(set(input_phases)) and input_phases[0] == 0):
+        return [f"input_phases must be increasing phase indices starting at 0, got {input_phases}"]
+    if len(input_phases) >= n_phases:
+        return ["input_phases must leave at least one phase to synthesize"]
+    return []
+
+
+def check_dataset_json(dataset_dir: Path) -> tuple[DatasetInfo | None, list[str]]:
+    """``dataset_dir/dataset.json`` parsed as far as it can be, and every problem with it.
+
+    The info is None only when the number of phases cannot be known (unreadable file or unusable
+    ``phase_times_s``); otherwise invalid optional keys fall back to their defaults so that a verifier
+    can still check the cases and report everything at once.
+    """
+    path = Path(dataset_dir) / "dataset.json"
+    try:
+        payload = read_json(path)
+    except DatasetSchemaError as exc:
+        return None, [_without_path(exc, path)]
     if not isinstance(payload, dict):
-        raise DatasetSchemaError(f"{path}: top level must be a JSON object")
+        return None, ["top level must be a JSON object"]
     problems = [f"missing key {key!r}" for key in REQUIRED_KEYS if key not in payload]
     times = payload.get("phase_times_s")
     if times is not None:
         problems += timing_problems(times)
-    n_phases = len(times) if isinstance(times, list) else 0
+    times_usable = _is_number_list(times) and len(times) >= 3
+    n_phases = len(times) if times_usable else 0
     input_phases = payload.get("input_phases", [0, 1])
-    if not (isinstance(input_phases, list) and len(input_phases) >= 2
-            and all(isinstance(i, int) and 0 <= i < n_phases for i in input_phases)
-            and input_phases == sorted(set(input_phases)) and input_phases[0] == 0):
-        problems.append(f"input_phases must be increasing phase indices starting at 0, got {input_phases}")
-    elif n_phases and len(input_phases) >= n_phases:
-        problems.append("input_phases must leave at least one phase to synthesize")
+    input_problems = _input_phase_problems(input_phases, n_phases) if times_usable else []
+    problems += input_problems
     reference = payload.get("reference_phase")
-    if reference is not None and not (isinstance(reference, int) and 0 <= reference < max(n_phases, 1)):
+    reference_ok = reference is None or (_is_int(reference) and 0 <= reference < max(n_phases, 1))
+    if not reference_ok and times_usable:
         problems.append(f"reference_phase {reference!r} is not a phase index")
     ending = payload.get("file_ending")
-    if ending is not None and ending not in (".nii.gz", ".nii"):
+    if ending is not None and ending not in FILE_ENDINGS:
         problems.append(f"file_ending must be '.nii.gz' or '.nii', got {ending!r}")
     num_training = payload.get("numTraining")
-    if num_training is not None and not isinstance(num_training, int):
-        problems.append(f"numTraining must be an integer, got {num_training!r}")
-    if problems:
-        raise DatasetSchemaError(f"{path}: " + "; ".join(problems))
-    return DatasetInfo(
-        name=str(payload["name"]),
-        file_ending=str(payload["file_ending"]),
+    if num_training is not None and not (_is_int(num_training) and num_training >= 0):
+        problems.append(f"numTraining must be a non-negative integer, got {num_training!r}")
+    if not times_usable:
+        return None, problems
+    info = DatasetInfo(
+        name=str(payload.get("name", Path(dataset_dir).name)),
+        file_ending=ending if ending in FILE_ENDINGS else ".nii.gz",
         phase_times_s=tuple(float(t) for t in times),
-        input_phases=tuple(input_phases),
-        reference_phase=reference,
-        num_training=num_training,
+        input_phases=(0, 1) if input_problems else tuple(input_phases),
+        reference_phase=reference if reference_ok else None,
+        num_training=num_training if _is_int(num_training) and num_training >= 0 else None,
         description=str(payload.get("description", "")),
         raw=payload,
     )
+    return info, problems
+
+
+def load_dataset_json(dataset_dir: Path) -> DatasetInfo:
+    """Read and check ``dataset_dir/dataset.json``; every problem goes into one DatasetSchemaError."""
+    info, problems = check_dataset_json(dataset_dir)
+    if problems or info is None:
+        raise DatasetSchemaError(f"{Path(dataset_dir) / 'dataset.json'}: " + "; ".join(problems))
+    return info
 
 
 def load_case_times(path: Path, expected_length: int) -> tuple[float, ...]:

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from iterdce.dataset.layout import CaseFiles, discover_cases
 from iterdce.dataset.nifti_io import Geometry, ImageReadError, read_header, read_image
-from iterdce.dataset.schema import DatasetInfo, DatasetSchemaError, load_case_times, load_dataset_json
+from iterdce.dataset.schema import DatasetInfo, DatasetSchemaError, check_dataset_json, load_case_times
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,10 @@ def _check_mask(case: str, path: Path, geometry: Geometry, kind: str) -> list[Pr
     if data.min() < 0:
         problems.append(Problem(case, str(path), f"{kind} holds negative values"))
     if kind == "breast mask" and not set(np.unique(data).tolist()) <= {0, 1}:
-        problems.append(Problem(case, str(path), "breast mask is not binary (values other than 0 and 1)"))
+        values = sorted(set(np.unique(data).tolist()) - {0, 1})[:5]
+        problems.append(Problem(case, str(path), f"breast mask is not binary (values other than 0 and 1: {values})"))
+    elif kind == "breast mask" and not data.any():
+        problems.append(Problem(case, str(path), "breast mask is empty (no voxel is 1)"))
     return problems
 
 
@@ -91,9 +94,12 @@ def _check_images(files: CaseFiles, info: DatasetInfo) -> tuple[list[Problem], G
                                                          f"declares {info.num_phases} phases")], None
         problems += _check_values(case, files.volume_4d, data, phase_axis=3)
         return problems, Geometry(data.shape[:3], geometry.affine, geometry.qform_code, geometry.sform_code)
+    folder = next(iter(files.phase_files.values())).parent if files.phase_files else Path()
     for phase in range(info.num_phases):
         if phase not in files.phase_files:
-            problems.append(Problem(case, f"{case}_{phase:04d}{info.file_ending}", "missing phase file"))
+            expected = folder / f"{case}_{phase:04d}{info.file_ending}"
+            problems.append(Problem(case, str(expected), f"missing phase file (phase {phase} of "
+                                                         f"{info.num_phases} in dataset.json)"))
     for phase, path in files.phase_files.items():
         if phase >= info.num_phases:
             problems.append(Problem(case, str(path), f"phase {phase} beyond the {info.num_phases} phases in "
@@ -139,15 +145,18 @@ def verify_case(files: CaseFiles, info: DatasetInfo) -> list[Problem]:
 def verify_dataset(dataset_dir: Path, split: str = "Tr", progress: bool = True) -> list[Problem]:
     """All problems of the dataset at ``dataset_dir`` (empty list: valid)."""
     dataset_dir = Path(dataset_dir)
-    try:
-        info = load_dataset_json(dataset_dir)
-    except DatasetSchemaError as exc:
-        return [Problem("dataset", str(dataset_dir / "dataset.json"), str(exc).split(": ", 1)[-1])]
+    json_path = str(dataset_dir / "dataset.json")
+    info, schema_problems = check_dataset_json(dataset_dir)
+    problems = [Problem("dataset", json_path, message) for message in schema_problems]
     try:
         discovery = discover_cases(dataset_dir, split)
     except FileNotFoundError as exc:
-        return [Problem("dataset", str(dataset_dir), str(exc).split(": ", 1)[-1])]
-    problems = [Problem("dataset", str(path), reason) for path, reason in discovery.stray]
+        return problems + [Problem("dataset", str(dataset_dir), str(exc).split(": ", 1)[-1])]
+    problems += [Problem("dataset", str(path), reason) for path, reason in discovery.stray]
+    if info is None:
+        problems.append(Problem("dataset", str(dataset_dir), f"{len(discovery.cases)} case(s) not checked: the "
+                                                             "number of phases is unknown until dataset.json is fixed"))
+        return problems
     if not discovery.cases:
         problems.append(Problem("dataset", str(dataset_dir), f"no cases found ({discovery.layout} layout)"))
     if info.num_training is not None and split == "Tr" and info.num_training != len(discovery.cases):

@@ -1,0 +1,113 @@
+"""Image-quality metrics of a synthesized phase against the real one: PSNR, 3D SSIM, MAE, enhancement error.
+
+All metrics are evaluated inside a mask (the whole volume when none is given) and return NaN when the
+mask is empty, so a lesion-free case contributes nothing to a ``nanmean``. Definitions:
+documentation/evaluation.md.
+"""
+from __future__ import annotations
+
+import numpy as np
+from skimage.metrics import structural_similarity
+
+SSIM_SIGMA = 1.5
+SSIM_WINDOW = 11  # 2 * int(3.5 * 1.5 + 0.5) + 1: the Gaussian window of Wang et al. 2004
+
+
+def _prepare(
+    pred: np.ndarray, ref: np.ndarray, mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float64 copies of pred and ref plus a boolean mask (nonzero = inside); checks shapes and finiteness."""
+    pred = np.asarray(pred, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    if pred.shape != ref.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}")
+    if mask is None:
+        inside = np.ones(ref.shape, dtype=bool)
+    else:
+        inside = np.asarray(mask) != 0
+        if inside.shape != ref.shape:
+            raise ValueError(f"mask shape {inside.shape} differs from image shape {ref.shape}")
+    if not (np.isfinite(pred[inside]).all() and np.isfinite(ref[inside]).all()):
+        raise ValueError("prediction or reference has non-finite values (NaN/inf) inside the mask")
+    return pred, ref, inside
+
+
+def _data_range(ref: np.ndarray, inside: np.ndarray, data_range: float | None) -> float:
+    """The given data range, else max - min of the reference inside the mask; must be positive."""
+    if data_range is None:
+        values = ref[inside]
+        data_range = float(values.max() - values.min())
+        if data_range <= 0:
+            raise ValueError(
+                "the reference is constant inside the mask (data range 0); pass data_range explicitly"
+            )
+    elif not data_range > 0:
+        raise ValueError(f"data_range must be positive, got {data_range}")
+    return float(data_range)
+
+
+def psnr(
+    pred: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None, data_range: float | None = None
+) -> float:
+    """PSNR in dB, ``10 log10(R^2 / MSE)`` over the mask; R defaults to the reference's range in the mask.
+
+    Identical images give ``inf``; an empty mask gives NaN.
+    """
+    pred, ref, inside = _prepare(pred, ref, mask)
+    if not inside.any():
+        return float("nan")
+    mse = float(np.mean((pred[inside] - ref[inside]) ** 2))
+    if mse == 0.0:
+        return float("inf")
+    rng = _data_range(ref, inside, data_range)
+    return float(10.0 * np.log10(rng**2 / mse))
+
+
+def ssim3d_numpy(
+    pred: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None, data_range: float | None = None
+) -> float:
+    """3D SSIM (Gaussian window 11, sigma 1.5, population covariance) averaged over the mask.
+
+    The SSIM map is computed on the whole volume (reflect padding at the borders, no edge crop) and
+    its mean is taken inside the mask; R as in psnr. An empty mask gives NaN.
+    """
+    pred, ref, inside = _prepare(pred, ref, mask)
+    if ref.ndim != 3:
+        raise ValueError(f"ssim3d_numpy expects 3D volumes, got shape {ref.shape}")
+    if not inside.any():
+        return float("nan")
+    rng = _data_range(ref, inside, data_range)
+    smallest = min(ref.shape)
+    win_size = min(SSIM_WINDOW, smallest if smallest % 2 == 1 else smallest - 1)
+    _, ssim_map = structural_similarity(
+        pred,
+        ref,
+        data_range=rng,
+        gaussian_weights=True,
+        sigma=SSIM_SIGMA,
+        use_sample_covariance=False,
+        win_size=win_size,
+        full=True,
+    )
+    return float(np.mean(ssim_map[inside]))
+
+
+def mae(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean absolute error over the mask (in the images' units); NaN for an empty mask."""
+    pred, ref, inside = _prepare(pred, ref, mask)
+    if not inside.any():
+        return float("nan")
+    return float(np.mean(np.abs(pred[inside] - ref[inside])))
+
+
+def enhancement_error(pred: np.ndarray, ref: np.ndarray, lesion_mask: np.ndarray) -> float:
+    """Squared difference of the mean lesion intensity, ``(mean_L(pred) - mean_L(ref))^2`` (the paper's).
+
+    Inputs are expected in TI-normalized units so values compare across cases; NaN for a lesion-free case.
+    """
+    if lesion_mask is None:
+        raise ValueError("enhancement_error needs a lesion mask")
+    pred, ref, inside = _prepare(pred, ref, lesion_mask)
+    if not inside.any():
+        return float("nan")
+    return float((pred[inside].mean() - ref[inside].mean()) ** 2)

@@ -1,0 +1,49 @@
+"""TI-norm: every phase normalized with the mean and std of one reference phase inside a mask.
+
+Normalizing each phase by its own statistics would erase the enhancement between phases; one shared
+pair of numbers keeps the ratios of enhancement intact while removing the scanner's arbitrary scale.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+MIN_STD = 1e-8
+
+
+class NormalizationError(ValueError):
+    """TI-norm statistics cannot be computed (empty mask, constant reference phase)."""
+
+
+@dataclass(frozen=True)
+class TINormStats:
+    """What is needed to apply and undo TI-norm for one case."""
+
+    mean: float
+    std: float
+    reference_phase: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def ti_norm_stats(image: np.ndarray, mask: np.ndarray, reference_phase: int) -> TINormStats:
+    """Mean and std of ``image[reference_phase]`` inside ``mask``."""
+    values = image[reference_phase][mask.astype(bool)]
+    if values.size < 2:
+        raise NormalizationError(f"TI-norm mask holds {values.size} voxel(s); cannot compute statistics")
+    mean, std = float(values.mean(dtype=np.float64)), float(values.std(dtype=np.float64))
+    if not np.isfinite(std) or std < MIN_STD:
+        raise NormalizationError(f"reference phase {reference_phase} is constant inside the mask (std {std:g})")
+    return TINormStats(mean=mean, std=std, reference_phase=reference_phase)
+
+
+def apply_ti_norm(image: np.ndarray, stats: TINormStats) -> np.ndarray:
+    """(image - mean) / std for every phase, float32."""
+    return ((image.astype(np.float32) - np.float32(stats.mean)) / np.float32(stats.std)).astype(np.float32)
+
+
+def undo_ti_norm(normalized: np.ndarray, stats: TINormStats) -> np.ndarray:
+    """Back to the input's intensity scale."""
+    return (normalized.astype(np.float32) * np.float32(stats.std) + np.float32(stats.mean)).astype(np.float32)

@@ -1,0 +1,42 @@
+"""Reorientation to the closest canonical (RAS+) voxel order and back, through the affine.
+
+Scanners store axial, sagittal or coronal slabs in any axis order and direction. Working in canonical
+order makes array axis 0/1/2 mean left-right / posterior-anterior / inferior-superior for every case, so
+the plan's spacing and patch size describe the same anatomy whatever the source orientation.
+"""
+from __future__ import annotations
+
+import nibabel.orientations as nio
+import numpy as np
+
+
+def canonical_transform(affine: np.ndarray) -> np.ndarray:
+    """The nibabel orientation transform (axis permutation and flips) from ``affine``'s order to RAS+."""
+    return nio.ornt_transform(nio.io_orientation(affine), nio.axcodes2ornt("RAS"))
+
+
+def reorient(array: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    """Apply an orientation ``transform`` to the last three (spatial) axes of ``array``."""
+    lead = array.ndim - 3
+    full = np.concatenate([np.array([[i, 1] for i in range(lead)], dtype=float).reshape(lead, 2),
+                           transform + np.array([[lead, 0]])]) if lead else transform
+    return np.ascontiguousarray(nio.apply_orientation(array, full))
+
+
+def reoriented_affine(affine: np.ndarray, shape: tuple[int, ...], transform: np.ndarray) -> np.ndarray:
+    """Affine of the array obtained by ``reorient(array of spatial shape, transform)``."""
+    return affine @ nio.inv_ornt_aff(transform, shape[-3:])
+
+
+def inverse_transform(transform: np.ndarray) -> np.ndarray:
+    """The orientation transform that undoes ``transform``."""
+    inverse = np.zeros_like(transform)
+    for source_axis, (target_axis, flip) in enumerate(transform):
+        inverse[int(target_axis)] = [source_axis, flip]
+    return inverse
+
+
+def to_canonical(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(canonical array, canonical affine, transform used) for an array whose last 3 axes are spatial."""
+    transform = canonical_transform(affine)
+    return reorient(array, transform), reoriented_affine(affine, array.shape, transform), transform

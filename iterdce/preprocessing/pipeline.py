@@ -1,0 +1,150 @@
+"""``plan_and_preprocess``: verify -> fingerprint -> plan -> preprocess every case -> splits.
+
+Every file is written atomically; finished cases are skipped on a rerun, so an interrupted run resumes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from iterdce.atomic import write_atomic, write_json_atomic
+from iterdce.dataset.layout import CaseFiles, discover_cases
+from iterdce.dataset.schema import load_dataset_json
+from iterdce.dataset.verify import require_valid_dataset
+from iterdce.preprocessing.case_io import load_canonical
+from iterdce.preprocessing.fingerprint import FINGERPRINT_FILE, compute_fingerprint, write_fingerprint
+from iterdce.preprocessing.parallel import map_with_progress
+from iterdce.preprocessing.planner import plan_experiment, plan_summary
+from iterdce.preprocessing.plans_io import load_plans, save_plans
+from iterdce.preprocessing.preprocessor import preprocess_canonical
+from iterdce.preprocessing.splits import case_strata, load_or_create_splits
+
+NPZ_KEYS = ("data", "lesion", "mask")
+
+
+def plan_key(plans: dict) -> str:
+    """Hash of the plan entries that change preprocessed arrays; a case done under another key is redone."""
+    relevant = {k: plans[k] for k in ("spacing", "reference_phase", "input_phases", "orientation")}
+    relevant["mask"] = plans["normalization"]["mask"]
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def data_folder(preprocessed_dataset: Path, plans_name: str) -> Path:
+    """Where the preprocessed cases of a plan live."""
+    return preprocessed_dataset / f"{plans_name}_data"
+
+
+def source_signature(cases: dict[str, CaseFiles], dataset_dir: Path) -> str:
+    """Names, sizes and modification times of every raw file: changes when the raw data changes."""
+    entries = [str((dataset_dir / "dataset.json").stat().st_mtime_ns)]
+    for files in cases.values():
+        for path in [*files.image_files, files.label, files.mask, files.times]:
+            if path is not None:
+                stat = path.stat()
+                entries.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
+
+
+def case_is_done(out_dir: Path, case_id: str, key: str) -> bool:
+    """Both files present, the sidecar from this plan, and the archive readable with its arrays."""
+    sidecar, archive = out_dir / f"{case_id}.json", out_dir / f"{case_id}.npz"
+    if not (sidecar.is_file() and archive.is_file()):
+        return False
+    try:
+        if json.loads(sidecar.read_text()).get("plan_key") != key:
+            return False
+        with np.load(archive, allow_pickle=False) as npz:
+            return all(k in npz.files for k in NPZ_KEYS)
+    except (OSError, ValueError, json.JSONDecodeError):
+        return False
+
+
+@dataclass(frozen=True)
+class PreprocessJob:
+    files: CaseFiles
+    phase_times_s: tuple[float, ...]
+    spacing: tuple[float, ...]
+    reference_phase: int
+    mask_kind: str
+    input_phases: tuple[int, ...]
+    out_dir: Path
+    key: str
+
+
+def run_preprocess_job(job: PreprocessJob) -> str:
+    """Preprocess one case and write ``<case>.npz`` then ``<case>.json`` (the sidecar marks completion)."""
+    canonical = load_canonical(job.files, job.phase_times_s, job.mask_kind, job.input_phases)
+    result = preprocess_canonical(canonical, job.spacing, job.reference_phase, job.mask_kind)
+    del canonical
+    case_id = job.files.case_id
+
+    def save(tmp: Path) -> None:
+        with tmp.open("wb") as handle:
+            np.savez(handle, data=result.data, lesion=result.lesion, mask=result.mask.astype(np.uint8))
+
+    write_atomic(job.out_dir / f"{case_id}.npz", save)
+    write_json_atomic(job.out_dir / f"{case_id}.json", {**result.properties, "plan_key": job.key})
+    return case_id
+
+
+def fingerprint_for(dataset_dir: Path, out_dir: Path, cases: dict[str, CaseFiles], num_processes: int,
+                    progress: bool) -> dict:
+    """Reuse the written fingerprint when the raw files are unchanged, else compute and write it."""
+    signature = source_signature(cases, dataset_dir)
+    path = out_dir / FINGERPRINT_FILE
+    if path.is_file():
+        try:
+            existing = json.loads(path.read_text())
+            if existing.get("source_signature") == signature:
+                return existing
+        except json.JSONDecodeError:
+            pass
+    fingerprint = compute_fingerprint(dataset_dir, num_processes, progress)
+    fingerprint["source_signature"] = signature
+    write_fingerprint(fingerprint, out_dir)
+    return fingerprint
+
+
+def plan_and_preprocess(dataset_dir: Path, preprocessed_root: Path, num_processes: int = 1,
+                        preset: str = "default", gpu_memory_gb: float = 8.0, plans_name: str = "plans",
+                        replan: bool = False, progress: bool = True, log=print) -> dict:
+    """The whole self-configuration of a dataset; returns the plan used."""
+    require_valid_dataset(dataset_dir, progress=progress)
+    info = load_dataset_json(dataset_dir)
+    cases = discover_cases(dataset_dir).cases
+    out_dir = preprocessed_root / dataset_dir.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = fingerprint_for(dataset_dir, out_dir, cases, num_processes, progress)
+    plans_path = out_dir / f"{plans_name}.json"
+    if plans_path.is_file() and not replan:
+        plans = load_plans(plans_path)
+        log(f"using the existing plan {plans_path} (pass --replan to plan anew)")
+    else:
+        plans = plan_experiment(fingerprint, preset, gpu_memory_gb, plans_name,
+                                med3d_weights=None)
+        save_plans(plans, plans_path)
+    for name in ("dataset.json", "cases.csv"):
+        if (dataset_dir / name).is_file():
+            shutil.copyfile(dataset_dir / name, out_dir / name)
+    key = plan_key(plans)
+    data_dir = data_folder(out_dir, plans_name)
+    data_dir.mkdir(exist_ok=True)
+    todo = [files for case_id, files in cases.items() if not case_is_done(data_dir, case_id, key)]
+    if len(todo) < len(cases):
+        log(f"{len(cases) - len(todo)} case(s) already preprocessed, {len(todo)} to do")
+    jobs = [PreprocessJob(files, info.phase_times_s, tuple(plans["spacing"]), plans["reference_phase"],
+                          plans["normalization"]["mask"], tuple(plans["input_phases"]), data_dir, key)
+            for files in todo]
+    map_with_progress(run_preprocess_job, jobs, num_processes, desc="preprocess", progress=progress)
+    presence = {c["case"]: c["lesion_count"] > 0 for c in fingerprint["cases"]}
+    strata = case_strata(sorted(cases), dataset_dir / "cases.csv", presence)
+    splits = load_or_create_splits(out_dir, strata)
+    log(plan_summary(plans))
+    log(f"  folds             {len(splits)} (validation sizes {[len(s['val']) for s in splits]})")
+    log(f"  written to        {out_dir}")
+    return plans

@@ -1,0 +1,178 @@
+"""The planner: from the dataset fingerprint to plans.json (spacing, normalization, phases, network, patch).
+
+A plan is plain JSON that the trainer and predictor read; editing it under a new name is how users try
+other settings (documentation/plans.md).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from iterdce.preprocessing.presets import AUGMENTATION, LOSS_WEIGHTS, OPTIMIZER, PRESETS
+from iterdce.preprocessing.resampling import ANISOTROPY_THRESHOLD
+from iterdce.preprocessing.topology import Topology, conform_patch, estimate_memory_gb, plan_topology
+
+PLANS_VERSION = 1
+REFERENCE_RULE = "first post-contrast phase (phase index 1)"
+
+
+def plan_spacing(spacings: np.ndarray, shapes: np.ndarray) -> list[float]:
+    """Median spacing; a strongly anisotropic axis takes its 10th percentile instead (as nnU-Net does).
+
+    The axis counts as anisotropic when it is > 3x coarser than the others and has < 1/3 of their voxels.
+    """
+    target = np.median(spacings, axis=0)
+    median_shape = np.median(shapes, axis=0)
+    axis = int(np.argmax(target))
+    others = [a for a in range(3) if a != axis]
+    coarse = target[axis] > ANISOTROPY_THRESHOLD * max(target[others])
+    few_voxels = median_shape[axis] * ANISOTROPY_THRESHOLD < min(median_shape[others])
+    if coarse and few_voxels:
+        tenth = float(np.percentile(spacings[:, axis], 10))
+        target[axis] = max(tenth, max(target[others]) + 1e-5)
+    return [float(s) for s in target]
+
+
+def initial_patch(spacing: Sequence[float], median_shape: Sequence[float], voxels: float) -> list[int]:
+    """Patch covering the same physical extent on every axis, ``voxels`` in all, clipped to the median shape."""
+    inverse = 1.0 / np.asarray(spacing, dtype=float)
+    patch = inverse * (voxels / np.prod(inverse)) ** (1.0 / 3.0)
+    return [int(max(1, min(round(p), math.ceil(m)))) for p, m in zip(patch, median_shape)]
+
+
+def fit_patch_and_topology(spacing: Sequence[float], median_shape: Sequence[float], preset: dict,
+                           recursion_steps: int, gpu_memory_gb: float, perceptual: bool
+                           ) -> tuple[list[int], Topology, float]:
+    """Shrink the patch (the axis largest relative to the median shape first) until the estimate fits."""
+    patch = initial_patch(spacing, median_shape, preset["initial_patch_voxels"])
+
+    def build(candidate: list[int]) -> tuple[list[int], Topology]:
+        topology = plan_topology(candidate, spacing, preset["max_stages"], preset["base_features"],
+                                 preset["max_features"])
+        return conform_patch(candidate, topology.divisor), topology
+
+    patch, topology = build(patch)
+    memory = estimate_memory_gb(patch, topology, 2, recursion_steps, perceptual)
+    while memory > gpu_memory_gb and max(patch) > 2 * 4:
+        relative = np.array(patch) / np.maximum(np.asarray(median_shape, dtype=float), 1.0)
+        axis = int(np.argmax(relative * np.array([p > 8 for p in patch])))
+        step = max(topology.divisor[axis], 1)
+        shrunk = list(patch)
+        shrunk[axis] = max(8, patch[axis] - step)
+        if shrunk == patch:
+            break
+        patch, topology = build(shrunk)
+        memory = estimate_memory_gb(patch, topology, 2, recursion_steps, perceptual)
+    return patch, topology, memory
+
+
+def choose_batch_size(patch: Sequence[int], topology: Topology, recursion_steps: int, gpu_memory_gb: float,
+                      perceptual: bool, max_batch: int, dataset_voxels: float) -> int:
+    """Even batch (pairs of lesion + random patches), grown while memory and 5% of the dataset allow."""
+    batch = 2
+    while batch + 2 <= max_batch:
+        fits = estimate_memory_gb(patch, topology, batch + 2, recursion_steps, perceptual) <= gpu_memory_gb
+        small = (batch + 2) * float(np.prod(patch)) <= 0.05 * dataset_voxels
+        if not (fits and small):
+            break
+        batch += 2
+    return batch
+
+
+def intensity_range(fingerprint: dict, reference_phase: int) -> list[float]:
+    """Range of TI-normalized intensities (0.5 / 99.5 percentiles over all cases and phases)."""
+    lows, highs = [], []
+    for case in fingerprint["cases"]:
+        ref = case["phases"][reference_phase]
+        std = max(ref["std"], 1e-8)
+        lows += [(p["percentile_00_5"] - ref["mean"]) / std for p in case["phases"]]
+        highs += [(p["percentile_99_5"] - ref["mean"]) / std for p in case["phases"]]
+    return [float(min(lows)), float(max(highs))]
+
+
+def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: float = 8.0,
+                    plans_name: str = "plans", med3d_weights: str | None = None) -> dict:
+    """Every decision of the plan, as a JSON-ready dict."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    settings = PRESETS[preset]
+    cases = fingerprint["cases"]
+    if not cases:
+        raise ValueError("the fingerprint holds no cases")
+    spacings = np.array([c["spacing"] for c in cases], dtype=float)
+    cropped = np.array([c["shape_after_crop"] for c in cases], dtype=float)
+    spacing = plan_spacing(spacings, cropped)
+    resampled = cropped * spacings / np.array(spacing)
+    median_shape = np.median(resampled, axis=0)
+    n_phases = fingerprint["num_phases"]
+    input_phases = list(fingerprint.get("input_phases") or [0, 1])
+    target_phases = [p for p in range(n_phases) if p > max(input_phases)]
+    reference = fingerprint.get("reference_phase")
+    rule = "dataset.json reference_phase" if reference is not None else REFERENCE_RULE
+    reference = 1 if reference is None else int(reference)
+    if reference not in input_phases:
+        raise ValueError(f"reference phase {reference} must be an input phase {input_phases}: "
+                         "at prediction time only the input phases exist")
+    times = np.median(np.array([c["phase_times_s"] for c in cases], dtype=float), axis=0)
+    steps = len(target_phases)
+    patch, topology, memory = fit_patch_and_topology(spacing, median_shape, settings, steps, gpu_memory_gb,
+                                                     perceptual=True)
+    dataset_voxels = float(np.sum(np.prod(resampled, axis=1)))
+    batch = choose_batch_size(patch, topology, steps, gpu_memory_gb, True, settings["max_batch_size"],
+                              dataset_voxels)
+    return {
+        "version": PLANS_VERSION,
+        "plans_name": plans_name,
+        "dataset": fingerprint["dataset"],
+        "preset": preset,
+        "orientation": "RAS",
+        "spacing": spacing,
+        "median_shape_after_resampling": [float(s) for s in median_shape],
+        "phase_times_s": [float(t) for t in times],
+        "input_phases": input_phases,
+        "target_phases": target_phases,
+        "reference_phase": reference,
+        "normalization": {"scheme": "ti_norm", "reference_phase": reference,
+                          "mask": fingerprint["mask_kind"], "reference_rule": rule},
+        "intensity_range": intensity_range(fingerprint, reference),
+        "patch_size": patch,
+        "batch_size": batch,
+        "estimated_gpu_memory_gb": round(estimate_memory_gb(patch, topology, batch, steps, True), 2),
+        "gpu_memory_budget_gb": gpu_memory_gb,
+        "network": {
+            "in_channels": 2,
+            "features_per_stage": topology.features_per_stage,
+            "pool_per_stage": topology.pool_per_stage,
+            "time_embedding_dim": settings["time_embedding_dim"],
+            "time_scale_s": float(max(times)),
+            "use_time_embedding": True,
+            "use_convlstm": True,
+        },
+        "loss_weights": dict(LOSS_WEIGHTS),
+        "ssim": {"window_size": 11, "sigma": 1.5},
+        "perceptual": {"med3d_weights": med3d_weights},
+        "optimizer": dict(OPTIMIZER),
+        "training": dict(settings["training"]),
+        "augmentation": dict(AUGMENTATION),
+        "memory_estimate_note": f"{memory:.2f} GB at batch 2; includes {steps} unrolled recursion steps",
+    }
+
+
+def plan_summary(plans: dict) -> str:
+    """A few human-readable lines about the plan."""
+    net = plans["network"]
+    return "\n".join([
+        f"plan {plans['plans_name']!r} for {plans['dataset']} (preset {plans['preset']})",
+        f"  spacing (mm)      {', '.join(f'{s:.3g}' for s in plans['spacing'])}   (orientation RAS)",
+        f"  median shape      {' x '.join(f'{s:.0f}' for s in plans['median_shape_after_resampling'])}",
+        f"  phases            inputs {plans['input_phases']} -> targets {plans['target_phases']} at "
+        f"{', '.join(f'{t:.0f}' for t in plans['phase_times_s'])} s",
+        f"  normalization     TI-norm on phase {plans['reference_phase']} inside the "
+        f"{plans['normalization']['mask']} mask ({plans['normalization']['reference_rule']})",
+        f"  patch / batch     {' x '.join(map(str, plans['patch_size']))} / {plans['batch_size']}   "
+        f"(~{plans['estimated_gpu_memory_gb']} GB of {plans['gpu_memory_budget_gb']} GB)",
+        f"  network           {len(net['features_per_stage'])} stages, features {net['features_per_stage']}, "
+        f"pooling {net['pool_per_stage']}",
+    ])

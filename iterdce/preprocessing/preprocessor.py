@@ -1,0 +1,76 @@
+"""One case from raw to training-ready and back: reorient, crop, TI-norm, resample; and the inverse.
+
+``preprocess_canonical`` and ``restore_phases`` are pure array functions; the predictor uses the same two,
+so a case is treated identically at training and prediction time.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from iterdce.preprocessing.case_io import CanonicalCase
+from iterdce.preprocessing.cropping import crop, nonzero_box, paste
+from iterdce.preprocessing.normalization import TINormStats, apply_ti_norm, ti_norm_stats, undo_ti_norm
+from iterdce.preprocessing.orientation import inverse_transform, reorient
+from iterdce.preprocessing.resampling import resample_mask, resample_phases, shape_for_spacing
+
+
+@dataclass
+class PreprocessedCase:
+    """Arrays in plan space plus the properties needed to undo every step."""
+
+    data: np.ndarray
+    lesion: np.ndarray
+    mask: np.ndarray
+    properties: dict
+
+
+def preprocess_canonical(canonical: CanonicalCase, target_spacing: Sequence[float], reference_phase: int,
+                         mask_kind: str) -> PreprocessedCase:
+    """Crop to the nonzero box of all phases, TI-norm on the reference phase, resample to the plan spacing."""
+    image = canonical.image
+    box = nonzero_box(image)
+    cropped = crop(image, box)
+    mask = crop(canonical.norm_mask, box).astype(bool)
+    stats = ti_norm_stats(cropped, mask, reference_phase)
+    new_shape = shape_for_spacing(cropped.shape[1:], canonical.spacing, target_spacing)
+    data = resample_phases(apply_ti_norm(cropped, stats), canonical.spacing, new_shape)
+    lesion = np.zeros(cropped.shape[1:], np.int16) if canonical.lesion is None else crop(canonical.lesion, box)
+    case = canonical.case
+    properties = {
+        "case": case.case_id,
+        "original_shape": [int(s) for s in case.image.shape[1:]],
+        "original_affine": case.geometry.affine.tolist(),
+        "qform_code": case.geometry.qform_code,
+        "sform_code": case.geometry.sform_code,
+        "orientation_transform": canonical.transform.tolist(),
+        "canonical_shape": [int(s) for s in image.shape[1:]],
+        "canonical_affine": canonical.affine.tolist(),
+        "canonical_spacing": list(canonical.spacing),
+        "crop_box": box,
+        "cropped_shape": [int(s) for s in cropped.shape[1:]],
+        "target_spacing": [float(s) for s in target_spacing],
+        "resampled_shape": [int(s) for s in new_shape],
+        "ti_norm": {**stats.to_dict(), "mask": mask_kind},
+        "phase_times_s": [float(t) for t in case.times_s],
+        "has_lesion_labels": canonical.lesion is not None,
+    }
+    return PreprocessedCase(data=data, lesion=resample_mask(lesion.astype(np.int16), new_shape),
+                            mask=resample_mask(mask.astype(np.uint8), new_shape).astype(bool),
+                            properties=properties)
+
+
+def restore_phases(normalized: np.ndarray, properties: dict, background: float | None = 0.0) -> np.ndarray:
+    """Undo resampling, TI-norm, cropping and reorientation for phases [P, x, y, z] in plan space.
+
+    Voxels outside the crop box get ``background`` (the raw images were zero there).
+    """
+    cropped_shape = tuple(properties["cropped_shape"])
+    resampled_spacing = properties["target_spacing"]
+    phases = resample_phases(normalized, resampled_spacing, cropped_shape)
+    stats = TINormStats(**{k: properties["ti_norm"][k] for k in ("mean", "std", "reference_phase")})
+    phases = undo_ti_norm(phases, stats)
+    full = paste(phases, properties["crop_box"], tuple(properties["canonical_shape"]), fill=background or 0.0)
+    return reorient(full, inverse_transform(np.asarray(properties["orientation_transform"])))

@@ -1,0 +1,60 @@
+"""Five-fold cross-validation splits, seeded and stratified, written once and never overwritten."""
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from iterdce.atomic import write_json_atomic
+
+SPLITS_FILE = "splits_final.json"
+
+
+def case_strata(case_ids: list[str], cases_csv: Path | None, lesion_presence: dict[str, bool]) -> dict[str, str]:
+    """Stratum per case: its lesions' curve types from ``cases.csv`` when given, else lesion presence."""
+    if cases_csv is not None and cases_csv.is_file():
+        types: dict[str, list[str]] = defaultdict(list)
+        with cases_csv.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("case") and row.get("curve_type"):
+                    types[row["case"]].append(row["curve_type"])
+        return {c: "+".join(sorted(set(types[c]))) or "no_lesion" for c in case_ids}
+    return {c: "lesion" if lesion_presence.get(c, False) else "no_lesion" for c in case_ids}
+
+
+def make_splits(strata: dict[str, str], n_folds: int = 5, seed: int = 12345) -> list[dict[str, list[str]]]:
+    """Deal each stratum's shuffled cases round-robin over the folds, continuing where the last one stopped.
+
+    Folds differ in size by at most one case and each stratum is spread as evenly as possible.
+    """
+    case_ids = sorted(strata)
+    if len(case_ids) < 2:
+        raise ValueError(f"cross-validation needs at least 2 cases, found {len(case_ids)}")
+    n_folds = min(n_folds, len(case_ids))
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for case in case_ids:
+        groups[strata[case]].append(case)
+    folds: list[list[str]] = [[] for _ in range(n_folds)]
+    position = 0
+    for stratum in sorted(groups):
+        members = list(groups[stratum])
+        rng.shuffle(members)
+        for case in members:
+            folds[position % n_folds].append(case)
+            position += 1
+    return [{"train": sorted(c for c in case_ids if c not in set(val)), "val": sorted(val)} for val in folds]
+
+
+def load_or_create_splits(out_dir: Path, strata: dict[str, str], n_folds: int = 5, seed: int = 12345
+                          ) -> list[dict[str, list[str]]]:
+    """Existing ``splits_final.json`` is kept as it is (reproducible folds); otherwise create and write it."""
+    path = out_dir / SPLITS_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+    splits = make_splits(strata, n_folds, seed)
+    write_json_atomic(path, splits)
+    return splits

@@ -1,0 +1,62 @@
+"""Settings of one phantom run: grid, protocol and acquisition imperfections, checked in one place."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+DEFAULT_TIMES_S = (0.0, 85.0, 155.0, 225.0, 295.0, 365.0)
+MIN_SHAPE = (24, 24, 8)
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Everything that shapes the simulated images except the seed and the number of cases."""
+
+    shape: tuple[int, int, int] = (128, 128, 48)
+    spacing: tuple[float, float, float] = (0.8, 0.8, 2.0)
+    phase_times_s: tuple[float, ...] = DEFAULT_TIMES_S
+    snr: float = 40.0
+    timing_jitter_s: float = 0.0
+    fat_suppression: bool = True
+    motion_mm: float = 0.0
+    tr_s: float = 0.004
+    flip_angle_deg: float = 12.0
+    field_strength_t: float = 3.0
+    agent: str = "gadopentetate"
+
+    def validate(self) -> None:
+        """Raise ValueError naming every setting that is out of range."""
+        problems = []
+        if len(self.shape) != 3 or any(int(s) != s or s < m for s, m in zip(self.shape, MIN_SHAPE)):
+            problems.append(f"shape must be 3 integers of at least {MIN_SHAPE}, got {tuple(self.shape)}")
+        if len(self.spacing) != 3 or any(not (0.05 <= s <= 20.0) for s in self.spacing):
+            problems.append(f"spacing must be 3 values between 0.05 and 20 mm, got {tuple(self.spacing)}")
+        times = list(self.phase_times_s)
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        if len(times) < 3 or any(g <= 0 for g in gaps):
+            problems.append(f"phase_times_s must be at least 3 strictly increasing times, got {times}")
+        elif times[1] <= 0:
+            problems.append(f"the first post-contrast phase must come after injection (t > 0), got {times[1]}")
+        if not self.snr > 0:
+            problems.append(f"snr must be positive, got {self.snr}")
+        if gaps and self.timing_jitter_s < 0:
+            problems.append(f"timing jitter must be >= 0 s, got {self.timing_jitter_s}")
+        elif gaps and min(gaps) > 0 and self.timing_jitter_s >= min(gaps) / 2 - 0.5:
+            problems.append(f"timing jitter {self.timing_jitter_s} s must be below half the shortest gap "
+                            f"between phases minus 0.5 s ({min(gaps) / 2 - 0.5:g} s) to keep times increasing")
+        elif len(times) > 1 and times[1] - self.timing_jitter_s <= 1.0:
+            problems.append(f"timing jitter {self.timing_jitter_s} s could move the first post-contrast phase "
+                            "before injection")
+        if not 0 <= self.motion_mm <= 10:
+            problems.append(f"motion must be between 0 and 10 mm, got {self.motion_mm}")
+        if not (0.001 <= self.tr_s <= 0.1 and 1 <= self.flip_angle_deg <= 90):
+            problems.append(f"TR {self.tr_s} s / flip angle {self.flip_angle_deg} deg out of range")
+        if problems:
+            raise ValueError("invalid simulation settings: " + "; ".join(problems))
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON form, stored in dataset.json for provenance."""
+        payload = asdict(self)
+        for key in ("shape", "spacing", "phase_times_s"):
+            payload[key] = list(payload[key])
+        return payload

@@ -1,0 +1,224 @@
+"""Synthesis losses: L1, 3D SSIM, Med3D perceptual loss and gradient difference loss (paper weights
+0.1, 1, 1, 0.1).
+
+All terms are computed in float32 with autocast off. SSIM takes the data range of the (normalised)
+intensities explicitly; nothing assumes 8-bit images. No term calls .item(), so the loss never forces a
+host sync; the components are returned detached for logging.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from iterdce.network.med3d import Med3DFeatures
+
+LOSS_TERMS = ("l1", "ssim", "perceptual", "gradient_difference")
+DEFAULT_LOSS_WEIGHTS = {"l1": 0.1, "ssim": 1.0, "perceptual": 1.0, "gradient_difference": 0.1}
+MED3D_ENV = "ITERDCE_MED3D_WEIGHTS"
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+
+
+def _gaussian_1d(size: int, sigma: float, device: torch.device) -> Tensor:
+    coords = torch.arange(size, device=device, dtype=torch.float32) - (size - 1) / 2.0
+    g = torch.exp(-(coords**2) / (2.0 * sigma**2))
+    return g / g.sum()
+
+
+def _window_sizes(spatial: tuple[int, ...], window_size: int) -> list[int]:
+    """Per-axis window: `window_size`, shrunk to the largest odd size that fits a smaller axis."""
+    sizes = []
+    for n in spatial:
+        w = min(window_size, n)
+        sizes.append(w if w % 2 else w - 1)
+    return sizes
+
+
+def _gaussian_filter(x: Tensor, kernels: list[Tensor]) -> Tensor:
+    """Separable 'valid' Gaussian filtering of [N, C, X, Y, Z] with one 1D kernel per axis (grouped conv)."""
+    channels = x.shape[1]
+    for axis, k in enumerate(kernels):
+        shape = [1, 1, 1]
+        shape[axis] = k.numel()
+        weight = k.reshape(1, 1, *shape).expand(channels, 1, *shape)
+        x = F.conv3d(x, weight, groups=channels)
+    return x
+
+
+def _masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
+    if mask is None:
+        return values.mean()
+    weights = mask.to(values.dtype).expand_as(values)
+    return (values * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+def ssim3d(
+    x: Tensor,
+    y: Tensor,
+    data_range: float,
+    window_size: int = 11,
+    sigma: float = 1.5,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Mean 3D SSIM of [B, C, X, Y, Z] volumes with a separable Gaussian window (valid region only).
+
+    data_range is the intensity range of the data (required: normalised MRI is not 0..255). The
+    window shrinks (staying odd) on axes smaller than window_size. With a mask, the SSIM map is
+    averaged over the mask voxels at the window centres.
+    """
+    if x.shape != y.shape or x.ndim != 5:
+        raise ValueError(f"ssim3d needs two [B, C, X, Y, Z] tensors of equal shape, got {x.shape}, {y.shape}")
+    if not (isinstance(data_range, (int, float)) and math.isfinite(data_range) and data_range > 0):
+        raise ValueError(f"ssim3d data_range must be a positive number, got {data_range!r}")
+    if window_size < 1 or sigma <= 0:
+        raise ValueError(f"ssim3d needs window_size >= 1 and sigma > 0, got {window_size}, {sigma}")
+    x, y = x.float(), y.float()
+    sizes = _window_sizes(tuple(x.shape[2:]), window_size)
+    kernels = [_gaussian_1d(w, sigma, x.device) for w in sizes]
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
+    mu_x = _gaussian_filter(x, kernels)
+    mu_y = _gaussian_filter(y, kernels)
+    var_x = _gaussian_filter(x * x, kernels) - mu_x**2
+    var_y = _gaussian_filter(y * y, kernels) - mu_y**2
+    cov = _gaussian_filter(x * y, kernels) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    if mask is not None:
+        r = [(w - 1) // 2 for w in sizes]
+        mask = mask[..., r[0] : mask.shape[2] - r[0], r[1] : mask.shape[3] - r[1], r[2] : mask.shape[4] - r[2]]
+    return _masked_mean(ssim_map, mask)
+
+
+def gradient_difference_loss(x: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Gradient difference loss (Mathieu et al. 2016, alpha=1): sum over the three axes of the mean
+    | |d x| - |d y| | of forward differences; zero for identical volumes and for a constant offset.
+
+    With a mask, a difference counts where both of its voxels are inside the mask.
+    """
+    if x.shape != y.shape or x.ndim != 5:
+        raise ValueError(f"gradient_difference_loss needs equal [B, C, X, Y, Z] tensors, got {x.shape}, {y.shape}")
+    total = x.new_zeros((), dtype=torch.float32)
+    x, y = x.float(), y.float()
+    for dim in (2, 3, 4):
+        n = x.shape[dim]
+        if n < 2:
+            continue
+        gx = (x.narrow(dim, 1, n - 1) - x.narrow(dim, 0, n - 1)).abs()
+        gy = (y.narrow(dim, 1, n - 1) - y.narrow(dim, 0, n - 1)).abs()
+        m = None
+        if mask is not None:
+            m = mask.narrow(dim, 1, n - 1).float() * mask.narrow(dim, 0, n - 1).float()
+        total = total + _masked_mean((gx - gy).abs(), m)
+    return total
+
+
+def perceptual_distance(features_a: list[Tensor], features_b: list[Tensor]) -> Tensor:
+    """Mean over layers of the squared difference of channel-unit-normalised features (LPIPS-style):
+    summed over channels, averaged over batch and voxels. Normalising each voxel's feature vector keeps
+    layers of different magnitude on one scale."""
+    terms = []
+    for fa, fb in zip(features_a, features_b):
+        na = fa / torch.sqrt((fa * fa).sum(dim=1, keepdim=True) + 1e-10)
+        nb = fb / torch.sqrt((fb * fb).sum(dim=1, keepdim=True) + 1e-10)
+        terms.append(((na - nb) ** 2).sum(dim=1).mean())
+    return torch.stack(terms).mean()
+
+
+def resolve_med3d_path(med3d_weights: str | Path | None) -> Path | None:
+    """The Med3D weights path: the explicit argument, else env ITERDCE_MED3D_WEIGHTS, else None."""
+    if med3d_weights is not None and str(med3d_weights) != "":
+        return Path(med3d_weights)
+    env = os.environ.get(MED3D_ENV, "")
+    return Path(env) if env else None
+
+
+def _validate_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    if not isinstance(weights, Mapping):
+        raise ValueError(f"loss weights must be a dict with keys {list(LOSS_TERMS)}, got {weights!r}")
+    missing = [k for k in LOSS_TERMS if k not in weights]
+    unknown = sorted(k for k in weights if k not in LOSS_TERMS)
+    if missing or unknown:
+        raise ValueError(f"loss weights: missing keys {missing}, unknown keys {unknown}")
+    out = {}
+    for k in LOSS_TERMS:
+        w = weights[k]
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise ValueError(f"loss weight {k!r} must be a non-negative number, got {w!r}")
+        out[k] = float(w)
+    return out
+
+
+class SynthesisLoss(nn.Module):
+    """w_l1*L1 + w_ssim*(1 - SSIM) + w_perc*perceptual + w_gd*GDL between predicted and true phases.
+
+    The perceptual term uses a frozen Med3D ResNet-10 loaded from `med3d_weights` (else env
+    ITERDCE_MED3D_WEIGHTS); without a weights file, or with weight 0, that term is disabled.
+    Inputs are expected TI-normalised (already on MedicalNet's z-score scale), so they are not
+    re-normalised per volume: that would hide global enhancement errors from the perceptual term.
+    """
+
+    def __init__(
+        self,
+        weights: Mapping[str, float],
+        data_range: float,
+        med3d_weights: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.weights = _validate_weights(weights)
+        if isinstance(data_range, bool) or not isinstance(data_range, (int, float)) or not (
+            math.isfinite(data_range) and data_range > 0
+        ):
+            raise ValueError(f"SynthesisLoss data_range must be a positive number, got {data_range!r}")
+        self.data_range = float(data_range)
+        path = resolve_med3d_path(med3d_weights)
+        self.med3d_path = path
+        self.med3d: Med3DFeatures | None = None
+        if path is not None and self.weights["perceptual"] > 0:
+            self.med3d = Med3DFeatures(path)
+
+    @property
+    def perceptual_enabled(self) -> bool:
+        """True when the Med3D perceptual term is part of the loss."""
+        return self.med3d is not None
+
+    def describe(self) -> str:
+        """One line for the training log: the weighted terms and whether the perceptual term is on."""
+        w = self.weights
+        terms = f"{w['l1']}*L1 + {w['ssim']}*(1-SSIM) + {w['gradient_difference']}*GDL"
+        if self.perceptual_enabled:
+            return f"loss = {terms} + {w['perceptual']}*perceptual (Med3D weights {self.med3d_path})"
+        if w["perceptual"] == 0:
+            why = "its weight is 0"
+        else:
+            why = f"no Med3D weights file (pass med3d_weights or set {MED3D_ENV})"
+        return f"loss = {terms}; perceptual term DISABLED: {why}; SSIM data_range={self.data_range}"
+
+    def forward(
+        self, pred: Tensor, target: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Total loss and the unweighted, detached terms ("l1", "ssim" = 1 - SSIM, "gradient_difference",
+        and "perceptual" when enabled). `mask` (broadcastable to pred, 1 = counts) restricts the voxels."""
+        if pred.shape != target.shape or pred.ndim != 5:
+            raise ValueError(f"SynthesisLoss needs equal [B, C, X, Y, Z] shapes, got {pred.shape}, {target.shape}")
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            pred, target = pred.float(), target.float()
+            if mask is not None:
+                mask = mask.to(pred.dtype).expand_as(pred)
+            terms = {
+                "l1": _masked_mean((pred - target).abs(), mask),
+                "ssim": 1.0 - ssim3d(pred, target, self.data_range, mask=mask),
+                "gradient_difference": gradient_difference_loss(pred, target, mask),
+            }
+            if self.med3d is not None:
+                p, t = (pred, target) if mask is None else (pred * mask, target * mask)
+                with torch.no_grad():
+                    target_features = self.med3d(t)
+                terms["perceptual"] = perceptual_distance(self.med3d(p), target_features)
+            total = sum(self.weights[k] * v for k, v in terms.items())
+        return total, {k: v.detach() for k, v in terms.items()}
