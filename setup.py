@@ -5,6 +5,7 @@ COMMANDS = {
     "iterdce_simulate": "simulate",
     "iterdce_verify_dataset": "verify_dataset",
     "iterdce_plan_and_preprocess": "plan_and_preprocess",
+    "iterdce_train": "train",
 }
 
 setup(

@@ -8,7 +8,7 @@ import numpy as np
 
 from iterdce.dataset.case import DCECase, load_case
 from iterdce.dataset.layout import CaseFiles
-from iterdce.dataset.masks import derive_foreground_mask
+from iterdce.dataset.masks import derive_foreground_mask, nonzero_mask
 from iterdce.preprocessing.orientation import to_canonical
 
 
@@ -29,13 +29,15 @@ class CanonicalCase:
 
 
 def normalization_mask(case: DCECase, mask_kind: str, input_phases: Sequence[int] = (0, 1)) -> np.ndarray:
-    """The breast mask when asked and present, else the body foreground derived from the input phases.
+    """The breast mask when asked and present; else the ``nonzero`` or body ``foreground`` mask of the input phases.
 
-    Only the input phases exist at prediction time, so the derived mask uses those alone: the same
+    Only the input phases exist at prediction time, so the derived masks use those alone: the same
     voxels, hence the same TI-norm statistics, whether a case is preprocessed for training or predicted.
     """
     if mask_kind == "breast" and case.breast_mask is not None and case.breast_mask.any():
         return case.breast_mask
+    if mask_kind == "nonzero":
+        return nonzero_mask(case.image[list(input_phases)])
     return derive_foreground_mask(case.image[list(input_phases)])
 
 

@@ -40,10 +40,16 @@ def ti_norm_stats(image: np.ndarray, mask: np.ndarray, reference_phase: int) -> 
 
 
 def apply_ti_norm(image: np.ndarray, stats: TINormStats) -> np.ndarray:
-    """(image - mean) / std for every phase, float32."""
-    return ((image.astype(np.float32) - np.float32(stats.mean)) / np.float32(stats.std)).astype(np.float32)
+    """(image - mean) / std for every phase, float32 (one new array; the input is left as it is)."""
+    out = image.astype(np.float32, copy=True)
+    out -= np.float32(stats.mean)
+    out /= np.float32(stats.std)
+    return out
 
 
 def undo_ti_norm(normalized: np.ndarray, stats: TINormStats) -> np.ndarray:
-    """Back to the input's intensity scale."""
-    return (normalized.astype(np.float32) * np.float32(stats.std) + np.float32(stats.mean)).astype(np.float32)
+    """Back to the input's intensity scale (one new array; the input is left as it is)."""
+    out = normalized.astype(np.float32, copy=True)
+    out *= np.float32(stats.std)
+    out += np.float32(stats.mean)
+    return out

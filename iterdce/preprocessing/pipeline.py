@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +19,12 @@ from iterdce.dataset.schema import load_dataset_json
 from iterdce.dataset.verify import require_valid_dataset
 from iterdce.preprocessing.case_io import load_canonical
 from iterdce.preprocessing.fingerprint import FINGERPRINT_FILE, compute_fingerprint, write_fingerprint
+from iterdce.preprocessing.normalization import NormalizationError
 from iterdce.preprocessing.parallel import map_with_progress
 from iterdce.preprocessing.planner import plan_experiment, plan_summary
 from iterdce.preprocessing.plans_io import load_plans, save_plans
 from iterdce.preprocessing.preprocessor import preprocess_canonical
-from iterdce.preprocessing.splits import case_strata, load_or_create_splits
+from iterdce.preprocessing.splits import SPLITS_FILE, case_strata, load_or_create_splits
 
 NPZ_KEYS = ("data", "lesion", "mask")
 
@@ -50,18 +52,38 @@ def source_signature(cases: dict[str, CaseFiles], dataset_dir: Path) -> str:
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
 
 
+def _array_headers(archive: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every array in an .npz, read from the headers only (no voxel data)."""
+    headers = {}
+    with zipfile.ZipFile(archive) as zipped:
+        for name in zipped.namelist():
+            with zipped.open(name) as member:
+                major, _ = np.lib.format.read_magic(member)
+                reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                shape, _, dtype = reader(member)
+            headers[name.removesuffix(".npy")] = (tuple(shape), dtype)
+    return headers
+
+
 def case_is_done(out_dir: Path, case_id: str, key: str) -> bool:
-    """Both files present, the sidecar from this plan, and the archive readable with its arrays."""
+    """Both files present, the sidecar from this plan, and the archive readable with arrays of the right shape.
+
+    Only the array headers are read, so checking a large preprocessed dataset on a rerun stays fast.
+    """
     sidecar, archive = out_dir / f"{case_id}.json", out_dir / f"{case_id}.npz"
     if not (sidecar.is_file() and archive.is_file()):
         return False
     try:
-        if json.loads(sidecar.read_text()).get("plan_key") != key:
+        properties = json.loads(sidecar.read_text())
+        if properties.get("plan_key") != key:
             return False
-        with np.load(archive, allow_pickle=False) as npz:
-            return all(k in npz.files for k in NPZ_KEYS)
-    except (OSError, ValueError, json.JSONDecodeError):
+        headers = _array_headers(archive)
+    except (OSError, ValueError, EOFError, AttributeError, zipfile.BadZipFile):
         return False
+    if any(k not in headers for k in NPZ_KEYS) or headers["data"][1] != np.float32:
+        return False
+    spatial = tuple(properties.get("resampled_shape", ()))
+    return headers["data"][0][1:] == spatial and all(headers[k][0] == spatial for k in ("lesion", "mask"))
 
 
 @dataclass(frozen=True)
@@ -78,10 +100,14 @@ class PreprocessJob:
 
 def run_preprocess_job(job: PreprocessJob) -> str:
     """Preprocess one case and write ``<case>.npz`` then ``<case>.json`` (the sidecar marks completion)."""
-    canonical = load_canonical(job.files, job.phase_times_s, job.mask_kind, job.input_phases)
-    result = preprocess_canonical(canonical, job.spacing, job.reference_phase, job.mask_kind)
-    del canonical
     case_id = job.files.case_id
+    canonical = load_canonical(job.files, job.phase_times_s, job.mask_kind, job.input_phases)
+    try:
+        result = preprocess_canonical(canonical, job.spacing, job.reference_phase, job.mask_kind)
+    except NormalizationError as exc:
+        files = ", ".join(str(p) for p in job.files.image_files)
+        raise NormalizationError(f"case {case_id} ({files}): {exc}") from exc
+    del canonical
 
     def save(tmp: Path) -> None:
         with tmp.open("wb") as handle:
@@ -90,6 +116,14 @@ def run_preprocess_job(job: PreprocessJob) -> str:
     write_atomic(job.out_dir / f"{case_id}.npz", save)
     write_json_atomic(job.out_dir / f"{case_id}.json", {**result.properties, "plan_key": job.key})
     return case_id
+
+
+def copy_if_changed(source_dir: Path, out_dir: Path, names: tuple[str, ...]) -> None:
+    """Copy the files ``names`` that exist in ``source_dir`` unless an identical copy is there (mtimes kept)."""
+    for name in names:
+        source, target = source_dir / name, out_dir / name
+        if source.is_file() and not (target.is_file() and target.read_bytes() == source.read_bytes()):
+            shutil.copyfile(source, target)
 
 
 def fingerprint_for(dataset_dir: Path, out_dir: Path, cases: dict[str, CaseFiles], num_processes: int,
@@ -128,9 +162,7 @@ def plan_and_preprocess(dataset_dir: Path, preprocessed_root: Path, num_processe
         plans = plan_experiment(fingerprint, preset, gpu_memory_gb, plans_name,
                                 med3d_weights=None)
         save_plans(plans, plans_path)
-    for name in ("dataset.json", "cases.csv"):
-        if (dataset_dir / name).is_file():
-            shutil.copyfile(dataset_dir / name, out_dir / name)
+    copy_if_changed(dataset_dir, out_dir, ("dataset.json", "cases.csv"))
     key = plan_key(plans)
     data_dir = data_folder(out_dir, plans_name)
     data_dir.mkdir(exist_ok=True)
@@ -144,6 +176,10 @@ def plan_and_preprocess(dataset_dir: Path, preprocessed_root: Path, num_processe
     presence = {c["case"]: c["lesion_count"] > 0 for c in fingerprint["cases"]}
     strata = case_strata(sorted(cases), dataset_dir / "cases.csv", presence)
     splits = load_or_create_splits(out_dir, strata)
+    split_cases = {c for fold in splits for c in fold["val"]}
+    if split_cases != set(cases):
+        log(f"warning: {out_dir / SPLITS_FILE} was written for other cases ({len(split_cases)} in the folds, "
+            f"{len(cases)} in the dataset); delete it to split anew")
     log(plan_summary(plans))
     log(f"  folds             {len(splits)} (validation sizes {[len(s['val']) for s in splits]})")
     log(f"  written to        {out_dir}")

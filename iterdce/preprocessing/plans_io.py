@@ -66,9 +66,9 @@ def plans_problems(plans: dict) -> list[str]:
     problems += [f"loss_weights.{k} missing" for k in LOSS_KEYS if k not in plans["loss_weights"]]
     if plans["batch_size"] < 1:
         problems.append("batch_size must be >= 1")
-    low, high = plans["intensity_range"]
-    if not high > low:
-        problems.append("intensity_range must be [low, high] with high > low")
+    bounds = plans["intensity_range"]
+    if len(bounds) != 2 or not all(isinstance(v, (int, float)) for v in bounds) or not bounds[1] > bounds[0]:
+        problems.append(f"intensity_range must be [low, high] with high > low, got {bounds}")
     return problems
 
 

@@ -30,7 +30,7 @@ OPTIMIZER = {"name": "adamw", "lr": 3e-4, "recursive_lr": 1e-4, "weight_decay": 
 AUGMENTATION = {
     "rotation_deg": 15.0,
     "scale_range": [0.85, 1.15],
-    "mirror_axes": [0, 1],
+    "mirror_axes": [0],
     "probability_spatial": 0.3,
     "gamma_range": [0.8, 1.25],
     "probability_gamma": 0.2,

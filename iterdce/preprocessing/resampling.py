@@ -52,7 +52,10 @@ def resample_phases(image: np.ndarray, spacing: Sequence[float], new_shape: Sequ
     if tuple(image.shape[1:]) == tuple(new_shape):
         return image.astype(np.float32, copy=False)
     separate = coarse_axis(spacing)
-    return np.stack([resample_volume(phase, new_shape, separate) for phase in image])
+    out = np.empty((image.shape[0], *new_shape), dtype=np.float32)
+    for index, phase in enumerate(image):
+        out[index] = resample_volume(phase, new_shape, separate)
+    return out
 
 
 def resample_mask(mask: np.ndarray, new_shape: Sequence[int]) -> np.ndarray:

@@ -1,0 +1,4 @@
+"""Physics-based synthetic breast DCE-MRI phantom (PHANTOM.md)."""
+from iterdce.simulation.simulate import simulate_dataset
+
+__all__ = ["simulate_dataset"]

@@ -1,0 +1,75 @@
+"""``iterdce_train FOLD``: warm-up then recursive training of iterU-Net on one cross-validation fold.
+
+Run under ``torchrun --nproc_per_node N`` for several GPUs (or CPU processes with gloo).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from iterdce.commands.common import add_root_arguments, fail, roots_from_args
+from iterdce.paths import DatasetNotFoundError, find_dataset
+from iterdce.preprocessing.plans_io import PlansError
+from iterdce.training.checkpoint import CheckpointError
+from iterdce.training.distributed import init_distributed, shutdown
+from iterdce.training.setup import TrainingSetup
+from iterdce.training.variants import TRAINERS, stages
+
+
+def parse_fold(value: str) -> int | str:
+    if value == "all":
+        return value
+    if value.isdigit():
+        return int(value)
+    raise argparse.ArgumentTypeError(f"FOLD must be 0-4 or 'all', got {value!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iterdce_train", description=__doc__)
+    parser.add_argument("fold", type=parse_fold, help="cross-validation fold 0-4, or 'all' (train on every case)")
+    parser.add_argument("-d", "--dataset", default="1", help="dataset id, name or path (default 1)")
+    parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", choices=list(TRAINERS),
+                        help="trainer (default RecursiveTrainer: warm-up, then recursion)")
+    parser.add_argument("-p", "--plans-name", default="plans", help="plan name (default plans)")
+    parser.add_argument("--epochs", type=int, help="epochs per stage (default: the plan's)")
+    parser.add_argument("--iterations-per-epoch", type=int, help="iterations per epoch (default: the plan's)")
+    parser.add_argument("--continue", dest="resume", action="store_true", help="resume from checkpoint_latest.pth")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("-nw", "--num-workers", type=int, default=None,
+                        help="background data workers (default min(2, cores); 0 runs in-process)")
+    parser.add_argument("--seed", type=int, default=12345, help="random seed (default 12345)")
+    add_root_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    args = build_parser().parse_args(argv)
+    roots = roots_from_args(args)
+    workers = args.num_workers if args.num_workers is not None else min(2, os.cpu_count() or 1)
+    context = None
+    try:
+        preprocessed = find_dataset(args.dataset, roots.preprocessed)
+        setup = TrainingSetup(preprocessed, roots.results / preprocessed.name, args.plans_name, args.fold,
+                              args.epochs, args.iterations_per_epoch, workers, args.device, args.seed, args.resume)
+        context = init_distributed(args.device)
+        for trainer_class in stages(args.trainer):
+            trainer = trainer_class(setup, context)
+            if setup.resume and (trainer.output / "checkpoint_final.pth").is_file() and trainer.resume() \
+                    and trainer.epoch >= trainer.total_epochs:
+                print(f"{trainer.name}: already finished ({trainer.epoch} epochs), skipping")
+                continue
+            trainer.run()
+        if context.is_main:
+            print(f"done: {setup.output_folder(args.trainer)}")
+    except (DatasetNotFoundError, PlansError, CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        return fail(str(exc))
+    finally:
+        if context is not None:
+            shutdown(context)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Sequence models: from the input phases and the acquisition times to every target phase at once.
+
+``IterativeSynthesizer`` unrolls one IterUNet over the phases, carrying the ConvLSTM state; with
+``teacher`` phases it feeds the real phase k at step k (warm-up), without them its own outputs (recursion).
+``SingleStepSynthesizer`` is the paper's baseline: one plain 3D U-Net per target phase, all fed the inputs.
+Both share one call signature so trainers, validation and the predictor treat them alike.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from iterdce.network.iterunet import IterUNet, build_network, validate_network_config
+
+MODEL_KINDS = ("iterative", "single_step")
+
+
+class IterativeSynthesizer(nn.Module):
+    """iterU-Net unrolled from the last input phase to the last target phase."""
+
+    def __init__(self, network: Mapping[str, Any], input_phases: Sequence[int], num_phases: int) -> None:
+        super().__init__()
+        self.net = build_network(network)
+        self.input_phases = [int(p) for p in input_phases]
+        self.num_phases = int(num_phases)
+
+    def forward(self, inputs: Tensor, times_s: Tensor, teacher: Tensor | None = None) -> Tensor:
+        """inputs [B, n_in, X, Y, Z], times_s [B, P] -> targets [B, P - n_in, X, Y, Z].
+
+        Steps run from phase 1 on: a step whose target is an input phase is always fed the real phase (it
+        warms the ConvLSTM state up); ``teacher`` [B, P, ...] feeds real phases to every step.
+        """
+        pre = inputs[:, :1]
+        current = inputs[:, 1:2]
+        state = None
+        outputs = []
+        n_in = len(self.input_phases)
+        for source in range(1, self.num_phases - 1):
+            prediction, state = self.net(torch.cat([pre, current], dim=1), times_s[:, source + 1],
+                                         times_s[:, source], state)
+            target = source + 1
+            if target >= n_in:
+                outputs.append(prediction)
+            if target < n_in:
+                current = inputs[:, target:target + 1]
+            elif teacher is not None:
+                current = teacher[:, target:target + 1]
+            else:
+                current = prediction
+        return torch.cat(outputs, dim=1)
+
+
+class SingleStepSynthesizer(nn.Module):
+    """One plain U-Net (no time embedding, no ConvLSTM) per target phase, each fed pre + last input."""
+
+    def __init__(self, network: Mapping[str, Any], input_phases: Sequence[int], num_phases: int) -> None:
+        super().__init__()
+        plain = {**validate_network_config(network), "use_time_embedding": False, "use_convlstm": False}
+        self.input_phases = [int(p) for p in input_phases]
+        self.num_phases = int(num_phases)
+        self.nets = nn.ModuleList(IterUNet(**plain) for _ in range(num_phases - len(self.input_phases)))
+
+    def forward(self, inputs: Tensor, times_s: Tensor, teacher: Tensor | None = None) -> Tensor:
+        """inputs [B, n_in, ...] -> targets [B, P - n_in, ...]; ``teacher`` is unused (no recursion)."""
+        x = torch.cat([inputs[:, :1], inputs[:, -1:]], dim=1)
+        last = times_s[:, len(self.input_phases) - 1]
+        return torch.cat([net(x, times_s[:, len(self.input_phases) + j], last)[0]
+                          for j, net in enumerate(self.nets)], dim=1)
+
+
+def model_config(kind: str, network: Mapping[str, Any], input_phases: Sequence[int], num_phases: int
+                 ) -> dict[str, Any]:
+    """Everything needed to rebuild a synthesizer; stored in every checkpoint."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {kind!r}")
+    return {"kind": kind, "network": validate_network_config(network), "input_phases": list(input_phases),
+            "num_phases": int(num_phases)}
+
+
+def build_synthesizer(config: Mapping[str, Any]) -> nn.Module:
+    """Rebuild a synthesizer from ``model_config``'s dict."""
+    cls = IterativeSynthesizer if config["kind"] == "iterative" else SingleStepSynthesizer
+    return cls(config["network"], config["input_phases"], config["num_phases"])

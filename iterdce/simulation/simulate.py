@@ -1,0 +1,94 @@
+"""Top level of the phantom: simulate and write a whole dataset, optionally with a process pool."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from iterdce.simulation.case import case_id_for, simulate_case
+from iterdce.simulation.config import DEFAULT_TIMES_S, SimulationConfig
+from iterdce.simulation.writer import (
+    geometry_for,
+    prepare_output_dir,
+    write_case,
+    write_cases_csv,
+    write_dataset_json,
+)
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What was written: the folder, case ids, lesion rows (as in cases.csv) and the count per curve type."""
+
+    dataset_dir: Path
+    case_ids: list[str]
+    lesion_rows: list[dict[str, Any]]
+    curve_type_counts: dict[str, int]
+
+
+def _simulate_and_write(task: tuple[str, int, int, SimulationConfig]) -> list[dict[str, Any]]:
+    """Worker: simulate one case, write its files, return its lesion rows (small, cheap to send back)."""
+    dataset_dir, seed, index, config = task
+    case = simulate_case(seed, index, config)
+    write_case(Path(dataset_dir), case, geometry_for(config.shape, config.spacing), config.timing_jitter_s > 0)
+    return case.lesion_rows
+
+
+def simulate_dataset(
+    dataset_dir: str | os.PathLike[str],
+    num_cases: int = 40,
+    *,
+    shape: Sequence[int] = (128, 128, 48),
+    spacing: Sequence[float] = (0.8, 0.8, 2.0),
+    seed: int = 0,
+    snr: float = 40.0,
+    timing_jitter_s: float = 0.0,
+    fat_suppression: bool = True,
+    motion_mm: float = 0.0,
+    phase_times_s: Sequence[float] = DEFAULT_TIMES_S,
+    jobs: int = 1,
+    overwrite: bool = False,
+) -> DatasetSummary:
+    """Write a synthetic raw dataset (PHANTOM.md) into ``dataset_dir`` (e.g. ``.../Dataset001_Phantom``).
+
+    Each case depends only on (seed, case index) and the settings, so any ``jobs`` gives identical files.
+    dataset.json is written last: a folder without it is an interrupted run.
+    """
+    if not isinstance(num_cases, int) or num_cases < 1:
+        raise ValueError(f"number of cases must be a positive integer, got {num_cases!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    config = SimulationConfig(
+        shape=tuple(int(s) for s in shape), spacing=tuple(float(s) for s in spacing),
+        phase_times_s=tuple(float(t) for t in phase_times_s), snr=float(snr),
+        timing_jitter_s=float(timing_jitter_s), fat_suppression=bool(fat_suppression),
+        motion_mm=float(motion_mm),
+    )
+    config.validate()
+    dataset_dir = Path(dataset_dir)
+    prepare_output_dir(dataset_dir, overwrite)
+    tasks = [(str(dataset_dir), seed, index, config) for index in range(num_cases)]
+    if jobs == 1 or num_cases == 1:
+        results = [_simulate_and_write(task) for task in tasks]
+    else:
+        # spawn, not fork: safe when the caller has threads (torch) running
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(jobs, num_cases), mp_context=context) as pool:
+            results = list(pool.map(_simulate_and_write, tasks))
+    rows = [row for case_rows in results for row in case_rows]
+    write_cases_csv(dataset_dir / "cases.csv", rows)
+    write_dataset_json(dataset_dir, num_cases, seed, config)
+    counts = Counter(row["curve_type"] for row in rows)
+    return DatasetSummary(
+        dataset_dir=dataset_dir,
+        case_ids=[case_id_for(i) for i in range(num_cases)],
+        lesion_rows=rows,
+        curve_type_counts={t: counts.get(t, 0) for t in ("persistent", "plateau", "washout")},
+    )

@@ -1,0 +1,92 @@
+"""Writing the phantom as a raw dataset: NIfTI files per case, timing sidecars, cases.csv, dataset.json."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from iterdce.atomic import write_atomic, write_json_atomic
+from iterdce.dataset.nifti_io import Geometry, write_image
+from iterdce.simulation.case import SimulatedCase
+from iterdce.simulation.config import SimulationConfig
+
+CASE_COLUMNS = (
+    "case", "lesion", "curve_type", "ktrans_per_min", "ve", "vp", "volume_ml", "morphology", "pattern",
+    "curve_ratio", "diameter_mm", "host_tissue", "t10_s", "bolus_arrival_s", "breast_density",
+)
+OUTPUTS = ("imagesTr", "labelsTr", "masksTr", "timesTr", "dataset.json", "cases.csv")
+MAX_LESIONS = 2
+
+
+def geometry_for(shape: Sequence[int], spacing: Sequence[float]) -> Geometry:
+    """RAS diagonal affine with the grid centred on the scanner origin (qform/sform code 1, scanner)."""
+    affine = np.diag([float(s) for s in spacing] + [1.0])
+    affine[:3, 3] = -(np.asarray(shape, dtype=np.float64) - 1.0) / 2.0 * np.asarray(spacing, dtype=np.float64)
+    return Geometry(shape=tuple(int(s) for s in shape), affine=affine)
+
+
+def prepare_output_dir(dataset_dir: Path, overwrite: bool) -> None:
+    """Create ``dataset_dir``; refuse a non-empty one unless ``overwrite``, which removes only phantom outputs."""
+    if dataset_dir.exists() and not dataset_dir.is_dir():
+        raise FileExistsError(f"{dataset_dir}: exists and is not a folder")
+    if dataset_dir.is_dir() and any(dataset_dir.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{dataset_dir}: folder is not empty; choose a new folder or pass --overwrite")
+        for name in OUTPUTS:
+            target = dataset_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+
+
+def write_case(dataset_dir: Path, case: SimulatedCase, geometry: Geometry, write_times: bool) -> None:
+    """Write one case's phases, lesion labels, breast mask and (with timing jitter) its timing sidecar."""
+    for phase, volume in enumerate(case.images):
+        write_image(dataset_dir / "imagesTr" / f"{case.case_id}_{phase:04d}.nii.gz", volume, geometry, np.float32)
+    write_image(dataset_dir / "labelsTr" / f"{case.case_id}.nii.gz", case.labels, geometry, np.uint8)
+    write_image(dataset_dir / "masksTr" / f"{case.case_id}.nii.gz", case.breast_mask, geometry, np.uint8)
+    if write_times:
+        write_json_atomic(dataset_dir / "timesTr" / f"{case.case_id}.json",
+                          {"phase_times_s": [float(t) for t in case.times_s]})
+
+
+def write_cases_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Ground-truth table, one row per lesion, in case then label order."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CASE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in sorted(rows, key=lambda r: (r["case"], r["lesion"])):
+        writer.writerow({key: row[key] for key in CASE_COLUMNS})
+    write_atomic(path, lambda tmp: tmp.write_text(buffer.getvalue()))
+
+
+def dataset_name(dataset_dir: Path) -> str:
+    """``Phantom`` for ``Dataset001_Phantom``; the folder name itself otherwise."""
+    match = re.match(r"^Dataset\d{3}_(.+)$", dataset_dir.name)
+    return match.group(1) if match else dataset_dir.name
+
+
+def write_dataset_json(
+    dataset_dir: Path, num_cases: int, seed: int, config: SimulationConfig
+) -> None:
+    """dataset.json of DATA_FORMAT.md plus a ``simulation`` block recording how the data were made."""
+    payload = {
+        "name": dataset_name(dataset_dir),
+        "description": "Synthetic physics-based breast DCE-MRI phantom (iterdce.simulation): Parker AIF, "
+                       "extended Tofts kinetics, spoiled gradient-echo signal, Rician noise.",
+        "file_ending": ".nii.gz",
+        "phase_times_s": [float(t) for t in config.phase_times_s],
+        "numTraining": int(num_cases),
+        "input_phases": [0, 1],
+        "labels": {"background": 0, **{f"lesion_{k}": k for k in range(1, MAX_LESIONS + 1)}},
+        "simulation": {"seed": int(seed), **config.to_json()},
+    }
+    write_json_atomic(dataset_dir / "dataset.json", payload)

@@ -1,0 +1,37 @@
+"""Checkpoints: tensors and plain metadata only, written atomically, read with ``weights_only=True``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from iterdce.atomic import write_atomic
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing or unreadable; the message names the file."""
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary name, then rename: an interrupted save never leaves a broken file."""
+    write_atomic(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load safely (no pickled code); clear errors for missing or corrupt files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot be read as an iterdce checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or "network_state" not in payload or "model_config" not in payload:
+        raise CheckpointError(f"{path}: not an iterdce checkpoint (network_state / model_config missing)")
+    return payload
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") else model

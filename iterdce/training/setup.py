@@ -1,0 +1,54 @@
+"""What one training run needs besides the plan: folders, fold, budget, device, workers."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from iterdce.preprocessing.pipeline import data_folder
+from iterdce.preprocessing.plans_io import load_plans
+from iterdce.preprocessing.splits import SPLITS_FILE
+
+
+@dataclass
+class TrainingSetup:
+    """Per-run settings; everything that changes the model comes from ``plans``."""
+
+    preprocessed_dataset: Path
+    results_dataset: Path
+    plans_name: str = "plans"
+    fold: int | str = 0
+    epochs: int | None = None
+    iterations_per_epoch: int | None = None
+    num_workers: int = 0
+    device: str = "auto"
+    seed: int = 12345
+    resume: bool = False
+    progress: bool = True
+    plans: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.plans:
+            self.plans = load_plans(self.preprocessed_dataset / f"{self.plans_name}.json")
+
+    @property
+    def data_dir(self) -> Path:
+        return data_folder(self.preprocessed_dataset, self.plans_name)
+
+    def fold_cases(self) -> tuple[list[str], list[str]]:
+        """(training cases, validation cases) of the fold; fold ``all`` trains and validates on everything."""
+        path = self.preprocessed_dataset / SPLITS_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no splits; run iterdce_plan_and_preprocess first")
+        splits = json.loads(path.read_text())
+        if self.fold == "all":
+            cases = sorted(splits[0]["train"] + splits[0]["val"])
+            return cases, cases
+        fold = int(self.fold)
+        if not 0 <= fold < len(splits):
+            raise ValueError(f"fold {fold} does not exist: {path} has folds 0-{len(splits) - 1}")
+        return list(splits[fold]["train"]), list(splits[fold]["val"])
+
+    def output_folder(self, trainer_name: str) -> Path:
+        """``<results>/<Dataset>/<Trainer>__<plans>/fold_<k>``."""
+        return self.results_dataset / f"{trainer_name}__{self.plans_name}" / f"fold_{self.fold}"
