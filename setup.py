@@ -6,6 +6,7 @@ COMMANDS = {
     "iterdce_verify_dataset": "verify_dataset",
     "iterdce_plan_and_preprocess": "plan_and_preprocess",
     "iterdce_train": "train",
+    "iterdce_predict": "predict",
 }
 
 setup(

@@ -15,8 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-n", "--num-cases", type=int, default=40, help="number of cases (default 40)")
     parser.add_argument("--shape", type=int, nargs=3, default=[128, 128, 48], metavar=("X", "Y", "Z"),
                         help="voxel grid (default 128 128 48)")
-    parser.add_argument("--spacing", type=float, nargs=3, default=[0.8, 0.8, 2.0], metavar=("X", "Y", "Z"),
-                        help="voxel size in mm (default 0.8 0.8 2.0)")
+    parser.add_argument("--spacing", type=float, nargs=3, default=[1.6, 1.6, 2.0], metavar=("X", "Y", "Z"),
+                        help="voxel size in mm (default 1.6 1.6 2.0)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same files")
     parser.add_argument("--snr", type=float, default=40.0,
                         help="mean pre-contrast FGT signal / noise standard deviation (default 40)")

@@ -55,12 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                               args.epochs, args.iterations_per_epoch, workers, args.device, args.seed, args.resume)
         context = init_distributed(args.device)
         for trainer_class in stages(args.trainer):
-            trainer = trainer_class(setup, context)
-            if setup.resume and (trainer.output / "checkpoint_final.pth").is_file() and trainer.resume() \
-                    and trainer.epoch >= trainer.total_epochs:
-                print(f"{trainer.name}: already finished ({trainer.epoch} epochs), skipping")
-                continue
-            trainer.run()
+            trainer_class(setup, context).run()
         if context.is_main:
             print(f"done: {setup.output_folder(args.trainer)}")
     except (DatasetNotFoundError, PlansError, CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:

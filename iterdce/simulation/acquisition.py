@@ -62,10 +62,13 @@ def apply_motion(images: np.ndarray, shifts_vox: np.ndarray) -> np.ndarray:
 
 
 def add_rician_noise(rng: np.random.Generator, images: np.ndarray, sigma: float) -> np.ndarray:
-    """Magnitude of the signal plus complex Gaussian noise of standard deviation ``sigma`` per channel."""
+    """Magnitude of the signal plus complex Gaussian noise of standard deviation ``sigma`` per channel.
+
+    Rounded to integers (stored as float32), as scanner magnitude images are.
+    """
     out = np.empty_like(images, dtype=np.float32)
     for phase in range(images.shape[0]):
         real = images[phase] + np.float32(sigma) * rng.standard_normal(images.shape[1:], dtype=np.float32)
         imag = np.float32(sigma) * rng.standard_normal(images.shape[1:], dtype=np.float32)
-        out[phase] = np.hypot(real, imag)
+        out[phase] = np.round(np.hypot(real, imag))
     return out

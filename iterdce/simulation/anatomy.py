@@ -64,6 +64,17 @@ def _erode_anisotropic(mask: np.ndarray, spacing: Sequence[float], depth_mm: flo
     return out
 
 
+def _depth_mm(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Distance (mm) of each mask voxel to the nearest voxel outside, computed on the mask's bounding box."""
+    depth = np.zeros(mask.shape, dtype=np.float32)
+    if not mask.any():
+        return depth
+    box = ndimage.find_objects(mask.astype(np.uint8))[0]
+    padded = np.pad(mask[box], 1)
+    depth[box] = ndimage.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1, 1:-1]
+    return depth
+
+
 def _half_ellipsoid(coords, centre, axes) -> tuple[np.ndarray, np.ndarray]:
     """Normalised radius of an ellipsoid and the anterior half-space mask (y >= base)."""
     x, y, z = coords
@@ -156,5 +167,5 @@ def build_anatomy(rng: np.random.Generator, shape: Sequence[int], spacing: Seque
         lateral |= np.abs(x - centre[0]) <= axes[0]
     breast_mask = body & np.broadcast_to((y >= y_wall) & lateral, shape)
     interior &= breast_mask
-    depth = ndimage.distance_transform_edt(interior, sampling=spacing).astype(np.float32)
+    depth = _depth_mm(interior, spacing)
     return Anatomy(tissue, breast_mask, interior, depth, density, fraction)

@@ -72,7 +72,8 @@ def simulate_case(
     lesions = place_lesions(rng, anatomy, specs, spacing)
     maps = tissue_maps(rng, anatomy, spacing)
     bias = bias_field(rng, config.shape)
-    fat_factor = float(rng.uniform(*FAT_SUPPRESSION)) if config.fat_suppression else 1.0
+    fat_factor = float(rng.uniform(*FAT_SUPPRESSION))  # drawn either way: same random stream after it
+    fat_factor = fat_factor if config.fat_suppression else 1.0
 
     labels = np.zeros(anatomy.tissue.shape, dtype=np.uint8)
     rows = []

@@ -13,7 +13,7 @@ class SimulationConfig:
     """Everything that shapes the simulated images except the seed and the number of cases."""
 
     shape: tuple[int, int, int] = (128, 128, 48)
-    spacing: tuple[float, float, float] = (0.8, 0.8, 2.0)
+    spacing: tuple[float, float, float] = (1.6, 1.6, 2.0)
     phase_times_s: tuple[float, ...] = DEFAULT_TIMES_S
     snr: float = 40.0
     timing_jitter_s: float = 0.0

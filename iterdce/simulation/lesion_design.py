@@ -13,7 +13,7 @@ import numpy as np
 
 CURVE_PROBS = {"persistent": 0.30, "plateau": 0.45, "washout": 0.25}
 BLOCK_SIZE = 12
-BLOCK_TYPES = ("persistent",) * 4 + ("plateau",) * 5 + ("washout",) * 3
+BLOCK_TYPES = ("persistent",) * 3 + ("plateau",) * 6 + ("washout",) * 3
 ZERO_LESION_PROBS = (0.3, 0.5, 0.2)  # probability of 0, 1, 2 lesion-free cases per block of 12
 SECOND_LESION_PROB = 0.15
 FGT_HOST_PROB = 0.8

@@ -13,6 +13,7 @@ from iterdce.simulation.lesion_design import LesionSpec
 from iterdce.simulation.lesion_shapes import make_shape, scaled_mask
 
 MAX_SHRINKS = 12
+MIN_VOXELS_ACROSS = 2.5
 HOST_TISSUE = {"fgt": Tissue.FGT, "fat": Tissue.FAT}
 
 
@@ -32,6 +33,11 @@ class PlacedLesion:
     @property
     def n_voxels(self) -> int:
         return int(self.voxels[0].size)
+
+
+def morphology_text(spec: LesionSpec) -> str:
+    """Short description of a lesion design for messages."""
+    return f"{spec.morphology} {spec.curve_type}"
 
 
 def _local_offsets(local: np.ndarray) -> np.ndarray:
@@ -93,25 +99,32 @@ def place_lesions(
     placed = []
     for spec in specs:
         shape_fn, extent = make_shape(rng, spec.morphology)
-        diameter = min(spec.diameter_mm, 1.9 * max_depth / extent)
+        smallest = MIN_VOXELS_ACROSS * float(spacing.max())
+        diameter = max(min(spec.diameter_mm, 1.9 * max_depth / extent), smallest)
         for _ in range(MAX_SHRINKS):
             local, radius = scaled_mask(shape_fn, extent, diameter, spacing)
             offsets = _local_offsets(local)
-            reach = float(np.linalg.norm(offsets * spacing, axis=1).max()) + 0.5 * float(spacing.max())
+            # thin spike tips may be clipped by the breast interior; the bulk must fit
+            reach = float(np.quantile(np.linalg.norm(offsets * spacing, axis=1), 0.9)) + 0.5 * float(spacing.max())
             centre, host = _choose_centre(rng, anatomy, spec.host, reach, taken, spacing)
             if centre is not None:
                 break
-            diameter *= 0.8
-        else:
+            if diameter <= smallest:
+                break
+            diameter = max(0.8 * diameter, smallest)
+        if centre is None:
             raise LesionPlacementError(
-                f"no room for lesion {spec.label} ({spec.morphology}) in a breast of at most "
-                f"{max_depth:.1f} mm depth; use a larger --shape or --spacing")
+                f"no room for lesion {spec.label} ({morphology_text(spec)}) of at least {smallest:.1f} mm "
+                f"({MIN_VOXELS_ACROSS} voxels of {spacing.max():g} mm) in breasts only {max_depth:.1f} mm deep; "
+                "use a larger --shape or --spacing")
         modulation, core, pattern = _pattern(rng, spec, local, spacing, radius)
         coords = offsets + centre
         valid = np.all((coords >= 0) & (coords < shape), axis=1)
         inside = tuple(coords[valid].T)
         valid[valid] = anatomy.interior[inside] & ~occupied[inside]
         voxels = tuple(coords[valid].T)
+        if not valid.any():
+            raise LesionPlacementError(f"lesion {spec.label} has no voxel inside the breast interior")
         modulation, core = modulation[valid], core[valid]
         occupied[voxels] = True
         taken.append((centre, reach))

@@ -44,7 +44,7 @@ def simulate_dataset(
     num_cases: int = 40,
     *,
     shape: Sequence[int] = (128, 128, 48),
-    spacing: Sequence[float] = (0.8, 0.8, 2.0),
+    spacing: Sequence[float] = (1.6, 1.6, 2.0),
     seed: int = 0,
     snr: float = 40.0,
     timing_jitter_s: float = 0.0,

@@ -5,6 +5,7 @@ Teacher forcing: each step of the unrolled iterU-Net is fed the real current pha
 """
 from __future__ import annotations
 
+import shutil
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from iterdce.atomic import write_atomic, write_json_atomic
 from iterdce.network.synthesizer import build_synthesizer, model_config
 from iterdce.training.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from iterdce.training.data_loader import PatchSampler, make_loader, validation_batches
@@ -140,6 +142,14 @@ class WarmupTrainer:
         if self.context.is_main:
             save_checkpoint(self.output / name, self.checkpoint_payload())
 
+    def copy_plans(self) -> None:
+        """plans.json and dataset.json next to the folds, so the model folder predicts on its own."""
+        model_folder = self.output.parent
+        write_json_atomic(model_folder / "plans.json", self.plans)
+        dataset_json = self.setup.preprocessed_dataset / "dataset.json"
+        if dataset_json.is_file():
+            write_atomic(model_folder / "dataset.json", lambda tmp: shutil.copyfile(dataset_json, tmp))
+
     def resume(self) -> bool:
         """Load ``checkpoint_latest.pth`` with optimizer, epoch, log and RNG; False when there is none."""
         path = self.output / "checkpoint_latest.pth"
@@ -163,7 +173,12 @@ class WarmupTrainer:
         """Train to ``total_epochs`` (resuming when asked); returns the output folder."""
         if self.context.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
+            self.copy_plans()
         resumed = self.setup.resume and self.resume()
+        if resumed and self.epoch >= self.total_epochs and (self.output / "checkpoint_final.pth").is_file():
+            if self.context.is_main:
+                print(f"{self.name}: already finished ({self.epoch} epochs), nothing to do")
+            return self.output
         if not resumed:
             self.initial_weights()
             self.log.notes.extend(self.notes())

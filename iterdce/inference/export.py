@@ -1,0 +1,52 @@
+"""Writing synthesized phases back in the exact geometry of the input, and the voxel-wise kinetic map."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from iterdce.dataset.masks import derive_foreground_mask
+from iterdce.dataset.nifti_io import Geometry, write_image
+from iterdce.kinetics_rule import classify_ratio, curve_ratio, early_index
+
+ENHANCING_THRESHOLD = 0.5  # initial relative enhancement (50 %) for a voxel to count as enhancing
+
+
+def output_name(case_id: str, phase: int) -> str:
+    return f"{case_id}_{phase:04d}.nii.gz"
+
+
+def write_phases(phases: np.ndarray, geometry: Geometry, out_dir: Path, case_id: str,
+                 target_phases: Sequence[int]) -> list[Path]:
+    """``<case>_<pppp>.nii.gz`` per target phase, float32, each written atomically."""
+    paths = []
+    for phase, volume in zip(target_phases, phases):
+        path = out_dir / output_name(case_id, phase)
+        write_image(path, volume.astype(np.float32), geometry)
+        paths.append(path)
+    return paths
+
+
+def kinetic_map(all_phases: np.ndarray, times_s: Sequence[float]) -> np.ndarray:
+    """Curve code per voxel (0 none, 1 persistent, 2 plateau, 3 washout) inside enhancing tissue.
+
+    Enhancing: inside the body foreground and with initial enhancement (S_early - S_pre) / S_pre >= 50 %.
+    """
+    pre = all_phases[0].astype(np.float64)
+    early = all_phases[early_index(times_s)].max(axis=0).astype(np.float64)
+    body = derive_foreground_mask(all_phases[:2])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        initial = (early - pre) / np.abs(pre)
+    enhancing = body & np.isfinite(initial) & (initial >= ENHANCING_THRESHOLD)
+    codes = classify_ratio(curve_ratio(all_phases, times_s))
+    codes[~enhancing] = 0
+    return codes.astype(np.uint8)
+
+
+def write_kinetic_map(all_phases: np.ndarray, times_s: Sequence[float], geometry: Geometry, out_dir: Path,
+                      case_id: str) -> Path:
+    """``<case>_kinetics.nii.gz`` (uint8 curve codes) in the input geometry."""
+    path = out_dir / f"{case_id}_kinetics.nii.gz"
+    write_image(path, kinetic_map(all_phases, times_s), geometry, dtype=np.uint8)
+    return path

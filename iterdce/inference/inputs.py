@@ -1,0 +1,96 @@
+"""Prediction inputs: ``<case>_<pppp>.nii.gz`` for each input phase plus an optional ``<case>.json`` timing,
+all checked before anything is written."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from iterdce.dataset.case import DCECase
+from iterdce.dataset.layout import CaseFiles, split_phase_name
+from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image
+from iterdce.dataset.schema import DatasetSchemaError, read_json, timing_problems
+
+
+class PredictionInputError(ValueError):
+    """The input folder cannot be predicted; the message lists every problem with its file."""
+
+
+def discover_inputs(folder: Path, input_phases: Sequence[int]) -> tuple[dict[str, CaseFiles], list[str]]:
+    """Cases of an input folder and every problem found (missing phases, unreadable files, geometry)."""
+    if not folder.is_dir():
+        return {}, [f"{folder}: input folder does not exist"]
+    cases: dict[str, CaseFiles] = {}
+    problems: list[str] = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.is_dir():
+            continue
+        if path.name.endswith(".json"):
+            cases.setdefault(path.name[:-5], CaseFiles(path.name[:-5])).times = path
+            continue
+        parsed = split_phase_name(path.name)
+        if parsed is None:
+            problems.append(f"{path}: not named <case>_<pppp>.nii.gz")
+            continue
+        case_id, phase, _ = parsed
+        if phase in input_phases:
+            cases.setdefault(case_id, CaseFiles(case_id)).phase_files[phase] = path
+    for case_id, files in list(cases.items()):
+        if not files.phase_files:
+            problems.append(f"{files.times}: timing file of a case with no images")
+            del cases[case_id]
+            continue
+        problems += case_problems(files, input_phases)
+    if not cases and not problems:
+        problems.append(f"{folder}: no <case>_0000.nii.gz files found")
+    return cases, problems
+
+
+def case_problems(files: CaseFiles, input_phases: Sequence[int]) -> list[str]:
+    """Missing input phases, unreadable headers, non-3D images and geometry mismatches of one case."""
+    problems = [f"case {files.case_id}: missing input phase file {files.case_id}_{p:04d}.nii.gz"
+                for p in input_phases if p not in files.phase_files]
+    reference = None
+    for phase in sorted(files.phase_files):
+        path = files.phase_files[phase]
+        try:
+            _, geometry = read_header(path)
+        except ImageReadError as exc:
+            problems.append(str(exc))
+            continue
+        if len(geometry.shape) != 3:
+            problems.append(f"{path}: image is {len(geometry.shape)}D with shape {geometry.shape}, expected 3D")
+        elif reference is None:
+            reference = (path, geometry)
+        elif not geometry.matches(reference[1]):
+            problems.append(f"{path}: geometry (shape {geometry.shape}, affine) differs from {reference[0].name}")
+    return problems
+
+
+def case_times(files: CaseFiles, plan_times: Sequence[float], n_inputs: int) -> np.ndarray:
+    """All phase times of a case: its sidecar (inputs only, or every phase) completed by the plan's protocol."""
+    if files.times is None:
+        return np.asarray(plan_times, dtype=np.float64)
+    payload = read_json(files.times)
+    times = payload.get("phase_times_s") if isinstance(payload, dict) else None
+    if not isinstance(times, list) or len(times) not in (n_inputs, len(plan_times)):
+        raise DatasetSchemaError(f"{files.times}: phase_times_s must list the {n_inputs} input phase times or all "
+                                 f"{len(plan_times)} phase times, in seconds")
+    full = list(times) + list(plan_times[len(times):])
+    problems = timing_problems(full, len(plan_times))
+    if problems:
+        raise DatasetSchemaError(f"{files.times}: " + "; ".join(problems) + f" (plan's later times {plan_times})")
+    return np.asarray(full, dtype=np.float64)
+
+
+def load_input_case(files: CaseFiles, input_phases: Sequence[int], times_s: np.ndarray) -> DCECase:
+    """The input phases of a case as a DCECase (no masks)."""
+    volumes, geometry = [], None
+    for phase in input_phases:
+        data, geometry_here = read_image(files.phase_files[phase])
+        if not np.all(np.isfinite(data)):
+            raise PredictionInputError(f"{files.phase_files[phase]}: NaN/inf voxels")
+        geometry = geometry or geometry_here
+        volumes.append(data)
+    return DCECase(files.case_id, np.stack(volumes), times_s, geometry)
