@@ -7,6 +7,7 @@ COMMANDS = {
     "iterdce_plan_and_preprocess": "plan_and_preprocess",
     "iterdce_train": "train",
     "iterdce_predict": "predict",
+    "iterdce_evaluate": "evaluate",
 }
 
 setup(

@@ -8,6 +8,8 @@ import argparse
 import sys
 
 from iterdce.commands.common import add_root_arguments, fail, roots_from_args
+from iterdce.evaluation.cross_validation import validate_fold
+from iterdce.evaluation.report import summary_table
 from iterdce.paths import DatasetNotFoundError, find_dataset
 from iterdce.preprocessing.plans_io import PlansError
 from iterdce.training.checkpoint import CheckpointError
@@ -37,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("-nw", "--num-workers", type=int, default=None,
                         help="background data workers (default min(2, cores); 0 runs in-process)")
+    parser.add_argument("--no-validation", action="store_true",
+                        help="skip predicting and scoring the fold's validation cases at the end")
     parser.add_argument("--seed", type=int, default=12345, help="random seed (default 12345)")
     add_root_arguments(parser)
     return parser
@@ -55,9 +59,15 @@ def main(argv: list[str] | None = None) -> int:
                               args.epochs, args.iterations_per_epoch, workers, args.device, args.seed, args.resume)
         context = init_distributed(args.device)
         for trainer_class in stages(args.trainer):
-            trainer_class(setup, context).run()
+            trainer = trainer_class(setup, context)
+            trainer.run()
+        if context.is_main and not args.no_validation:
+            _, val_cases = setup.fold_cases()
+            summary = validate_fold(trainer.output.parent, args.fold, setup.data_dir, val_cases, setup.plans,
+                                    device=context.device, progress=setup.progress)
+            print(summary_table(summary))
         if context.is_main:
-            print(f"done: {setup.output_folder(args.trainer)}")
+            print(f"done: {trainer.output}")
     except (DatasetNotFoundError, PlansError, CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
         return fail(str(exc))
     finally:

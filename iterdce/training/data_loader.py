@@ -6,6 +6,7 @@ makes a resumed run bit-identical to an uninterrupted one and gives each DDP ran
 from __future__ import annotations
 
 import json
+import random
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,7 +114,11 @@ class PatchSampler:
             lesion_flags.append(lesion_centred)
         batch = {k: np.stack([s[k] for s in samples]) for k in ("data", "seg")}
         if self.transforms is not None:
-            np.random.seed(int(sequence.generate_state(1)[0]))
+            # batchgenerators draws from numpy's global RNG and (Gaussian noise variance) from Python's
+            # ``random``: seed both from the batch's own sequence so no outside state leaks in
+            numpy_seed, python_seed = (int(v) for v in sequence.generate_state(2))
+            np.random.seed(numpy_seed)
+            random.seed(python_seed)
             batch = self.transforms(**batch)
         elif self.extract_size != self.patch_size:
             batch = {k: center_crop(v, self.patch_size) for k, v in batch.items()}

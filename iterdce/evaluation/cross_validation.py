@@ -1,0 +1,72 @@
+"""Validation predictions of a trained fold (exported as NIfTI and evaluated) and the cross-validation summary.
+
+Validation cases come from the preprocessed dataset: they are synthesized in plan space exactly as the
+predictor does, scored there in TI-normalized units, and written back in their original geometry.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from iterdce.atomic import write_json_atomic
+from iterdce.dataset.nifti_io import Geometry
+from iterdce.evaluation.case_evaluation import evaluate_case
+from iterdce.evaluation.report import summarize, summary_table, write_report
+from iterdce.inference.export import write_phases
+from iterdce.inference.model_loading import load_fold_models
+from iterdce.inference.tiled import predict_volume
+from iterdce.preprocessing.preprocessor import restore_phases
+from iterdce.training.data_loader import load_preprocessed
+
+
+def validate_fold(model_folder: Path, fold: int | str, data_dir: Path, case_ids: list[str], plans: dict,
+                  checkpoint: str = "final", device: str | torch.device = "cpu", progress: bool = True) -> dict:
+    """Predict, export and evaluate the fold's validation cases into ``fold_<k>/validation/``."""
+    models, _, _ = load_fold_models(model_folder, [fold], checkpoint, device)
+    out_dir = model_folder / f"fold_{fold}" / "validation"
+    n_in = len(plans["input_phases"])
+    evaluations = []
+    for case_id in tqdm(case_ids, desc=f"validation fold {fold}", unit="case", disable=not progress):
+        case = load_preprocessed(data_dir, case_id)
+        properties = json.loads((data_dir / f"{case_id}.json").read_text())
+        inputs = torch.from_numpy(case.data[:n_in]).to(device)
+        times = torch.from_numpy(case.times_s).to(device)
+        synthesized = predict_volume(models, inputs, times, plans["patch_size"], len(plans["target_phases"])
+                                     ).cpu().numpy()
+        stats = properties["ti_norm"]
+        evaluations.append(evaluate_case(case_id, synthesized, case.data, case.times_s, case.mask > 0, case.lesion,
+                                         (stats["mean"], stats["std"])))
+        geometry = Geometry(tuple(properties["original_shape"]), np.asarray(properties["original_affine"]),
+                            properties["qform_code"], properties["sform_code"])
+        write_phases(restore_phases(synthesized, properties), geometry, out_dir, case_id, plans["target_phases"])
+    return write_report(evaluations, out_dir)
+
+
+def cross_validation_summary(model_folder: Path, n_folds: int = 5) -> dict:
+    """``cv_summary.json``: metrics over the union of the folds' validation sets."""
+    tables: dict[str, list[pd.DataFrame]] = {"per_case.csv": [], "lesions.csv": []}
+    folds = []
+    for fold in range(n_folds):
+        folder = model_folder / f"fold_{fold}" / "validation"
+        if (folder / "per_case.csv").is_file():
+            folds.append(fold)
+            for name in tables:
+                try:
+                    tables[name].append(pd.read_csv(folder / name))
+                except (FileNotFoundError, pd.errors.EmptyDataError):
+                    continue
+    if not folds:
+        raise FileNotFoundError(f"{model_folder}: no fold_*/validation/per_case.csv; train the folds first")
+    phase_table = pd.concat(tables["per_case.csv"], ignore_index=True)
+    lesion_table = pd.concat(tables["lesions.csv"], ignore_index=True) if tables["lesions.csv"] else pd.DataFrame()
+    summary = {"folds": folds, **summarize(phase_table, lesion_table)}
+    if len(folds) < n_folds:
+        summary["warning"] = f"only folds {folds} of {n_folds} have validation results"
+    write_json_atomic(model_folder / "cv_summary.json", summary)
+    print(summary_table(summary))
+    return summary

@@ -1,0 +1,139 @@
+"""``iterdce_evaluate`` on folders: synthesized NIfTIs against the real phases, lesion labels and masks."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from iterdce.dataset.layout import split_phase_name
+from iterdce.dataset.masks import derive_foreground_mask
+from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image
+from iterdce.dataset.schema import load_case_times, load_dataset_json
+from iterdce.evaluation.case_evaluation import CaseEvaluation, evaluate_case
+from iterdce.evaluation.report import plot_montage, summary_table, write_report
+from iterdce.preprocessing.normalization import ti_norm_stats
+
+MONTAGE_CASES = 4
+
+
+class EvaluationInputError(ValueError):
+    """Missing files or mismatched geometry; the message lists every problem."""
+
+
+@dataclass
+class EvaluationCase:
+    case_id: str
+    predicted: dict[int, Path]
+    real: dict[int, Path]
+    label: Path | None
+    mask: Path | None
+    times_s: tuple[float, ...]
+
+
+def _phase_files(folder: Path) -> dict[str, dict[int, Path]]:
+    found: dict[str, dict[int, Path]] = {}
+    for path in sorted(folder.glob("*.nii*")):
+        parsed = split_phase_name(path.name)
+        if parsed:
+            found.setdefault(parsed[0], {})[parsed[1]] = path
+    return found
+
+
+def find_dataset_json(reference: Path, explicit: Path | None) -> Path | None:
+    """``--dataset-json`` when given, else dataset.json in the reference folder or its parent."""
+    if explicit is not None:
+        return explicit
+    for candidate in (reference / "dataset.json", reference.parent / "dataset.json"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def collect_cases(pred: Path, ref: Path, labels: Path | None, masks: Path | None, dataset_json: Path | None
+                  ) -> list[EvaluationCase]:
+    """Pair every predicted case with its real phases; raise EvaluationInputError listing all problems."""
+    problems = [f"{p}: folder not found" for p in (pred, ref, labels, masks) if p is not None and not p.is_dir()]
+    if problems:
+        raise EvaluationInputError("\n".join(problems))
+    json_path = find_dataset_json(ref, dataset_json)
+    if json_path is None:
+        raise EvaluationInputError(f"{ref}: no dataset.json here or in its parent; pass --dataset-json for the "
+                                   "phase times")
+    info = load_dataset_json(json_path.parent)
+    predicted, real = _phase_files(pred), _phase_files(ref)
+    if not predicted:
+        raise EvaluationInputError(f"{pred}: no <case>_<pppp>.nii.gz predictions found")
+    cases = []
+    for case_id, phases in predicted.items():
+        missing = [f"{ref / f'{case_id}_{p:04d}.nii.gz'}" for p in range(info.num_phases)
+                   if p not in real.get(case_id, {})]
+        problems += [f"case {case_id}: missing real phase {m}" for m in missing]
+        label = labels / f"{case_id}.nii.gz" if labels else None
+        mask = masks / f"{case_id}.nii.gz" if masks else None
+        for path in (label, mask):
+            if path is not None and not path.is_file():
+                problems.append(f"case {case_id}: missing {path}")
+        times_file = json_path.parent / "timesTr" / f"{case_id}.json"
+        times = load_case_times(times_file, info.num_phases) if times_file.is_file() else info.phase_times_s
+        if not missing:
+            problems += geometry_problems(case_id, phases, real[case_id], [label, mask])
+        cases.append(EvaluationCase(case_id, phases, real.get(case_id, {}), label, mask, tuple(times)))
+    if problems:
+        raise EvaluationInputError(f"{len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
+    return cases
+
+
+def geometry_problems(case_id: str, predicted: dict[int, Path], real: dict[int, Path],
+                      extra: list[Path | None]) -> list[str]:
+    """Every predicted phase and mask must share the real phases' grid and affine."""
+    try:
+        _, reference = read_header(real[0])
+    except ImageReadError as exc:
+        return [str(exc)]
+    problems = []
+    for path in [*predicted.values(), *real.values(), *[p for p in extra if p is not None and p.is_file()]]:
+        try:
+            _, geometry = read_header(path)
+        except ImageReadError as exc:
+            problems.append(str(exc))
+            continue
+        if not geometry.matches(reference):
+            problems.append(f"case {case_id}: {path} geometry (shape {geometry.shape}) differs from {real[0].name} "
+                            f"(shape {reference.shape})")
+    return problems
+
+
+def evaluate_folder_case(case: EvaluationCase, reference_phase: int) -> tuple[CaseEvaluation, tuple]:
+    """Load, TI-normalize with the real reference phase, evaluate; also return montage material."""
+    real = np.stack([read_image(case.real[p])[0] for p in sorted(case.real)])
+    target_phases = sorted(case.predicted)
+    synthesized = np.stack([read_image(case.predicted[p])[0] for p in target_phases])
+    n_in = real.shape[0] - len(target_phases)
+    mask = (read_image(case.mask)[0] > 0) if case.mask else derive_foreground_mask(real[:n_in])
+    lesion = read_image(case.label)[0].astype(np.int16) if case.label else None
+    stats = ti_norm_stats(real, mask, reference_phase)
+    real_n, synth_n = (real - stats.mean) / stats.std, (synthesized - stats.mean) / stats.std
+    evaluation = evaluate_case(case.case_id, synth_n, real_n, case.times_s, mask, lesion, (stats.mean, stats.std))
+    z = int(np.argwhere(lesion > 0)[:, 2].mean()) if lesion is not None and lesion.any() else real.shape[3] // 2
+    outline = None if lesion is None else lesion[:, :, z] > 0
+    full = np.concatenate([real[:n_in], synthesized])
+    return evaluation, (case.case_id, real[:, :, :, z], full[:, :, :, z], outline)
+
+
+def evaluate_folders(pred: Path, ref: Path, out_dir: Path, labels: Path | None = None, masks: Path | None = None,
+                     dataset_json: Path | None = None, reference_phase: int = 1, progress: bool = True) -> dict:
+    """The whole report; prints the summary table and returns the summary."""
+    cases = collect_cases(Path(pred), Path(ref), labels, masks, dataset_json)
+    evaluations, panels = [], []
+    for case in tqdm(cases, desc="evaluating", unit="case", disable=not progress):
+        evaluation, panel = evaluate_folder_case(case, reference_phase)
+        evaluations.append(evaluation)
+        if len(panels) < MONTAGE_CASES:
+            panels.append(panel)
+    summary = write_report(evaluations, Path(out_dir))
+    titles = [f"{t:.0f} s" for t in cases[0].times_s]
+    plot_montage(panels, titles, Path(out_dir) / "montage.png")
+    print(summary_table(summary))
+    return summary

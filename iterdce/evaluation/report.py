@@ -1,0 +1,130 @@
+"""Aggregating case evaluations into per_case.csv, curves.csv, summary.json, figures and a printed table."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from iterdce.atomic import write_atomic, write_json_atomic  # noqa: E402
+from iterdce.evaluation.case_evaluation import METHODS, CaseEvaluation  # noqa: E402
+from iterdce.evaluation.kinetics import curve_type_confusion  # noqa: E402
+
+METRICS = ("psnr", "ssim", "mae", "enhancement_error")
+COLORS = {"real": "black", "iterdce": "tab:red", "copy_last": "tab:gray", "linear": "tab:blue"}
+
+
+def _finite_stats(values: pd.Series) -> dict[str, float | int | None]:
+    finite = values.replace([np.inf, -np.inf], np.nan).dropna()
+    if finite.empty:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(finite.mean()), "std": float(finite.std(ddof=0)), "n": int(len(finite))}
+
+
+def summarize(phase_table: pd.DataFrame, lesion_table: pd.DataFrame) -> dict:
+    """Mean/std per method and phase of every metric; SCC, DTW, curve-type accuracy per method."""
+    summary: dict = {"methods": {}, "note": "TI-normalized units; PSNR over the mask, infinite values excluded"}
+    for method in METHODS:
+        rows = phase_table[phase_table["method"] == method]
+        per_phase = {str(int(phase)): {m: _finite_stats(group[m]) for m in METRICS}
+                     for phase, group in rows.groupby("phase")}
+        entry: dict = {"per_phase": per_phase, "all_phases": {m: _finite_stats(rows[m]) for m in METRICS}}
+        lesions = lesion_table[lesion_table["method"] == method] if not lesion_table.empty else lesion_table
+        if not lesions.empty:
+            accuracy, matrix = curve_type_confusion(list(lesions["true_type"]), list(lesions["predicted_type"]))
+            entry["kinetics"] = {
+                "scc": _finite_stats(lesions["scc"]), "dtw": _finite_stats(lesions["dtw"]),
+                "last_phase_enhancement_error": _finite_stats(lesions["last_phase_enhancement_error"]),
+                "curve_type_accuracy": None if math.isnan(accuracy) else accuracy,
+                "confusion_matrix": {"rows_true_cols_predicted": matrix.to_dict(orient="index")},
+                "lesions": int(len(lesions)),
+            }
+        summary["methods"][method] = entry
+    return summary
+
+
+def summary_table(summary: dict, last_phase: int | None = None) -> str:
+    """Markdown table: each method's mean metrics over target phases and at the last phase."""
+    header = "| method | PSNR | SSIM | MAE | enh. error (all) | enh. error (last) | SCC | DTW | type acc. |"
+    lines = [header, "|" + "---|" * 9]
+
+    def fmt(value: float | None, digits: int = 4) -> str:
+        return "n/a" if value is None else f"{value:.{digits}g}"
+
+    for method, entry in summary["methods"].items():
+        overall = entry["all_phases"]
+        phases = sorted(entry["per_phase"], key=int)
+        last = entry["per_phase"][str(last_phase) if last_phase is not None else phases[-1]] if phases else {}
+        kinetics = entry.get("kinetics", {})
+        lines.append("| " + " | ".join([
+            method, fmt(overall["psnr"]["mean"]), fmt(overall["ssim"]["mean"]), fmt(overall["mae"]["mean"]),
+            fmt(overall["enhancement_error"]["mean"]),
+            fmt(last.get("enhancement_error", {}).get("mean")) if last else "n/a",
+            fmt(kinetics.get("scc", {}).get("mean")), fmt(kinetics.get("dtw", {}).get("mean")),
+            fmt(kinetics.get("curve_type_accuracy")),
+        ]) + " |")
+    return "\n".join(lines)
+
+
+def plot_case_curves(curves: pd.DataFrame, path: Path) -> None:
+    """Lesion kinetic curves of one case: real, synthesized and the baselines, one panel per lesion."""
+    lesions = sorted(curves["lesion"].unique())
+    fig, axes = plt.subplots(1, len(lesions), figsize=(4.5 * len(lesions), 3.6), squeeze=False)
+    for axis, label in zip(axes[0], lesions):
+        rows = curves[curves["lesion"] == label].sort_values("time_s")
+        for column in ("real", *METHODS):
+            style = "-o" if column in ("real", "iterdce") else "--"
+            axis.plot(rows["time_s"], rows[column], style, color=COLORS[column], label=column, markersize=4)
+        axis.set(title=f"{rows['case'].iloc[0]} lesion {label}", xlabel="time (s)",
+                 ylabel="mean lesion intensity (TI-norm)")
+        axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90), suffix=".png")
+    plt.close(fig)
+
+
+def plot_montage(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]], titles: Sequence[str],
+                 path: Path) -> None:
+    """Rows of (case, real phases [P, X, Y], synthesized [P, X, Y], lesion outline [X, Y]) as a PNG grid."""
+    n_cols = len(titles)
+    fig, axes = plt.subplots(2 * len(panels), n_cols, figsize=(1.9 * n_cols, 3.9 * len(panels)), squeeze=False)
+    for row, (case_id, real, synthesized, outline) in enumerate(panels):
+        vmin, vmax = np.percentile(real, [1, 99.5])
+        for col in range(n_cols):
+            for offset, images, label in ((0, real, "real"), (1, synthesized, "synth.")):
+                axis = axes[2 * row + offset][col]
+                axis.imshow(images[col].T, cmap="gray", vmin=vmin, vmax=vmax, origin="lower")
+                if outline is not None and outline.any():
+                    axis.contour(outline.T, levels=[0.5], colors="red", linewidths=0.6)
+                axis.set_xticks([])
+                axis.set_yticks([])
+                if col == 0:
+                    axis.set_ylabel(f"{case_id}\n{label}", fontsize=7)
+                if row == 0 and offset == 0:
+                    axis.set_title(titles[col], fontsize=8)
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80), suffix=".png")
+    plt.close(fig)
+
+
+def write_report(evaluations: Sequence[CaseEvaluation], out_dir: Path) -> dict:
+    """per_case.csv, curves.csv, lesions.csv, summary.json and kinetic_curves/<case>.png; returns the summary."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    phase_table = pd.DataFrame([r for e in evaluations for r in e.phase_rows])
+    curve_table = pd.DataFrame([r for e in evaluations for r in e.curve_rows])
+    lesion_table = pd.DataFrame([r for e in evaluations for r in e.lesion_rows])
+    for name, table in (("per_case.csv", phase_table), ("curves.csv", curve_table), ("lesions.csv", lesion_table)):
+        write_atomic(out_dir / name, lambda tmp, t=table: t.to_csv(tmp, index=False))
+    summary = summarize(phase_table, lesion_table)
+    write_json_atomic(out_dir / "summary.json", summary)
+    if not curve_table.empty:
+        for case_id, rows in curve_table.groupby("case"):
+            plot_case_curves(rows, out_dir / "kinetic_curves" / f"{case_id}.png")
+    return summary
