@@ -8,6 +8,7 @@ COMMANDS = {
     "iterdce_train": "train",
     "iterdce_predict": "predict",
     "iterdce_evaluate": "evaluate",
+    "iterdce_demo": "demo",
 }
 
 setup(

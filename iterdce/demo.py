@@ -1,0 +1,97 @@
+"""The end-to-end demo on the built-in phantom: simulate -> verify -> figures -> plan (tiny) -> train fold 0
+-> predict the held-out cases -> evaluate against copy-last and linear extrapolation.
+
+Every step reuses what an earlier run left (the phantom, the preprocessed cases, finished checkpoints), so an
+interrupted demo picks up where it stopped.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from iterdce.dataset.verify import require_valid_dataset
+from iterdce.evaluation.dataset_figures import dataset_figures
+from iterdce.evaluation.folders import evaluate_folders
+from iterdce.inference.predictor import IterativePredictor, PredictionSettings
+from iterdce.preprocessing.pipeline import plan_and_preprocess
+from iterdce.training.distributed import init_distributed
+from iterdce.training.setup import TrainingSetup
+from iterdce.training.variants import stages
+
+DATASET = "Dataset001_Phantom"
+
+
+@dataclass
+class DemoConfig:
+    """Size of the demo: chosen so that it runs in minutes on 2 CPU cores and the model beats copy-last."""
+
+    num_cases: int = 24
+    shape: tuple[int, int, int] = (64, 64, 24)
+    seed: int = 7
+    warmup_epochs: int = 8
+    recursive_epochs: int = 8
+    iterations_per_epoch: int = 25
+    num_workers: int = 1
+    device: str = "auto"
+    fold: int = 0
+
+
+def run_demo(out_dir: Path, config: DemoConfig | None = None, log=print) -> dict:
+    """Run every step into ``out_dir``; returns the evaluation summary."""
+    from iterdce.simulation import simulate_dataset
+
+    config = config or DemoConfig()
+    start = time.perf_counter()
+    raw = out_dir / "raw" / DATASET
+    if not (raw / "dataset.json").is_file():
+        log(f"[1/6] simulating {config.num_cases} phantom cases of {config.shape} into {raw}")
+        simulate_dataset(raw, config.num_cases, shape=config.shape, seed=config.seed, jobs=2)
+    require_valid_dataset(raw, progress=False)
+    figures = dataset_figures(raw, out_dir / "phantom_figures")
+    log(f"[2/6] verified; phantom figures: {', '.join(map(str, figures))}")
+
+    log("[3/6] planning and preprocessing (tiny preset)")
+    plans = plan_and_preprocess(raw, out_dir / "preprocessed", num_processes=2, preset="tiny", progress=False,
+                                log=lambda *_: None)
+    plans["training"].update(warmup_epochs=config.warmup_epochs, recursive_epochs=config.recursive_epochs,
+                             iterations_per_epoch=config.iterations_per_epoch,
+                             validation_every=max(config.warmup_epochs, config.recursive_epochs))
+    setup = TrainingSetup(out_dir / "preprocessed" / DATASET, out_dir / "results" / DATASET, fold=config.fold,
+                          num_workers=config.num_workers, device=config.device, resume=True, plans=plans)
+    log(f"[4/6] training fold {config.fold}: warm-up {config.warmup_epochs} + recursive {config.recursive_epochs} "
+        f"epochs x {config.iterations_per_epoch} iterations")
+    context = init_distributed(config.device)
+    for trainer_class in stages("RecursiveTrainer"):
+        trainer = trainer_class(setup, context)
+        trainer.run()
+
+    _, held_out = setup.fold_cases()
+    inputs = out_dir / "demo_input"
+    inputs.mkdir(exist_ok=True)
+    for case_id in held_out:
+        for phase in plans["input_phases"]:
+            name = f"{case_id}_{phase:04d}.nii.gz"
+            if not (inputs / name).is_file():
+                shutil.copyfile(raw / "imagesTr" / name, inputs / name)
+    log(f"[5/6] predicting the {len(held_out)} held-out cases from their first two phases")
+    predictor = IterativePredictor(trainer.output.parent, PredictionSettings(folds=[config.fold], device=config.device,
+                                                                             progress=False))
+    predictor.predict_folder(inputs, out_dir / "predictions", save_kinetic_map=True)
+
+    log("[6/6] evaluating against the real delayed phases")
+    report = out_dir / "report"
+    summary = evaluate_folders(out_dir / "predictions", raw / "imagesTr", report, labels=raw / "labelsTr",
+                               masks=raw / "masksTr", progress=False)
+    last = plans["target_phases"][-1]
+    methods = summary["methods"]
+    ours = methods["iterdce"]["per_phase"][str(last)]["enhancement_error"]["mean"]
+    copy = methods["copy_last"]["per_phase"][str(last)]["enhancement_error"]["mean"]
+    log(f"\nlast-phase ({plans['phase_times_s'][last]:.0f} s) enhancement error: iterU-Net {ours:.4g} vs "
+        f"copy-last {copy:.4g}")
+    log(f"figures: {report / 'montage.png'}, {report / 'kinetic_curves'}/, {figures[0]}, {figures[1]}")
+    log(f"per-case metrics: {report / 'per_case.csv'}; summary: {report / 'summary.json'}")
+    log(f"demo finished in {time.perf_counter() - start:.0f} s")
+    return summary
+
