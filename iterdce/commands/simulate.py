@@ -52,3 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {len(summary.case_ids)} cases, {len(summary.lesion_rows)} lesions ({counts}) to "
           f"{summary.dataset_dir} in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -42,13 +42,15 @@ def bias_field(rng: np.random.Generator, shape: Sequence[int]) -> np.ndarray:
 def motion_shifts(
     rng: np.random.Generator, n_phases: int, motion_mm: float, spacing: Sequence[float]
 ) -> np.ndarray:
-    """Per-phase translation in voxels [P, 3]: none for the pre-contrast, random direction and size after."""
+    """Per-phase translation in voxels [P, 3]: none for the pre-contrast, random direction and size after.
+
+    The random numbers are drawn even for ``motion_mm == 0`` so that the noise that follows is the same.
+    """
+    directions = rng.standard_normal((n_phases - 1, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    sizes = rng.uniform(0.0, 1.0, size=(n_phases - 1, 1)) * float(motion_mm)
     shifts = np.zeros((n_phases, 3))
-    if motion_mm > 0:
-        directions = rng.standard_normal((n_phases - 1, 3))
-        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-        sizes = rng.uniform(0.0, motion_mm, size=(n_phases - 1, 1))
-        shifts[1:] = directions * sizes / np.asarray(spacing, dtype=np.float64)
+    shifts[1:] = directions * sizes / np.asarray(spacing, dtype=np.float64)
     return shifts
 
 

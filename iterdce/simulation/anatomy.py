@@ -1,7 +1,7 @@
 """Per-case anatomy of a prone axial breast slab: breasts, skin, fat, FGT, chest wall, heart and vessels.
 
-Array axes follow RAS: axis 0 runs right-left of the image to the patient's right (+x), axis 1 from
-posterior (thorax) to anterior (breasts), axis 2 from inferior to superior. The anatomy is laid out in
+Array axes follow RAS: axis 0 runs towards the patient's right (+x), axis 1 from posterior (thorax) to
+anterior (breasts), axis 2 from inferior to superior. The anatomy is laid out in
 fractions of the field of view, so any grid shape and spacing gives two complete breasts.
 """
 from __future__ import annotations
@@ -75,14 +75,18 @@ def _depth_mm(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     return depth
 
 
-def _half_ellipsoid(coords, centre, axes) -> tuple[np.ndarray, np.ndarray]:
+def _half_ellipsoid(
+    coords: Sequence[np.ndarray], centre: Sequence[float], axes: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
     """Normalised radius of an ellipsoid and the anterior half-space mask (y >= base)."""
     x, y, z = coords
     rho2 = ((x - centre[0]) / axes[0]) ** 2 + ((y - centre[1]) / axes[1]) ** 2 + ((z - centre[2]) / axes[2]) ** 2
     return np.sqrt(rho2), y >= centre[1]
 
 
-def _thorax(rng, coords, lengths, y_inner) -> np.ndarray:
+def _thorax(
+    rng: np.random.Generator, coords: Sequence[np.ndarray], lengths: Sequence[float], y_inner: np.ndarray
+) -> np.ndarray:
     """Tissue codes posterior to the chest wall: lung, heart and two internal thoracic vessels."""
     x, y, z = coords
     lx, ly, _ = lengths

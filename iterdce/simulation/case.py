@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from iterdce.kinetics_rule import classify_curve, curve_ratio
+from iterdce.kinetics_rule import CURVE_CODES, classify_ratio, curve_ratio
 from iterdce.simulation.acquisition import (
     add_rician_noise,
     apply_motion,
@@ -46,14 +46,39 @@ def case_id_for(index: int) -> str:
     return f"phantom_{index:03d}"
 
 
+def _curve_type(ratio: float) -> str:
+    """The rule's curve type for a curve ratio."""
+    code = int(classify_ratio(ratio))
+    return next(name for name, value in CURVE_CODES.items() if value == code)
+
+
+def _lesion_ratios(images: np.ndarray, labels: np.ndarray, rows: list[dict], times: np.ndarray) -> list[float]:
+    """Curve ratio of each lesion's mean curve over its label in ``images`` [P, X, Y, Z]."""
+    return [float(curve_ratio(images[:, labels == row["lesion"]].astype(np.float64).mean(axis=1), times))
+            for row in rows]
+
+
 def _check_lesion_curves(noiseless: np.ndarray, labels: np.ndarray, rows: list[dict], times: np.ndarray) -> None:
     """Re-derive every lesion's type from the assembled noiseless image; a mismatch is a simulator bug."""
-    for row in rows:
-        curve = noiseless[:, labels == row["lesion"]].astype(np.float64).mean(axis=1)
-        ratio = float(curve_ratio(curve, times))
-        if classify_curve(curve, times) != row["curve_type"] or min(abs(ratio - 0.1), abs(ratio + 0.1)) < CHECK_MARGIN:
+    for row, ratio in zip(rows, _lesion_ratios(noiseless, labels, rows, times)):
+        if _curve_type(ratio) != row["curve_type"] or min(abs(ratio - 0.1), abs(ratio + 0.1)) < CHECK_MARGIN:
             raise RuntimeError(f"{row['case']}: lesion {row['lesion']} curve ratio {ratio:.3f} does not give the "
                                f"declared type {row['curve_type']} with margin")
+
+
+def _moved(noiseless: np.ndarray, shifts: np.ndarray, labels: np.ndarray, rows: list[dict],
+           times: np.ndarray) -> np.ndarray:
+    """Apply inter-phase motion, halving it (at most 4 times, then none) while it would change a lesion's type.
+
+    Motion mixes a lesion's edge with its surroundings; the declared type must stay true of the written images.
+    """
+    for attempt in range(5):
+        moved = apply_motion(noiseless, shifts * (0.5**attempt if attempt < 4 else 0.0))
+        ratios = _lesion_ratios(moved, labels, rows, times)
+        if all(_curve_type(r) == row["curve_type"]
+               for row, r in zip(rows, ratios)):
+            return moved
+    return moved
 
 
 def simulate_case(
@@ -106,6 +131,6 @@ def simulate_case(
     fgt = anatomy.tissue == Tissue.FGT
     reference = float(noiseless[0][fgt if fgt.any() else anatomy.breast_mask].mean())
     shifts = motion_shifts(rng, len(times), config.motion_mm, spacing)
-    images = add_rician_noise(rng, apply_motion(noiseless, shifts), reference / config.snr)
+    images = add_rician_noise(rng, _moved(noiseless, shifts, labels, rows, times), reference / config.snr)
     return SimulatedCase(case_id, images, labels, anatomy.breast_mask.astype(np.uint8), times, rows,
                          noiseless if keep_noiseless else None)

@@ -19,13 +19,13 @@ SECOND_LESION_PROB = 0.15
 FGT_HOST_PROB = 0.8
 
 MORPHOLOGY_GIVEN_TYPE = {
-    "persistent": {"round": 0.60, "lobulated": 0.25, "irregular": 0.10, "spiculated": 0.05},
-    "plateau": {"round": 0.35, "lobulated": 0.40, "irregular": 0.15, "spiculated": 0.10},
+    "persistent": {"round": 0.65, "lobulated": 0.20, "irregular": 0.10, "spiculated": 0.05},
+    "plateau": {"round": 0.30, "lobulated": 0.45, "irregular": 0.15, "spiculated": 0.10},
     "washout": {"round": 0.08, "lobulated": 0.17, "irregular": 0.40, "spiculated": 0.35},
 }
 PATTERN_GIVEN_TYPE = {
-    "persistent": {"homogeneous": 0.65, "heterogeneous": 0.30, "rim": 0.05},
-    "plateau": {"homogeneous": 0.40, "heterogeneous": 0.45, "rim": 0.15},
+    "persistent": {"homogeneous": 0.75, "heterogeneous": 0.22, "rim": 0.03},
+    "plateau": {"homogeneous": 0.30, "heterogeneous": 0.50, "rim": 0.20},
     "washout": {"homogeneous": 0.15, "heterogeneous": 0.45, "rim": 0.40},
 }
 DIAMETER_RANGE_MM = {"persistent": (5.0, 25.0), "plateau": (5.0, 30.0), "washout": (8.0, 30.0)}

@@ -64,9 +64,9 @@ def _irregular(rng: np.random.Generator) -> tuple[Shape, float]:
 
 
 def _spiculated(rng: np.random.Generator) -> tuple[Shape, float]:
-    n = int(rng.integers(6, 15))
+    n = int(rng.integers(10, 21))
     dirs, lengths = _unit_vectors(rng, n), rng.uniform(0.6, 1.3, size=n)
-    width = rng.uniform(0.18, 0.3)
+    width = rng.uniform(0.3, 0.45)
     core_dirs, core_phase = _unit_vectors(rng, 3), rng.uniform(0, 2 * np.pi, size=3)
 
     def inside(q: np.ndarray) -> np.ndarray:

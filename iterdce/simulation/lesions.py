@@ -75,7 +75,7 @@ def _pattern(
     pattern = spec.pattern
     if pattern == "rim":
         depth = ndimage.distance_transform_edt(np.pad(local, 1), sampling=spacing)[1:-1, 1:-1, 1:-1][local]
-        level = np.quantile(depth, 1.0 - rng.uniform(0.25, 0.45))
+        level = np.quantile(depth, 1.0 - rng.uniform(0.12, 0.30))
         core = (depth >= level) & (depth > float(spacing.min()) * 1.01)
         if not core.any() or core.all():
             pattern, core = "heterogeneous", np.zeros(field.shape, dtype=bool)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import numbers
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -59,12 +60,10 @@ def simulate_dataset(
     Each case depends only on (seed, case index) and the settings, so any ``jobs`` gives identical files.
     dataset.json is written last: a folder without it is an interrupted run.
     """
-    if not isinstance(num_cases, int) or num_cases < 1:
-        raise ValueError(f"number of cases must be a positive integer, got {num_cases!r}")
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    for name, value, low in (("number of cases", num_cases, 1), ("seed", seed, 0), ("jobs", jobs, 1)):
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an integer of at least {low}, got {value!r}")
+    num_cases, seed, jobs = int(num_cases), int(seed), int(jobs)
     config = SimulationConfig(
         shape=tuple(int(s) for s in shape), spacing=tuple(float(s) for s in spacing),
         phase_times_s=tuple(float(t) for t in phase_times_s), snr=float(snr),
