@@ -18,7 +18,7 @@ TIMES = [0.0, 85.0, 155.0, 225.0, 295.0, 365.0, 435.0, 505.0]
 
 
 def fingerprint(spacings: Sequence[Sequence[float]], shapes: Sequence[Sequence[int]], n_phases: int = 6,
-                reference_phase: int | None = None) -> dict:
+                reference_phase: int | None = None, input_phases: Sequence[int] = (0, 1)) -> dict:
     """A fingerprint in the format of ``compute_fingerprint``, one case per (spacing, shape)."""
     times = TIMES[:n_phases]
     cases = []
@@ -33,7 +33,7 @@ def fingerprint(spacings: Sequence[Sequence[float]], shapes: Sequence[Sequence[i
             "breast_relative_enhancement": [0.0] + [0.2] * (n_phases - 1),
         })
     return {"dataset": "Dataset001_Hand", "layout": "flat", "num_phases": n_phases, "phase_times_s": times,
-            "input_phases": [0, 1], "reference_phase": reference_phase, "mask_kind": "foreground",
+            "input_phases": list(input_phases), "reference_phase": reference_phase, "mask_kind": "foreground",
             "has_breast_masks": True, "orientation": "RAS (cases reoriented to the closest canonical voxel order)",
             "cases": cases}
 
@@ -129,6 +129,11 @@ def test_more_recursion_steps_raise_the_memory_estimate() -> None:
     memory = [p["estimated_gpu_memory_gb"] for p in plans]
     assert memory[0] < memory[1] < memory[2]
     assert "4 unrolled recursion steps" in plans[1]["memory_estimate_note"]
+    # a third input phase adds a warm-up step (phase 1 -> 2) that is unrolled like the others
+    three_inputs = plan_experiment(fingerprint([(1.0, 1.0, 1.0)] * 3, [(40, 36, 20)] * 3, input_phases=(0, 1, 2)))
+    assert three_inputs["target_phases"] == [3, 4, 5]
+    assert "4 unrolled recursion steps" in three_inputs["memory_estimate_note"]
+    assert three_inputs["estimated_gpu_memory_gb"] == plans[1]["estimated_gpu_memory_gb"]
 
 
 def test_plan_fields_follow_the_fingerprint() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 from iterdce.dataset.case import DCECase, load_case
 from iterdce.dataset.layout import CaseFiles
 from iterdce.dataset.masks import derive_foreground_mask, nonzero_mask
-from iterdce.preprocessing.orientation import to_canonical
+from iterdce.preprocessing.orientation import inverse_transform, reorient_view, to_canonical
 
 
 @dataclass
@@ -42,14 +42,22 @@ def normalization_mask(case: DCECase, mask_kind: str, input_phases: Sequence[int
 
 
 def to_canonical_case(case: DCECase, mask_kind: str, input_phases: Sequence[int] = (0, 1)) -> CanonicalCase:
-    """Reorient phases and masks of ``case`` to canonical order."""
-    image, affine, transform = to_canonical(case.image, case.geometry.affine)
-    lesion = None if case.lesion is None else to_canonical(case.lesion, case.geometry.affine)[0]
+    """Reorient phases and masks of ``case`` to canonical order (the mask first: its temporaries are freed
+    before the phases are copied, which lowers the peak memory)."""
     mask = to_canonical(normalization_mask(case, mask_kind, input_phases), case.geometry.affine)[0]
+    lesion = None if case.lesion is None else to_canonical(case.lesion, case.geometry.affine)[0]
+    image, affine, transform = to_canonical(case.image, case.geometry.affine)
     return CanonicalCase(case, image, affine, transform, lesion, mask)
 
 
 def load_canonical(files: CaseFiles, phase_times_s: tuple[float, ...], mask_kind: str,
                    input_phases: Sequence[int] = (0, 1)) -> CanonicalCase:
-    """Read a raw case and reorient it."""
-    return to_canonical_case(load_case(files, phase_times_s), mask_kind, input_phases)
+    """Read a raw case and reorient it.
+
+    The case's own ``image`` is then replaced by a view of the canonical array in the original voxel order
+    (the same values), so that only one copy of the phases stays in memory.
+    """
+    case = load_case(files, phase_times_s)
+    canonical = to_canonical_case(case, mask_kind, input_phases)
+    case.image = reorient_view(canonical.image, inverse_transform(canonical.transform))
+    return canonical

@@ -15,12 +15,17 @@ def canonical_transform(affine: np.ndarray) -> np.ndarray:
     return nio.ornt_transform(nio.io_orientation(affine), nio.axcodes2ornt("RAS"))
 
 
-def reorient(array: np.ndarray, transform: np.ndarray) -> np.ndarray:
-    """Apply an orientation ``transform`` to the last three (spatial) axes of ``array``."""
+def reorient_view(array: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    """``reorient`` without the copy: a strided view of ``array`` (may be non-contiguous, negative strides)."""
     lead = array.ndim - 3
     full = np.concatenate([np.array([[i, 1] for i in range(lead)], dtype=float).reshape(lead, 2),
                            transform + np.array([[lead, 0]])]) if lead else transform
-    return np.ascontiguousarray(nio.apply_orientation(array, full))
+    return nio.apply_orientation(array, full)
+
+
+def reorient(array: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    """Apply an orientation ``transform`` to the last three (spatial) axes of ``array`` (C-contiguous result)."""
+    return np.ascontiguousarray(reorient_view(array, transform))
 
 
 def reoriented_affine(affine: np.ndarray, shape: tuple[int, ...], transform: np.ndarray) -> np.ndarray:

@@ -116,7 +116,9 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
         raise ValueError(f"reference phase {reference} must be an input phase {input_phases}: "
                          "at prediction time only the input phases exist")
     times = np.median(np.array([c["phase_times_s"] for c in cases], dtype=float), axis=0)
-    steps = len(target_phases)
+    # network calls per sample: one per target, plus the warm-up steps between later input phases
+    # (IterativeSynthesizer runs from phase 1 to the last phase); each keeps its activations for backprop
+    steps = len(target_phases) + max(0, len(input_phases) - 2)
     patch, topology, memory = fit_patch_and_topology(spacing, median_shape, settings, steps, gpu_memory_gb,
                                                      perceptual=True)
     dataset_voxels = float(np.sum(np.prod(resampled, axis=1)))
