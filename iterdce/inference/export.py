@@ -14,7 +14,13 @@ ENHANCING_THRESHOLD = 0.5  # initial relative enhancement (50 %) for a voxel to 
 
 
 def output_name(case_id: str, phase: int) -> str:
+    """``<case>_<pppp>.nii.gz``: the raw-dataset name of a phase file."""
     return f"{case_id}_{phase:04d}.nii.gz"
+
+
+def kinetic_map_name(case_id: str) -> str:
+    """``<case>_kinetics.nii.gz``."""
+    return f"{case_id}_kinetics.nii.gz"
 
 
 def write_phases(phases: np.ndarray, geometry: Geometry, out_dir: Path, case_id: str,
@@ -47,6 +53,6 @@ def kinetic_map(all_phases: np.ndarray, times_s: Sequence[float]) -> np.ndarray:
 def write_kinetic_map(all_phases: np.ndarray, times_s: Sequence[float], geometry: Geometry, out_dir: Path,
                       case_id: str) -> Path:
     """``<case>_kinetics.nii.gz`` (uint8 curve codes) in the input geometry."""
-    path = out_dir / f"{case_id}_kinetics.nii.gz"
+    path = out_dir / kinetic_map_name(case_id)
     write_image(path, kinetic_map(all_phases, times_s), geometry, dtype=np.uint8)
     return path

@@ -9,7 +9,7 @@ import numpy as np
 
 from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles, split_phase_name
-from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image
+from iterdce.dataset.nifti_io import ImageReadError, read_image
 from iterdce.dataset.schema import DatasetSchemaError, read_json, timing_problems
 
 
@@ -48,20 +48,28 @@ def discover_inputs(folder: Path, input_phases: Sequence[int]) -> tuple[dict[str
 
 
 def case_problems(files: CaseFiles, input_phases: Sequence[int]) -> list[str]:
-    """Missing input phases, unreadable headers, non-3D images and geometry mismatches of one case."""
+    """Missing input phases, unreadable, non-finite or constant files, non-3D images and geometry mismatches.
+
+    The voxel data are read here (one file at a time), so a corrupt file is found before anything is written.
+    """
     problems = [f"case {files.case_id}: missing input phase file {files.case_id}_{p:04d}.nii.gz"
                 for p in input_phases if p not in files.phase_files]
     reference = None
     for phase in sorted(files.phase_files):
         path = files.phase_files[phase]
         try:
-            _, geometry = read_header(path)
+            data, geometry = read_image(path)
         except ImageReadError as exc:
             problems.append(str(exc))
             continue
         if len(geometry.shape) != 3:
             problems.append(f"{path}: image is {len(geometry.shape)}D with shape {geometry.shape}, expected 3D")
-        elif reference is None:
+            continue
+        if not np.all(np.isfinite(data)):
+            problems.append(f"{path}: {int(np.size(data) - np.isfinite(data).sum())} NaN/inf voxel(s)")
+        elif data.size and data.min() == data.max():
+            problems.append(f"{path}: constant image (every voxel {float(data.flat[0]):g}); cannot be normalized")
+        if reference is None:
             reference = (path, geometry)
         elif not geometry.matches(reference[1]):
             problems.append(f"{path}: geometry (shape {geometry.shape}, affine) differs from {reference[0].name}")
@@ -80,7 +88,8 @@ def case_times(files: CaseFiles, plan_times: Sequence[float], n_inputs: int) -> 
     full = list(times) + list(plan_times[len(times):])
     problems = timing_problems(full, len(plan_times))
     if problems:
-        raise DatasetSchemaError(f"{files.times}: " + "; ".join(problems) + f" (plan's later times {plan_times})")
+        raise DatasetSchemaError(f"{files.times}: " + "; ".join(problems)
+                                 + f" (the plan's protocol: {list(plan_times)})")
     return np.asarray(full, dtype=np.float64)
 
 

@@ -21,6 +21,22 @@ def available_folds(model_folder: Path, checkpoint: str) -> list[str]:
     return sorted(p.name for p in model_folder.glob("fold_*") if (p / f"checkpoint_{checkpoint}.pth").is_file())
 
 
+def describe_model_folder(model_folder: Path) -> str:
+    """What a model folder holds (each ``fold_*`` with its checkpoint files), or the trainer folders beside it
+    when it does not exist: the context an error message needs to say what *is* there."""
+    if not model_folder.is_dir():
+        parent = model_folder.parent
+        siblings = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+        return (f"{model_folder} does not exist; model folders in {parent}: {', '.join(siblings) or 'none'}"
+                if parent.is_dir() else f"{model_folder} does not exist (nor does {parent})")
+    folds = sorted(p for p in model_folder.glob("fold_*") if p.is_dir())
+    if not folds:
+        return f"{model_folder} holds no fold_* folder"
+    listing = [f"{p.name}: {', '.join(sorted(c.name for c in p.glob('checkpoint_*.pth'))) or 'no checkpoint'}"
+               for p in folds]
+    return f"{model_folder} holds " + "; ".join(listing)
+
+
 def load_fold_models(model_folder: Path, folds: Sequence[int | str], checkpoint: str = "final",
                      device: torch.device | str = "cpu") -> tuple[list[nn.Module], list[str], dict]:
     """The requested folds present on disk (a warning names the missing ones; none is an error listing what
@@ -33,7 +49,7 @@ def load_fold_models(model_folder: Path, folds: Sequence[int | str], checkpoint:
     missing = [f for f in wanted if f not in present]
     if not used:
         raise CheckpointError(f"{model_folder}: none of {', '.join(wanted)} has checkpoint_{checkpoint}.pth "
-                              f"(folds with it: {', '.join(present) or 'none'})")
+                              f"({describe_model_folder(model_folder)})")
     if missing:
         warnings.warn(f"{model_folder}: {', '.join(missing)} missing checkpoint_{checkpoint}.pth; "
                       f"predicting with {', '.join(used)}", stacklevel=2)

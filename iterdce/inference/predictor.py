@@ -6,6 +6,7 @@ reference phase, resampling), synthesized tile-major over the volume, and export
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +17,14 @@ from tqdm import tqdm
 
 from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles
-from iterdce.inference.export import output_name, write_kinetic_map, write_phases
+from iterdce.inference.export import kinetic_map_name, output_name, write_kinetic_map, write_phases
 from iterdce.inference.inputs import PredictionInputError, case_times, discover_inputs, load_input_case
-from iterdce.inference.model_loading import load_fold_models
+from iterdce.inference.model_loading import describe_model_folder, load_fold_models
 from iterdce.inference.tiled import predict_volume
 from iterdce.preprocessing.case_io import to_canonical_case
 from iterdce.preprocessing.plans_io import load_plans
 from iterdce.preprocessing.preprocessor import preprocess_canonical, restore_phases
+from iterdce.training.checkpoint import CheckpointError
 from iterdce.training.distributed import choose_device
 
 
@@ -45,12 +47,20 @@ class IterativePredictor:
     def __init__(self, model_folder: Path, settings: PredictionSettings | None = None) -> None:
         self.settings = settings or PredictionSettings()
         self.model_folder = Path(model_folder)
+        if not self.model_folder.is_dir():
+            raise CheckpointError(describe_model_folder(self.model_folder))
         self.plans = load_plans(self.model_folder / "plans.json")
         self.device = choose_device(self.settings.device)
         self.models, self.folds, self.model_config = load_fold_models(
             self.model_folder, self.settings.folds, self.settings.checkpoint, self.device)
         self.input_phases = list(self.plans["input_phases"])
         self.target_phases = list(self.plans["target_phases"])
+        expected = (self.input_phases, len(self.plans["phase_times_s"]))
+        found = (list(self.model_config["input_phases"]), int(self.model_config["num_phases"]))
+        if found != expected:
+            raise CheckpointError(f"{self.model_folder}: the checkpoints' network (input phases {found[0]}, "
+                                  f"{found[1]} phases) does not fit plans.json (input phases {expected[0]}, "
+                                  f"{expected[1]} phases)")
 
     @property
     def mirror_axes(self) -> list[int]:
@@ -59,20 +69,30 @@ class IterativePredictor:
     def synthesize_normalized(self, inputs: np.ndarray, times_s: np.ndarray) -> np.ndarray:
         """TI-normalized input phases [n_in, x, y, z] in plan space -> targets [n_targets, x, y, z] (plan space).
 
-        On a CUDA out-of-memory error the accumulators move to the CPU and the case is retried.
+        On a CUDA out-of-memory error the accumulators move to the CPU and the case is retried, then once more
+        with one tile per forward pass; on the CPU the error is raised as it is.
         """
         tensor = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(self.device)
         times = torch.as_tensor(times_s, dtype=torch.float32, device=self.device)
-        args = (self.models, tensor, times, self.plans["patch_size"], len(self.target_phases),
-                self.settings.tile_batch, self.settings.step_fraction, self.mirror_axes)
-        try:
-            result = predict_volume(*args, progress=self.settings.progress)
-        except torch.OutOfMemoryError:
-            if self.device.type != "cuda":
-                raise
-            torch.cuda.empty_cache()
-            result = predict_volume(*args, stitch_device=torch.device("cpu"), progress=self.settings.progress)
-        return result.cpu().numpy()
+        attempts = [(None, self.settings.tile_batch), (torch.device("cpu"), self.settings.tile_batch)]
+        if self.settings.tile_batch > 1:
+            attempts.append((torch.device("cpu"), 1))
+
+        def run(stitch_device: torch.device | None, tile_batch: int) -> np.ndarray:
+            return predict_volume(self.models, tensor, times, self.plans["patch_size"], len(self.target_phases),
+                                  tile_batch, self.settings.step_fraction, self.mirror_axes,
+                                  stitch_device=stitch_device, progress=self.settings.progress).cpu().numpy()
+
+        for index, attempt in enumerate(attempts[:-1]):
+            try:
+                return run(*attempt)
+            except torch.OutOfMemoryError:
+                if self.device.type != "cuda":
+                    raise
+            torch.cuda.empty_cache()  # outside the except block: the failed attempt's tensors are released
+            warnings.warn(f"CUDA out of memory; retrying with stitching on {attempts[index + 1][0]} and "
+                          f"{attempts[index + 1][1]} tile(s) per forward pass", stacklevel=2)
+        return run(*attempts[-1])
 
     def predict_case(self, case: DCECase) -> np.ndarray:
         """Input phases of ``case`` (original geometry) -> synthesized target phases [n_targets, X, Y, Z]."""
@@ -84,8 +104,10 @@ class IterativePredictor:
         synthesized = self.synthesize_normalized(pre.data, case.times_s)
         return restore_phases(synthesized, pre.properties)
 
-    def outputs_of(self, out_dir: Path, case_id: str) -> list[Path]:
-        return [out_dir / output_name(case_id, p) for p in self.target_phases]
+    def outputs_of(self, out_dir: Path, case_id: str, kinetic_map: bool = False) -> list[Path]:
+        """The files a finished case has in ``out_dir`` (with its kinetic map when one is asked for)."""
+        paths = [out_dir / output_name(case_id, p) for p in self.target_phases]
+        return paths + [out_dir / kinetic_map_name(case_id)] if kinetic_map else paths
 
     def predict_folder(self, in_dir: Path, out_dir: Path, overwrite: bool = False,
                        save_kinetic_map: bool = False) -> list[str]:
@@ -101,7 +123,8 @@ class IterativePredictor:
             raise PredictionInputError(f"{in_dir}: {len(problems)} problem(s):\n" +
                                        "\n".join(f"  - {p}" for p in problems))
         out_dir = Path(out_dir)
-        todo = [c for c in cases if overwrite or not all(p.is_file() for p in self.outputs_of(out_dir, c))]
+        todo = [c for c in cases
+                if overwrite or not all(p.is_file() for p in self.outputs_of(out_dir, c, save_kinetic_map))]
         if len(todo) < len(cases):
             print(f"{len(cases) - len(todo)} case(s) already predicted in {out_dir} (use --overwrite to redo)")
         out_dir.mkdir(parents=True, exist_ok=True)

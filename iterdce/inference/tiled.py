@@ -7,6 +7,7 @@ inside the tile, matching patch-based training and holding only one tile batch's
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from contextlib import nullcontext
 
@@ -14,7 +15,14 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from iterdce.inference.sliding_window import accumulate, finalize, gaussian_importance_map, pad_to_patch, tile_grid
+from iterdce.inference.sliding_window import (
+    DEFAULT_MIN_WEIGHT,
+    DEFAULT_SIGMA_SCALE,
+    finalize,
+    gaussian_importance_map,
+    pad_to_patch,
+    tile_grid,
+)
 
 
 def mirror_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
@@ -37,7 +45,30 @@ def synthesize_tiles(models: Sequence[nn.Module], tiles: Tensor, times: Tensor,
     return total / (len(models) * len(flips))
 
 
-@torch.no_grad()
+def importance_floor(patch_size: Sequence[int], sigma_scale: float = DEFAULT_SIGMA_SCALE,
+                     floor: float = DEFAULT_MIN_WEIGHT) -> float:
+    """Smallest tile weight relative to the peak: MONAI's convention, ``floor`` of the *unnormalised* Gaussian.
+
+    For an even patch size the centre falls between voxels, so the Gaussian's largest sample is below 1 and
+    MONAI's floor of 1e-3 is slightly more than 1e-3 of the peak; using the same floor makes the two
+    blendings agree to float precision (benchmarks/bench_predict.py).
+    """
+    peak = math.prod(math.exp(-0.5 * ((((p - 1) / 2.0) % 1.0) / (p * sigma_scale)) ** 2) for p in patch_size)
+    return min(1.0, floor / peak)
+
+
+def blend_batch(accumulator: Tensor, weight_sum: Tensor, outputs: Tensor, tiles: Sequence[tuple[slice, ...]],
+                weights: Tensor) -> None:
+    """Add ``outputs[i] * weights`` into the tiles of ``accumulator`` and ``weights`` into ``weight_sum``, in place.
+
+    ``outputs`` [B, n_targets, *patch] and ``weights`` must already be on the accumulator's device.
+    """
+    for tile, output in zip(tiles, outputs):
+        accumulator[(slice(None), *tile)].addcmul_(output, weights)
+        weight_sum[tile] += weights
+
+
+@torch.inference_mode()
 def predict_volume(models: Sequence[nn.Module], inputs: Tensor, times_s: Tensor, patch_size: Sequence[int],
                    n_targets: int, tile_batch: int = 4, step_fraction: float = 0.5,
                    mirror_axes: Sequence[int] = (), stitch_device: torch.device | None = None,
@@ -45,16 +76,20 @@ def predict_volume(models: Sequence[nn.Module], inputs: Tensor, times_s: Tensor,
     """Synthesized phases [n_targets, X, Y, Z] (float32, on ``stitch_device``) for ``inputs`` [n_in, X, Y, Z].
 
     ``times_s`` [P] holds every phase's time; volumes smaller than the patch are padded with their minimum
-    and cropped back.
+    and cropped back. Tiles are weighted with a Gaussian (sigma = patch / 8, floor as MONAI's).
     """
+    if tile_batch < 1:
+        raise ValueError(f"tile_batch must be >= 1, got {tile_batch}")
     device = inputs.device
-    stitch_device = stitch_device or device
-    padded, undo = pad_to_patch(inputs, patch_size, value=float(inputs.min()))
+    stitch_device = torch.device(stitch_device) if stitch_device is not None else device
+    patch = tuple(int(p) for p in patch_size)
+    padded, undo = pad_to_patch(inputs, patch, value=float(inputs.min()))
     spatial = tuple(padded.shape[1:])
-    tiles = tile_grid(spatial, patch_size, step_fraction)
-    importance = gaussian_importance_map(tuple(patch_size), device=device)
+    tiles = tile_grid(spatial, patch, step_fraction)
+    weights = gaussian_importance_map(patch, device=stitch_device, min_weight=importance_floor(patch))
     accumulator = torch.zeros((n_targets, *spatial), dtype=torch.float32, device=stitch_device)
     weight_sum = torch.zeros(spatial, dtype=torch.float32, device=stitch_device)
+    times = times_s.to(device=device, dtype=torch.float32)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     for model in models:
         model.eval()
@@ -62,11 +97,12 @@ def predict_volume(models: Sequence[nn.Module], inputs: Tensor, times_s: Tensor,
     for start in range(0, len(tiles), tile_batch):
         chunk = tiles[start:start + tile_batch]
         batch = torch.stack([padded[(slice(None), *tile)] for tile in chunk])
-        batch_times = times_s.to(device=device, dtype=torch.float32).expand(len(chunk), -1)
         with autocast:
-            outputs = synthesize_tiles(models, batch, batch_times, mirror_axes)
-        for tile, output in zip(chunk, outputs):
-            accumulate(accumulator, weight_sum, output, tile, importance)
+            outputs = synthesize_tiles(models, batch, times.expand(len(chunk), -1), mirror_axes)
+        if tuple(outputs.shape[:2]) != (len(chunk), n_targets):
+            raise ValueError(f"the models return {tuple(outputs.shape)} for {len(chunk)} tiles, expected "
+                             f"[{len(chunk)}, {n_targets}, *{list(patch)}]")
+        blend_batch(accumulator, weight_sum, outputs.to(stitch_device), chunk, weights)
         bar.update(len(chunk))
     bar.close()
     return finalize(accumulator, weight_sum)[undo]

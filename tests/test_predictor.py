@@ -1,0 +1,458 @@
+"""Tests of the predictor: tile-major blending, fold averaging, TTA, end-to-end geometry and intensity through
+preprocessing and export, input checks that write nothing, skipping, and the ``iterdce_predict`` command.
+
+Model folders are written by hand (plans.json from the planner on a tiny dataset, tiny networks with features
+[4, 8]); a fresh IterUNet has a zero final conv, so it returns its input phase at every step ("identity").
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import warnings
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from torch import nn
+
+from iterdce.commands.predict import main as predict_main
+from iterdce.dataset.nifti_io import Geometry, read_image, write_image
+from iterdce.inference.inputs import PredictionInputError, discover_inputs
+from iterdce.inference.predictor import IterativePredictor, PredictionSettings
+from iterdce.inference.sliding_window import finalize, gaussian_importance_map, tile_grid
+from iterdce.inference.tiled import importance_floor, mirror_sets, predict_volume
+from iterdce.network.synthesizer import build_synthesizer, model_config
+from iterdce.preprocessing.fingerprint import compute_fingerprint
+from iterdce.preprocessing.orientation import to_canonical
+from iterdce.preprocessing.planner import plan_experiment
+from iterdce.preprocessing.plans_io import save_plans
+from iterdce.training.checkpoint import CheckpointError, save_checkpoint
+from tests.conftest import make_raw_dataset, synthetic_case
+
+torch.set_num_threads(1)
+
+TIMES = [0.0, 85.0, 155.0, 225.0, 295.0, 365.0]
+PATCH = [16, 16, 8]
+NETWORK = {"in_channels": 2, "features_per_stage": [4, 8], "pool_per_stage": [[2, 2, 2]], "time_embedding_dim": 8,
+           "time_scale_s": 365.0, "use_time_embedding": True, "use_convlstm": True}
+OBLIQUE_SPACING = (0.7, 0.9, 2.5)
+# conv kernels may sum in another order for another batch size: ~1e-6 of the output's magnitude
+BATCH_RTOL = 1e-5
+IDENTITY_RTOL = 1e-4  # of the input's intensity range: blending and TI-norm round trip are exact up to float32
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+def rotation(axis: int, degrees: float) -> np.ndarray:
+    """3x3 rotation about world axis ``axis``."""
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    i, j = [a for a in range(3) if a != axis]
+    matrix = np.eye(3)
+    matrix[i, i], matrix[i, j], matrix[j, i], matrix[j, j] = c, -s, s, c
+    return matrix
+
+
+def oblique_affine(spacing=OBLIQUE_SPACING) -> np.ndarray:
+    """Rotated about two axes, anisotropic, axes permuted (array axis 0 runs along world z, 1 along x, 2 along y)."""
+    affine = np.eye(4)
+    permutation = np.eye(3)[:, [2, 0, 1]]
+    affine[:3, :3] = rotation(0, 25.0) @ rotation(2, 35.0) @ permutation @ np.diag(spacing)
+    affine[:3, 3] = [-30.0, 12.5, 40.0]
+    return affine
+
+
+def canonical_spacing(affine: np.ndarray, shape) -> list[float]:
+    """The spacing a case with this affine has after reorientation (what the plan spacing is compared to)."""
+    canonical_affine = to_canonical(np.zeros(shape, np.float32), affine)[1]
+    return [float(s) for s in np.linalg.norm(canonical_affine[:3, :3], axis=0)]
+
+
+def smooth_phases(shape, seed: int = 0) -> np.ndarray:
+    """Two smooth positive input phases (pre, post = pre * enhancement) with a zero border along axis 0."""
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=3.0, mode="wrap")
+    field /= np.abs(field).max()
+    pre = 100.0 + 40.0 * field
+    post = pre * (1.3 + 0.2 * ndimage.gaussian_filter(rng.standard_normal(shape), 3.0, mode="wrap"))
+    image = np.stack([pre, post]).astype(np.float32)
+    image[:, :1] = 0.0  # air outside the field of view: exercises the crop box and the paste back
+    return image
+
+
+def write_case(folder: Path, case_id: str, phases: np.ndarray, geometry: Geometry) -> None:
+    for index, volume in enumerate(phases):
+        write_image(folder / f"{case_id}_{index:04d}.nii.gz", volume, geometry)
+
+
+@pytest.fixture(scope="module")
+def base_plans(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A plan from the real planner (tiny preset) with a tiny network and patch put in."""
+    raw = make_raw_dataset(tmp_path_factory.mktemp("raw"), n_cases=2, shape=(16, 16, 8), n_phases=6)
+    plans = plan_experiment(compute_fingerprint(raw, 1, progress=False), preset="tiny")
+    assert plans["phase_times_s"] == TIMES and plans["target_phases"] == [2, 3, 4, 5]
+    return {**plans, "patch_size": list(PATCH), "network": dict(NETWORK)}
+
+
+def make_model(seed: int | None = None, scale: float = 0.05) -> nn.Module:
+    """The plan's synthesizer; ``seed`` None keeps the zero final conv (identity), else random final weights."""
+    model = build_synthesizer(model_config("iterative", NETWORK, [0, 1], len(TIMES)))
+    if seed is not None:
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            final = model.net.final_conv
+            final.weight.copy_(torch.randn(final.weight.shape, generator=generator) * scale)
+            final.bias.copy_(torch.randn(final.bias.shape, generator=generator) * scale)
+    return model.eval()
+
+
+def write_model_folder(results: Path, plans: dict, folds: dict, checkpoint: str = "final") -> Path:
+    """``<results>/Dataset001_Phantom/RecursiveTrainer__plans`` with plans.json and one checkpoint per fold."""
+    folder = results / "Dataset001_Phantom" / "RecursiveTrainer__plans"
+    save_plans(plans, folder / "plans.json")
+    for fold, model in folds.items():
+        save_checkpoint(folder / f"fold_{fold}" / f"checkpoint_{checkpoint}.pth",
+                        {"network_state": model.state_dict(), "model_config": model_config(
+                            "iterative", NETWORK, [0, 1], len(TIMES)), "epoch": 1})
+    return folder
+
+
+def predictor_for(folder: Path, folds=(0,), **settings) -> IterativePredictor:
+    return IterativePredictor(folder, PredictionSettings(folds=folds, device="cpu", progress=False, **settings))
+
+
+class ConstantModel(nn.Module):
+    """Returns ``value + k`` for target k at every voxel: blending must give back exactly these constants."""
+
+    def __init__(self, n_targets: int, value: float) -> None:
+        super().__init__()
+        self.n_targets, self.value = n_targets, value
+
+    def forward(self, inputs: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+        offsets = torch.arange(self.n_targets, dtype=torch.float32).view(1, -1, 1, 1, 1)
+        return torch.zeros(inputs.shape[0], self.n_targets, *inputs.shape[2:]) + self.value + offsets
+
+
+class RampModel(nn.Module):
+    """Ignores the input and returns the tile's axis-0 voxel index: flips of TTA turn it into a constant."""
+
+    def forward(self, inputs: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+        ramp = torch.arange(inputs.shape[2], dtype=torch.float32).view(1, 1, -1, 1, 1)
+        return ramp.expand(inputs.shape[0], 2, *inputs.shape[2:]).clone()
+
+
+class RecordingIdentity(nn.Module):
+    """Identity synthesizer that records the times it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[torch.Tensor] = []
+
+    def forward(self, inputs: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+        self.times.append(times.clone())
+        return inputs[:, 1:2].expand(-1, len(TIMES) - 2, -1, -1, -1).clone()
+
+
+def random_inputs(shape, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(2, *shape, generator=generator)
+
+
+# ------------------------------------------------------------------------------------ predict_volume
+
+def test_single_tile_prediction_equals_whole_volume_forward():
+    model = make_model(seed=1, scale=0.5)
+    inputs, times = random_inputs(PATCH), torch.tensor(TIMES)
+    tiled = predict_volume([model], inputs, times, PATCH, n_targets=4)
+    with torch.no_grad():
+        whole = model(inputs[None], times[None])[0]
+    assert tiled.shape == (4, *PATCH)
+    assert float((whole - inputs[1:2]).abs().max()) > 1e-2  # the model really changes its input
+    torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=0)
+
+
+def test_multi_tile_prediction_matches_per_tile_reference():
+    """Tile-major: every tile runs all steps on its own, then each step is Gaussian-blended into its phase."""
+    model, shape = make_model(seed=2, scale=0.5), (24, 20, 11)
+    inputs, times = random_inputs(shape, seed=3), torch.tensor(TIMES)
+    result = predict_volume([model], inputs, times, PATCH, n_targets=4, tile_batch=3)
+    weights = gaussian_importance_map(PATCH, min_weight=importance_floor(PATCH))
+    accumulator, weight_sum = torch.zeros(4, *shape), torch.zeros(shape)
+    with torch.no_grad():
+        for tile in tile_grid(shape, PATCH, 0.5):
+            accumulator[(..., *tile)] += model(inputs[(slice(None), *tile)][None], times[None])[0] * weights
+            weight_sum[tile] += weights
+    reference = finalize(accumulator, weight_sum)
+    torch.testing.assert_close(result, reference, atol=BATCH_RTOL * float(reference.abs().max()), rtol=0)
+
+
+@pytest.mark.parametrize("patch", [(16, 16, 8), (7, 12, 5), (9, 9, 9)])
+def test_importance_floor_reproduces_monais_gaussian_map(patch):
+    """MONAI: exp(-x^2 / (2 sigma^2)) on x = -(p-1)/2 .. (p-1)/2, sigma = p / 8, clamped at 1e-3 *before* scaling."""
+    axes = [np.exp(-(np.arange(p) - (p - 1) / 2.0) ** 2 / (2 * (p / 8.0) ** 2)) for p in patch]
+    monai_like = np.maximum(np.einsum("i,j,k->ijk", *axes), 1e-3)
+    ours = gaussian_importance_map(patch, min_weight=importance_floor(patch)).double().numpy()
+    np.testing.assert_allclose(ours, monai_like / monai_like.max(), rtol=1e-6)
+    assert importance_floor((9, 9, 9)) == pytest.approx(1e-3)  # odd sizes: a voxel sits on the peak
+
+
+@pytest.mark.parametrize("shape", [(37, 29, 13), (10, 7, 5), (16, 40, 8)])
+def test_blending_constant_tiles_gives_constant_volume(shape):
+    result = predict_volume([ConstantModel(4, 3.5)], random_inputs(shape), torch.tensor(TIMES), PATCH, 4,
+                            tile_batch=2)
+    assert result.shape == (4, *shape)
+    for k in range(4):
+        torch.testing.assert_close(result[k], torch.full(shape, 3.5 + k), atol=1e-5, rtol=1e-6)
+
+
+def test_fold_average_equals_mean_of_single_fold_predictions():
+    models = [make_model(seed=10, scale=0.5), make_model(seed=11, scale=0.5)]
+    inputs, times = random_inputs((26, 18, 12), seed=4), torch.tensor(TIMES)
+    single = [predict_volume([m], inputs, times, PATCH, 4) for m in models]
+    assert float((single[0] - single[1]).abs().max()) > 1e-2  # the folds really differ
+    averaged = predict_volume(models, inputs, times, PATCH, 4)
+    mean = (single[0] + single[1]) / 2
+    torch.testing.assert_close(averaged, mean, atol=BATCH_RTOL * float(mean.abs().max()), rtol=0)
+
+
+def test_tile_batch_size_does_not_change_the_result():
+    model, inputs, times = make_model(seed=5, scale=0.5), random_inputs((30, 17, 9), seed=5), torch.tensor(TIMES)
+    one = predict_volume([model], inputs, times, PATCH, 4, tile_batch=1)
+    many = predict_volume([model], inputs, times, PATCH, 4, tile_batch=7)
+    torch.testing.assert_close(one, many, atol=BATCH_RTOL * float(one.abs().max()), rtol=0)
+
+
+def test_mirroring_tta_flips_tiles_and_flips_outputs_back():
+    assert mirror_sets([0, 2]) == [(), (0,), (2,), (0, 2)]
+    inputs, times = random_inputs(PATCH), torch.tensor(TIMES)
+    plain = predict_volume([RampModel()], inputs, times, PATCH, 2)
+    torch.testing.assert_close(plain[0, :, 0, 0], torch.arange(16, dtype=torch.float32))
+    mirrored = predict_volume([RampModel()], inputs, times, PATCH, 2, mirror_axes=[0])
+    torch.testing.assert_close(mirrored, torch.full((2, *PATCH), 7.5), atol=1e-5, rtol=0)
+    # mirroring axis 2 does not touch the axis-0 ramp
+    torch.testing.assert_close(predict_volume([RampModel()], inputs, times, PATCH, 2, mirror_axes=[2]), plain)
+
+
+# --------------------------------------------------------------------- end to end: geometry and intensities
+
+@pytest.mark.parametrize("shape", [(20, 18, 9), (6, 12, 10)], ids=["multi-tile", "smaller-than-patch"])
+def test_identity_network_reproduces_input_phase_in_input_geometry(tmp_path, base_plans, shape):
+    """Plan spacing = the case's spacing: no resampling, so the round trip is exact up to float32 rounding."""
+    affine = oblique_affine()
+    plans = {**base_plans, "spacing": canonical_spacing(affine, shape)}
+    folder = write_model_folder(tmp_path / "results", plans, {0: make_model()})
+    phases = smooth_phases(shape, seed=1)
+    geometry = Geometry(shape, affine, qform_code=1, sform_code=2)
+    write_case(tmp_path / "in", "case_a", phases, geometry)
+    assert predictor_for(folder).predict_folder(tmp_path / "in", tmp_path / "out") == ["case_a"]
+    tolerance = IDENTITY_RTOL * float(np.ptp(phases[1]))
+    for phase in (2, 3, 4, 5):
+        path = tmp_path / "out" / f"case_a_{phase:04d}.nii.gz"
+        image = nib.load(str(path))
+        assert image.shape == shape and image.get_data_dtype() == np.float32
+        np.testing.assert_allclose(image.affine, affine, atol=1e-5)
+        assert int(image.header["qform_code"]) == 1 and int(image.header["sform_code"]) == 2
+        data = np.asarray(image.dataobj)
+        np.testing.assert_allclose(data, phases[1], atol=tolerance, rtol=0)
+        assert (data[:1] == 0).all()  # outside the crop box: the background the input had
+
+
+def test_identity_network_through_resampling_reproduces_smooth_input(tmp_path, base_plans):
+    """Plan spacing != case spacing: resampled there and back (cubic in-plane, linear along the 2.5 mm axis)."""
+    shape, affine = (24, 22, 10), oblique_affine()
+    plans = {**base_plans, "spacing": [1.0, 1.2, 1.0]}
+    assert canonical_spacing(affine, shape) != plans["spacing"]
+    folder = write_model_folder(tmp_path / "results", plans, {0: make_model()})
+    phases = smooth_phases(shape, seed=2)
+    write_case(tmp_path / "in", "case_r", phases, Geometry(shape, affine))
+    predictor_for(folder).predict_folder(tmp_path / "in", tmp_path / "out")
+    value_range = float(np.ptp(phases[1][1:]))
+    for phase in (2, 5):
+        data, geometry = read_image(tmp_path / "out" / f"case_r_{phase:04d}.nii.gz")
+        assert data.shape == shape and geometry.matches(Geometry(shape, affine), atol=1e-5)
+        error = np.abs(data - phases[1])[2:-1]  # away from the zero border (a step that no spline keeps)
+        assert float(error.max()) <= 0.03 * value_range
+        assert float(error.mean()) <= 0.005 * value_range
+
+
+def test_case_timing_sidecar_reaches_the_network(tmp_path, base_plans):
+    folder = write_model_folder(tmp_path / "results", base_plans, {0: make_model()})
+    shape = (16, 16, 8)
+    for case_id in ("case_a", "case_b", "case_c"):
+        write_case(tmp_path / "in", case_id, smooth_phases(shape), Geometry(shape, np.diag([0.8, 0.8, 2.0, 1])))
+    (tmp_path / "in" / "case_a.json").write_text(json.dumps({"phase_times_s": [-10.0, 60.0]}))
+    (tmp_path / "in" / "case_b.json").write_text(json.dumps({"phase_times_s": [0, 70, 140, 210, 280, 350]}))
+    predictor = predictor_for(folder)
+    recorder = RecordingIdentity()
+    predictor.models = [recorder]
+    predictor.predict_folder(tmp_path / "in", tmp_path / "out")
+    seen = [r[0].tolist() for r in recorder.times]
+    assert seen == [[-10.0, 60.0, *TIMES[2:]], [0, 70, 140, 210, 280, 350], TIMES]  # cases in sorted order
+
+
+# ----------------------------------------------------------------------------- bad inputs and model folders
+
+def good_case(folder: Path, case_id: str, shape=(16, 16, 8)) -> None:
+    write_case(folder, case_id, smooth_phases(shape), Geometry(shape, np.diag([0.8, 0.8, 2.0, 1])))
+
+
+def corrupt_garbage(path: Path) -> None:
+    path.write_bytes(b"this is not a NIfTI file at all" * 10)
+
+
+def corrupt_truncated(path: Path) -> None:
+    """Header intact, voxel data cut short: only reading the data finds it."""
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[: len(raw) // 2]))
+
+
+def shift_affine(path: Path) -> None:
+    data, geometry = read_image(path)
+    affine = geometry.affine.copy()
+    affine[0, 3] += 5.0
+    write_image(path, data, affine)
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    (lambda d: (d / "case_b_0001.nii.gz").unlink(), "missing input phase file case_b_0001.nii.gz"),
+    (lambda d: shift_affine(d / "case_b_0001.nii.gz"), "case_b_0001.nii.gz: geometry"),
+    (lambda d: corrupt_garbage(d / "case_b_0000.nii.gz"), "case_b_0000.nii.gz: cannot be read as NIfTI"),
+    (lambda d: corrupt_truncated(d / "case_b_0001.nii.gz"), "case_b_0001.nii.gz: voxel data cannot be read"),
+    (lambda d: (d / "case_b.json").write_text("{not json"), "case_b.json: not valid JSON"),
+    (lambda d: (d / "case_b.json").write_text('{"phase_times_s": [90, 80]}'), "case_b.json: phase_times_s is "
+                                                                                  "not strictly increasing"),
+    (lambda d: (d / "case_b.json").write_text('{"phase_times_s": [0, 90, 120]}'), "case_b.json: phase_times_s must"),
+    (lambda d: write_image(d / "case_b_0000.nii.gz", np.full((16, 16, 8), np.nan, np.float32),
+                           np.diag([0.8, 0.8, 2.0, 1])), "case_b_0000.nii.gz: 2048 NaN/inf"),
+    (lambda d: write_image(d / "case_b_0001.nii.gz", np.full((16, 16, 8), 7.0, np.float32),
+                           np.diag([0.8, 0.8, 2.0, 1])), "case_b_0001.nii.gz: constant image (every voxel 7)"),
+], ids=["missing-phase", "geometry", "garbage", "truncated", "bad-json", "times-order", "times-length", "nan",
+        "constant"])
+def test_bad_inputs_are_refused_with_nothing_written(tmp_path, base_plans, breakage, expected):
+    folder = write_model_folder(tmp_path / "results", base_plans, {0: make_model()})
+    good_case(tmp_path / "in", "case_a")  # sorts first: a lazy check would have written it already
+    good_case(tmp_path / "in", "case_b")
+    breakage(tmp_path / "in")
+    with pytest.raises(PredictionInputError) as info:
+        predictor_for(folder).predict_folder(tmp_path / "in", tmp_path / "out")
+    assert expected in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_or_missing_input_folder_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert any("no <case>_0000.nii.gz" in p for p in discover_inputs(tmp_path / "empty", [0, 1])[1])
+    assert any("does not exist" in p for p in discover_inputs(tmp_path / "nowhere", [0, 1])[1])
+
+
+def test_no_fold_present_lists_what_the_model_folder_holds(tmp_path, base_plans):
+    folder = write_model_folder(tmp_path / "results", base_plans, {0: make_model()}, checkpoint="latest")
+    with pytest.raises(CheckpointError) as info:
+        predictor_for(folder, folds=(0, 1))
+    message = str(info.value)
+    assert "none of fold_0, fold_1 has checkpoint_final.pth" in message
+    assert "fold_0: checkpoint_latest.pth" in message
+    assert predictor_for(folder, checkpoint="latest").folds == ["fold_0"]
+
+
+def test_missing_model_folder_lists_the_model_folders_there(tmp_path, base_plans):
+    folder = write_model_folder(tmp_path / "results", base_plans, {0: make_model()})
+    with pytest.raises(CheckpointError, match="model folders in .*: RecursiveTrainer__plans"):
+        predictor_for(folder.parent / "WarmupTrainer__plans")
+
+
+def test_missing_fold_warns_and_predicts_with_the_others(tmp_path, base_plans):
+    folder = write_model_folder(tmp_path / "results", base_plans, {0: make_model(), 2: make_model()})
+    good_case(tmp_path / "in", "case_a")
+    with pytest.warns(UserWarning, match=r"fold_1 missing checkpoint_final.pth; predicting with fold_0, fold_2"):
+        predictor = predictor_for(folder, folds=(0, 1, 2))
+    assert predictor.folds == ["fold_0", "fold_2"] and len(predictor.models) == 2
+    assert predictor.predict_folder(tmp_path / "in", tmp_path / "out") == ["case_a"]
+    assert (tmp_path / "out" / "case_a_0005.nii.gz").is_file()
+
+
+def test_checkpoint_that_does_not_fit_the_plan_is_refused(tmp_path, base_plans):
+    plans = {**base_plans, "input_phases": [0, 1, 2], "target_phases": [3, 4, 5]}
+    folder = write_model_folder(tmp_path / "results", plans, {0: make_model()})
+    with pytest.raises(CheckpointError, match="does not fit plans.json"):
+        predictor_for(folder)
+
+
+def test_cpu_out_of_memory_is_raised_not_retried(tmp_path, base_plans, monkeypatch):
+    folder = write_model_folder(tmp_path / "results", base_plans, {0: make_model()})
+    calls = []
+
+    def out_of_memory(*args, **kwargs):
+        calls.append(kwargs)
+        raise torch.OutOfMemoryError("fake")
+
+    monkeypatch.setattr("iterdce.inference.predictor.predict_volume", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        predictor_for(folder).synthesize_normalized(np.zeros((2, 16, 16, 8), np.float32), np.array(TIMES))
+    assert len(calls) == 1
+
+
+# --------------------------------------------------------------------------------- skipping and overwrite
+
+def test_existing_outputs_are_skipped_unless_overwrite(tmp_path, base_plans):
+    folder = write_model_folder(tmp_path / "results", base_plans, {0: make_model()})
+    good_case(tmp_path / "in", "case_a")
+    good_case(tmp_path / "in", "case_b")
+    predictor = predictor_for(folder)
+    assert predictor.predict_folder(tmp_path / "in", tmp_path / "out") == ["case_a", "case_b"]
+    marked = tmp_path / "out" / "case_a_0003.nii.gz"
+    write_image(marked, np.full((16, 16, 8), -1.0, np.float32), np.diag([0.8, 0.8, 2.0, 1]))
+    (tmp_path / "out" / "case_b_0004.nii.gz").unlink()
+    assert predictor.predict_folder(tmp_path / "in", tmp_path / "out") == ["case_b"]  # only the incomplete one
+    assert (read_image(marked)[0] == -1.0).all()
+    assert (tmp_path / "out" / "case_b_0004.nii.gz").is_file()
+    assert predictor.predict_folder(tmp_path / "in", tmp_path / "out", overwrite=True) == ["case_a", "case_b"]
+    assert (read_image(marked)[0] != -1.0).any()
+    # asking for kinetic maps later redoes the cases that lack one
+    (tmp_path / "out" / "case_a_kinetics.nii.gz").write_bytes(b"stand-in")
+    assert predictor.predict_folder(tmp_path / "in", tmp_path / "out", save_kinetic_map=True) == ["case_b"]
+    assert (tmp_path / "out" / "case_b_kinetics.nii.gz").is_file()
+
+
+# ----------------------------------------------------------------------------------------------------- CLI
+
+def test_cli_predicts_two_cases_in_their_own_geometry(tmp_path, base_plans, capsys):
+    results = tmp_path / "results"
+    write_model_folder(results, base_plans, {0: make_model(seed=20), 1: make_model(seed=21)})
+    cases = {"case_a": ((20, 18, 9), oblique_affine()), "case_b": ((18, 16, 8), np.diag([0.8, 0.8, 2.0, 1]))}
+    inputs = {}
+    for index, (case_id, (shape, affine)) in enumerate(cases.items()):
+        image, _, _ = synthetic_case(shape, TIMES[:2], seed=index)
+        inputs[case_id] = image
+        write_case(tmp_path / "in", case_id, image, Geometry(shape, affine))
+    argv = ["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-d", "1", "-f", "0", "1", "--device", "cpu",
+            "--quiet", "--save-kinetic-map", "--results", str(results)]
+    with warnings.catch_warnings():
+        assert predict_main(argv) == 0
+    assert "predicted 2 case(s)" in capsys.readouterr().out
+    for case_id, (shape, affine) in cases.items():
+        post = inputs[case_id][1]
+        for phase in (2, 3, 4, 5):
+            data, geometry = read_image(tmp_path / "out" / f"{case_id}_{phase:04d}.nii.gz")
+            assert data.shape == shape
+            np.testing.assert_allclose(geometry.affine, affine, atol=1e-5)
+            assert np.isfinite(data).all()
+            body = post > 20.0
+            assert abs(float(data[body].mean()) / float(post[body].mean()) - 1.0) < 0.25  # the input's scale
+            assert float(np.abs(data[~body]).mean()) < 20.0
+        kinetics, geometry = read_image(tmp_path / "out" / f"{case_id}_kinetics.nii.gz", dtype=np.uint8)
+        assert kinetics.shape == shape and set(np.unique(kinetics)) <= {0, 1, 2, 3}
+
+
+def test_cli_reports_bad_input_and_writes_nothing(tmp_path, base_plans, capsys):
+    results = tmp_path / "results"
+    write_model_folder(results, base_plans, {0: make_model()})
+    good_case(tmp_path / "in", "case_a")
+    (tmp_path / "in" / "case_a_0001.nii.gz").unlink()
+    argv = ["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-f", "0", "--device", "cpu", "--quiet",
+            "--results", str(results)]
+    assert predict_main(argv) == 1
+    assert "missing input phase file case_a_0001.nii.gz" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
