@@ -165,9 +165,11 @@ class WarmupTrainer:
         return True
 
     def write_log(self) -> None:
+        """training_log.json and progress.png (main process); no best score yet is written as null, not Infinity."""
         if self.context.is_main:
+            best = self.best_val if np.isfinite(self.best_val) else None
             self.log.write(self.output, {"trainer": self.name, "fold": str(self.setup.fold),
-                                         "epochs": self.total_epochs, "best_val_enhancement_error": self.best_val})
+                                         "epochs": self.total_epochs, "best_val_enhancement_error": best})
 
     def run(self) -> Path:
         """Train to ``total_epochs`` (resuming when asked); returns the output folder."""
@@ -193,9 +195,8 @@ class WarmupTrainer:
                                self.context.rank)
         model.train()
         while self.epoch < self.total_epochs:
-            self.run_epoch(model, sampler)
+            self.run_epoch(model, sampler)  # writes the log and plot after every epoch
         self.save("checkpoint_final.pth")
-        self.write_log()
         barrier(self.context)
         return self.output
 
