@@ -27,11 +27,11 @@ DATASET = "Dataset001_Phantom"
 class DemoConfig:
     """Size of the demo: chosen so that it runs in minutes on 2 CPU cores and the model beats copy-last."""
 
-    num_cases: int = 24
+    num_cases: int = 40
     shape: tuple[int, int, int] = (64, 64, 24)
     seed: int = 7
-    warmup_epochs: int = 8
-    recursive_epochs: int = 8
+    warmup_epochs: int = 20
+    recursive_epochs: int = 20
     iterations_per_epoch: int = 25
     num_workers: int = 1
     device: str = "auto"
@@ -59,7 +59,8 @@ def run_demo(out_dir: Path, config: DemoConfig | None = None, log=print) -> dict
                              iterations_per_epoch=config.iterations_per_epoch,
                              validation_every=max(config.warmup_epochs, config.recursive_epochs))
     setup = TrainingSetup(out_dir / "preprocessed" / DATASET, out_dir / "results" / DATASET, fold=config.fold,
-                          num_workers=config.num_workers, device=config.device, resume=True, plans=plans)
+                          num_workers=config.num_workers, device=config.device, resume=True, plans=plans,
+                          progress=False)
     log(f"[4/6] training fold {config.fold}: warm-up {config.warmup_epochs} + recursive {config.recursive_epochs} "
         f"epochs x {config.iterations_per_epoch} iterations")
     context = init_distributed(config.device)
