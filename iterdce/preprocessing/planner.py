@@ -32,7 +32,7 @@ def plan_spacing(spacings: np.ndarray, shapes: np.ndarray) -> list[float]:
     if coarse and few_voxels:
         tenth = float(np.percentile(spacings[:, axis], 10))
         target[axis] = max(tenth, max(target[others]) + 1e-5)
-    return [float(s) for s in target]
+    return [round(float(s), 6) for s in target]
 
 
 def initial_patch(spacing: Sequence[float], median_shape: Sequence[float], voxels: float) -> list[int]:

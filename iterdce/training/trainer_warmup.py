@@ -46,6 +46,7 @@ class WarmupTrainer:
         self.train_cases, self.val_cases = setup.fold_cases()
         self.log = TrainingLog()
         self.epoch, self.best_val = 0, float("inf")
+        self._validation_batches: list[dict[str, Tensor]] | None = None
         torch.manual_seed(setup.seed)
         self.config = model_config(self.model_kind, {**self.plans["network"], **self.network_overrides},
                                    self.plans["input_phases"], len(self.plans["phase_times_s"]))
@@ -107,8 +108,10 @@ class WarmupTrainer:
         loss_sum = torch.zeros((), device=self.device)
         error_sum = torch.zeros((), device=self.device)
         lesion_patches = torch.zeros((), device=self.device)
-        batches = validation_batches(self.setup.data_dir, self.val_cases, self.plans["patch_size"],
-                                     self.plans["batch_size"])
+        if self._validation_batches is None:
+            self._validation_batches = validation_batches(self.setup.data_dir, self.val_cases,
+                                                          self.plans["patch_size"], self.plans["batch_size"])
+        batches = self._validation_batches
         for batch in batches:
             batch = {k: v.to(self.device) for k, v in batch.items()}
             with self.autocast:
