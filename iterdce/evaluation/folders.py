@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from iterdce.dataset.layout import split_phase_name
+from iterdce.dataset.layout import group_phase_files
 from iterdce.dataset.masks import derive_foreground_mask
 from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image
 from iterdce.dataset.schema import load_case_times, load_dataset_json
@@ -33,12 +33,8 @@ class EvaluationCase:
 
 
 def _phase_files(folder: Path) -> dict[str, dict[int, Path]]:
-    found: dict[str, dict[int, Path]] = {}
-    for path in sorted(folder.glob("*.nii*")):
-        parsed = split_phase_name(path.name)
-        if parsed:
-            found.setdefault(parsed[0], {})[parsed[1]] = path
-    return found
+    """``{case: {phase: path}}`` for the ``<case>_<pppp>.nii.gz`` files of a folder (other files ignored)."""
+    return {case_id: files.phase_files for case_id, files in group_phase_files(folder, stray=[]).items()}
 
 
 def find_dataset_json(reference: Path, explicit: Path | None) -> Path | None:
