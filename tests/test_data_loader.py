@@ -56,7 +56,8 @@ def aug(**changes) -> dict:
     return {**AUGMENTATION, **changes}
 
 
-NO_INTENSITY = {"probability_gamma": 0.0, "probability_multiplicative": 0.0, "probability_noise": 0.0}
+NO_INTENSITY = {"probability_gamma": 0.0, "probability_multiplicative": 0.0, "probability_noise": 0.0,
+                "probability_bias_field": 0.0}
 
 
 # ----- patch geometry -----------------------------------------------------------------------------------
@@ -209,3 +210,24 @@ def test_validation_patches_are_fixed_and_hit_the_lesion(case_folder: Path) -> N
     assert np.array_equal(batches[0]["data"][1].numpy(), case.data[:, 16:32, 16:32, 4:12])
     again = validation_batches(case_folder, ["lesion_a", "healthy"], PATCH, 2)
     assert all(torch.equal(x["data"], y["data"]) for x, y in zip(batches, again))
+
+
+def test_bias_field_is_smooth_bounded_and_shared_by_all_phases() -> None:
+    from iterdce.training.bias_field import BiasFieldTransform, random_bias_field
+
+    field = random_bias_field((24, 20, 12), 0.3, np.random.default_rng(0))
+    assert field.shape == (24, 20, 12)
+    assert np.exp(-0.3) - 1e-5 <= field.min() and field.max() <= np.exp(0.3) + 1e-5
+    assert np.log(field).max() - np.log(field).min() > 0.3  # it really varies
+    assert np.abs(np.diff(np.log(field), axis=0)).max() < 0.2  # and smoothly, voxel to voxel
+    base = np.random.default_rng(1).uniform(1.0, 2.0, (24, 20, 12)).astype(np.float32)
+    factors = np.array([1.0, 2.5, 2.2, 1.9], np.float32)
+    data = np.stack([np.stack([base * c for c in factors])])  # [1, phases, X, Y, Z], air floor 0 below
+    data[0, :, 0, 0, 0] = 0.0
+    np.random.seed(3)
+    out = BiasFieldTransform(0.3, 1.0)(data=data.copy())["data"][0]
+    assert not np.allclose(out, data[0])
+    inside = base > 0
+    inside[0, 0, 0] = False
+    for k, c in enumerate(factors):
+        np.testing.assert_allclose(out[k][inside], out[0][inside] * c, rtol=1e-5)

@@ -36,6 +36,8 @@ AUGMENTATION = {
     "probability_gamma": 0.2,
     "multiplicative_range": [0.9, 1.1],
     "probability_multiplicative": 0.2,
+    "bias_field_strength": 0.3,
+    "probability_bias_field": 0.2,
     "noise_variance": [0.0, 0.05],
     "probability_noise": 0.15,
 }

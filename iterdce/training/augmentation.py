@@ -1,5 +1,6 @@
 """Augmentation with batchgenerators: one spatial transform shared by every phase and mask of a sample,
-intensity changes shared by all phases, so the enhancement kinetics between phases survive.
+intensity changes (gamma, brightness, a receive-coil bias field) shared by all phases, so the enhancement
+kinetics between phases survive; noise is drawn independently per phase, as on a scanner.
 
 Rotation is in-plane (about the canonical inferior-superior axis): breast DCE slabs are acquired axially
 or sagittally with thick slices, and out-of-plane rotation would interpolate across them. Mirroring is
@@ -15,6 +16,8 @@ from batchgenerators.transforms.abstract_transforms import Compose
 from batchgenerators.transforms.color_transforms import BrightnessMultiplicativeTransform, GammaTransform
 from batchgenerators.transforms.noise_transforms import GaussianNoiseTransform
 from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
+
+from iterdce.training.bias_field import BiasFieldTransform
 
 
 def extraction_size(patch_size: Sequence[int], augmentation: dict | None) -> list[int]:
@@ -47,6 +50,7 @@ def build_transforms(patch_size: Sequence[int], augmentation: dict | None) -> Co
                        p_per_sample=a["probability_gamma"]),
         BrightnessMultiplicativeTransform(tuple(a["multiplicative_range"]), per_channel=False,
                                           p_per_sample=a["probability_multiplicative"]),
+        BiasFieldTransform(a.get("bias_field_strength", 0.0), a.get("probability_bias_field", 0.0)),
         GaussianNoiseTransform(tuple(a["noise_variance"]), p_per_sample=a["probability_noise"], per_channel=False),
     ]
     if a.get("mirror_axes"):
