@@ -198,6 +198,17 @@ def test_recursive_stage_needs_the_warmup_checkpoint(preprocessed_root, tmp_path
         RecursiveTrainer(make_setup(preprocessed_root, tmp_path, wider)).initial_weights()
 
 
+def test_continue_with_a_different_network_names_the_checkpoint(preprocessed_root, tmp_path):
+    WarmupTrainer(make_setup(preprocessed_root, tmp_path, iterations_per_epoch=1)).run()
+
+    def wider(plans):
+        plans["network"]["features_per_stage"] = [6, 8]
+
+    resumed = WarmupTrainer(make_setup(preprocessed_root, tmp_path, wider, resume=True, epochs=2))
+    with pytest.raises(CheckpointError, match="checkpoint_latest.pth: its network differs"):
+        resumed.run()
+
+
 def test_variants_change_one_thing(preprocessed_root, tmp_path):
     setup = make_setup(preprocessed_root, tmp_path)
     full = {n for n, _ in WarmupTrainer(setup).model.named_parameters()}

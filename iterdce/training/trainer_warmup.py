@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from iterdce.atomic import write_atomic, write_json_atomic
 from iterdce.network.synthesizer import build_synthesizer, model_config
-from iterdce.training.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from iterdce.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, unwrap
 from iterdce.training.data_loader import PatchSampler, make_loader, validation_batches
 from iterdce.training.distributed import DistributedContext, barrier, init_distributed, mean_over_ranks
 from iterdce.training.logger import TrainingLog
@@ -159,6 +159,9 @@ class WarmupTrainer:
         if not path.is_file():
             return False
         payload = load_checkpoint(path, self.device)
+        if payload["model_config"] != self.config:
+            raise CheckpointError(f"{path}: its network differs from this plan's; delete the folder or train "
+                                  "without --continue")
         unwrap(self.model).load_state_dict(payload["network_state"])
         self.optimizer.load_state_dict(payload["optimizer_state"])
         self.epoch, self.best_val = int(payload["epoch"]), float(payload["best_val"])
