@@ -17,7 +17,7 @@ from iterdce.preprocessing.pipeline import plan_and_preprocess
 from iterdce.simulation import simulate_dataset
 from iterdce.training.distributed import init_distributed
 from iterdce.training.setup import TrainingSetup
-from iterdce.training.variants import stages
+from iterdce.training.variants import run_stages
 
 MODELS = {"iterU-Net": "RecursiveTrainer", "single-step U-Nets": "SingleStepTrainer",
           "w/o warm-up": "NoWarmupTrainer", "w/o temporal (no time emb., no ConvLSTM)": "NoTemporalTrainer"}
@@ -54,9 +54,7 @@ def main() -> None:
         setup = TrainingSetup(args.workdir / "preprocessed" / raw.name, args.workdir / "results" / raw.name,
                               fold=args.fold, num_workers=1, device=args.device, resume=True, plans=plans,
                               progress=False)
-        for trainer_class in stages(trainer_name):
-            trainer = trainer_class(setup, context)
-            trainer.run()
+        trainer = run_stages(trainer_name, setup, context)
         _, val_cases = setup.fold_cases()
         summaries[label] = validate_fold(trainer.output.parent, args.fold, setup.data_dir, val_cases, plans,
                                          device=context.device, progress=False)

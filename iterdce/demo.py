@@ -18,7 +18,7 @@ from iterdce.inference.predictor import IterativePredictor, PredictionSettings
 from iterdce.preprocessing.pipeline import plan_and_preprocess
 from iterdce.training.distributed import init_distributed
 from iterdce.training.setup import TrainingSetup
-from iterdce.training.variants import stages
+from iterdce.training.variants import run_stages
 
 DATASET = "Dataset001_Phantom"
 
@@ -64,9 +64,7 @@ def run_demo(out_dir: Path, config: DemoConfig | None = None, log=print) -> dict
     log(f"[4/6] training fold {config.fold}: warm-up {config.warmup_epochs} + recursive {config.recursive_epochs} "
         f"epochs x {config.iterations_per_epoch} iterations")
     context = init_distributed(config.device)
-    for trainer_class in stages("RecursiveTrainer"):
-        trainer = trainer_class(setup, context)
-        trainer.run()
+    trainer = run_stages("RecursiveTrainer", setup, context)
 
     _, held_out = setup.fold_cases()
     inputs = out_dir / "demo_input"

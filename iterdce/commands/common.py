@@ -25,3 +25,12 @@ def fail(message: str, code: int = 1) -> int:
     """Print ``error: message`` to stderr and return the exit code."""
     print(f"error: {message}", file=sys.stderr)
     return code
+
+
+def parse_fold(value: str) -> int | str:
+    """A fold argument: a non-negative integer or ``all``."""
+    if value == "all":
+        return value
+    if value.isdigit():
+        return int(value)
+    raise argparse.ArgumentTypeError(f"a fold is 0-4 or 'all', got {value!r}")

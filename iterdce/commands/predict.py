@@ -5,17 +5,13 @@ import argparse
 import sys
 import warnings
 
-from iterdce.commands.common import add_root_arguments, fail, roots_from_args
+from iterdce.commands.common import add_root_arguments, fail, parse_fold, roots_from_args
 from iterdce.inference.inputs import PredictionInputError
 from iterdce.inference.model_loading import CHECKPOINTS
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings
 from iterdce.paths import DatasetNotFoundError, find_dataset
 from iterdce.preprocessing.plans_io import PlansError
 from iterdce.training.checkpoint import CheckpointError
-
-
-def parse_fold(value: str) -> int | str:
-    return value if value == "all" else int(value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from iterdce.commands.common import add_root_arguments, fail, roots_from_args
+from iterdce.commands.common import add_root_arguments, fail, parse_fold, roots_from_args
 from iterdce.evaluation.cross_validation import validate_fold
 from iterdce.evaluation.report import summary_table
 from iterdce.paths import DatasetNotFoundError, find_dataset
@@ -15,15 +15,7 @@ from iterdce.preprocessing.plans_io import PlansError
 from iterdce.training.checkpoint import CheckpointError
 from iterdce.training.distributed import init_distributed, shutdown
 from iterdce.training.setup import TrainingSetup
-from iterdce.training.variants import TRAINERS, stages
-
-
-def parse_fold(value: str) -> int | str:
-    if value == "all":
-        return value
-    if value.isdigit():
-        return int(value)
-    raise argparse.ArgumentTypeError(f"FOLD must be 0-4 or 'all', got {value!r}")
+from iterdce.training.variants import TRAINERS, run_stages
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         setup = TrainingSetup(preprocessed, roots.results / preprocessed.name, args.plans_name, args.fold,
                               args.epochs, args.iterations_per_epoch, workers, args.device, args.seed, args.resume)
         context = init_distributed(args.device)
-        for trainer_class in stages(args.trainer):
-            trainer = trainer_class(setup, context)
-            trainer.run()
+        trainer = run_stages(args.trainer, setup, context)
         if context.is_main and not args.no_validation:
             _, val_cases = setup.fold_cases()
             summary = validate_fold(trainer.output.parent, args.fold, setup.data_dir, val_cases, setup.plans,

@@ -5,7 +5,6 @@ reference phase, resampling), synthesized tile-major over the volume, and export
 """
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -142,6 +141,3 @@ class IterativePredictor:
             write_kinetic_map(np.concatenate([case.image, synthesized]), times_s, case.geometry, out_dir,
                               case.case_id)
 
-    def describe(self) -> str:
-        return json.dumps({"model": str(self.model_folder), "folds": self.folds, "device": str(self.device),
-                           "checkpoint": self.settings.checkpoint, "tta": self.settings.tta})

@@ -23,13 +23,16 @@ CASE_CACHE_SIZE = 32
 
 @dataclass
 class CaseArrays:
-    """One preprocessed case: phases [P, X, Y, Z], lesion and mask [X, Y, Z], phase times [P]."""
+    """One preprocessed case: phases [P, X, Y, Z], lesion and mask [X, Y, Z], phase times [P], plus what
+    patch extraction needs every time (computed once per load, not per sample)."""
 
     data: np.ndarray
     lesion: np.ndarray
     mask: np.ndarray
     times_s: np.ndarray
     lesion_voxels: np.ndarray
+    fill: np.ndarray  # per-phase minimum, the value outside the volume
+    seg: np.ndarray  # [2, X, Y, Z] float32: lesion > 0 and mask, cropped alongside the phases
 
 
 def load_preprocessed(folder: Path, case_id: str) -> CaseArrays:
@@ -37,7 +40,9 @@ def load_preprocessed(folder: Path, case_id: str) -> CaseArrays:
     with np.load(folder / f"{case_id}.npz", allow_pickle=False) as npz:
         data, lesion, mask = npz["data"], npz["lesion"], npz["mask"]
     times = json.loads((folder / f"{case_id}.json").read_text())["phase_times_s"]
-    return CaseArrays(data, lesion, mask, np.asarray(times, np.float32), np.argwhere(lesion > 0))
+    fill = data.reshape(data.shape[0], -1).min(axis=1)
+    seg = np.stack([(lesion > 0).astype(np.float32), mask.astype(np.float32)])
+    return CaseArrays(data, lesion, mask, np.asarray(times, np.float32), np.argwhere(lesion > 0), fill, seg)
 
 
 def extract_patch(array: np.ndarray, center: Sequence[int], size: Sequence[int], fill: np.ndarray | float
@@ -94,10 +99,8 @@ class PatchSampler:
             center = case.lesion_voxels[rng.integers(len(case.lesion_voxels))].tolist()
         else:
             center = random_center(rng, shape, self.extract_size)
-        fill = case.data.reshape(case.data.shape[0], -1).min(axis=1)
-        seg = np.stack([(case.lesion > 0).astype(np.float32), case.mask.astype(np.float32)])
-        return {"data": extract_patch(case.data, center, self.extract_size, fill),
-                "seg": extract_patch(seg, center, self.extract_size, 0.0)}
+        return {"data": extract_patch(case.data, center, self.extract_size, case.fill),
+                "seg": extract_patch(case.seg, center, self.extract_size, 0.0)}
 
     def batch(self, index: int) -> dict[str, np.ndarray]:
         """Batch ``index``: a deterministic function of (seed, rank, index)."""
@@ -161,12 +164,12 @@ def validation_batches(folder: Path, case_ids: Sequence[str], patch_size: Sequen
         centers = [[n // 2 for n in shape]]
         if len(case.lesion_voxels):
             centers.insert(0, np.round(case.lesion_voxels.mean(axis=0)).astype(int).tolist())
-        fill = case.data.reshape(case.data.shape[0], -1).min(axis=1)
         for center in centers:
+            seg = extract_patch(case.seg, center, patch_size, 0.0)
             samples.append({
-                "data": extract_patch(case.data, center, patch_size, fill),
-                "lesion": extract_patch((case.lesion > 0)[None].astype(np.float32), center, patch_size, 0.0),
-                "mask": extract_patch(case.mask[None].astype(np.float32), center, patch_size, 0.0),
+                "data": extract_patch(case.data, center, patch_size, case.fill),
+                "lesion": seg[:1],
+                "mask": seg[1:],
                 "times": case.times_s,
             })
     batches = []

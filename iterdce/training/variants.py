@@ -1,6 +1,8 @@
 """Baselines and ablations, chosen by name with ``-tr``; each differs from iterU-Net in one respect."""
 from __future__ import annotations
 
+from iterdce.training.distributed import DistributedContext
+from iterdce.training.setup import TrainingSetup
 from iterdce.training.trainer_recursive import RecursiveTrainer
 from iterdce.training.trainer_warmup import WarmupTrainer
 
@@ -63,3 +65,12 @@ def stages(name: str) -> list[type[WarmupTrainer]]:
     cls = get_trainer(name)
     warmup = getattr(cls, "warmup_class", None)
     return [warmup, cls] if warmup is not None else [cls]
+
+
+def run_stages(name: str, setup: TrainingSetup, context: DistributedContext | None = None) -> WarmupTrainer:
+    """Run every stage of ``-tr name`` in order on ``setup``; returns the last stage's trainer."""
+    trainer = None
+    for trainer_class in stages(name):
+        trainer = trainer_class(setup, context)
+        trainer.run()
+    return trainer
