@@ -80,7 +80,7 @@ def child(dataset_dir: Path, preprocessed_root: Path, processes: int) -> None:
     npz = sorted((preprocessed_root / dataset_dir.name / "plans_data").glob("*.npz"))
     print(json.dumps({"wall_s": wall, "stages_s": stages, "cases": len(npz), "baseline_mb": baseline,
                       "main_peak_mb": status_mb("VmHWM"), "workers_peak_mb": children_peak_mb(),
-                      "patch_size": plans["patch_size"], "spacing": plans["spacing"],
+                      "patch_size": list(plans.patch_size), "spacing": list(plans.spacing),
                       "npz_mb": sum(p.stat().st_size for p in npz) / len(npz) / 2**20}))
 
 

@@ -31,8 +31,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from iterdce.preprocessing.pipeline import plan_and_preprocess
 from iterdce.training.data_loader import PatchSampler, make_loader
-from iterdce.training.setup import TrainingSetup
-from iterdce.training.trainer_warmup import WarmupTrainer
+from iterdce.training.run_config import TrainingSetup
+from iterdce.training.trainer_recursive import WarmupTrainer
 
 DATASET = "Dataset001_Phantom"
 
@@ -91,16 +91,16 @@ def bench_preset(raw: Path, work: Path, preset: str, iterations: int, patch_scal
     plans_name = f"plans_{preset}"
     plans = plan_and_preprocess(raw, work / "preprocessed", num_processes=min(4, os.cpu_count() or 1),
                                 preset=preset, plans_name=plans_name, progress=False, log=lambda *a: None)
-    planned_patch = list(plans["patch_size"])
+    planned_patch = list(plans.patch_size)
     if patch_scale != 1.0:
-        plans["patch_size"] = scaled_patch(planned_patch, plans["network"]["pool_per_stage"], patch_scale)
+        plans = plans.replace(patch_size=scaled_patch(planned_patch, plans.network.pool_per_stage, patch_scale))
     setup = TrainingSetup(work / "preprocessed" / DATASET, work / "results" / DATASET, plans_name, fold=0,
                           epochs=1, iterations_per_epoch=iterations, num_workers=num_workers, device=device,
                           progress=False, plans=plans)
     trainer = WarmupTrainer(setup)
     device_ = trainer.device
-    sampler = PatchSampler(setup.data_dir, trainer.train_cases, plans["patch_size"], plans["batch_size"],
-                           plans.get("augmentation"), setup.seed)
+    sampler = PatchSampler(setup.data_dir, trainer.train_cases, plans.patch_size, plans.batch_size,
+                           plans.augmentation, setup.seed)
     pin = device_.type == "cuda"
 
     def to_device(batch: dict) -> dict:
@@ -131,9 +131,9 @@ def bench_preset(raw: Path, work: Path, preset: str, iterations: int, patch_scal
     per_iteration = statistics.median(step_times)  # robust to other processes stealing the CPU now and then
     result = {
         "preset": preset, "device": str(device_), "torch_threads": torch.get_num_threads(),
-        "num_workers": num_workers, "planned_patch": planned_patch, "patch": plans["patch_size"],
-        "batch_size": plans["batch_size"], "features": plans["network"]["features_per_stage"],
-        "unrolled_steps": len(plans["phase_times_s"]) - 2, "iterations": iterations,
+        "num_workers": num_workers, "planned_patch": planned_patch, "patch": list(plans.patch_size),
+        "batch_size": plans.batch_size, "features": list(plans.network.features_per_stage),
+        "unrolled_steps": plans.num_phases - 2, "iterations": iterations,
         "s_per_iteration": per_iteration, "mean_s_per_iteration": total_s / iterations,
         "data_wait_fraction": wait_s / total_s,
         "loader_startup_s": startup_s, "forward_gflop": flops / 1e9,

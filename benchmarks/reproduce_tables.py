@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 from iterdce.evaluation.cross_validation import validate_fold
+from iterdce.inference.predictor import PredictionSettings
 from iterdce.preprocessing.pipeline import plan_and_preprocess
 from iterdce.simulation import simulate_dataset
 from iterdce.training.distributed import init_distributed
-from iterdce.training.setup import TrainingSetup
+from iterdce.training.run_config import TrainingSetup
 from iterdce.training.variants import run_stages
 
 MODELS = {"iterU-Net": "RecursiveTrainer", "single-step U-Nets": "SingleStepTrainer",
@@ -46,8 +47,8 @@ def main() -> None:
         simulate_dataset(raw, args.cases, shape=args.shape, seed=11, jobs=2)
     plans = plan_and_preprocess(raw, args.workdir / "preprocessed", num_processes=2, preset=args.preset,
                                 progress=False, log=lambda *_: None)
-    plans["training"].update(warmup_epochs=args.epochs[0], recursive_epochs=args.epochs[1],
-                             iterations_per_epoch=args.iterations, validation_every=max(args.epochs))
+    plans = plans.replace(training={"warmup_epochs": args.epochs[0], "recursive_epochs": args.epochs[1],
+                                    "iterations_per_epoch": args.iterations, "validation_every": max(args.epochs)})
     context = init_distributed(args.device)
     summaries = {}
     for label, trainer_name in MODELS.items():
@@ -56,14 +57,15 @@ def main() -> None:
                               progress=False)
         trainer = run_stages(trainer_name, setup, context)
         train_cases, val_cases = setup.fold_cases()
-        summaries[label] = validate_fold(trainer.output.parent, args.fold, setup.data_dir, val_cases, plans,
-                                         device=context.device, progress=False, train_case_ids=train_cases)
+        settings = PredictionSettings(device=str(context.device), progress=False)
+        summaries[label] = validate_fold(trainer.output.parent, args.fold, setup.data_dir, val_cases, settings,
+                                         train_case_ids=train_cases)
     baseline_source = summaries["iterU-Net"]["methods"]
     rows = {label: s["methods"]["iterdce"] for label, s in summaries.items()}
     rows["copy last phase"] = baseline_source["copy_last"]
     rows["linear extrapolation"] = baseline_source["linear"]
-    phases = [str(p) for p in plans["target_phases"]]
-    times = [plans["phase_times_s"][int(p)] for p in phases]
+    phases = [str(p) for p in plans.target_phases]
+    times = [plans.phase_times_s[int(p)] for p in phases]
     print(f"\n### Table 1 analogue: per target phase (fold {args.fold} validation, TI-normalized units)\n")
     for metric, title in (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("enhancement_error", "enhancement error")):
         print(f"\n{title}\n")

@@ -17,7 +17,7 @@ from iterdce.evaluation.folders import evaluate_folders
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings
 from iterdce.preprocessing.pipeline import plan_and_preprocess
 from iterdce.training.distributed import init_distributed
-from iterdce.training.setup import TrainingSetup
+from iterdce.training.run_config import TrainingSetup
 from iterdce.training.variants import run_stages
 
 DATASET = "Dataset001_Phantom"
@@ -55,9 +55,10 @@ def run_demo(out_dir: Path, config: DemoConfig | None = None, log=print) -> dict
     log("[3/6] planning and preprocessing (tiny preset)")
     plans = plan_and_preprocess(raw, out_dir / "preprocessed", num_processes=2, preset="tiny", progress=False,
                                 log=lambda *_: None)
-    plans["training"].update(warmup_epochs=config.warmup_epochs, recursive_epochs=config.recursive_epochs,
-                             iterations_per_epoch=config.iterations_per_epoch,
-                             validation_every=max(config.warmup_epochs, config.recursive_epochs))
+    plans = plans.replace(training={"warmup_epochs": config.warmup_epochs,
+                                    "recursive_epochs": config.recursive_epochs,
+                                    "iterations_per_epoch": config.iterations_per_epoch,
+                                    "validation_every": max(config.warmup_epochs, config.recursive_epochs)})
     setup = TrainingSetup(out_dir / "preprocessed" / DATASET, out_dir / "results" / DATASET, fold=config.fold,
                           num_workers=config.num_workers, device=config.device, resume=True, plans=plans,
                           progress=False)
@@ -70,7 +71,7 @@ def run_demo(out_dir: Path, config: DemoConfig | None = None, log=print) -> dict
     inputs = out_dir / "demo_input"
     inputs.mkdir(exist_ok=True)
     for case_id in held_out:
-        for phase in plans["input_phases"]:
+        for phase in plans.input_phases:
             name = f"{case_id}_{phase:04d}.nii.gz"
             if not (inputs / name).is_file():
                 shutil.copyfile(raw / "imagesTr" / name, inputs / name)
@@ -83,11 +84,11 @@ def run_demo(out_dir: Path, config: DemoConfig | None = None, log=print) -> dict
     report = out_dir / "report"
     summary = evaluate_folders(out_dir / "predictions", raw / "imagesTr", report, labels=raw / "labelsTr",
                                masks=raw / "masksTr", progress=False)
-    last = plans["target_phases"][-1]
+    last = plans.target_phases[-1]
     methods = summary["methods"]
     ours = methods["iterdce"]["per_phase"][str(last)]["enhancement_error"]["mean"]
     copy = methods["copy_last"]["per_phase"][str(last)]["enhancement_error"]["mean"]
-    log(f"\nlast-phase ({plans['phase_times_s'][last]:.0f} s) enhancement error: iterU-Net {ours:.4g} vs "
+    log(f"\nlast-phase ({plans.phase_times_s[last]:.0f} s) enhancement error: iterU-Net {ours:.4g} vs "
         f"copy-last {copy:.4g}")
     log(f"figures: {report / 'montage.png'}, {report / 'kinetic_curves'}/, {figures[0]}, {figures[1]}")
     log(f"per-case metrics: {report / 'per_case.csv'}; summary: {report / 'summary.json'}")

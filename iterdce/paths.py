@@ -40,9 +40,9 @@ def resolve_roots(
     return Roots(**chosen)
 
 
-def dataset_folder_name(dataset_id: int, name: str) -> str:
-    """``DatasetNNN_Name`` for an id and a name."""
-    return f"Dataset{dataset_id:03d}_{name}"
+def model_folder_name(trainer: str, plans_name: str) -> str:
+    """``<Trainer>__<plans>``: the folder of a trained model under ``<results>/<Dataset>/``."""
+    return f"{trainer}__{plans_name}"
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -76,8 +76,3 @@ def find_dataset(spec: str | os.PathLike[str], root: Path) -> Path:
         raise DatasetNotFoundError(f"dataset {spec_str!r} not found under {root} (datasets there: {known})")
     names = ", ".join(p.name for p in matches)
     raise DatasetNotFoundError(f"dataset {spec_str!r} is ambiguous under {root}: it matches {names}")
-
-
-def dataset_in_root(dataset_dir: Path, root: Path) -> Path:
-    """The folder of the same dataset name under another root (preprocessed or results)."""
-    return root / dataset_dir.name

@@ -1,6 +1,7 @@
 """Tests for training patches and augmentation: lesion-centred pairs, phase alignment, determinism, workers."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from iterdce.preprocessing.presets import AUGMENTATION
+from iterdce.preprocessing.plan_schema import AugmentationPlan
 from iterdce.training.augmentation import build_transforms, center_crop, extraction_size
 from iterdce.training.data_loader import (
     PatchSampler,
@@ -52,8 +53,8 @@ def case_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def aug(**changes) -> dict:
-    return {**AUGMENTATION, **changes}
+def aug(**changes) -> AugmentationPlan:
+    return dataclasses.replace(AugmentationPlan(), **changes)
 
 
 NO_INTENSITY = {"probability_gamma": 0.0, "probability_multiplicative": 0.0, "probability_noise": 0.0,

@@ -16,7 +16,7 @@ from iterdce.network.synthesizer import build_synthesizer
 from iterdce.preprocessing.plans_io import load_plans
 from iterdce.training.checkpoint import load_checkpoint
 from iterdce.training.data_loader import PatchSampler
-from iterdce.training.setup import TrainingSetup
+from iterdce.training.run_config import TrainingSetup
 
 torch.set_num_threads(1)
 
@@ -36,9 +36,10 @@ def ddp_worker(rank: int, port: int, preprocessed: str, results: str, out: str) 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(WORLD_SIZE), RANK=str(rank),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    import iterdce.training.trainer_warmup as trainer_module
+    import iterdce.training.trainer as trainer_module
     from iterdce.training.checkpoint import unwrap
     from iterdce.training.distributed import shutdown
+    from iterdce.training.trainer_recursive import WarmupTrainer
 
     written: list[str] = []
     original = trainer_module.save_checkpoint
@@ -50,7 +51,7 @@ def ddp_worker(rank: int, port: int, preprocessed: str, results: str, out: str) 
     trainer_module.save_checkpoint = recording_save
     setup = TrainingSetup(preprocessed_dataset=Path(preprocessed), results_dataset=Path(results), fold=0, epochs=1,
                           iterations_per_epoch=3, num_workers=0, device="cpu", progress=False)
-    trainer = trainer_module.WarmupTrainer(setup)
+    trainer = WarmupTrainer(setup)
     assert trainer.context.world_size == WORLD_SIZE and trainer.context.rank == rank
     trainer.run()
     torch.save(unwrap(trainer.model).state_dict(), Path(out) / f"rank{rank}.pt")
@@ -100,7 +101,7 @@ def test_ranks_draw_different_batches(preprocessed_dataset: Path) -> None:
     plans = load_plans(preprocessed_dataset / "plans.json")
     cases = [f"case_{i:03d}" for i in range(4)]
     folder = preprocessed_dataset / "plans_data"
-    samplers = [PatchSampler(folder, cases, plans["patch_size"], 2, plans["augmentation"], seed=12345, rank=r)
+    samplers = [PatchSampler(folder, cases, plans.patch_size, 2, plans.augmentation, seed=12345, rank=r)
                 for r in range(WORLD_SIZE)]
     for index in range(3):
         a, b = (s.batch(index)["data"] for s in samplers)

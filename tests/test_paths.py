@@ -11,9 +11,8 @@ import pytest
 from iterdce.paths import (
     ENV_VARS,
     DatasetNotFoundError,
-    dataset_folder_name,
-    dataset_in_root,
     find_dataset,
+    model_folder_name,
     resolve_roots,
 )
 
@@ -105,8 +104,7 @@ def test_find_dataset_by_id_name_folder_and_path(tmp_path, clean_env):
     assert find_dataset(str(phantom), root / "elsewhere") == phantom.resolve()
     clean_env.chdir(root)
     assert find_dataset("./Dataset001_Phantom", tmp_path / "elsewhere") == phantom.resolve()
-    assert dataset_folder_name(1, "Phantom") == "Dataset001_Phantom"
-    assert dataset_in_root(phantom, tmp_path / "results") == tmp_path / "results" / "Dataset001_Phantom"
+    assert model_folder_name("RecursiveTrainer", "plans") == "RecursiveTrainer__plans"
 
 
 def test_folder_given_as_path_is_returned_even_without_dataset_json(tmp_path):

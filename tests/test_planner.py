@@ -10,11 +10,16 @@ import pytest
 
 from iterdce.preprocessing.fingerprint import compute_fingerprint
 from iterdce.preprocessing.planner import plan_experiment, plan_summary
-from iterdce.preprocessing.plans_io import PlansError, load_plans, plans_problems, save_plans
+from iterdce.preprocessing.plans_io import Plans, PlansError, load_plans, plans_problems, save_plans
 from iterdce.preprocessing.topology import estimate_memory_gb, plan_topology
 from tests.conftest import make_raw_dataset
 
 TIMES = [0.0, 85.0, 155.0, 225.0, 295.0, 365.0, 435.0, 505.0]
+
+
+def plan_json(*args, **kwargs) -> dict:
+    """The planner's plan in its JSON form (what plans.json holds)."""
+    return plan_experiment(*args, **kwargs).to_dict()
 
 
 def fingerprint(spacings: Sequence[Sequence[float]], shapes: Sequence[Sequence[int]], n_phases: int = 6,
@@ -45,13 +50,13 @@ def test_hand_made_fingerprint_has_the_computed_format(tmp_path: Path) -> None:
     assert set(hand) == set(computed)
     assert set(hand["cases"][0]) == set(computed["cases"][0])
     assert set(hand["cases"][0]["phases"][0]) == set(computed["cases"][0]["phases"][0])
-    plans = plan_experiment(computed, preset="tiny")
+    plans = plan_json(computed, preset="tiny")
     assert plans_problems(plans) == []
 
 
 def test_isotropic_spacing_gives_median_spacing_and_isotropic_pooling() -> None:
     spacings = [(0.9, 0.9, 0.9), (1.0, 1.0, 1.0), (1.1, 1.1, 1.1), (1.0, 1.0, 1.0), (1.2, 1.2, 1.2)]
-    plans = plan_experiment(fingerprint(spacings, [(200, 200, 200)] * 5), gpu_memory_gb=80.0)
+    plans = plan_json(fingerprint(spacings, [(200, 200, 200)] * 5), gpu_memory_gb=80.0)
     assert plans["spacing"] == pytest.approx([1.0, 1.0, 1.0])
     assert plans["patch_size"][0] == plans["patch_size"][1] == plans["patch_size"][2]
     pools = plans["network"]["pool_per_stage"]
@@ -59,13 +64,13 @@ def test_isotropic_spacing_gives_median_spacing_and_isotropic_pooling() -> None:
     assert all(pool == [2, 2, 2] for pool in pools)
     features = plans["network"]["features_per_stage"]
     assert len(features) == len(pools) + 1 and features[0] == 32 and max(features) <= 320
-    tight = plan_experiment(fingerprint(spacings, [(200, 200, 200)] * 5), gpu_memory_gb=8.0)
+    tight = plan_json(fingerprint(spacings, [(200, 200, 200)] * 5), gpu_memory_gb=8.0)
     assert all(pool == [2, 2, 2] for pool in tight["network"]["pool_per_stage"][:3])
 
 
 def test_anisotropic_axis_takes_tenth_percentile_and_is_pooled_late() -> None:
     z_spacings = [3.0, 3.5, 4.0, 4.5, 5.0, 4.0, 4.0, 3.2, 4.8, 4.1]
-    plans = plan_experiment(fingerprint([(0.7, 0.7, z) for z in z_spacings], [(256, 256, 40)] * 10))
+    plans = plan_json(fingerprint([(0.7, 0.7, z) for z in z_spacings], [(256, 256, 40)] * 10))
     assert plans["spacing"][:2] == pytest.approx([0.7, 0.7])
     assert plans["spacing"][2] == pytest.approx(np.percentile(z_spacings, 10))
     assert plans["spacing"][2] < np.median(z_spacings)
@@ -79,12 +84,12 @@ def test_anisotropic_axis_takes_tenth_percentile_and_is_pooled_late() -> None:
 
 def test_anisotropic_axis_with_many_slices_keeps_the_median() -> None:
     z_spacings = [3.0, 3.5, 4.0, 4.5, 5.0]
-    plans = plan_experiment(fingerprint([(0.7, 0.7, z) for z in z_spacings], [(100, 100, 200)] * 5))
+    plans = plan_json(fingerprint([(0.7, 0.7, z) for z in z_spacings], [(100, 100, 200)] * 5))
     assert plans["spacing"] == pytest.approx([0.7, 0.7, 4.0])
 
 
 def test_small_images_clip_the_patch_to_the_median_shape() -> None:
-    plans = plan_experiment(fingerprint([(1.0, 1.0, 1.0)] * 5, [(40, 36, 20)] * 5))
+    plans = plan_json(fingerprint([(1.0, 1.0, 1.0)] * 5, [(40, 36, 20)] * 5))
     patch = plans["patch_size"]
     assert all(p <= m for p, m in zip(patch, (40, 36, 20)))
     divisor = np.prod(np.array(plans["network"]["pool_per_stage"]), axis=0)
@@ -94,7 +99,7 @@ def test_small_images_clip_the_patch_to_the_median_shape() -> None:
 
 def test_tight_memory_budget_gives_a_smaller_patch() -> None:
     fp = fingerprint([(1.0, 1.0, 1.0)] * 10, [(200, 200, 200)] * 10)
-    tight, generous = plan_experiment(fp, gpu_memory_gb=4.0), plan_experiment(fp, gpu_memory_gb=40.0)
+    tight, generous = plan_json(fp, gpu_memory_gb=4.0), plan_json(fp, gpu_memory_gb=40.0)
     assert np.prod(tight["patch_size"]) < np.prod(generous["patch_size"])
     assert all(t <= g for t, g in zip(tight["patch_size"], generous["patch_size"]))
     assert tight["estimated_gpu_memory_gb"] <= 4.0
@@ -103,7 +108,7 @@ def test_tight_memory_budget_gives_a_smaller_patch() -> None:
 
 def test_generous_memory_budget_gives_a_larger_even_batch() -> None:
     fp = fingerprint([(1.0, 1.0, 1.0)] * 200, [(40, 36, 20)] * 200)
-    tight, generous = plan_experiment(fp, gpu_memory_gb=1.2), plan_experiment(fp, gpu_memory_gb=12.0)
+    tight, generous = plan_json(fp, gpu_memory_gb=1.2), plan_json(fp, gpu_memory_gb=12.0)
     assert tight["patch_size"] == generous["patch_size"]
     assert tight["batch_size"] == 2
     assert generous["batch_size"] > tight["batch_size"]
@@ -114,7 +119,7 @@ def test_generous_memory_budget_gives_a_larger_even_batch() -> None:
 
 
 def test_batch_stays_small_on_a_small_dataset() -> None:
-    plans = plan_experiment(fingerprint([(1.0, 1.0, 1.0)] * 3, [(40, 36, 20)] * 3), gpu_memory_gb=80.0)
+    plans = plan_json(fingerprint([(1.0, 1.0, 1.0)] * 3, [(40, 36, 20)] * 3), gpu_memory_gb=80.0)
     assert plans["batch_size"] == 2
 
 
@@ -123,62 +128,62 @@ def test_more_recursion_steps_raise_the_memory_estimate() -> None:
     estimates = [estimate_memory_gb([64, 64, 32], topology, 2, steps) for steps in (1, 2, 4, 6)]
     assert all(a < b for a, b in zip(estimates, estimates[1:]))
     assert estimate_memory_gb([64, 64, 32], topology, 4, 2) > estimates[1]
-    plans = [plan_experiment(fingerprint([(1.0, 1.0, 1.0)] * 3, [(40, 36, 20)] * 3, n_phases=n)) for n in (4, 6, 8)]
+    plans = [plan_json(fingerprint([(1.0, 1.0, 1.0)] * 3, [(40, 36, 20)] * 3, n_phases=n)) for n in (4, 6, 8)]
     assert [len(p["target_phases"]) for p in plans] == [2, 4, 6]
     assert [p["patch_size"] for p in plans] == [plans[0]["patch_size"]] * 3
     memory = [p["estimated_gpu_memory_gb"] for p in plans]
     assert memory[0] < memory[1] < memory[2]
     assert "4 unrolled recursion steps" in plans[1]["memory_estimate_note"]
     # a third input phase adds a warm-up step (phase 1 -> 2) that is unrolled like the others
-    three_inputs = plan_experiment(fingerprint([(1.0, 1.0, 1.0)] * 3, [(40, 36, 20)] * 3, input_phases=(0, 1, 2)))
+    three_inputs = plan_json(fingerprint([(1.0, 1.0, 1.0)] * 3, [(40, 36, 20)] * 3, input_phases=(0, 1, 2)))
     assert three_inputs["target_phases"] == [3, 4, 5]
     assert "4 unrolled recursion steps" in three_inputs["memory_estimate_note"]
     assert three_inputs["estimated_gpu_memory_gb"] == plans[1]["estimated_gpu_memory_gb"]
 
 
 def test_plan_fields_follow_the_fingerprint() -> None:
-    plans = plan_experiment(fingerprint([(1.0, 1.0, 2.0)] * 4, [(64, 64, 32)] * 4), plans_name="myplan")
+    plans = plan_json(fingerprint([(1.0, 1.0, 2.0)] * 4, [(64, 64, 32)] * 4), plans_name="myplan")
     assert plans["plans_name"] == "myplan" and plans["dataset"] == "Dataset001_Hand"
     assert plans["input_phases"] == [0, 1] and plans["target_phases"] == [2, 3, 4, 5]
-    assert plans["reference_phase"] == 1 and plans["normalization"]["reference_phase"] == 1
+    assert "reference_phase" not in plans and plans["normalization"]["reference_phase"] == 1
     assert plans["normalization"] == {"scheme": "ti_norm", "reference_phase": 1, "mask": "foreground",
                                       "reference_rule": "first post-contrast phase (phase index 1)"}
     assert plans["phase_times_s"] == TIMES[:6]
     assert plans["network"]["time_scale_s"] == 365.0
     # phase k has mean 100 + 10k, reference phase 1 mean 110 std 20 -> (5 - 110) / 20 and (300 - 110) / 20
     assert plans["intensity_range"] == pytest.approx([-5.25, 9.5])
-    from_dataset_json = plan_experiment(fingerprint([(1, 1, 1)] * 2, [(32, 32, 16)] * 2, reference_phase=0))
-    assert from_dataset_json["reference_phase"] == 0
+    from_dataset_json = plan_json(fingerprint([(1, 1, 1)] * 2, [(32, 32, 16)] * 2, reference_phase=0))
+    assert from_dataset_json["normalization"]["reference_phase"] == 0
     assert from_dataset_json["normalization"]["reference_rule"] == "dataset.json reference_phase"
 
 
 def test_reference_phase_outside_the_inputs_is_rejected_by_the_planner() -> None:
     with pytest.raises(ValueError, match="reference phase 3 must be an input phase"):
-        plan_experiment(fingerprint([(1, 1, 1)] * 2, [(32, 32, 16)] * 2, reference_phase=3))
+        plan_json(fingerprint([(1, 1, 1)] * 2, [(32, 32, 16)] * 2, reference_phase=3))
 
 
 def test_unknown_preset_and_empty_fingerprint_are_errors() -> None:
     fp = fingerprint([(1, 1, 1)] * 2, [(32, 32, 16)] * 2)
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
-        plan_experiment(fp, preset="huge")
+        plan_json(fp, preset="huge")
     with pytest.raises(ValueError, match="no cases"):
-        plan_experiment({**fp, "cases": []})
+        plan_json({**fp, "cases": []})
 
 
 def test_tiny_preset_is_smaller_than_default() -> None:
     fp = fingerprint([(1.0, 1.0, 1.0)] * 4, [(128, 128, 64)] * 4)
-    tiny, default = plan_experiment(fp, preset="tiny"), plan_experiment(fp, preset="default")
+    tiny, default = plan_json(fp, preset="tiny"), plan_json(fp, preset="default")
     assert np.prod(tiny["patch_size"]) < np.prod(default["patch_size"])
     assert max(tiny["network"]["features_per_stage"]) <= 32
     assert tiny["training"]["warmup_epochs"] < default["training"]["warmup_epochs"]
 
 
 def test_plan_round_trips_and_broken_plans_are_rejected_naming_the_file(tmp_path: Path) -> None:
-    plans = plan_experiment(fingerprint([(0.8, 0.8, 2.0)] * 4, [(96, 96, 40)] * 4))
+    plans = plan_json(fingerprint([(0.8, 0.8, 2.0)] * 4, [(96, 96, 40)] * 4))
     assert plans_problems(plans) == []
     path = tmp_path / "plans.json"
     save_plans(plans, path)
-    assert load_plans(path) == plans
+    assert load_plans(path).to_dict() == plans
 
     def broken(change) -> str:
         edited = json.loads(json.dumps(plans))
@@ -190,14 +195,23 @@ def test_plan_round_trips_and_broken_plans_are_rejected_naming_the_file(tmp_path
         assert str(target) in str(info.value)
         return str(info.value)
 
-    assert "missing key 'patch_size'" in broken(lambda p: p.pop("patch_size"))
-    assert "version 2 is not supported" in broken(lambda p: p.update(version=2))
-    assert "reference_phase must be one of input_phases" in broken(lambda p: p.update(reference_phase=4))
-    assert "'batch_size' must be int" in broken(lambda p: p.update(batch_size="8"))
-    assert "'spacing' must hold 3 positive numbers" in broken(lambda p: p.update(spacing=[1.0, -1.0, 2.0]))
+    assert "missing key patch_size" in broken(lambda p: p.pop("patch_size"))
+    assert "version 3 is not supported" in broken(lambda p: p.update(version=3))
+    assert "reference_phase must be one of input_phases" in broken(lambda p: p["normalization"].update(
+        reference_phase=4))
+    assert "batch_size must be an integer, got '8'" in broken(lambda p: p.update(batch_size="8"))
+    assert "spacing must hold 3 positive numbers" in broken(lambda p: p.update(spacing=[1.0, -1.0, 2.0]))
     assert "intensity_range" in broken(lambda p: p.update(intensity_range=[3.0]))
-    assert "network.use_convlstm missing" in broken(lambda p: p["network"].pop("use_convlstm"))
     assert "input_phases + target_phases" in broken(lambda p: p.update(target_phases=[2, 3]))
+    # nested sections are checked as strictly as the top level, every problem at once
+    both = broken(lambda p: (p["optimizer"].pop("recursive_lr"), p["augmentation"].pop("probability_noise")))
+    assert "missing key optimizer.recursive_lr" in both and "missing key augmentation.probability_noise" in both
+    assert "missing key network.use_convlstm" in broken(lambda p: p["network"].pop("use_convlstm"))
+    assert "loss_weights.ssim missing (default 1.0)" in broken(lambda p: p["loss_weights"].pop("ssim"))
+    assert "unknown key training.warmup_epoch" in broken(lambda p: p["training"].update(warmup_epoch=3))
+    assert "unknown key network.in_channels" in broken(lambda p: p["network"].update(in_channels=2))
+    assert "unknown loss term" in broken(lambda p: p["loss_weights"].update(l2=1.0))
+    assert "optimizer.betas" in broken(lambda p: p["optimizer"].update(betas=[0.9]))
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(PlansError, match="bad.json: not valid JSON"):
         load_plans(tmp_path / "bad.json")
@@ -208,9 +222,24 @@ def test_plan_round_trips_and_broken_plans_are_rejected_naming_the_file(tmp_path
     assert not (tmp_path / "never.json").exists()
 
 
+def test_version_1_plans_are_migrated_when_read(tmp_path: Path) -> None:
+    plans = plan_json(fingerprint([(0.8, 0.8, 2.0)] * 4, [(96, 96, 40)] * 4))
+    version_1 = json.loads(json.dumps(plans))
+    version_1.update(version=1, reference_phase=1, ssim={"window_size": 11, "sigma": 1.5})
+    version_1["network"]["in_channels"] = 2
+    version_1["optimizer"].update(name="adamw", schedule="poly")
+    path = tmp_path / "plans.json"
+    path.write_text(json.dumps(version_1))
+    assert load_plans(path).to_dict() == plans
+    version_1["optimizer"]["name"] = "sgd"
+    path.write_text(json.dumps(version_1))
+    with pytest.raises(PlansError, match="optimizer.name = 'sgd' is not supported"):
+        load_plans(path)
+
+
 def test_plan_summary_mentions_patch_spacing_and_batch() -> None:
-    plans = plan_experiment(fingerprint([(0.8, 0.8, 2.0)] * 4, [(96, 96, 40)] * 4))
-    summary = plan_summary(plans)
+    plans = plan_json(fingerprint([(0.8, 0.8, 2.0)] * 4, [(96, 96, 40)] * 4))
+    summary = plan_summary(Plans.from_dict(plans))
     assert "patch" in summary and " x ".join(map(str, plans["patch_size"])) in summary
     assert "spacing" in summary and "0.8, 0.8, 2" in summary
     assert f"/ {plans['batch_size']}" in summary

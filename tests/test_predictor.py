@@ -91,9 +91,10 @@ def write_case(folder: Path, case_id: str, phases: np.ndarray, geometry: Geometr
 def base_plans(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A plan from the real planner (tiny preset) with a tiny network and patch put in."""
     raw = make_raw_dataset(tmp_path_factory.mktemp("raw"), n_cases=2, shape=(16, 16, 8), n_phases=6)
-    plans = plan_experiment(compute_fingerprint(raw, 1, progress=False), preset="tiny")
+    plans = plan_experiment(compute_fingerprint(raw, 1, progress=False), preset="tiny").to_dict()
     assert plans["phase_times_s"] == TIMES and plans["target_phases"] == [2, 3, 4, 5]
-    return {**plans, "patch_size": list(PATCH), "network": dict(NETWORK)}
+    network = {k: v for k, v in NETWORK.items() if k != "in_channels"}  # the synthesizer's own channel count
+    return {**plans, "patch_size": list(PATCH), "network": network}
 
 
 def make_model(seed: int | None = None, scale: float = 0.05) -> nn.Module:

@@ -219,9 +219,9 @@ def test_pipeline_writes_fingerprint_plan_cases_and_folds(tmp_path: Path) -> Non
     fingerprint = json.loads((out / "dataset_fingerprint.json").read_text())
     assert [c["case"] for c in fingerprint["cases"]] == [f"case_{i:03d}" for i in range(6)]
     assert load_plans(out / "plans.json") == plans
-    assert plans["spacing"] == pytest.approx([0.8, 0.8, 2.0]) and plans["reference_phase"] == 1
-    assert plans["normalization"]["mask"] == "foreground" and plans["batch_size"] >= 2
-    assert all(p <= s for p, s in zip(plans["patch_size"], SHAPE))
+    assert plans.spacing == pytest.approx([0.8, 0.8, 2.0]) and plans.reference_phase == 1
+    assert plans.normalization.mask == "foreground" and plans.batch_size >= 2
+    assert all(p <= s for p, s in zip(plans.patch_size, SHAPE))
     assert sorted(p.name for p in (out / "plans_data").glob("*.npz")) == [f"case_{i:03d}.npz" for i in range(6)]
     for index in range(6):
         case = f"case_{index:03d}"
@@ -322,7 +322,7 @@ def test_cli_runs_with_two_processes_and_reports_broken_datasets(tmp_path: Path,
     assert plan_and_preprocess_main(["-d", "1", "-np", "2", "--preset", "tiny", *roots]) == 0
     out = tmp_path / "pre" / "Dataset001_Phantom"
     assert len(list((out / "plans_data").glob("*.npz"))) == 4
-    assert load_plans(out / "plans.json")["preset"] == "tiny"
+    assert load_plans(out / "plans.json").preset == "tiny"
     assert "patch / batch" in capsys.readouterr().out
 
     broken = make_raw_dataset(tmp_path / "raw", n_cases=2, shape=SHAPE, dataset_id=2, name="Broken")

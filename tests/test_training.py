@@ -14,10 +14,11 @@ from iterdce.preprocessing.pipeline import plan_and_preprocess
 from iterdce.preprocessing.plans_io import load_plans, save_plans
 from iterdce.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from iterdce.training.data_loader import PatchSampler
-from iterdce.training.setup import TrainingSetup
-from iterdce.training.trainer_recursive import RecursiveTrainer
-from iterdce.training.trainer_warmup import WarmupTrainer
+from iterdce.training.run_config import TrainingSetup
+from iterdce.training.trainer import TRAINERS
+from iterdce.training.trainer_recursive import RecursiveTrainer, WarmupTrainer
 from iterdce.training.variants import (
+    NoTeacherWarmupTrainer,
     NoTemporalTrainer,
     NoTemporalWarmupTrainer,
     NoWarmupTrainer,
@@ -42,7 +43,7 @@ def build_preprocessed(root: Path) -> Path:
     preprocessed = root / "preprocessed"
     plan_and_preprocess(raw, preprocessed, num_processes=1, preset="tiny", progress=False, log=lambda *a: None)
     path = preprocessed / DATASET / "plans.json"
-    plans = load_plans(path)
+    plans = load_plans(path).to_dict()
     plans["network"].update(features_per_stage=[4, 8], pool_per_stage=[[2, 2, 1]], time_embedding_dim=8)
     plans["patch_size"] = [16, 16, 8]
     plans["batch_size"] = 2
@@ -57,7 +58,7 @@ def preprocessed_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def make_setup(preprocessed_root: Path, results: Path, plans_change=None, **kwargs) -> TrainingSetup:
     """A CPU TrainingSetup on the shared dataset; ``plans_change(plans)`` edits a copy of the plan."""
-    plans = copy.deepcopy(load_plans(preprocessed_root / DATASET / "plans.json"))
+    plans = load_plans(preprocessed_root / DATASET / "plans.json").to_dict()
     if plans_change is not None:
         plans_change(plans)
     options = {"fold": 0, "epochs": 1, "iterations_per_epoch": 2, "num_workers": 0, "device": "cpu",
@@ -67,8 +68,8 @@ def make_setup(preprocessed_root: Path, results: Path, plans_change=None, **kwar
 
 
 def first_batch(trainer: WarmupTrainer) -> dict[str, torch.Tensor]:
-    sampler = PatchSampler(trainer.setup.data_dir, trainer.train_cases, trainer.plans["patch_size"],
-                           trainer.plans["batch_size"], None, seed=3)
+    sampler = PatchSampler(trainer.setup.data_dir, trainer.train_cases, trainer.plans.patch_size,
+                           trainer.plans.batch_size, None, seed=3)
     return {k: torch.from_numpy(v) for k, v in sampler.batch(0).items() if k != "lesion_centred"}
 
 
@@ -181,7 +182,7 @@ def test_resume_after_interrupt_is_bit_identical(preprocessed_root, tmp_path, mo
 
 def test_recursive_stage_needs_the_warmup_checkpoint(preprocessed_root, tmp_path):
     setup = make_setup(preprocessed_root, tmp_path)
-    with pytest.raises(CheckpointError, match="warm-up stage has not finished for fold 0") as info:
+    with pytest.raises(CheckpointError, match="WarmupTrainer stage has not finished for fold 0") as info:
         RecursiveTrainer(setup).run()
     assert "WarmupTrainer__plans/fold_0/checkpoint_final.pth" in str(info.value)
 
@@ -217,13 +218,37 @@ def test_variants_change_one_thing(preprocessed_root, tmp_path):
     assert plain and not any("convlstm" in n or "time_embedding" in n for n in plain)
     assert stages("NoTemporalTrainer") == [NoTemporalWarmupTrainer, NoTemporalTrainer]
     assert stages("RecursiveTrainer") == [WarmupTrainer, RecursiveTrainer]
-    assert stages("NoWarmupTrainer") == [NoWarmupTrainer] and stages("SingleStepTrainer") == [SingleStepTrainer]
+    assert stages("NoWarmupTrainer") == [NoTeacherWarmupTrainer, NoWarmupTrainer]
+    assert stages("SingleStepTrainer") == [SingleStepTrainer]
     budget = make_setup(preprocessed_root, tmp_path, epochs=None)
-    training = budget.plans["training"]
-    assert NoWarmupTrainer(budget).total_epochs == training["warmup_epochs"] + training["recursive_epochs"]
-    assert RecursiveTrainer(budget).total_epochs == training["recursive_epochs"]
+    training = load_plans(preprocessed_root / DATASET / "plans.json").training
+    assert SingleStepTrainer(budget).total_epochs == training.warmup_epochs + training.recursive_epochs
+    assert RecursiveTrainer(budget).total_epochs == training.recursive_epochs
     with pytest.raises(ValueError, match="unknown trainer 'Foo'.*WarmupTrainer"):
         get_trainer("Foo")
+
+
+def test_no_warmup_differs_from_recursive_only_in_the_warmup(preprocessed_root, tmp_path):
+    setup = make_setup(preprocessed_root, tmp_path, epochs=None)
+    full = [cls(setup).stage_config() for cls in stages("RecursiveTrainer")]
+    ablation = [cls(setup).stage_config() for cls in stages("NoWarmupTrainer")]
+    assert len(full) == len(ablation) == 2
+    differing = [(stage, key) for stage, (a, b) in enumerate(zip(full, ablation)) for key in a if a[key] != b[key]]
+    assert differing == [(0, "teacher_forcing")]
+    assert full[0]["teacher_forcing"] and not ablation[0]["teacher_forcing"]
+
+
+def test_a_variant_is_one_class_with_its_own_name_and_folder(preprocessed_root, tmp_path):
+    class UnnamedVariantTrainer(RecursiveTrainer):  # forgets to set ``name``
+        lr_from = "lr"
+
+    try:
+        assert get_trainer("UnnamedVariantTrainer") is UnnamedVariantTrainer
+        trainer = UnnamedVariantTrainer(make_setup(preprocessed_root, tmp_path))
+        assert trainer.output == tmp_path / DATASET / "UnnamedVariantTrainer__plans" / "fold_0"
+        assert stages("UnnamedVariantTrainer") == [WarmupTrainer, UnnamedVariantTrainer]
+    finally:
+        TRAINERS.pop("UnnamedVariantTrainer")
 
 
 def test_single_step_trainer_trains_and_checkpoints_its_kind(preprocessed_root, tmp_path):

@@ -14,7 +14,7 @@ from iterdce.dataset.schema import DatasetSchemaError
 from iterdce.evaluation.cross_validation import cross_validation_summary
 from iterdce.evaluation.folders import EvaluationInputError, evaluate_folders
 from iterdce.evaluation.regression_baseline import RegressionFitError, load_regression
-from iterdce.paths import DatasetNotFoundError, find_dataset
+from iterdce.paths import DatasetNotFoundError, find_dataset, model_folder_name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cv:
             results = find_dataset(args.dataset, roots_from_args(args).results)
-            cross_validation_summary(results / f"{args.trainer}__{args.plans_name}")
+            cross_validation_summary(results / model_folder_name(args.trainer, args.plans_name))
             return 0
         if not (args.pred and args.ref and args.output):
             parser.error("-p, -r and -o are required (or use --cv)")

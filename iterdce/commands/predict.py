@@ -9,7 +9,7 @@ from iterdce.commands.common import add_root_arguments, fail, parse_fold, roots_
 from iterdce.inference.inputs import PredictionInputError
 from iterdce.inference.model_loading import CHECKPOINTS
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings
-from iterdce.paths import DatasetNotFoundError, find_dataset
+from iterdce.paths import DatasetNotFoundError, find_dataset, model_folder_name
 from iterdce.preprocessing.plans_io import PlansError
 from iterdce.training.checkpoint import CheckpointError
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("always", UserWarning)
     try:
         results = find_dataset(args.dataset, roots.results)
-        model_folder = results / f"{args.trainer}__{args.plans_name}"
+        model_folder = results / model_folder_name(args.trainer, args.plans_name)
         settings = PredictionSettings(args.folds, args.checkpoint, args.device, args.tile_batch, tta=args.tta,
                                       progress=not args.quiet)
         predictor = IterativePredictor(model_folder, settings)

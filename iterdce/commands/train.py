@@ -10,11 +10,12 @@ import sys
 from iterdce.commands.common import add_root_arguments, fail, parse_fold, roots_from_args
 from iterdce.evaluation.cross_validation import validate_fold
 from iterdce.evaluation.report import summary_table
+from iterdce.inference.predictor import PredictionSettings
 from iterdce.paths import DatasetNotFoundError, find_dataset
 from iterdce.preprocessing.plans_io import PlansError
 from iterdce.training.checkpoint import CheckpointError
 from iterdce.training.distributed import init_distributed, shutdown
-from iterdce.training.setup import TrainingSetup
+from iterdce.training.run_config import TrainingSetup
 from iterdce.training.variants import TRAINERS, run_stages
 
 
@@ -53,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         trainer = run_stages(args.trainer, setup, context)
         if context.is_main and not args.no_validation:
             train_cases, val_cases = setup.fold_cases()
-            summary = validate_fold(trainer.output.parent, args.fold, setup.data_dir, val_cases, setup.plans,
-                                    device=context.device, progress=setup.progress, train_case_ids=train_cases)
+            settings = PredictionSettings(device=str(context.device), progress=setup.progress)
+            summary = validate_fold(trainer.output.parent, args.fold, setup.data_dir, val_cases, settings,
+                                    train_case_ids=train_cases)
             print(summary_table(summary))
         if context.is_main:
             print(f"done: {trainer.output}")

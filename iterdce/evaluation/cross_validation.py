@@ -1,17 +1,19 @@
 """Validation predictions of a trained fold (exported as NIfTI and evaluated) and the cross-validation summary.
 
-Validation cases come from the preprocessed dataset: they are synthesized in plan space exactly as the
-predictor does, scored there in TI-normalized units, and written back in their original geometry.
+Validation cases come from the preprocessed dataset: they are synthesized in plan space by the predictor's
+in-memory entry point (``IterativePredictor.synthesize_normalized``: the same tiling, tile batches, test-time
+mirroring and CUDA out-of-memory fallback as iterdce_predict), scored, and written back in their original
+geometry.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm import tqdm
 
 from iterdce.atomic import write_json_atomic
@@ -20,22 +22,30 @@ from iterdce.evaluation.case_evaluation import evaluate_case
 from iterdce.evaluation.regression_baseline import ensure_fold_regression
 from iterdce.evaluation.report import summarize, summary_table, write_report
 from iterdce.inference.export import write_phases
-from iterdce.inference.model_loading import load_fold_models
-from iterdce.inference.tiled import predict_volume
+from iterdce.inference.predictor import IterativePredictor, PredictionSettings
 from iterdce.preprocessing.preprocessor import restore_phases
 from iterdce.training.data_loader import load_preprocessed
 
 
-def validate_fold(model_folder: Path, fold: int | str, data_dir: Path, case_ids: list[str], plans: dict,
-                  checkpoint: str = "final", device: str | torch.device = "cpu", progress: bool = True,
-                  train_case_ids: Sequence[str] | None = None) -> dict:
+def validate_fold(model_folder: Path, fold: int | str, data_dir: Path, case_ids: list[str],
+                  settings: PredictionSettings | None = None, train_case_ids: Sequence[str] | None = None) -> dict:
     """Predict, export and evaluate the fold's validation cases into ``fold_<k>/validation/``.
 
-    With ``train_case_ids`` the voxel-wise kinetic regression baseline is fitted on them (once; stored as
-    ``fold_<k>/kinetic_regression.json``) and reported next to the network and the naive baselines."""
-    models, _, _ = load_fold_models(model_folder, [fold], checkpoint, device)
+    Args:
+        model_folder: the trained ``<Trainer>__<plans>`` folder (its plans.json is the plan used).
+        fold: the fold whose checkpoint predicts (``settings.folds`` is replaced by it).
+        data_dir: the plan's preprocessed cases.
+        case_ids: the fold's validation cases.
+        settings: checkpoint, device, tile batch, test-time augmentation, progress (default: the predictor's).
+        train_case_ids: with them the voxel-wise kinetic regression baseline is fitted on these cases (once;
+            stored as ``fold_<k>/kinetic_regression.json``) and reported next to the network and naive baselines.
+    """
+    settings = dataclasses.replace(settings or PredictionSettings(), folds=[fold])
+    progress = settings.progress
+    predictor = IterativePredictor(model_folder, dataclasses.replace(settings, progress=False))
+    plans = predictor.plans
     out_dir = model_folder / f"fold_{fold}" / "validation"
-    n_in = len(plans["input_phases"])
+    n_in = len(plans.input_phases)
     regression = None
     if train_case_ids:
         regression = ensure_fold_regression(model_folder / f"fold_{fold}", data_dir, train_case_ids, n_in, progress)
@@ -43,16 +53,13 @@ def validate_fold(model_folder: Path, fold: int | str, data_dir: Path, case_ids:
     for case_id in tqdm(case_ids, desc=f"validation fold {fold}", unit="case", disable=not progress):
         case = load_preprocessed(data_dir, case_id)
         properties = json.loads((data_dir / f"{case_id}.json").read_text())
-        inputs = torch.from_numpy(case.data[:n_in]).to(device)
-        times = torch.from_numpy(case.times_s).to(device)
-        synthesized = predict_volume(models, inputs, times, plans["patch_size"], len(plans["target_phases"])
-                                     ).cpu().numpy()
+        synthesized = predictor.synthesize_normalized(case.data[:n_in], case.times_s)
         stats = properties["ti_norm"]
         evaluations.append(evaluate_case(case_id, synthesized, case.data, case.times_s, case.mask > 0, case.lesion,
                                          (stats["mean"], stats["std"]), regression=regression))
         geometry = Geometry(tuple(properties["original_shape"]), np.asarray(properties["original_affine"]),
                             properties["qform_code"], properties["sform_code"])
-        write_phases(restore_phases(synthesized, properties), geometry, out_dir, case_id, plans["target_phases"])
+        write_phases(restore_phases(synthesized, properties), geometry, out_dir, case_id, plans.target_phases)
     return write_report(evaluations, out_dir)
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import numpy as np
 from skimage.metrics import structural_similarity
 
+# SSIM constants of Wang et al. 2004, shared by this metric and the SSIM loss term (training/losses.py)
 SSIM_SIGMA = 1.5
-SSIM_WINDOW = 11  # 2 * int(3.5 * 1.5 + 0.5) + 1: the Gaussian window of Wang et al. 2004
+SSIM_WINDOW = 11  # 2 * int(3.5 * 1.5 + 0.5) + 1: the Gaussian window
+SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
 def _prepare(
@@ -87,6 +89,8 @@ def ssim3d_numpy(
         sigma=SSIM_SIGMA,
         use_sample_covariance=False,
         win_size=win_size,
+        K1=SSIM_K1,
+        K2=SSIM_K2,
         full=True,
     )
     return float(np.mean(ssim_map[inside]))

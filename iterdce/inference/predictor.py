@@ -52,9 +52,9 @@ class IterativePredictor:
         self.device = choose_device(self.settings.device)
         self.models, self.folds, self.model_config = load_fold_models(
             self.model_folder, self.settings.folds, self.settings.checkpoint, self.device)
-        self.input_phases = list(self.plans["input_phases"])
-        self.target_phases = list(self.plans["target_phases"])
-        expected = (self.input_phases, len(self.plans["phase_times_s"]))
+        self.input_phases = list(self.plans.input_phases)
+        self.target_phases = list(self.plans.target_phases)
+        expected = (self.input_phases, self.plans.num_phases)
         found = (list(self.model_config["input_phases"]), int(self.model_config["num_phases"]))
         if found != expected:
             raise CheckpointError(f"{self.model_folder}: the checkpoints' network (input phases {found[0]}, "
@@ -63,7 +63,7 @@ class IterativePredictor:
 
     @property
     def mirror_axes(self) -> list[int]:
-        return list(self.plans["augmentation"].get("mirror_axes", [])) if self.settings.tta else []
+        return list(self.plans.augmentation.mirror_axes) if self.settings.tta else []
 
     def synthesize_normalized(self, inputs: np.ndarray, times_s: np.ndarray) -> np.ndarray:
         """TI-normalized input phases [n_in, x, y, z] in plan space -> targets [n_targets, x, y, z] (plan space).
@@ -78,7 +78,7 @@ class IterativePredictor:
             attempts.append((torch.device("cpu"), 1))
 
         def run(stitch_device: torch.device | None, tile_batch: int) -> np.ndarray:
-            return predict_volume(self.models, tensor, times, self.plans["patch_size"], len(self.target_phases),
+            return predict_volume(self.models, tensor, times, self.plans.patch_size, len(self.target_phases),
                                   tile_batch, self.settings.step_fraction, self.mirror_axes,
                                   stitch_device=stitch_device, progress=self.settings.progress).cpu().numpy()
 
@@ -95,11 +95,11 @@ class IterativePredictor:
 
     def predict_case(self, case: DCECase) -> np.ndarray:
         """Input phases of ``case`` (original geometry) -> synthesized target phases [n_targets, X, Y, Z]."""
-        mask_kind = self.plans["normalization"]["mask"]
+        mask_kind = self.plans.normalization.mask
         n_in = len(self.input_phases)
         canonical = to_canonical_case(case, mask_kind, input_phases=range(n_in))
-        reference = self.input_phases.index(self.plans["reference_phase"])
-        pre = preprocess_canonical(canonical, self.plans["spacing"], reference, mask_kind)
+        reference = self.input_phases.index(self.plans.reference_phase)
+        pre = preprocess_canonical(canonical, self.plans.spacing, reference, mask_kind)
         synthesized = self.synthesize_normalized(pre.data, case.times_s)
         return restore_phases(synthesized, pre.properties)
 
@@ -115,7 +115,7 @@ class IterativePredictor:
         times = {}
         for case_id, files in cases.items():
             try:
-                times[case_id] = case_times(files, self.plans["phase_times_s"], len(self.input_phases))
+                times[case_id] = case_times(files, self.plans.phase_times_s, len(self.input_phases))
             except ValueError as exc:
                 problems.append(str(exc))
         if problems:

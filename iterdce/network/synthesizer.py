@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from iterdce.network.iterunet import IterUNet, build_network, validate_network_config
 
 MODEL_KINDS = ("iterative", "single_step")
+INPUT_CHANNELS = 2  # every step reads [pre-contrast, current phase]
 
 
 class IterativeSynthesizer(nn.Module):
@@ -73,9 +74,16 @@ class SingleStepSynthesizer(nn.Module):
 
 def model_config(kind: str, network: Mapping[str, Any], input_phases: Sequence[int], num_phases: int
                  ) -> dict[str, Any]:
-    """Everything needed to rebuild a synthesizer; stored in every checkpoint."""
+    """Everything needed to rebuild a synthesizer; stored in every checkpoint.
+
+    ``network`` is the plan's network section; the channel count is the synthesizer's own (INPUT_CHANNELS).
+    """
     if kind not in MODEL_KINDS:
         raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {kind!r}")
+    if network.get("in_channels", INPUT_CHANNELS) != INPUT_CHANNELS:
+        raise ValueError(f"the synthesizers feed {INPUT_CHANNELS} channels per step, got in_channels "
+                         f"{network['in_channels']}")
+    network = {**network, "in_channels": INPUT_CHANNELS}
     return {"kind": kind, "network": validate_network_config(network), "input_phases": list(input_phases),
             "num_phases": int(num_phases)}
 

@@ -8,8 +8,10 @@ import hashlib
 import json
 import shutil
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +23,7 @@ from iterdce.preprocessing.case_io import load_canonical
 from iterdce.preprocessing.fingerprint import FINGERPRINT_FILE, compute_fingerprint, write_fingerprint
 from iterdce.preprocessing.normalization import NormalizationError
 from iterdce.preprocessing.parallel import map_with_progress
+from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.planner import plan_experiment, plan_summary
 from iterdce.preprocessing.plans_io import load_plans, save_plans
 from iterdce.preprocessing.preprocessor import preprocess_canonical
@@ -29,10 +32,11 @@ from iterdce.preprocessing.splits import SPLITS_FILE, case_strata, load_or_creat
 NPZ_KEYS = ("data", "lesion", "mask")
 
 
-def plan_key(plans: dict) -> str:
+def plan_key(plans: Plans) -> str:
     """Hash of the plan entries that change preprocessed arrays; a case done under another key is redone."""
-    relevant = {k: plans[k] for k in ("spacing", "reference_phase", "input_phases", "orientation")}
-    relevant["mask"] = plans["normalization"]["mask"]
+    relevant = {"spacing": list(plans.spacing), "reference_phase": plans.reference_phase,
+                "input_phases": list(plans.input_phases), "orientation": plans.orientation,
+                "mask": plans.normalization.mask}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -146,8 +150,23 @@ def fingerprint_for(dataset_dir: Path, out_dir: Path, cases: dict[str, CaseFiles
 
 def plan_and_preprocess(dataset_dir: Path, preprocessed_root: Path, num_processes: int = 1,
                         preset: str = "default", gpu_memory_gb: float = 8.0, plans_name: str = "plans",
-                        replan: bool = False, progress: bool = True, log=print) -> dict:
-    """The whole self-configuration of a dataset; returns the plan used."""
+                        replan: bool = False, progress: bool = True, log: Callable[..., Any] = print) -> Plans:
+    """The whole self-configuration of a dataset (verify, fingerprint, plan, preprocess, split); resumable.
+
+    Args:
+        dataset_dir: raw dataset folder (``DatasetNNN_Name`` with dataset.json).
+        preprocessed_root: root under which ``<DatasetNNN_Name>/`` is written.
+        num_processes: worker processes for fingerprinting and preprocessing.
+        preset: planner preset (presets.PRESETS), e.g. ``default`` or ``tiny``.
+        gpu_memory_gb: training memory budget the patch and batch are fitted to.
+        plans_name: plan file name without ``.json``; its cases go to ``<plans_name>_data/``.
+        replan: plan anew even when the plan file exists (else the existing plan is reused).
+        progress: show progress bars.
+        log: where the summary lines go.
+
+    Returns:
+        The plan used.
+    """
     require_valid_dataset(dataset_dir, progress=progress)
     info = load_dataset_json(dataset_dir)
     cases = discover_cases(dataset_dir).cases
@@ -169,8 +188,8 @@ def plan_and_preprocess(dataset_dir: Path, preprocessed_root: Path, num_processe
     todo = [files for case_id, files in cases.items() if not case_is_done(data_dir, case_id, key)]
     if len(todo) < len(cases):
         log(f"{len(cases) - len(todo)} case(s) already preprocessed, {len(todo)} to do")
-    jobs = [PreprocessJob(files, info.phase_times_s, tuple(plans["spacing"]), plans["reference_phase"],
-                          plans["normalization"]["mask"], tuple(plans["input_phases"]), data_dir, key)
+    jobs = [PreprocessJob(files, info.phase_times_s, plans.spacing, plans.reference_phase,
+                          plans.normalization.mask, plans.input_phases, data_dir, key)
             for files in todo]
     map_with_progress(run_preprocess_job, jobs, num_processes, desc="preprocess", progress=progress)
     presence = {c["case"]: c["lesion_count"] > 0 for c in fingerprint["cases"]}

@@ -1,7 +1,7 @@
 """The planner: from the dataset fingerprint to plans.json (spacing, normalization, phases, network, patch).
 
-A plan is plain JSON that the trainer and predictor read; editing it under a new name is how users try
-other settings (documentation/plans.md).
+The plan is the typed ``Plans`` tree (plan_schema.py), stored as plans.json; editing that file under a new
+name is how users try other settings (documentation/plans.md).
 """
 from __future__ import annotations
 
@@ -10,11 +10,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from iterdce.preprocessing.presets import AUGMENTATION, LOSS_WEIGHTS, OPTIMIZER, PRESETS
+from iterdce.preprocessing.plan_schema import (
+    PLANS_VERSION,
+    AugmentationPlan,
+    NetworkPlan,
+    NormalizationPlan,
+    OptimizerPlan,
+    PerceptualPlan,
+    Plans,
+    TrainingPlan,
+)
+from iterdce.preprocessing.presets import PRESETS
 from iterdce.preprocessing.resampling import ANISOTROPY_THRESHOLD
 from iterdce.preprocessing.topology import Topology, conform_patch, estimate_memory_gb, plan_topology
+from iterdce.training.losses import DEFAULT_LOSS_WEIGHTS
 
-PLANS_VERSION = 1
 REFERENCE_RULE = "first post-contrast phase (phase index 1)"
 
 
@@ -93,8 +103,8 @@ def intensity_range(fingerprint: dict, reference_phase: int) -> list[float]:
 
 
 def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: float = 8.0,
-                    plans_name: str = "plans", med3d_weights: str | None = None) -> dict:
-    """Every decision of the plan, as a JSON-ready dict."""
+                    plans_name: str = "plans", med3d_weights: str | None = None) -> Plans:
+    """Every decision of the plan."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     settings = PRESETS[preset]
@@ -124,57 +134,54 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
     dataset_voxels = float(np.sum(np.prod(resampled, axis=1)))
     batch = choose_batch_size(patch, topology, steps, gpu_memory_gb, True, settings["max_batch_size"],
                               dataset_voxels)
-    return {
-        "version": PLANS_VERSION,
-        "plans_name": plans_name,
-        "dataset": fingerprint["dataset"],
-        "preset": preset,
-        "orientation": "RAS",
-        "spacing": spacing,
-        "median_shape_after_resampling": [float(s) for s in median_shape],
-        "phase_times_s": [float(t) for t in times],
-        "input_phases": input_phases,
-        "target_phases": target_phases,
-        "reference_phase": reference,
-        "normalization": {"scheme": "ti_norm", "reference_phase": reference,
-                          "mask": fingerprint["mask_kind"], "reference_rule": rule},
-        "intensity_range": intensity_range(fingerprint, reference),
-        "patch_size": patch,
-        "batch_size": batch,
-        "estimated_gpu_memory_gb": round(estimate_memory_gb(patch, topology, batch, steps, True), 2),
-        "gpu_memory_budget_gb": gpu_memory_gb,
-        "network": {
-            "in_channels": 2,
-            "features_per_stage": topology.features_per_stage,
-            "pool_per_stage": topology.pool_per_stage,
-            "time_embedding_dim": settings["time_embedding_dim"],
-            "time_scale_s": float(max(times)),
-            "use_time_embedding": True,
-            "use_convlstm": True,
-        },
-        "loss_weights": dict(LOSS_WEIGHTS),
-        "ssim": {"window_size": 11, "sigma": 1.5},
-        "perceptual": {"med3d_weights": med3d_weights},
-        "optimizer": dict(OPTIMIZER),
-        "training": dict(settings["training"]),
-        "augmentation": dict(AUGMENTATION),
-        "memory_estimate_note": f"{memory:.2f} GB at batch 2; includes {steps} unrolled recursion steps",
-    }
+    plans = Plans(
+        version=PLANS_VERSION,
+        plans_name=plans_name,
+        dataset=fingerprint["dataset"],
+        preset=preset,
+        orientation="RAS",
+        spacing=tuple(spacing),
+        median_shape_after_resampling=tuple(float(s) for s in median_shape),
+        phase_times_s=tuple(float(t) for t in times),
+        input_phases=tuple(input_phases),
+        target_phases=tuple(target_phases),
+        normalization=NormalizationPlan("ti_norm", reference, fingerprint["mask_kind"], rule),
+        intensity_range=tuple(intensity_range(fingerprint, reference)),
+        patch_size=tuple(patch),
+        batch_size=batch,
+        estimated_gpu_memory_gb=round(estimate_memory_gb(patch, topology, batch, steps, True), 2),
+        gpu_memory_budget_gb=float(gpu_memory_gb),
+        memory_estimate_note=f"{memory:.2f} GB at batch 2; includes {steps} unrolled recursion steps",
+        network=NetworkPlan(
+            features_per_stage=tuple(topology.features_per_stage),
+            pool_per_stage=tuple(tuple(p) for p in topology.pool_per_stage),
+            time_embedding_dim=settings["time_embedding_dim"],
+            time_scale_s=float(max(times)),
+            use_time_embedding=True,
+            use_convlstm=True,
+        ),
+        loss_weights=dict(DEFAULT_LOSS_WEIGHTS),
+        perceptual=PerceptualPlan(med3d_weights),
+        optimizer=OptimizerPlan(),
+        training=TrainingPlan(**settings["training"]),
+        augmentation=AugmentationPlan(),
+    )
+    return Plans.from_dict(plans.to_dict())  # the same checks as a plan read from disk
 
 
-def plan_summary(plans: dict) -> str:
+def plan_summary(plans: Plans) -> str:
     """A few human-readable lines about the plan."""
-    net = plans["network"]
+    net, norm = plans.network, plans.normalization
     return "\n".join([
-        f"plan {plans['plans_name']!r} for {plans['dataset']} (preset {plans['preset']})",
-        f"  spacing (mm)      {', '.join(f'{s:.3g}' for s in plans['spacing'])}   (orientation RAS)",
-        f"  median shape      {' x '.join(f'{s:.0f}' for s in plans['median_shape_after_resampling'])}",
-        f"  phases            inputs {plans['input_phases']} -> targets {plans['target_phases']} at "
-        f"{', '.join(f'{t:.0f}' for t in plans['phase_times_s'])} s",
-        f"  normalization     TI-norm on phase {plans['reference_phase']} inside the "
-        f"{plans['normalization']['mask']} mask ({plans['normalization']['reference_rule']})",
-        f"  patch / batch     {' x '.join(map(str, plans['patch_size']))} / {plans['batch_size']}   "
-        f"(~{plans['estimated_gpu_memory_gb']} GB of {plans['gpu_memory_budget_gb']} GB)",
-        f"  network           {len(net['features_per_stage'])} stages, features {net['features_per_stage']}, "
-        f"pooling {net['pool_per_stage']}",
+        f"plan {plans.plans_name!r} for {plans.dataset} (preset {plans.preset})",
+        f"  spacing (mm)      {', '.join(f'{s:.3g}' for s in plans.spacing)}   (orientation {plans.orientation})",
+        f"  median shape      {' x '.join(f'{s:.0f}' for s in plans.median_shape_after_resampling)}",
+        f"  phases            inputs {list(plans.input_phases)} -> targets {list(plans.target_phases)} at "
+        f"{', '.join(f'{t:.0f}' for t in plans.phase_times_s)} s",
+        f"  normalization     TI-norm on phase {norm.reference_phase} inside the {norm.mask} mask "
+        f"({norm.reference_rule})",
+        f"  patch / batch     {' x '.join(map(str, plans.patch_size))} / {plans.batch_size}   "
+        f"(~{plans.estimated_gpu_memory_gb} GB of {plans.gpu_memory_budget_gb} GB)",
+        f"  network           {len(net.features_per_stage)} stages, features {list(net.features_per_stage)}, "
+        f"pooling {[list(p) for p in net.pool_per_stage]}",
     ])

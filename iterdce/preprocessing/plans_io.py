@@ -1,95 +1,83 @@
-"""Reading, checking and writing plans.json: a versioned schema with errors that name the file and key."""
+"""Reading, migrating and writing plans.json; errors name the file and every bad key.
+
+The file is plain JSON with a ``version``; ``load_plans`` migrates older versions in memory (the file is not
+rewritten) and returns the typed ``Plans`` tree of plan_schema.py, which everything downstream reads.
+"""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from iterdce.atomic import write_json_atomic
-from iterdce.preprocessing.planner import PLANS_VERSION
+from iterdce.preprocessing.plan_schema import PLANS_VERSION, Plans, PlansError
 
-PLANS_SCHEMA: dict[str, type | tuple[type, ...]] = {
-    "version": int,
-    "plans_name": str,
-    "dataset": str,
-    "spacing": list,
-    "phase_times_s": list,
-    "input_phases": list,
-    "target_phases": list,
-    "reference_phase": int,
-    "normalization": dict,
-    "intensity_range": list,
-    "patch_size": list,
-    "batch_size": int,
-    "network": dict,
-    "loss_weights": dict,
-    "ssim": dict,
-    "perceptual": dict,
-    "optimizer": dict,
-    "training": dict,
-    "augmentation": dict,
-}
-NETWORK_KEYS = ("in_channels", "features_per_stage", "pool_per_stage", "time_embedding_dim", "time_scale_s",
-                "use_time_embedding", "use_convlstm")
-LOSS_KEYS = ("l1", "ssim", "perceptual", "gradient_difference")
+__all__ = ["PLANS_VERSION", "Plans", "PlansError", "load_plans", "migrate_plans", "plans_problems", "save_plans"]
+
+# keys of version-1 plans that nothing read (SSIM's window is fixed in evaluation/metrics.py, the optimizer is
+# always AdamW with polynomial decay, the network always reads two channels)
+_V1_FIXED = {("ssim",): None, ("optimizer", "name"): "adamw", ("optimizer", "schedule"): "poly",
+             ("network", "in_channels"): 2}
 
 
-class PlansError(ValueError):
-    """plans.json is missing, malformed or from another version."""
+def migrate_plans(raw: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 plan as version 2 (a copy): the fixed keys go, ``reference_phase`` lives in normalization.
+
+    A version-1 value that version 2 cannot express (another optimizer, in_channels != 2) is an error.
+    """
+    if raw.get("version") != 1:
+        return raw
+    out = json.loads(json.dumps(raw))
+    for path, expected in _V1_FIXED.items():
+        holder = out
+        for part in path[:-1]:
+            holder = holder.get(part, {}) if isinstance(holder, dict) else {}
+        if isinstance(holder, dict) and path[-1] in holder:
+            value = holder.pop(path[-1])
+            if expected is not None and value != expected:
+                raise PlansError(f"{'.'.join(path)} = {value!r} is not supported (only {expected!r})")
+    top = out.pop("reference_phase", None)
+    norm = out.get("normalization")
+    if isinstance(norm, dict) and top is not None and norm.setdefault("reference_phase", top) != top:
+        raise PlansError(f"reference_phase {top} differs from normalization.reference_phase "
+                         f"{norm['reference_phase']}")
+    out["version"] = 2
+    return out
 
 
-def plans_problems(plans: dict) -> list[str]:
-    """Every schema violation of a plan (empty: valid)."""
-    problems = []
-    for key, kind in PLANS_SCHEMA.items():
-        if key not in plans:
-            problems.append(f"missing key {key!r}")
-        elif not isinstance(plans[key], kind) or isinstance(plans[key], bool) and kind is int:
-            problems.append(f"{key!r} must be {getattr(kind, '__name__', kind)}, got {type(plans[key]).__name__}")
-    if problems:
-        return problems
-    if plans["version"] != PLANS_VERSION:
-        problems.append(f"version {plans['version']} is not supported (this iterdce reads version {PLANS_VERSION})")
-    for key in ("spacing", "patch_size"):
-        if len(plans[key]) != 3 or not all(isinstance(v, (int, float)) and v > 0 for v in plans[key]):
-            problems.append(f"{key!r} must hold 3 positive numbers, got {plans[key]}")
-    n_phases = len(plans["phase_times_s"])
-    phases = plans["input_phases"] + plans["target_phases"]
-    if sorted(phases) != list(range(n_phases)):
-        problems.append(f"input_phases + target_phases must be 0..{n_phases - 1} once each, got {phases}")
-    if plans["reference_phase"] not in plans["input_phases"]:
-        problems.append("reference_phase must be one of input_phases")
-    if plans["normalization"].get("scheme") != "ti_norm":
-        problems.append("normalization.scheme must be 'ti_norm'")
-    if plans["normalization"].get("mask") not in ("breast", "foreground", "nonzero"):
-        problems.append("normalization.mask must be 'breast', 'foreground' or 'nonzero'")
-    problems += [f"network.{k} missing" for k in NETWORK_KEYS if k not in plans["network"]]
-    problems += [f"loss_weights.{k} missing" for k in LOSS_KEYS if k not in plans["loss_weights"]]
-    if plans["batch_size"] < 1:
-        problems.append("batch_size must be >= 1")
-    bounds = plans["intensity_range"]
-    if len(bounds) != 2 or not all(isinstance(v, (int, float)) for v in bounds) or not bounds[1] > bounds[0]:
-        problems.append(f"intensity_range must be [low, high] with high > low, got {bounds}")
-    return problems
+def plans_problems(raw: Any) -> list[str]:
+    """Every problem of a plan in JSON form (empty: valid)."""
+    try:
+        Plans.from_dict(migrate_plans(raw) if isinstance(raw, dict) else raw)
+    except PlansError as exc:
+        return str(exc).split("; ")
+    return []
 
 
-def load_plans(path: Path) -> dict:
-    """Read and schema-check a plan; PlansError names the file and every problem."""
+def as_plans(plans: Plans | dict[str, Any]) -> Plans:
+    """A ``Plans`` from either form (a dict is migrated and checked)."""
+    return plans if isinstance(plans, Plans) else Plans.from_dict(migrate_plans(plans))
+
+
+def load_plans(path: Path) -> Plans:
+    """Read, migrate and check a plan; PlansError names the file and every problem."""
     path = Path(path)
     try:
-        plans = json.loads(path.read_text())
+        raw = json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise PlansError(f"{path}: no plan found; run iterdce_plan_and_preprocess first") from exc
     except json.JSONDecodeError as exc:
         raise PlansError(f"{path}: not valid JSON ({exc})") from exc
-    problems = plans_problems(plans) if isinstance(plans, dict) else ["top level must be an object"]
-    if problems:
-        raise PlansError(f"{path}: " + "; ".join(problems))
-    return plans
+    try:
+        return as_plans(raw) if isinstance(raw, dict) else Plans.from_dict(raw)
+    except PlansError as exc:
+        raise PlansError(f"{path}: {exc}") from None
 
 
-def save_plans(plans: dict, path: Path) -> None:
-    """Check and write a plan atomically."""
-    problems = plans_problems(plans)
-    if problems:
-        raise PlansError(f"{path}: refusing to write an invalid plan: " + "; ".join(problems))
-    write_json_atomic(path, plans)
+def save_plans(plans: Plans | dict[str, Any], path: Path) -> None:
+    """Check and write a plan atomically (always in the current version)."""
+    try:
+        checked = as_plans(plans)
+    except PlansError as exc:
+        raise PlansError(f"{path}: refusing to write an invalid plan: {exc}") from None
+    write_json_atomic(path, checked.to_dict())

@@ -1,4 +1,8 @@
-"""Planner presets: the knobs that differ between a full GPU plan and a CPU-sized one."""
+"""Planner presets: the knobs that differ between a full GPU plan and a CPU-sized one.
+
+Optimizer, augmentation and loss-weight defaults are shared by every preset; they live in plan_schema.py
+(``OptimizerPlan``, ``AugmentationPlan``) and training/losses.py (``DEFAULT_LOSS_WEIGHTS``).
+"""
 from __future__ import annotations
 
 PRESETS: dict[str, dict] = {
@@ -22,22 +26,4 @@ PRESETS: dict[str, dict] = {
         "training": {"warmup_epochs": 4, "recursive_epochs": 4, "iterations_per_epoch": 25,
                      "validation_every": 2},
     },
-}
-
-LOSS_WEIGHTS = {"l1": 0.1, "ssim": 1.0, "perceptual": 1.0, "gradient_difference": 0.1}
-OPTIMIZER = {"name": "adamw", "lr": 3e-4, "recursive_lr": 1e-4, "weight_decay": 1e-4, "betas": [0.9, 0.999],
-             "grad_clip_norm": 1.0, "schedule": "poly", "poly_exponent": 0.9}
-AUGMENTATION = {
-    "rotation_deg": 15.0,
-    "scale_range": [0.85, 1.15],
-    "mirror_axes": [0],
-    "probability_spatial": 0.3,
-    "gamma_range": [0.8, 1.25],
-    "probability_gamma": 0.2,
-    "multiplicative_range": [0.9, 1.1],
-    "probability_multiplicative": 0.2,
-    "bias_field_strength": 0.3,
-    "probability_bias_field": 0.2,
-    "noise_variance": [0.0, 0.05],
-    "probability_noise": 0.15,
 }

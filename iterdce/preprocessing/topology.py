@@ -7,10 +7,15 @@ of saved tensors per stage, not measurements; the planner uses the estimate to c
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from iterdce.network.iterunet import IterUNet
+from iterdce.network.synthesizer import INPUT_CHANNELS
 
 MIN_FEATURE_MAP = 4
 SAVED_TENSORS_ENCODER = 6  # two conv -> norm -> activation chains
@@ -67,18 +72,19 @@ def conform_patch(patch: Sequence[int], divisor: Sequence[int]) -> list[int]:
     return [max(int(d), int(p) // int(d) * int(d)) for p, d in zip(patch, divisor)]
 
 
-def count_parameters(topology: Topology, in_channels: int = 2, embedding_dim: int = 64) -> int:
-    """Approximate parameter count: two 3x3x3 convs per stage in encoder and decoder, plus extras."""
-    f = topology.features_per_stage
-    total, previous = 0, in_channels
-    for channels in f:
-        total += 27 * (previous * channels + channels * channels)
-        previous = channels
-    for high, low in zip(f[:-1], f[1:]):
-        total += 8 * low * high + 27 * (2 * high * high + high * high)
-    total += 27 * 4 * f[0] * 2 * f[0]  # ConvLSTM gates over [features, hidden]
-    total += sum(2 * embedding_dim * c + c * c for c in f) * 2  # time projections, encoder and decoder
-    return int(total)
+def count_parameters(topology: Topology, time_embedding_dim: int = 64) -> int:
+    """Parameters of the iterU-Net with this topology, counted on the real network (built on the meta device,
+    so nothing is allocated)."""
+    return _count_parameters(tuple(topology.features_per_stage),
+                             tuple(tuple(p) for p in topology.pool_per_stage), time_embedding_dim)
+
+
+@functools.lru_cache(maxsize=256)
+def _count_parameters(features: tuple[int, ...], pools: tuple[tuple[int, ...], ...], time_embedding_dim: int
+                      ) -> int:
+    with torch.device("meta"):
+        network = IterUNet(INPUT_CHANNELS, features, pools, time_embedding_dim)
+    return sum(p.numel() for p in network.parameters())
 
 
 def estimate_memory_gb(patch: Sequence[int], topology: Topology, batch_size: int, recursion_steps: int,

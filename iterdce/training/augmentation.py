@@ -17,44 +17,45 @@ from batchgenerators.transforms.color_transforms import BrightnessMultiplicative
 from batchgenerators.transforms.noise_transforms import GaussianNoiseTransform
 from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
 
+from iterdce.preprocessing.plan_schema import AugmentationPlan
 from iterdce.training.bias_field import BiasFieldTransform
 
 
-def extraction_size(patch_size: Sequence[int], augmentation: dict | None) -> list[int]:
+def extraction_size(patch_size: Sequence[int], augmentation: AugmentationPlan | None) -> list[int]:
     """Patch to cut before the spatial transform so that rotation and zoom-out never reach its border."""
-    if not augmentation or augmentation.get("probability_spatial", 0) <= 0:
+    if augmentation is None or augmentation.probability_spatial <= 0:
         return [int(p) for p in patch_size]
-    angle = math.radians(augmentation["rotation_deg"])
-    min_scale = min(augmentation["scale_range"])
+    angle = math.radians(augmentation.rotation_deg)
+    min_scale = min(augmentation.scale_range)
     in_plane = (math.cos(angle) + math.sin(angle)) / min_scale
     factors = [in_plane, in_plane, 1.0 / min_scale]
     return [int(math.ceil(p * f / 2) * 2) for p, f in zip(patch_size, factors)]
 
 
-def build_transforms(patch_size: Sequence[int], augmentation: dict | None) -> Compose | None:
+def build_transforms(patch_size: Sequence[int], augmentation: AugmentationPlan | None) -> Compose | None:
     """The batchgenerators pipeline from the plan's ``augmentation`` section (None: no augmentation)."""
-    if not augmentation:
+    if augmentation is None:
         return None
     a = augmentation
-    angle = math.radians(a["rotation_deg"])
-    p_spatial = a["probability_spatial"]
+    angle = math.radians(a.rotation_deg)
+    p_spatial = a.probability_spatial
     transforms = [
         SpatialTransform(
             list(patch_size), patch_center_dist_from_border=None, do_elastic_deform=False,
             do_rotation=p_spatial > 0, angle_x=(0.0, 0.0), angle_y=(0.0, 0.0), angle_z=(-angle, angle),
-            do_scale=p_spatial > 0, scale=tuple(a["scale_range"]), border_mode_data="nearest", order_data=3,
+            do_scale=p_spatial > 0, scale=tuple(a.scale_range), border_mode_data="nearest", order_data=3,
             border_mode_seg="constant", border_cval_seg=0, order_seg=0, random_crop=False,
             p_rot_per_sample=p_spatial, p_scale_per_sample=p_spatial,
         ),
-        GammaTransform(tuple(a["gamma_range"]), per_channel=False, retain_stats=True,
-                       p_per_sample=a["probability_gamma"]),
-        BrightnessMultiplicativeTransform(tuple(a["multiplicative_range"]), per_channel=False,
-                                          p_per_sample=a["probability_multiplicative"]),
-        BiasFieldTransform(a.get("bias_field_strength", 0.0), a.get("probability_bias_field", 0.0)),
-        GaussianNoiseTransform(tuple(a["noise_variance"]), p_per_sample=a["probability_noise"], per_channel=False),
+        GammaTransform(tuple(a.gamma_range), per_channel=False, retain_stats=True,
+                       p_per_sample=a.probability_gamma),
+        BrightnessMultiplicativeTransform(tuple(a.multiplicative_range), per_channel=False,
+                                          p_per_sample=a.probability_multiplicative),
+        BiasFieldTransform(a.bias_field_strength, a.probability_bias_field),
+        GaussianNoiseTransform(tuple(a.noise_variance), p_per_sample=a.probability_noise, per_channel=False),
     ]
-    if a.get("mirror_axes"):
-        transforms.append(MirrorTransform(tuple(a["mirror_axes"])))
+    if a.mirror_axes:
+        transforms.append(MirrorTransform(tuple(a.mirror_axes)))
     return Compose(transforms)
 
 

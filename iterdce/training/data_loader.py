@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from iterdce.preprocessing.plan_schema import AugmentationPlan
 from iterdce.training.augmentation import build_transforms, center_crop, extraction_size
 
 CASE_CACHE_SIZE = 32
@@ -72,7 +73,7 @@ class PatchSampler:
     """Builds batch ``index`` of a fold's training cases: pairs of lesion-centred + random patches."""
 
     def __init__(self, folder: Path, case_ids: Sequence[str], patch_size: Sequence[int], batch_size: int,
-                 augmentation: dict | None, seed: int, rank: int = 0) -> None:
+                 augmentation: AugmentationPlan | None, seed: int, rank: int = 0) -> None:
         if not case_ids:
             raise ValueError("no training cases")
         self.folder, self.case_ids = Path(folder), list(case_ids)

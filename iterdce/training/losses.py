@@ -17,12 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from iterdce.evaluation.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW
 from iterdce.network.med3d import Med3DFeatures
 
-LOSS_TERMS = ("l1", "ssim", "perceptual", "gradient_difference")
+# the loss terms and their default weights (the planner writes these into every new plan)
 DEFAULT_LOSS_WEIGHTS = {"l1": 0.1, "ssim": 1.0, "perceptual": 1.0, "gradient_difference": 0.1}
+LOSS_TERMS = tuple(DEFAULT_LOSS_WEIGHTS)
 MED3D_ENV = "ITERDCE_MED3D_WEIGHTS"
-SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
 def _gaussian_1d(size: int, sigma: float, device: torch.device) -> Tensor:
@@ -62,8 +63,8 @@ def ssim3d(
     x: Tensor,
     y: Tensor,
     data_range: float,
-    window_size: int = 11,
-    sigma: float = 1.5,
+    window_size: int = SSIM_WINDOW,
+    sigma: float = SSIM_SIGMA,
     mask: Tensor | None = None,
 ) -> Tensor:
     """Mean 3D SSIM of [B, C, X, Y, Z] volumes with a separable Gaussian window (valid region only).
@@ -190,7 +191,7 @@ class SynthesisLoss(nn.Module):
     def describe(self) -> str:
         """One line for the training log: the weighted terms and whether the perceptual term is on."""
         w = self.weights
-        terms = f"{w['l1']}*L1 + {w['ssim']}*(1-SSIM) + {w['gradient_difference']}*GDL"
+        terms = " + ".join(f"{w[k]}*{k}" for k in LOSS_TERMS if k != "perceptual")
         if self.perceptual_enabled:
             return f"loss = {terms} + {w['perceptual']}*perceptual (Med3D weights {self.med3d_path})"
         if w["perceptual"] == 0:
@@ -198,6 +199,21 @@ class SynthesisLoss(nn.Module):
         else:
             why = f"no Med3D weights file (pass med3d_weights or set {MED3D_ENV})"
         return f"loss = {terms}; perceptual term DISABLED: {why}; SSIM data_range={self.data_range}"
+
+    def terms(self, pred: Tensor, target: Tensor, mask: Tensor | None) -> dict[str, Tensor]:
+        """Each enabled term, unweighted (float32 inputs, mask expanded to pred's shape). A new term is one
+        entry here plus its default weight in DEFAULT_LOSS_WEIGHTS (documentation/architecture.md)."""
+        terms = {
+            "l1": _masked_mean((pred - target).abs(), mask),
+            "ssim": 1.0 - ssim3d(pred, target, self.data_range, mask=mask),
+            "gradient_difference": gradient_difference_loss(pred, target, mask),
+        }
+        if self.med3d is not None:
+            p, t = (pred, target) if mask is None else (pred * mask, target * mask)
+            with torch.no_grad():
+                target_features = self.med3d(t)
+            terms["perceptual"] = perceptual_distance(self.med3d(p), target_features)
+        return terms
 
     def forward(
         self, pred: Tensor, target: Tensor, mask: Tensor | None = None
@@ -210,15 +226,6 @@ class SynthesisLoss(nn.Module):
             pred, target = pred.float(), target.float()
             if mask is not None:
                 mask = mask.to(pred.dtype).expand_as(pred)
-            terms = {
-                "l1": _masked_mean((pred - target).abs(), mask),
-                "ssim": 1.0 - ssim3d(pred, target, self.data_range, mask=mask),
-                "gradient_difference": gradient_difference_loss(pred, target, mask),
-            }
-            if self.med3d is not None:
-                p, t = (pred, target) if mask is None else (pred * mask, target * mask)
-                with torch.no_grad():
-                    target_features = self.med3d(t)
-                terms["perceptual"] = perceptual_distance(self.med3d(p), target_features)
+            terms = self.terms(pred, target, mask)
             total = sum(self.weights[k] * v for k, v in terms.items())
         return total, {k: v.detach() for k, v in terms.items()}

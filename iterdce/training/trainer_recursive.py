@@ -1,38 +1,21 @@
-"""RecursiveTrainer: stage 2, initialised from the warm-up; each step is fed the model's previous output.
+"""The two stages of iterU-Net training: the teacher-forced warm-up, then recursion on the model's own outputs.
 
-Backpropagation runs through every unrolled step, so the network learns to correct its own drift.
+In the recursive stage backpropagation runs through every unrolled step, so the network learns to correct
+its own drift; it starts from the warm-up's final weights.
 """
 from __future__ import annotations
 
-from torch import Tensor, nn
-
-from iterdce.training.checkpoint import CheckpointError, load_checkpoint, unwrap
-from iterdce.training.trainer_warmup import WarmupTrainer
+from iterdce.training.trainer import Trainer
 
 
-class RecursiveTrainer(WarmupTrainer):
-    """Stage 2 of iterU-Net training: recursion on its own outputs, starting from the warm-up weights."""
+class WarmupTrainer(Trainer):
+    """Stage 1: teacher forcing (each step is fed the real current phase) for the plan's warm-up epochs."""
 
-    name = "RecursiveTrainer"
-    warmup_class: type[WarmupTrainer] | None = WarmupTrainer
-    epochs_key = "recursive_epochs"
-    lr_key = "recursive_lr"
 
-    def unroll(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-        """Predictions for every target phase, each step fed the previous prediction."""
-        n_in = len(self.plans["input_phases"])
-        return model(batch["data"][:, :n_in], batch["times"])
+class RecursiveTrainer(Trainer):
+    """Stage 2: recursion on its own outputs at the recursive learning rate, starting from the warm-up."""
 
-    def initial_weights(self) -> None:
-        """The fold's warm-up ``checkpoint_final.pth`` (a clear error if it is missing or does not fit)."""
-        if self.warmup_class is None:
-            return
-        path = self.setup.output_folder(self.warmup_class.name) / "checkpoint_final.pth"
-        if not path.is_file():
-            raise CheckpointError(f"{path}: the warm-up stage has not finished for fold {self.setup.fold}; "
-                                  f"run it first (iterdce_train {self.setup.fold} runs both stages)")
-        payload = load_checkpoint(path, self.device)
-        if payload["model_config"] != self.config:
-            raise CheckpointError(f"{path}: its network does not match this plan's network")
-        unwrap(self.model).load_state_dict(payload["network_state"])
-        self.log.notes.append(f"initialised from {path}")
+    teacher_forcing = False
+    epochs_from = ("recursive_epochs",)
+    lr_from = "recursive_lr"
+    previous_stage = WarmupTrainer

@@ -1,76 +1,70 @@
-"""Baselines and ablations, chosen by name with ``-tr``; each differs from iterU-Net in one respect."""
+"""Baselines and ablations, chosen by name with ``-tr``; each differs from iterU-Net in one respect.
+
+A variant is one subclass here: its name, registry entry and output folder come from the class name.
+"""
 from __future__ import annotations
 
 from iterdce.training.distributed import DistributedContext
-from iterdce.training.setup import TrainingSetup
-from iterdce.training.trainer_recursive import RecursiveTrainer
-from iterdce.training.trainer_warmup import WarmupTrainer
+from iterdce.training.run_config import TrainingSetup
+from iterdce.training.trainer import TRAINERS, Trainer
+from iterdce.training.trainer_recursive import RecursiveTrainer, WarmupTrainer
+
+__all__ = ["TRAINERS", "get_trainer", "run_stages", "stages"]
+
+
+class NoTeacherWarmupTrainer(WarmupTrainer):
+    """The warm-up epochs of the no-warm-up ablation: the same stage, but fed the model's own outputs."""
+
+    teacher_forcing = False
 
 
 class NoWarmupTrainer(RecursiveTrainer):
-    """Ablation: the recursive stage from random weights (no warm-up), for warm-up + recursive epochs."""
+    """Ablation: no teacher-forced warm-up; every epoch, rate and budget as RecursiveTrainer's stages."""
 
-    name = "NoWarmupTrainer"
-    warmup_class = None
-
-    def __init__(self, setup, context=None) -> None:
-        super().__init__(setup, context)
-        if setup.epochs is None:
-            training = self.plans["training"]
-            self.total_epochs = int(training["warmup_epochs"]) + int(training["recursive_epochs"])
+    previous_stage = NoTeacherWarmupTrainer
 
 
 class NoTemporalWarmupTrainer(WarmupTrainer):
     """Warm-up stage of the no-temporal ablation."""
 
-    name = "NoTemporalWarmupTrainer"
     network_overrides = {"use_time_embedding": False, "use_convlstm": False}
 
 
 class NoTemporalTrainer(RecursiveTrainer):
     """Ablation: iterU-Net without time embedding and ConvLSTM (warm-up, then recursion)."""
 
-    name = "NoTemporalTrainer"
     network_overrides = {"use_time_embedding": False, "use_convlstm": False}
-    warmup_class = NoTemporalWarmupTrainer
+    previous_stage = NoTemporalWarmupTrainer
 
 
-class SingleStepTrainer(WarmupTrainer):
-    """The paper's baseline: one plain 3D U-Net per target phase, each fed pre + first post-contrast."""
+class SingleStepTrainer(Trainer):
+    """The paper's baseline: one plain 3D U-Net per target phase, each fed pre + first post-contrast, trained
+    for the warm-up + recursive epoch budget."""
 
-    name = "SingleStepTrainer"
     model_kind = "single_step"
-    epochs_key = "warmup_epochs"
-
-    def __init__(self, setup, context=None) -> None:
-        super().__init__(setup, context)
-        if setup.epochs is None:
-            training = self.plans["training"]
-            self.total_epochs = int(training["warmup_epochs"]) + int(training["recursive_epochs"])
+    epochs_from = ("warmup_epochs", "recursive_epochs")
 
 
-TRAINERS: dict[str, type[WarmupTrainer]] = {cls.name: cls for cls in (
-    WarmupTrainer, RecursiveTrainer, NoWarmupTrainer, NoTemporalWarmupTrainer, NoTemporalTrainer, SingleStepTrainer)}
-
-
-def get_trainer(name: str) -> type[WarmupTrainer]:
+def get_trainer(name: str) -> type[Trainer]:
     """The trainer class called ``name`` (clear error listing the known ones)."""
     if name not in TRAINERS:
         raise ValueError(f"unknown trainer {name!r}; choose one of {', '.join(TRAINERS)}")
     return TRAINERS[name]
 
 
-def stages(name: str) -> list[type[WarmupTrainer]]:
-    """The trainers to run in order for ``-tr name``: a recursive trainer runs its warm-up first."""
-    cls = get_trainer(name)
-    warmup = getattr(cls, "warmup_class", None)
-    return [warmup, cls] if warmup is not None else [cls]
+def stages(name: str) -> list[type[Trainer]]:
+    """The trainers to run in order for ``-tr name``: every ``previous_stage`` first."""
+    chain = [get_trainer(name)]
+    while chain[0].previous_stage is not None:
+        chain.insert(0, chain[0].previous_stage)
+    return chain
 
 
-def run_stages(name: str, setup: TrainingSetup, context: DistributedContext | None = None) -> WarmupTrainer:
+def run_stages(name: str, setup: TrainingSetup, context: DistributedContext | None = None) -> Trainer:
     """Run every stage of ``-tr name`` in order on ``setup``; returns the last stage's trainer."""
-    trainer = None
-    for trainer_class in stages(name):
-        trainer = trainer_class(setup, context)
-        trainer.run()
+    *earlier, last = stages(name)
+    for trainer_class in earlier:
+        trainer_class(setup, context).run()
+    trainer = last(setup, context)
+    trainer.run()
     return trainer

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from iterdce.paths import model_folder_name
 from iterdce.preprocessing.pipeline import data_folder
-from iterdce.preprocessing.plans_io import load_plans
+from iterdce.preprocessing.plan_schema import Plans
+from iterdce.preprocessing.plans_io import as_plans, load_plans
 from iterdce.preprocessing.splits import SPLITS_FILE
 
 
@@ -25,11 +28,14 @@ class TrainingSetup:
     seed: int = 12345
     resume: bool = False
     progress: bool = True
-    plans: dict = field(default_factory=dict)
+    plans: Plans | dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if not self.plans:
+        """Read the plan when none is given; a given plan (typed, or in JSON form) is checked the same way."""
+        if self.plans is None:
             self.plans = load_plans(self.preprocessed_dataset / f"{self.plans_name}.json")
+        else:
+            self.plans = as_plans(self.plans)
 
     @property
     def data_dir(self) -> Path:
@@ -51,4 +57,4 @@ class TrainingSetup:
 
     def output_folder(self, trainer_name: str) -> Path:
         """``<results>/<Dataset>/<Trainer>__<plans>/fold_<k>``."""
-        return self.results_dataset / f"{trainer_name}__{self.plans_name}" / f"fold_{self.fold}"
+        return self.results_dataset / model_folder_name(trainer_name, self.plans_name) / f"fold_{self.fold}"

@@ -1,13 +1,17 @@
-"""WarmupTrainer: the training loop (data, AdamW, poly schedule, clipping, validation, checkpoints, log).
+"""Trainer: the training loop every stage and variant shares (data, AdamW, poly schedule, clipping,
+validation, checkpoints, log).
 
-Teacher forcing: each step of the unrolled iterU-Net is fed the real current phase. Subclasses change only
-``unroll`` (RecursiveTrainer), the starting weights, or the model they build (variants.py).
+A stage is described by class attributes (teacher forcing, which epoch budget and learning rate of the plan
+it uses, the stage whose weights it starts from, network overrides) and built through overridable hooks:
+``build_model``, ``build_loss``, ``build_optimizer``, ``learning_rate`` (the schedule) and ``build_sampler``.
+A variant is one subclass (variants.py); its name, registry entry and output folder come from the class.
 """
 from __future__ import annotations
 
 import shutil
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -17,69 +21,120 @@ from tqdm import tqdm
 
 from iterdce.atomic import write_atomic, write_json_atomic
 from iterdce.network.synthesizer import build_synthesizer, model_config
+from iterdce.preprocessing.plan_schema import Plans
+from iterdce.preprocessing.plans_io import as_plans
 from iterdce.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, unwrap
 from iterdce.training.data_loader import PatchSampler, make_loader, validation_batches
 from iterdce.training.distributed import DistributedContext, barrier, init_distributed, mean_over_ranks
 from iterdce.training.logger import TrainingLog
 from iterdce.training.losses import SynthesisLoss
-from iterdce.training.setup import TrainingSetup
+from iterdce.training.run_config import TrainingSetup
+
+TRAINERS: dict[str, type[Trainer]] = {}
 
 
-class WarmupTrainer:
-    """Stage 1 of iterU-Net training: teacher forcing."""
+class Trainer:
+    """The training loop; subclasses are stages and variants, registered under their class name."""
 
-    name = "WarmupTrainer"
-    model_kind = "iterative"
-    network_overrides: dict = {}
-    epochs_key = "warmup_epochs"
-    lr_key = "lr"
+    name: ClassVar[str] = "Trainer"
+    model_kind: ClassVar[str] = "iterative"
+    network_overrides: ClassVar[dict[str, Any]] = {}
+    teacher_forcing: ClassVar[bool] = True  # feed each step the real current phase instead of its own output
+    epochs_from: ClassVar[tuple[str, ...]] = ("warmup_epochs",)  # TrainingPlan budgets summed for this stage
+    lr_from: ClassVar[str] = "lr"  # the OptimizerPlan rate this stage starts from
+    previous_stage: ClassVar[type[Trainer] | None] = None  # runs first; its final weights initialise this one
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Name and register every subclass by its class name, so a variant never shares its parent's folder."""
+        super().__init_subclass__(**kwargs)
+        cls.name = cls.__name__
+        if cls.name in TRAINERS and TRAINERS[cls.name] is not cls:
+            raise TypeError(f"two trainer classes are called {cls.name}")
+        TRAINERS[cls.name] = cls
 
     def __init__(self, setup: TrainingSetup, context: DistributedContext | None = None) -> None:
-        self.setup, self.plans = setup, setup.plans
+        self.setup = setup
+        self.plans: Plans = as_plans(setup.plans)
         self.context = context or init_distributed(setup.device)
         self.device = self.context.device
         self.output = setup.output_folder(self.name)
-        training = self.plans["training"]
-        self.total_epochs = int(setup.epochs or training[self.epochs_key])
-        self.iterations = int(setup.iterations_per_epoch or training["iterations_per_epoch"])
-        self.validation_every = int(training.get("validation_every", 1))
+        training = self.plans.training
+        self.total_epochs = int(setup.epochs or sum(getattr(training, k) for k in self.epochs_from))
+        self.iterations = int(setup.iterations_per_epoch or training.iterations_per_epoch)
+        self.validation_every = training.validation_every
         self.train_cases, self.val_cases = setup.fold_cases()
         self.log = TrainingLog()
         self.epoch, self.best_val = 0, float("inf")
         self._validation_batches: list[dict[str, Tensor]] | None = None
         torch.manual_seed(setup.seed)
-        self.config = model_config(self.model_kind, {**self.plans["network"], **self.network_overrides},
-                                   self.plans["input_phases"], len(self.plans["phase_times_s"]))
-        self.model = build_synthesizer(self.config).to(self.device)
-        low, high = self.plans["intensity_range"]
-        med3d = self.plans["perceptual"].get("med3d_weights")
-        self.loss = SynthesisLoss(self.plans["loss_weights"], high - low, med3d).to(self.device)
-        opt = self.plans["optimizer"]
-        self.base_lr = float(opt[self.lr_key])
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.base_lr, betas=tuple(opt["betas"]),
-                                           weight_decay=opt["weight_decay"])
+        self.config = model_config(self.model_kind, {**self.plans.network.as_dict(), **self.network_overrides},
+                                   self.plans.input_phases, self.plans.num_phases)
+        self.model = self.build_model()
+        self.loss = self.build_loss()
+        self.base_lr = float(getattr(self.plans.optimizer, self.lr_from))
+        self.optimizer = self.build_optimizer()
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
                          else nullcontext())
 
-    # ----- hooks that subclasses override -------------------------------------------------------------
+    # ----- extension points: a variant overrides one of these ------------------------------------------
+    def build_model(self) -> nn.Module:
+        """The synthesizer of ``self.config`` on the device (seeded random weights)."""
+        return build_synthesizer(self.config).to(self.device)
+
+    def build_loss(self) -> SynthesisLoss:
+        """The plan's weighted synthesis loss; SSIM's data range is the plan's intensity range."""
+        low, high = self.plans.intensity_range
+        return SynthesisLoss(self.plans.loss_weights, high - low, self.plans.perceptual.med3d_weights).to(self.device)
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """AdamW at this stage's starting rate (``lr_from``); ``learning_rate`` sets it every epoch."""
+        opt = self.plans.optimizer
+        return torch.optim.AdamW(self.model.parameters(), lr=self.base_lr, betas=(opt.betas[0], opt.betas[1]),
+                                 weight_decay=opt.weight_decay)
+
+    def learning_rate(self, epoch: int) -> float:
+        """The schedule: polynomial decay from the stage's rate to 0 over the run."""
+        return self.base_lr * (1 - epoch / self.total_epochs) ** self.plans.optimizer.poly_exponent
+
+    def build_sampler(self) -> PatchSampler:
+        """Training patches of the fold for this process (rank)."""
+        return PatchSampler(self.setup.data_dir, self.train_cases, self.plans.patch_size, self.plans.batch_size,
+                            self.plans.augmentation, self.setup.seed, self.context.rank)
+
     def unroll(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-        """Predictions for every target phase, each step fed the real current phase (teacher forcing)."""
-        n_in = len(self.plans["input_phases"])
-        return model(batch["data"][:, :n_in], batch["times"], teacher=batch["data"])
+        """Predictions for every target phase; with ``teacher_forcing`` each step is fed the real current phase,
+        without it the model's previous output (backpropagation runs through every step)."""
+        n_in = len(self.plans.input_phases)
+        return model(batch["data"][:, :n_in], batch["times"], teacher=batch["data"] if self.teacher_forcing else None)
 
     def initial_weights(self) -> None:
-        """Starting weights: the seeded random initialisation."""
+        """Starting weights: ``previous_stage``'s final checkpoint of this fold, else the seeded random ones."""
+        if self.previous_stage is None:
+            return
+        path = self.setup.output_folder(self.previous_stage.name) / "checkpoint_final.pth"
+        if not path.is_file():
+            raise CheckpointError(f"{path}: the {self.previous_stage.name} stage has not finished for fold "
+                                  f"{self.setup.fold}; run it first (iterdce_train {self.setup.fold} -tr "
+                                  f"{self.name} runs every stage)")
+        payload = load_checkpoint(path, self.device)
+        if payload["model_config"] != self.config:
+            raise CheckpointError(f"{path}: its network does not match this plan's network")
+        unwrap(self.model).load_state_dict(payload["network_state"])
+        self.log.notes.append(f"initialised from {path}")
+
+    def stage_config(self) -> dict[str, Any]:
+        """What defines this stage's training (for comparing variants): everything but the names."""
+        return {"model_config": self.config, "teacher_forcing": self.teacher_forcing, "epochs": self.total_epochs,
+                "iterations_per_epoch": self.iterations, "lr": self.base_lr, "optimizer": repr(self.optimizer),
+                "loss": self.loss.describe(), "batch_size": self.plans.batch_size,
+                "patch_size": self.plans.patch_size, "augmentation": self.plans.augmentation,
+                "starts_from_previous_stage": self.previous_stage is not None}
 
     # ----- the loop ---------------------------------------------------------------------------------
     def notes(self) -> list[str]:
         return [f"{self.name} fold {self.setup.fold}: {len(self.train_cases)} training / {len(self.val_cases)} "
                 f"validation cases, {self.total_epochs} epochs x {self.iterations} iterations, device {self.device}, "
                 f"world size {self.context.world_size}", self.loss.describe()]
-
-    def learning_rate(self, epoch: int) -> float:
-        """Polynomial decay from the plan's rate to 0 over the run."""
-        exponent = float(self.plans["optimizer"].get("poly_exponent", 0.9))
-        return self.base_lr * (1 - epoch / self.total_epochs) ** exponent
 
     def step_loss(self, predictions: Tensor, target: Tensor) -> Tensor:
         """Mean synthesis loss over the target steps."""
@@ -89,13 +144,13 @@ class WarmupTrainer:
 
     def train_step(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         """One optimizer step; returns the detached loss (no host synchronisation)."""
-        n_in = len(self.plans["input_phases"])
+        n_in = len(self.plans.input_phases)
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast:
             predictions = self.unroll(model, batch)
         loss = self.step_loss(predictions, batch["data"][:, n_in:])
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), float(self.plans["optimizer"]["grad_clip_norm"]))
+        torch.nn.utils.clip_grad_norm_(model.parameters(), self.plans.optimizer.grad_clip_norm)
         self.optimizer.step()
         return loss.detach()
 
@@ -104,13 +159,13 @@ class WarmupTrainer:
         """Recursive prediction (own outputs) on fixed validation patches: loss and lesion enhancement error."""
         model = unwrap(self.model)
         model.eval()
-        n_in = len(self.plans["input_phases"])
+        n_in = len(self.plans.input_phases)
         loss_sum = torch.zeros((), device=self.device)
         error_sum = torch.zeros((), device=self.device)
         lesion_patches = torch.zeros((), device=self.device)
         if self._validation_batches is None:
             self._validation_batches = validation_batches(self.setup.data_dir, self.val_cases,
-                                                          self.plans["patch_size"], self.plans["batch_size"])
+                                                          self.plans.patch_size, self.plans.batch_size)
         batches = self._validation_batches
         for batch in batches:
             batch = {k: v.to(self.device) for k, v in batch.items()}
@@ -148,7 +203,7 @@ class WarmupTrainer:
     def copy_plans(self) -> None:
         """plans.json and dataset.json next to the folds, so the model folder predicts on its own."""
         model_folder = self.output.parent
-        write_json_atomic(model_folder / "plans.json", self.plans)
+        write_json_atomic(model_folder / "plans.json", self.plans.to_dict())
         dataset_json = self.setup.preprocessed_dataset / "dataset.json"
         if dataset_json.is_file():
             write_atomic(model_folder / "dataset.json", lambda tmp: shutil.copyfile(dataset_json, tmp))
@@ -196,9 +251,7 @@ class WarmupTrainer:
         if self.context.enabled:
             model = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                                             else None)
-        sampler = PatchSampler(self.setup.data_dir, self.train_cases, self.plans["patch_size"],
-                               self.plans["batch_size"], self.plans.get("augmentation"), self.setup.seed,
-                               self.context.rank)
+        sampler = self.build_sampler()
         model.train()
         while self.epoch < self.total_epochs:
             self.run_epoch(model, sampler)  # writes the log and plot after every epoch

@@ -1,0 +1,306 @@
+"""The plan as a frozen dataclass tree: every section and key of plans.json, built and validated here.
+
+``Plans.from_dict`` checks the whole tree at once (missing, unknown and badly typed keys at any depth, then
+the cross-field rules) and raises ``PlansError`` naming every problem by its dotted key, so a broken plan
+fails when it is read, before any training. The defaults of the settings the planner does not compute
+(optimizer, augmentation) are the dataclass defaults below; they are defined nowhere else.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Union
+
+from iterdce.training.losses import DEFAULT_LOSS_WEIGHTS, LOSS_TERMS
+
+PLANS_VERSION = 2
+MASK_KINDS = ("breast", "foreground", "nonzero")
+
+
+class PlansError(ValueError):
+    """plans.json is missing, malformed or from another version."""
+
+
+@dataclass(frozen=True)
+class NormalizationPlan:
+    """TI-norm: every phase is z-scored with the statistics of ``reference_phase`` inside ``mask``."""
+
+    scheme: str
+    reference_phase: int
+    mask: str
+    reference_rule: str
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.scheme != "ti_norm":
+            found.append(f"normalization.scheme must be 'ti_norm', got {self.scheme!r}")
+        if self.mask not in MASK_KINDS:
+            found.append(f"normalization.mask must be one of {', '.join(MASK_KINDS)}, got {self.mask!r}")
+        return found
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """The iterU-Net's topology and temporal parts (it always reads two channels: pre-contrast and current)."""
+
+    features_per_stage: tuple[int, ...]
+    pool_per_stage: tuple[tuple[int, ...], ...]
+    time_embedding_dim: int
+    time_scale_s: float
+    use_time_embedding: bool
+    use_convlstm: bool
+
+    def problems(self) -> list[str]:
+        found = []
+        if not self.features_per_stage or min(self.features_per_stage) < 1:
+            found.append("network.features_per_stage must be a non-empty list of positive integers")
+        if len(self.pool_per_stage) != len(self.features_per_stage) - 1:
+            found.append("network.pool_per_stage must have one [x, y, z] entry per stage transition "
+                         f"({len(self.features_per_stage) - 1}), got {len(self.pool_per_stage)}")
+        if any(len(p) != 3 or min(p) < 1 for p in self.pool_per_stage):
+            found.append("network.pool_per_stage entries must be 3 positive integers")
+        if self.time_embedding_dim < 2 or self.time_embedding_dim % 2:
+            found.append(f"network.time_embedding_dim must be a positive even integer, got {self.time_embedding_dim}")
+        if self.time_scale_s <= 0:
+            found.append(f"network.time_scale_s must be > 0, got {self.time_scale_s}")
+        return found
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (lists, not tuples): the form stored in checkpoints' model config."""
+        return _to_json(self)
+
+
+@dataclass(frozen=True)
+class PerceptualPlan:
+    """The Med3D weights of the perceptual loss term (None: env ITERDCE_MED3D_WEIGHTS, else the term is off)."""
+
+    med3d_weights: str | None = None
+
+
+@dataclass(frozen=True)
+class OptimizerPlan:
+    """AdamW with polynomial learning-rate decay and gradient clipping."""
+
+    lr: float = 3e-4
+    recursive_lr: float = 1e-4
+    weight_decay: float = 1e-4
+    betas: tuple[float, ...] = (0.9, 0.999)
+    grad_clip_norm: float = 1.0
+    poly_exponent: float = 0.9
+
+    def problems(self) -> list[str]:
+        found = [f"optimizer.{k} must be > 0" for k in ("lr", "recursive_lr", "grad_clip_norm", "poly_exponent")
+                 if getattr(self, k) <= 0]
+        if self.weight_decay < 0:
+            found.append("optimizer.weight_decay must be >= 0")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            found.append(f"optimizer.betas must be two numbers in [0, 1), got {list(self.betas)}")
+        return found
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Epoch budget of each stage and how often the fold's validation patches are scored."""
+
+    warmup_epochs: int
+    recursive_epochs: int
+    iterations_per_epoch: int
+    validation_every: int
+
+    def problems(self) -> list[str]:
+        return [f"training.{f.name} must be >= 1" for f in dataclasses.fields(self) if getattr(self, f.name) < 1]
+
+
+@dataclass(frozen=True)
+class AugmentationPlan:
+    """batchgenerators augmentation; each probability is per sample (0 switches a transform off)."""
+
+    rotation_deg: float = 15.0
+    scale_range: tuple[float, ...] = (0.85, 1.15)
+    mirror_axes: tuple[int, ...] = (0,)
+    probability_spatial: float = 0.3
+    gamma_range: tuple[float, ...] = (0.8, 1.25)
+    probability_gamma: float = 0.2
+    multiplicative_range: tuple[float, ...] = (0.9, 1.1)
+    probability_multiplicative: float = 0.2
+    bias_field_strength: float = 0.3
+    probability_bias_field: float = 0.2
+    noise_variance: tuple[float, ...] = (0.0, 0.05)
+    probability_noise: float = 0.15
+
+    def problems(self) -> list[str]:
+        found = [f"augmentation.{f.name} must be in [0, 1]" for f in dataclasses.fields(self)
+                 if f.name.startswith("probability_") and not 0 <= getattr(self, f.name) <= 1]
+        for name in ("scale_range", "gamma_range", "multiplicative_range", "noise_variance"):
+            low_high = getattr(self, name)
+            if len(low_high) != 2 or low_high[0] > low_high[1] or low_high[0] < 0:
+                found.append(f"augmentation.{name} must be [low, high] with 0 <= low <= high, got {list(low_high)}")
+        if any(a not in (0, 1, 2) for a in self.mirror_axes):
+            found.append(f"augmentation.mirror_axes must be among 0, 1, 2, got {list(self.mirror_axes)}")
+        return found
+
+
+@dataclass(frozen=True)
+class Plans:
+    """Everything the preprocessor, trainer and predictor read about a dataset (plans.json)."""
+
+    version: int
+    plans_name: str
+    dataset: str
+    preset: str
+    orientation: str
+    spacing: tuple[float, ...]
+    median_shape_after_resampling: tuple[float, ...]
+    phase_times_s: tuple[float, ...]
+    input_phases: tuple[int, ...]
+    target_phases: tuple[int, ...]
+    normalization: NormalizationPlan
+    intensity_range: tuple[float, ...]
+    patch_size: tuple[int, ...]
+    batch_size: int
+    estimated_gpu_memory_gb: float
+    gpu_memory_budget_gb: float
+    memory_estimate_note: str
+    network: NetworkPlan
+    loss_weights: dict[str, float]
+    perceptual: PerceptualPlan
+    optimizer: OptimizerPlan
+    training: TrainingPlan
+    augmentation: AugmentationPlan
+
+    @property
+    def reference_phase(self) -> int:
+        """The phase whose statistics TI-normalize every phase (stored once, in ``normalization``)."""
+        return self.normalization.reference_phase
+
+    @property
+    def num_phases(self) -> int:
+        return len(self.phase_times_s)
+
+    def problems(self) -> list[str]:
+        """The rules that tie fields together (the per-section rules run too)."""
+        found = []
+        if self.version != PLANS_VERSION:
+            found.append(f"version {self.version} is not supported (this iterdce reads version {PLANS_VERSION})")
+        if self.orientation != "RAS":
+            found.append(f"orientation must be 'RAS', got {self.orientation!r}")
+        for name in ("spacing", "patch_size"):
+            values = getattr(self, name)
+            if len(values) != 3 or not all(v > 0 for v in values):
+                found.append(f"{name} must hold 3 positive numbers, got {list(values)}")
+        phases = sorted(self.input_phases + self.target_phases)
+        if phases != list(range(self.num_phases)):
+            found.append(f"input_phases + target_phases must be 0..{self.num_phases - 1} once each, "
+                         f"got {list(self.input_phases)} + {list(self.target_phases)}")
+        if len(self.input_phases) < 2:
+            found.append("input_phases must hold at least the pre-contrast and one post-contrast phase")
+        if self.reference_phase not in self.input_phases:
+            found.append("normalization.reference_phase must be one of input_phases")
+        if self.batch_size < 1:
+            found.append("batch_size must be >= 1")
+        low_high = self.intensity_range
+        if len(low_high) != 2 or not low_high[1] > low_high[0]:
+            found.append(f"intensity_range must be [low, high] with high > low, got {list(low_high)}")
+        found += [f"loss_weights.{k} missing (default {DEFAULT_LOSS_WEIGHTS[k]})"
+                  for k in LOSS_TERMS if k not in self.loss_weights]
+        found += [f"loss_weights.{k}: unknown loss term (known: {', '.join(LOSS_TERMS)})"
+                  for k in self.loss_weights if k not in LOSS_TERMS]
+        found += [f"loss_weights.{k} must be >= 0" for k, w in self.loss_weights.items() if w < 0]
+        for section in (self.normalization, self.network, self.optimizer, self.training, self.augmentation):
+            found += section.problems()
+        return found
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Plans:
+        """Build and check a plan from its JSON form; PlansError lists every problem by dotted key."""
+        problems: list[str] = []
+        plans = _build(cls, raw, "", problems)
+        if plans is not None and not problems:
+            problems += plans.problems()
+        if problems or plans is None:
+            raise PlansError("; ".join(problems))
+        return plans
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (what plans.json holds)."""
+        return _to_json(self)
+
+    def replace(self, **changes: Any) -> Plans:
+        """A copy with top-level fields or, with ``section={...}``, some keys of a section changed; checked."""
+        raw = self.to_dict()
+        for key, value in changes.items():
+            if isinstance(value, Mapping) and isinstance(raw.get(key), dict) and key != "loss_weights":
+                raw[key] = {**raw[key], **value}
+            else:
+                raw[key] = _to_json(value)
+        return Plans.from_dict(raw)
+
+
+def _to_json(value: Any) -> Any:
+    """Dataclasses, tuples and mappings as plain JSON types."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v) for v in value]
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
+
+
+def _convert(hint: Any, value: Any, key: str, problems: list[str]) -> Any:
+    """``value`` converted to the field type ``hint``; a mismatch adds a problem and returns None."""
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        return _convert(next(a for a in options if a is not type(None)), value, key, problems)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key + ".", problems)
+    if origin is tuple:
+        if not isinstance(value, list):
+            problems.append(f"{key} must be a list, got {value!r}")
+            return None
+        item = typing.get_args(hint)[0]
+        items = [_convert(item, v, f"{key}[{i}]", problems) for i, v in enumerate(value)]
+        return tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append(f"{key} must be an object, got {value!r}")
+            return None
+        item = typing.get_args(hint)[1]
+        return {str(k): _convert(item, v, f"{key}.{k}", problems) for k, v in value.items()}
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+        str: isinstance(value, str),
+    }[hint]
+    if not ok:
+        problems.append(f"{key} must be {_type_name(hint)}, got {value!r}")
+        return None
+    return hint(value)
+
+
+def _build(cls: Any, raw: Any, prefix: str, problems: list[str]) -> Any:
+    """One dataclass from a JSON object: every field required, no key unknown."""
+    if not isinstance(raw, dict):
+        problems.append(f"{prefix.rstrip('.') or 'the plan'} must be an object, got {type(raw).__name__}")
+        return None
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    count = len(problems)
+    problems += [f"missing key {prefix}{n}" for n in names if n not in raw]
+    problems += [f"unknown key {prefix}{k}" for k in raw if k not in names]
+    values = {n: _convert(hints[n], raw[n], prefix + n, problems) for n in names if n in raw}
+    if len(problems) > count:
+        return None
+    return cls(**values)
