@@ -19,6 +19,8 @@ from iterdce.training.losses import DEFAULT_LOSS_WEIGHTS, LOSS_TERMS
 
 PLANS_VERSION = 2
 MASK_KINDS = ("breast", "foreground", "nonzero")
+# where the loss is averaged: the whole patch (the paper) or the body foreground of the patch only
+LOSS_MASKS = ("none", "foreground")
 
 
 class PlansError(ValueError):
@@ -104,15 +106,21 @@ class OptimizerPlan:
 
 @dataclass(frozen=True)
 class TrainingPlan:
-    """Epoch budget of each stage and how often the fold's validation patches are scored."""
+    """Epoch budget of each stage, how often the fold's validation patches are scored, where the loss counts."""
 
     warmup_epochs: int
     recursive_epochs: int
     iterations_per_epoch: int
     validation_every: int
+    loss_mask: str = "none"
 
     def problems(self) -> list[str]:
-        return [f"training.{f.name} must be >= 1" for f in dataclasses.fields(self) if getattr(self, f.name) < 1]
+        found = [f"training.{name} must be >= 1" for name in ("warmup_epochs", "recursive_epochs",
+                                                              "iterations_per_epoch", "validation_every")
+                 if getattr(self, name) < 1]
+        if self.loss_mask not in LOSS_MASKS:
+            found.append(f"training.loss_mask must be one of {', '.join(LOSS_MASKS)}, got {self.loss_mask!r}")
+        return found
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ name is how users try other settings (documentation/plans.md).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -114,6 +115,8 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
     spacings = np.array([c["spacing"] for c in cases], dtype=float)
     cropped = np.array([c["shape_after_crop"] for c in cases], dtype=float)
     spacing = plan_spacing(spacings, cropped)
+    if "min_spacing_mm" in settings:  # a CPU-sized plan resamples coarser so a small patch sees more anatomy
+        spacing = [round(max(s, m), 6) for s, m in zip(spacing, settings["min_spacing_mm"])]
     resampled = cropped * spacings / np.array(spacing)
     median_shape = np.median(resampled, axis=0)
     n_phases = fingerprint["num_phases"]
@@ -160,9 +163,9 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
             use_time_embedding=True,
             use_convlstm=True,
         ),
-        loss_weights=dict(DEFAULT_LOSS_WEIGHTS),
+        loss_weights={**DEFAULT_LOSS_WEIGHTS, **settings.get("loss_weights", {})},
         perceptual=PerceptualPlan(med3d_weights),
-        optimizer=OptimizerPlan(),
+        optimizer=dataclasses.replace(OptimizerPlan(), **settings.get("optimizer", {})),
         training=TrainingPlan(**settings["training"]),
         augmentation=AugmentationPlan(),
     )

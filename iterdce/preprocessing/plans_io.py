@@ -11,6 +11,7 @@ from typing import Any
 
 from iterdce.atomic import write_json_atomic
 from iterdce.preprocessing.plan_schema import PLANS_VERSION, Plans, PlansError
+from iterdce.training.losses import OPTIONAL_LOSS_TERMS
 
 __all__ = ["PLANS_VERSION", "Plans", "PlansError", "load_plans", "migrate_plans", "plans_problems", "save_plans"]
 
@@ -21,7 +22,8 @@ _V1_FIXED = {("ssim",): None, ("optimizer", "name"): "adamw", ("optimizer", "sch
 
 
 def migrate_plans(raw: dict[str, Any]) -> dict[str, Any]:
-    """A version-1 plan as version 2 (a copy): the fixed keys go, ``reference_phase`` lives in normalization.
+    """A version-1 plan as version 2 (a copy): the fixed keys go, ``reference_phase`` lives in normalization,
+    and the settings added during version 1 (``training.loss_mask``, optional loss terms) get their defaults.
 
     A version-1 value that version 2 cannot express (another optimizer, in_channels != 2) is an error.
     """
@@ -41,6 +43,11 @@ def migrate_plans(raw: dict[str, Any]) -> dict[str, Any]:
     if isinstance(norm, dict) and top is not None and norm.setdefault("reference_phase", top) != top:
         raise PlansError(f"reference_phase {top} differs from normalization.reference_phase "
                          f"{norm['reference_phase']}")
+    if isinstance(out.get("training"), dict):
+        out["training"].setdefault("loss_mask", "none")
+    if isinstance(out.get("loss_weights"), dict):
+        for term in OPTIONAL_LOSS_TERMS:
+            out["loss_weights"].setdefault(term, 0.0)
     out["version"] = 2
     return out
 

@@ -136,9 +136,11 @@ class Trainer:
                 f"validation cases, {self.total_epochs} epochs x {self.iterations} iterations, device {self.device}, "
                 f"world size {self.context.world_size}", self.loss.describe()]
 
-    def step_loss(self, predictions: Tensor, target: Tensor) -> Tensor:
-        """Mean synthesis loss over the target steps."""
-        losses = [self.loss(predictions[:, t:t + 1].float(), target[:, t:t + 1])[0]
+    def step_loss(self, predictions: Tensor, target: Tensor, batch: dict[str, Tensor]) -> Tensor:
+        """Mean synthesis loss over the target steps (inside the patch's body foreground when the plan's
+        ``training.loss_mask`` is "foreground"; lesion voxels marked for the lesion term)."""
+        mask = batch["mask"] if self.plans.training.loss_mask == "foreground" else None
+        losses = [self.loss(predictions[:, t:t + 1].float(), target[:, t:t + 1], mask, batch["lesion"])[0]
                   for t in range(predictions.shape[1])]
         return torch.stack(losses).mean()
 
@@ -148,7 +150,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast:
             predictions = self.unroll(model, batch)
-        loss = self.step_loss(predictions, batch["data"][:, n_in:])
+        loss = self.step_loss(predictions, batch["data"][:, n_in:], batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), self.plans.optimizer.grad_clip_norm)
         self.optimizer.step()
@@ -172,7 +174,7 @@ class Trainer:
             with self.autocast:
                 predictions = model(batch["data"][:, :n_in], batch["times"]).float()
             target = batch["data"][:, n_in:]
-            loss_sum += self.step_loss(predictions, target) * len(target)
+            loss_sum += self.step_loss(predictions, target, batch) * len(target)
             lesion = batch["lesion"]
             voxels = lesion.sum(dim=(1, 2, 3, 4))
             has = (voxels > 0).float()
