@@ -50,8 +50,9 @@ def _looks_like_path(spec: str) -> bool:
     return os.sep in spec or bool(os.altsep and os.altsep in spec) or spec.startswith(".") or spec.startswith("~")
 
 
-def find_dataset(spec: str | os.PathLike[str], root: Path) -> Path:
-    """Resolve ``spec`` (an id like ``1``, a name like ``Phantom`` or ``Dataset001_Phantom``, or a path).
+def find_dataset(spec: str | os.PathLike[str], root: Path, kind: str = "raw") -> Path:
+    """Resolve ``spec`` (an id like ``1``, a name like ``Phantom`` or ``Dataset001_Phantom``, or a path) under
+    ``root``, the ``kind`` root (raw, preprocessed or results: errors name it and its flag).
 
     A folder given as a path is returned even without dataset.json, so the verifier can say what is missing.
     """
@@ -62,8 +63,8 @@ def find_dataset(spec: str | os.PathLike[str], root: Path) -> Path:
     if _looks_like_path(spec_str):
         raise DatasetNotFoundError(f"dataset {spec_str!r}: no such folder")
     if not root.is_dir():
-        raise DatasetNotFoundError(f"dataset {spec_str!r}: not a folder, and the raw root {root} does not exist "
-                                   "(set --raw or ITERDCE_RAW)")
+        raise DatasetNotFoundError(f"dataset {spec_str!r}: not a folder, and the {kind} root {root} does not exist "
+                                   f"(set --{kind} or {ENV_VARS[kind]})")
     candidates = [p for p in sorted(root.iterdir()) if p.is_dir() and DATASET_PATTERN.match(p.name)]
     if spec_str.isdigit():
         matches = [p for p in candidates if int(DATASET_PATTERN.match(p.name).group(1)) == int(spec_str)]
@@ -73,6 +74,7 @@ def find_dataset(spec: str | os.PathLike[str], root: Path) -> Path:
         return matches[0]
     if not matches:
         known = ", ".join(p.name for p in candidates) or "none"
-        raise DatasetNotFoundError(f"dataset {spec_str!r} not found under {root} (datasets there: {known})")
+        raise DatasetNotFoundError(f"dataset {spec_str!r} not found under the {kind} root {root} (datasets there: "
+                                   f"{known})")
     names = ", ".join(p.name for p in matches)
     raise DatasetNotFoundError(f"dataset {spec_str!r} is ambiguous under {root}: it matches {names}")

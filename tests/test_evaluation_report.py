@@ -12,7 +12,8 @@ from iterdce.commands.evaluate import main as evaluate_main
 from iterdce.dataset.nifti_io import write_image
 from iterdce.evaluation.case_evaluation import evaluate_case
 from iterdce.evaluation.folders import EvaluationInputError, evaluate_folders
-from iterdce.evaluation.report import summarize, write_report
+from iterdce.evaluation.region import Scoring
+from iterdce.evaluation.report import summarize, summary_table, write_report
 from tests.conftest import make_raw_dataset
 
 TIMES = [0.0, 85.0, 155.0, 225.0, 295.0, 365.0]
@@ -56,7 +57,9 @@ def test_known_offset_gives_known_errors_and_summary(tmp_path: Path) -> None:
     ours = rows[rows["method"] == "iterdce"]
     assert np.allclose(ours["mae"], 0.5, atol=1e-6)
     assert np.allclose(ours["enhancement_error"], 0.25, atol=1e-6)
-    summary = write_report([evaluation], tmp_path)
+    summary = write_report([evaluation], tmp_path, Scoring("foreground", 1))
+    assert summary["scoring"]["region"] == "foreground" and "phase 1" in summary["scoring"]["normalization"]
+    assert "scored inside the body foreground" in summary_table(summary)
     assert summary["methods"]["iterdce"]["all_phases"]["enhancement_error"]["mean"] == pytest.approx(0.25, abs=1e-6)
     for name in ("per_case.csv", "curves.csv", "lesions.csv", "summary.json", "kinetic_curves/c.png"):
         assert (tmp_path / name).is_file(), name
@@ -66,7 +69,8 @@ def test_known_offset_gives_known_errors_and_summary(tmp_path: Path) -> None:
 def test_summary_without_lesions_has_no_kinetics() -> None:
     real, _, mask = _volumes(2)
     evaluation = evaluate_case("c", real[2:], real, TIMES, mask, None)
-    summary = summarize(pd.DataFrame(evaluation.phase_rows), pd.DataFrame(evaluation.lesion_rows))
+    summary = summarize(pd.DataFrame(evaluation.phase_rows), pd.DataFrame(evaluation.lesion_rows),
+                        Scoring("foreground", 1).describe())
     assert "kinetics" not in summary["methods"]["iterdce"]
     assert summary["methods"]["iterdce"]["all_phases"]["enhancement_error"]["n"] == 0
 
@@ -106,6 +110,6 @@ def test_evaluate_refuses_mismatched_and_missing_inputs(tmp_path: Path, capsys) 
     assert "case_000_0003.nii.gz" in message and "geometry" in message
     assert "case_001_0004.nii.gz" in message and "missing" in message
     assert not (tmp_path / "report").exists()
-    code = evaluate_main(["-p", str(pred), "-r", str(dataset / "imagesTr"), "-o", str(tmp_path / "report")])
+    code = evaluate_main(["--pred", str(pred), "-r", str(dataset / "imagesTr"), "-o", str(tmp_path / "report")])
     assert code != 0
     assert "case_000_0003" in capsys.readouterr().err

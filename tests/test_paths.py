@@ -116,12 +116,15 @@ def test_folder_given_as_path_is_returned_even_without_dataset_json(tmp_path):
 def test_missing_dataset_errors_are_clear(tmp_path):
     root = tmp_path / "raw"
     make_dataset_folder(root, "Dataset001_Phantom")
-    with pytest.raises(DatasetNotFoundError, match=r"'7' not found under .*raw \(datasets there: Dataset001_Phantom\)"):
+    with pytest.raises(DatasetNotFoundError,
+                       match=r"'7' not found under the raw root .*raw \(datasets there: Dataset001_Phantom\)"):
         find_dataset("7", root)
     with pytest.raises(DatasetNotFoundError, match="'Nope' not found"):
         find_dataset("Nope", root)
     with pytest.raises(DatasetNotFoundError, match="raw root .*missing_root does not exist"):
         find_dataset("Phantom", tmp_path / "missing_root")
+    with pytest.raises(DatasetNotFoundError, match=r"results root .*missing_root does not exist \(set --results"):
+        find_dataset("Phantom", tmp_path / "missing_root", "results")
     with pytest.raises(DatasetNotFoundError, match="no such folder"):
         find_dataset(str(tmp_path / "absent" / "Dataset001_Phantom"), root)
     assert issubclass(DatasetNotFoundError, FileNotFoundError)

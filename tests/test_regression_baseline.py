@@ -10,6 +10,7 @@ import pytest
 
 from iterdce.evaluation.baselines import KineticRegression, RegressionFitter, kinetic_features
 from iterdce.evaluation.case_evaluation import evaluate_case
+from iterdce.evaluation.region import Scoring
 from iterdce.evaluation.regression_baseline import RegressionFitError, load_regression
 from iterdce.evaluation.report import summarize
 
@@ -93,5 +94,6 @@ def test_report_has_a_regression_row_and_a_verdict_line():
     evaluation = evaluate_case("c", copy, phases, TIMES, mask, lesion, regression=model)
     methods = {row["method"] for row in evaluation.phase_rows}
     assert methods == {"iterdce", "copy_last", "linear", "regression"}
-    summary = summarize(pd.DataFrame(evaluation.phase_rows), pd.DataFrame(evaluation.lesion_rows))
+    summary = summarize(pd.DataFrame(evaluation.phase_rows), pd.DataFrame(evaluation.lesion_rows),
+                        Scoring("foreground", 1).describe())
     assert summary["verdict"].startswith("WARNING: iterdce does NOT clear the regression baseline")

@@ -334,7 +334,7 @@ def test_med3d_weights_come_from_the_plan_or_the_environment(preprocessed_root, 
 
 # ----- the command line ---------------------------------------------------------------------------------
 def cli(preprocessed_root: Path, results: Path, *extra: str) -> int:
-    return train_main(["0", "-d", "1", "--device", "cpu", "-nw", "0", "--iterations-per-epoch", "2",
+    return train_main(["0", "-d", "1", "--device", "cpu", "-np", "0", "--iterations-per-epoch", "2",
                        "--preprocessed", str(preprocessed_root), "--results", str(results), *extra])
 
 

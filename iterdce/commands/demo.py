@@ -1,17 +1,16 @@
 """``iterdce_demo [-o DIR]``: the whole pipeline on the built-in phantom, ending with a results table."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from iterdce.commands.common import fail
+from iterdce.commands.common import add_quiet_argument, fail, new_parser
 from iterdce.demo import DemoConfig, run_demo
 
 
 def main(argv: list[str] | None = None) -> int:
     defaults = DemoConfig()
-    parser = argparse.ArgumentParser(prog="iterdce_demo", description=__doc__)
+    parser = new_parser("iterdce_demo", __doc__, "iterdce_demo -o iterdce_demo_output --device cpu")
     parser.add_argument("-o", "--output", type=Path, default=Path("iterdce_demo_output"),
                         help="folder for everything the demo writes (default ./iterdce_demo_output)")
     parser.add_argument("-n", "--num-cases", type=int, default=defaults.num_cases, help="phantom cases")
@@ -20,12 +19,13 @@ def main(argv: list[str] | None = None) -> int:
                         metavar=("WARMUP", "RECURSIVE"), help="epochs of each training stage")
     parser.add_argument("--iterations-per-epoch", type=int, default=defaults.iterations_per_epoch)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_quiet_argument(parser)
     args = parser.parse_args(argv)
     config = DemoConfig(num_cases=args.num_cases, shape=tuple(args.shape), warmup_epochs=args.epochs[0],
                         recursive_epochs=args.epochs[1], iterations_per_epoch=args.iterations_per_epoch,
                         device=args.device)
     try:
-        run_demo(args.output, config)
+        run_demo(args.output, config, log=(lambda *_: None) if args.quiet else print)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         return fail(str(exc))
     return 0

@@ -1,29 +1,42 @@
 """``iterdce_evaluate``: metrics, kinetic curves and baselines for synthesized phases, or the CV summary.
 
-  iterdce_evaluate -p PRED -r REF [-l LABELS] [-m MASKS] -o REPORT
-  iterdce_evaluate --cv -d DATASET [-tr TRAINER]
+  iterdce_evaluate --pred PRED -r REF [-l LABELS] [--region breast -m MASKS] -o REPORT
+  iterdce_evaluate --cv -d DATASET [-tr TRAINER] [-p PLANS]
+
+Metrics are computed inside the body foreground of the input phases by default, as the fold validation
+report does; --region breast scores inside the breast masks instead (documentation/evaluation.md).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from iterdce.commands.common import add_root_arguments, fail, roots_from_args
+from iterdce.commands.common import (
+    add_dataset_argument,
+    add_plans_argument,
+    add_quiet_argument,
+    add_root_arguments,
+    fail,
+    new_parser,
+    roots_from_args,
+)
 from iterdce.dataset.schema import DatasetSchemaError
 from iterdce.evaluation.cross_validation import cross_validation_summary
 from iterdce.evaluation.folders import EvaluationInputError, evaluate_folders
+from iterdce.evaluation.region import DEFAULT_REGION, REGIONS, RegionError
 from iterdce.evaluation.regression_baseline import RegressionFitError, load_regression
 from iterdce.paths import DatasetNotFoundError, find_dataset, model_folder_name
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="iterdce_evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-p", "--pred", type=Path, help="folder of synthesized <case>_<pppp>.nii.gz")
+    parser = new_parser("iterdce_evaluate", __doc__,
+                        "iterdce_evaluate --pred synthesized/ -r raw/Dataset001_Phantom/imagesTr -o report/")
+    parser.add_argument("--pred", type=Path, help="folder of synthesized <case>_<pppp>.nii.gz")
     parser.add_argument("-r", "--ref", type=Path, help="folder of the real phases (e.g. a dataset's imagesTr)")
     parser.add_argument("-l", "--labels", type=Path, help="lesion masks <case>.nii.gz (for enhancement error, curves)")
-    parser.add_argument("-m", "--masks", type=Path, help="breast masks <case>.nii.gz (default: body foreground)")
+    parser.add_argument("-m", "--masks", type=Path, help="breast masks <case>.nii.gz (with --region breast)")
+    parser.add_argument("--region", default=DEFAULT_REGION, choices=REGIONS,
+                        help=f"where the metrics are computed (default {DEFAULT_REGION})")
     parser.add_argument("-o", "--output", type=Path, help="report folder")
     parser.add_argument("--dataset-json", type=Path, help="dataset.json with the phase times (default: next to REF)")
     parser.add_argument("--reference-phase", type=int, default=1, help="TI-norm reference phase (default 1)")
@@ -31,24 +44,29 @@ def main(argv: list[str] | None = None) -> int:
                         help="kinetic_regression.json, or a model folder whose fold_*/kinetic_regression.json fits "
                              "(written by iterdce_train) are averaged: reports the voxel-wise regression baseline")
     parser.add_argument("--cv", action="store_true", help="aggregate the folds' validation results")
-    parser.add_argument("-d", "--dataset", default="1", help="with --cv: dataset id, name or path (default 1)")
+    add_dataset_argument(parser, required=False)
     parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", help="with --cv: trainer name")
-    parser.add_argument("--plans-name", default="plans", help="with --cv: plan name (default plans)")
+    add_plans_argument(parser)
+    add_quiet_argument(parser)
     add_root_arguments(parser)
     args = parser.parse_args(argv)
+    if args.cv and args.dataset is None:
+        parser.error("--cv needs -d/--dataset")
+    if args.masks and args.region != "breast":
+        parser.error("-m/--masks is used by --region breast only (the default region is the body foreground)")
     try:
         if args.cv:
-            results = find_dataset(args.dataset, roots_from_args(args).results)
+            results = find_dataset(args.dataset, roots_from_args(args).results, "results")
             cross_validation_summary(results / model_folder_name(args.trainer, args.plans_name))
             return 0
         if not (args.pred and args.ref and args.output):
-            parser.error("-p, -r and -o are required (or use --cv)")
+            parser.error("--pred, -r and -o are required (or use --cv)")
         regression = load_regression(args.regression) if args.regression else None
         evaluate_folders(args.pred, args.ref, args.output, args.labels, args.masks, args.dataset_json,
-                         args.reference_phase, regression=regression)
+                         args.reference_phase, progress=not args.quiet, regression=regression, region=args.region)
         print(f"report written to {args.output}")
     except (EvaluationInputError, DatasetSchemaError, DatasetNotFoundError, FileNotFoundError,
-            RegressionFitError) as exc:
+            RegressionFitError, RegionError, ValueError) as exc:
         return fail(str(exc))
     return 0
 

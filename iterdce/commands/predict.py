@@ -1,11 +1,19 @@
 """``iterdce_predict -i early_phase_dir -o synthesized_dir``: synthesize the delayed phases of new cases."""
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 
-from iterdce.commands.common import add_root_arguments, fail, parse_fold, roots_from_args
+from iterdce.commands.common import (
+    add_dataset_argument,
+    add_plans_argument,
+    add_quiet_argument,
+    add_root_arguments,
+    fail,
+    new_parser,
+    parse_fold,
+    roots_from_args,
+)
 from iterdce.inference.inputs import PredictionInputError
 from iterdce.inference.model_loading import CHECKPOINTS
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings
@@ -15,30 +23,35 @@ from iterdce.training.checkpoint import CheckpointError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="iterdce_predict", description=__doc__)
+    parser = new_parser("iterdce_predict", __doc__,
+                        "iterdce_predict -i early_phases/ -o synthesized/ -d 1 -f 0 1 2 3 4")
     parser.add_argument("-i", "--input", required=True, help="folder of <case>_0000.nii.gz, <case>_0001.nii.gz, ...")
     parser.add_argument("-o", "--output", required=True, help="folder for <case>_<pppp>.nii.gz outputs")
-    parser.add_argument("-d", "--dataset", default="1", help="dataset the model was trained on (default 1)")
+    add_dataset_argument(parser)
     parser.add_argument("-f", "--folds", nargs="+", type=parse_fold, default=[0, 1, 2, 3, 4],
                         help="folds to average (default 0 1 2 3 4; missing ones are skipped with a warning)")
     parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", help="trainer name (default RecursiveTrainer)")
-    parser.add_argument("-p", "--plans-name", default="plans", help="plan name (default plans)")
+    add_plans_argument(parser)
     parser.add_argument("--checkpoint", default="final", choices=CHECKPOINTS, help="which checkpoint (default final)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--tile-batch", type=int, default=4, help="tiles per forward pass (default 4)")
+    parser.add_argument("--step-size", type=float, default=0.5,
+                        help="tile step as a fraction of the patch size, in (0, 1] (default 0.5)")
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation")
     parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     parser.add_argument("--save-kinetic-map", action="store_true", help="also write <case>_kinetics.nii.gz")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_argument(parser)
     add_root_arguments(parser)
     args = parser.parse_args(argv)
+    if not 0 < args.step_size <= 1:
+        parser.error(f"--step-size must be in (0, 1], got {args.step_size}")
     roots = roots_from_args(args)
     warnings.simplefilter("always", UserWarning)
     try:
-        results = find_dataset(args.dataset, roots.results)
+        results = find_dataset(args.dataset, roots.results, "results")
         model_folder = results / model_folder_name(args.trainer, args.plans_name)
-        settings = PredictionSettings(args.folds, args.checkpoint, args.device, args.tile_batch, tta=args.tta,
-                                      progress=not args.quiet)
+        settings = PredictionSettings(args.folds, args.checkpoint, args.device, args.tile_batch, args.step_size,
+                                      tta=args.tta, progress=not args.quiet)
         predictor = IterativePredictor(model_folder, settings)
         done = predictor.predict_folder(args.input, args.output, args.overwrite, args.save_kinetic_map)
     except (DatasetNotFoundError, PlansError, CheckpointError, PredictionInputError, ValueError, RuntimeError) as exc:

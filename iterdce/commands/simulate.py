@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from iterdce.commands.common import fail
+from iterdce.commands.common import add_processes_argument, fail, new_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of iterdce_simulate (kept separate so the docs and tests can inspect it)."""
-    parser = argparse.ArgumentParser(prog="iterdce_simulate", description=__doc__)
+    parser = new_parser("iterdce_simulate", __doc__,
+                        "iterdce_simulate -o iterdce_data/raw/Dataset001_Phantom -n 40 -np 4")
     parser.add_argument("-o", "--output", required=True,
                         help="dataset folder to write, e.g. iterdce_data/raw/Dataset001_Phantom")
     parser.add_argument("-n", "--num-cases", type=int, default=40, help="number of cases (default 40)")
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no spectral fat saturation: fat is the brightest tissue before contrast")
     parser.add_argument("--motion", type=float, default=0.0, metavar="MM",
                         help="largest random inter-phase translation in mm (default 0)")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    add_processes_argument(parser, 1, "worker processes")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a dataset already in the output folder")
     return parser
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = simulate_dataset(
             args.output, args.num_cases, shape=args.shape, spacing=args.spacing, seed=args.seed, snr=args.snr,
             timing_jitter_s=args.timing_jitter, fat_suppression=not args.no_fat_suppression,
-            motion_mm=args.motion, jobs=args.jobs, overwrite=args.overwrite,
+            motion_mm=args.motion, jobs=args.num_processes, overwrite=args.overwrite,
         )
     except (ValueError, FileExistsError, LesionPlacementError, OSError) as exc:
         return fail(str(exc))

@@ -7,8 +7,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from iterdce.commands.common import add_root_arguments, fail, parse_fold, roots_from_args
+from iterdce.commands.common import (
+    add_dataset_argument,
+    add_plans_argument,
+    add_quiet_argument,
+    add_root_arguments,
+    check_folds,
+    fail,
+    new_parser,
+    parse_fold,
+    roots_from_args,
+)
 from iterdce.evaluation.cross_validation import validate_fold
+from iterdce.evaluation.region import DEFAULT_REGION, REGIONS
 from iterdce.evaluation.report import summary_table
 from iterdce.inference.predictor import PredictionSettings
 from iterdce.paths import DatasetNotFoundError, find_dataset
@@ -20,21 +31,26 @@ from iterdce.training.variants import TRAINERS, run_stages
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="iterdce_train", description=__doc__)
-    parser.add_argument("fold", type=parse_fold, help="cross-validation fold 0-4, or 'all' (train on every case)")
-    parser.add_argument("-d", "--dataset", default="1", help="dataset id, name or path (default 1)")
+    parser = new_parser("iterdce_train", __doc__, "iterdce_train 0 -d 1 -tr RecursiveTrainer -np 2")
+    parser.add_argument("fold", type=parse_fold, help="cross-validation fold (0-4 with 5 folds), or 'all' "
+                        "(train on every case)")
+    add_dataset_argument(parser)
     parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", choices=list(TRAINERS),
                         help="trainer (default RecursiveTrainer: warm-up, then recursion)")
-    parser.add_argument("-p", "--plans-name", default="plans", help="plan name (default plans)")
+    add_plans_argument(parser)
     parser.add_argument("--epochs", type=int, help="epochs per stage (default: the plan's)")
     parser.add_argument("--iterations-per-epoch", type=int, help="iterations per epoch (default: the plan's)")
     parser.add_argument("--continue", dest="resume", action="store_true", help="resume from checkpoint_latest.pth")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("-nw", "--num-workers", type=int, default=None,
-                        help="background data workers (default min(2, cores); 0 runs in-process)")
+    parser.add_argument("-np", "--num-processes", type=int, default=None,
+                        help="background data-loading processes (default min(2, cores); 0 runs in-process)")
     parser.add_argument("--no-validation", action="store_true",
                         help="skip predicting and scoring the fold's validation cases at the end")
+    parser.add_argument("--region", default=DEFAULT_REGION, choices=REGIONS,
+                        help=f"where the validation cases are scored (default {DEFAULT_REGION}; "
+                             "documentation/evaluation.md)")
     parser.add_argument("--seed", type=int, default=12345, help="random seed (default 12345)")
+    add_quiet_argument(parser)
     add_root_arguments(parser)
     return parser
 
@@ -44,19 +60,21 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     roots = roots_from_args(args)
-    workers = args.num_workers if args.num_workers is not None else min(2, os.cpu_count() or 1)
+    workers = args.num_processes if args.num_processes is not None else min(2, os.cpu_count() or 1)
     context = None
     try:
-        preprocessed = find_dataset(args.dataset, roots.preprocessed)
+        preprocessed = find_dataset(args.dataset, roots.preprocessed, "preprocessed")
+        check_folds([args.fold], preprocessed)
         setup = TrainingSetup(preprocessed, roots.results / preprocessed.name, args.plans_name, args.fold,
-                              args.epochs, args.iterations_per_epoch, workers, args.device, args.seed, args.resume)
+                              args.epochs, args.iterations_per_epoch, workers, args.device, args.seed, args.resume,
+                              progress=not args.quiet)
         context = init_distributed(args.device)
         trainer = run_stages(args.trainer, setup, context)
         if context.is_main and not args.no_validation:
             train_cases, val_cases = setup.fold_cases()
             settings = PredictionSettings(device=str(context.device), progress=setup.progress)
             summary = validate_fold(trainer.output.parent, args.fold, setup.data_dir, val_cases, settings,
-                                    train_case_ids=train_cases)
+                                    train_case_ids=train_cases, region=args.region)
             print(summary_table(summary))
         if context.is_main:
             print(f"done: {trainer.output}")

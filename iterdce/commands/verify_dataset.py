@@ -1,26 +1,33 @@
 """``iterdce_verify_dataset -d DATASET``: report every problem of a raw dataset at once."""
 from __future__ import annotations
 
-import argparse
 import sys
 
-from iterdce.commands.common import add_root_arguments, fail, roots_from_args
+from iterdce.commands.common import (
+    add_dataset_argument,
+    add_quiet_argument,
+    add_root_arguments,
+    fail,
+    new_parser,
+    roots_from_args,
+)
 from iterdce.dataset.verify import verify_dataset
 from iterdce.paths import DatasetNotFoundError, find_dataset
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="iterdce_verify_dataset", description=__doc__)
-    parser.add_argument("-d", "--dataset", required=True, help="dataset id (1), name, or path")
+    parser = new_parser("iterdce_verify_dataset", __doc__, "iterdce_verify_dataset -d 1")
+    add_dataset_argument(parser)
     parser.add_argument("--split", default="Tr", choices=["Tr", "Ts"], help="training or test images")
+    add_quiet_argument(parser)
     add_root_arguments(parser)
     args = parser.parse_args(argv)
     roots = roots_from_args(args)
     try:
-        dataset_dir = find_dataset(args.dataset, roots.raw)
+        dataset_dir = find_dataset(args.dataset, roots.raw, "raw")
     except DatasetNotFoundError as exc:
         return fail(str(exc))
-    problems = verify_dataset(dataset_dir, args.split)
+    problems = verify_dataset(dataset_dir, args.split, progress=not args.quiet)
     if problems:
         print(f"{dataset_dir}: {len(problems)} problem(s)", file=sys.stderr)
         for problem in problems:

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from iterdce.atomic import write_json_atomic
 from iterdce.dataset.nifti_io import Geometry
 from iterdce.evaluation.case_evaluation import evaluate_case
+from iterdce.evaluation.region import DEFAULT_REGION, RegionError, Scoring
 from iterdce.evaluation.regression_baseline import ensure_fold_regression
 from iterdce.evaluation.report import summarize, summary_table, write_report
 from iterdce.inference.export import write_phases
@@ -28,7 +29,8 @@ from iterdce.training.data_loader import load_preprocessed
 
 
 def validate_fold(model_folder: Path, fold: int | str, data_dir: Path, case_ids: list[str],
-                  settings: PredictionSettings | None = None, train_case_ids: Sequence[str] | None = None) -> dict:
+                  settings: PredictionSettings | None = None, train_case_ids: Sequence[str] | None = None,
+                  region: str = DEFAULT_REGION) -> dict:
     """Predict, export and evaluate the fold's validation cases into ``fold_<k>/validation/``.
 
     Args:
@@ -39,11 +41,18 @@ def validate_fold(model_folder: Path, fold: int | str, data_dir: Path, case_ids:
         settings: checkpoint, device, tile batch, test-time augmentation, progress (default: the predictor's).
         train_case_ids: with them the voxel-wise kinetic regression baseline is fitted on these cases (once;
             stored as ``fold_<k>/kinetic_regression.json``) and reported next to the network and naive baselines.
+        region: where to score (region.REGIONS, as iterdce_evaluate --region); ``breast`` needs a plan whose
+            normalization mask is the breast mask (the only mask the preprocessed cases keep).
     """
     settings = dataclasses.replace(settings or PredictionSettings(), folds=[fold])
     progress = settings.progress
     predictor = IterativePredictor(model_folder, dataclasses.replace(settings, progress=False))
     plans = predictor.plans
+    scoring = Scoring(region, plans.reference_phase)
+    if region == "breast" and plans.normalization.mask != "breast":
+        raise RegionError(f"{model_folder}: region 'breast' needs a plan normalized inside the breast masks "
+                          f"(its normalization.mask is {plans.normalization.mask!r}); evaluate the exported "
+                          "validation cases with iterdce_evaluate --region breast -m MASKS instead")
     out_dir = model_folder / f"fold_{fold}" / "validation"
     n_in = len(plans.input_phases)
     regression = None
@@ -54,23 +63,31 @@ def validate_fold(model_folder: Path, fold: int | str, data_dir: Path, case_ids:
         case = load_preprocessed(data_dir, case_id)
         properties = json.loads((data_dir / f"{case_id}.json").read_text())
         synthesized = predictor.synthesize_normalized(case.data[:n_in], case.times_s)
-        stats = properties["ti_norm"]
-        evaluations.append(evaluate_case(case_id, synthesized, case.data, case.times_s, case.mask > 0, case.lesion,
-                                         (stats["mean"], stats["std"]), regression=regression))
+        mask = scoring.mask(case.data[:n_in], case.mask if region == "breast" else None)
+        real_n, synth_n, stats = scoring.normalize(case.data, synthesized, mask)
+        plan_stats = properties["ti_norm"]  # plan units -> the scanner's scale, which curve typing needs
+        native = (plan_stats["mean"] + stats.mean * plan_stats["std"], stats.std * plan_stats["std"])
+        evaluations.append(evaluate_case(case_id, synth_n, real_n, case.times_s, mask, case.lesion, native,
+                                         regression=regression))
         geometry = Geometry(tuple(properties["original_shape"]), np.asarray(properties["original_affine"]),
                             properties["qform_code"], properties["sform_code"])
         write_phases(restore_phases(synthesized, properties), geometry, out_dir, case_id, plans.target_phases)
-    return write_report(evaluations, out_dir)
+    return write_report(evaluations, out_dir, scoring)
 
 
 def cross_validation_summary(model_folder: Path, n_folds: int = 5) -> dict:
     """``cv_summary.json``: metrics over the union of the folds' validation sets."""
     tables: dict[str, list[pd.DataFrame]] = {"per_case.csv": [], "lesions.csv": []}
-    folds = []
+    folds, scorings = [], []
     for fold in range(n_folds):
         folder = model_folder / f"fold_{fold}" / "validation"
         if (folder / "per_case.csv").is_file():
             folds.append(fold)
+            summary_path = folder / "summary.json"
+            scoring = json.loads(summary_path.read_text()).get("scoring") if summary_path.is_file() else None
+            if scoring is None:
+                raise ValueError(f"{summary_path}: no scoring region recorded; validate the fold again")
+            scorings.append(scoring)
             for name in tables:
                 try:
                     tables[name].append(pd.read_csv(folder / name))
@@ -80,7 +97,10 @@ def cross_validation_summary(model_folder: Path, n_folds: int = 5) -> dict:
         raise FileNotFoundError(f"{model_folder}: no fold_*/validation/per_case.csv; train the folds first")
     phase_table = pd.concat(tables["per_case.csv"], ignore_index=True)
     lesion_table = pd.concat(tables["lesions.csv"], ignore_index=True) if tables["lesions.csv"] else pd.DataFrame()
-    summary = {"folds": folds, **summarize(phase_table, lesion_table)}
+    if any(s != scorings[0] for s in scorings):
+        raise ValueError(f"{model_folder}: the folds were scored in different regions "
+                         f"({sorted({s['region'] for s in scorings})}); validate them again with one --region")
+    summary = {"folds": folds, **summarize(phase_table, lesion_table, scorings[0])}
     if len(folds) < n_folds:
         summary["warning"] = f"only folds {folds} of {n_folds} have validation results"
     write_json_atomic(model_folder / "cv_summary.json", summary)

@@ -8,12 +8,11 @@ import numpy as np
 from tqdm import tqdm
 
 from iterdce.dataset.layout import group_phase_files
-from iterdce.dataset.masks import derive_foreground_mask
 from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image
 from iterdce.dataset.schema import load_case_times, load_dataset_json
 from iterdce.evaluation.case_evaluation import CaseEvaluation, PhasePredictor, evaluate_case
+from iterdce.evaluation.region import DEFAULT_REGION, Scoring
 from iterdce.evaluation.report import plot_montage, summary_table, write_report
-from iterdce.preprocessing.normalization import ti_norm_stats
 
 MONTAGE_CASES = 4
 
@@ -101,17 +100,17 @@ def geometry_problems(case_id: str, predicted: dict[int, Path], real: dict[int, 
     return problems
 
 
-def evaluate_folder_case(case: EvaluationCase, reference_phase: int, regression: PhasePredictor | None = None
+def evaluate_folder_case(case: EvaluationCase, scoring: Scoring, regression: PhasePredictor | None = None
                          ) -> tuple[CaseEvaluation, tuple]:
-    """Load, TI-normalize with the real reference phase, evaluate; also return montage material."""
+    """Load, TI-normalize inside the scoring region (region.py), evaluate; also return montage material."""
     real = np.stack([read_image(case.real[p])[0] for p in sorted(case.real)])
     target_phases = sorted(case.predicted)
     synthesized = np.stack([read_image(case.predicted[p])[0] for p in target_phases])
     n_in = real.shape[0] - len(target_phases)
-    mask = (read_image(case.mask)[0] > 0) if case.mask else derive_foreground_mask(real[:n_in])
+    breast = (read_image(case.mask)[0] > 0) if case.mask else None
+    mask = scoring.mask(real[:n_in], breast)
     lesion = read_image(case.label)[0].astype(np.int16) if case.label else None
-    stats = ti_norm_stats(real, mask, reference_phase)
-    real_n, synth_n = (real - stats.mean) / stats.std, (synthesized - stats.mean) / stats.std
+    real_n, synth_n, stats = scoring.normalize(real, synthesized, mask)
     evaluation = evaluate_case(case.case_id, synth_n, real_n, case.times_s, mask, lesion, (stats.mean, stats.std),
                                 regression=regression)
     z = int(np.argwhere(lesion > 0)[:, 2].mean()) if lesion is not None and lesion.any() else real.shape[3] // 2
@@ -122,17 +121,32 @@ def evaluate_folder_case(case: EvaluationCase, reference_phase: int, regression:
 
 def evaluate_folders(pred: Path, ref: Path, out_dir: Path, labels: Path | None = None, masks: Path | None = None,
                      dataset_json: Path | None = None, reference_phase: int = 1, progress: bool = True,
-                     regression: PhasePredictor | None = None) -> dict:
-    """The whole report; prints the summary table and returns the summary. ``regression`` (a fitted voxel-wise
-    kinetic regression, see regression_baseline.load_regression) adds the regression baseline's row."""
-    cases = collect_cases(Path(pred), Path(ref), labels, masks, dataset_json)
+                     regression: PhasePredictor | None = None, region: str = DEFAULT_REGION) -> dict:
+    """The whole report; prints the summary table and returns the summary.
+
+    Args:
+        pred: folder of synthesized ``<case>_<pppp>.nii.gz``.
+        ref: folder of the real phases (e.g. a dataset's imagesTr).
+        out_dir: report folder.
+        labels: lesion masks ``<case>.nii.gz`` (enhancement error and kinetic curves need them).
+        masks: breast masks ``<case>.nii.gz``; required by ``region="breast"``, unused otherwise.
+        dataset_json: dataset.json with the phase times (default: next to ``ref``).
+        reference_phase: the TI-norm reference phase.
+        progress: show a progress bar.
+        regression: a fitted voxel-wise kinetic regression (regression_baseline.load_regression) adds its row.
+        region: where to score (region.REGIONS; default the body foreground, as the fold validation report).
+    """
+    scoring = Scoring(region, reference_phase)
+    if region == "breast" and masks is None:
+        raise EvaluationInputError("region 'breast' needs the breast masks (-m/--masks)")
+    cases = collect_cases(Path(pred), Path(ref), labels, masks if region == "breast" else None, dataset_json)
     evaluations, panels = [], []
     for case in tqdm(cases, desc="evaluating", unit="case", disable=not progress):
-        evaluation, panel = evaluate_folder_case(case, reference_phase, regression)
+        evaluation, panel = evaluate_folder_case(case, scoring, regression)
         evaluations.append(evaluation)
         if len(panels) < MONTAGE_CASES:
             panels.append(panel)
-    summary = write_report(evaluations, Path(out_dir))
+    summary = write_report(evaluations, Path(out_dir), scoring)
     titles = [f"{t:.0f} s" for t in cases[0].times_s]
     plot_montage(panels, titles, Path(out_dir) / "montage.png")
     if regression is None:

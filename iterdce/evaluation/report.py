@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 from iterdce.atomic import write_atomic, write_json_atomic  # noqa: E402
 from iterdce.evaluation.case_evaluation import METHODS, CaseEvaluation  # noqa: E402
 from iterdce.evaluation.kinetics import curve_type_confusion  # noqa: E402
+from iterdce.evaluation.region import Scoring  # noqa: E402
 
 METRICS = ("psnr", "ssim", "mae", "enhancement_error")
 COLORS = {"real": "black", "iterdce": "tab:red", "copy_last": "tab:gray", "linear": "tab:blue",
@@ -28,9 +29,11 @@ def _finite_stats(values: pd.Series) -> dict[str, float | int | None]:
     return {"mean": float(finite.mean()), "std": float(finite.std(ddof=0)), "n": int(len(finite))}
 
 
-def summarize(phase_table: pd.DataFrame, lesion_table: pd.DataFrame) -> dict:
-    """Mean/std per method and phase of every metric; SCC, DTW, curve-type accuracy per method."""
-    summary: dict = {"methods": {}, "note": "TI-normalized units; PSNR over the mask, infinite values excluded"}
+def summarize(phase_table: pd.DataFrame, lesion_table: pd.DataFrame, scoring: dict[str, str]) -> dict:
+    """Mean/std per method and phase of every metric; SCC, DTW, curve-type accuracy per method; ``scoring``
+    (region.Scoring.describe) says where and in which units the metrics were computed."""
+    summary: dict = {"scoring": scoring, "methods": {},
+                     "note": "TI-normalized units; metrics inside the scoring region, infinite values excluded"}
     for method in METHODS:
         rows = phase_table[phase_table["method"] == method]
         if rows.empty:
@@ -79,6 +82,9 @@ def verdict(summary: dict) -> str:
 def summary_table(summary: dict, last_phase: int | None = None) -> str:
     """Markdown table: each method's mean metrics over target phases and at the last phase."""
     lines = [summary["verdict"]] if "verdict" in summary else []
+    if "scoring" in summary:
+        scoring = summary["scoring"]
+        lines.append(f"scored inside the {scoring['region_definition']}; {scoring['normalization']}")
     header = "| method | PSNR | SSIM | MAE | enh. error (all) | enh. error (last) | SCC | DTW | type acc. |"
     lines += [header, "|" + "---|" * 9]
 
@@ -142,7 +148,7 @@ def plot_montage(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray 
     plt.close(fig)
 
 
-def write_report(evaluations: Sequence[CaseEvaluation], out_dir: Path) -> dict:
+def write_report(evaluations: Sequence[CaseEvaluation], out_dir: Path, scoring: Scoring) -> dict:
     """per_case.csv, curves.csv, lesions.csv, summary.json and kinetic_curves/<case>.png; returns the summary."""
     out_dir.mkdir(parents=True, exist_ok=True)
     phase_table = pd.DataFrame([r for e in evaluations for r in e.phase_rows])
@@ -150,7 +156,7 @@ def write_report(evaluations: Sequence[CaseEvaluation], out_dir: Path) -> dict:
     lesion_table = pd.DataFrame([r for e in evaluations for r in e.lesion_rows])
     for name, table in (("per_case.csv", phase_table), ("curves.csv", curve_table), ("lesions.csv", lesion_table)):
         write_atomic(out_dir / name, lambda tmp, t=table: t.to_csv(tmp, index=False))
-    summary = summarize(phase_table, lesion_table)
+    summary = summarize(phase_table, lesion_table, scoring.describe())
     write_json_atomic(out_dir / "summary.json", summary)
     if not curve_table.empty:
         for case_id, rows in curve_table.groupby("case"):
