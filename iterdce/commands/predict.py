@@ -19,6 +19,7 @@ from iterdce.inference.model_loading import CHECKPOINTS
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings
 from iterdce.paths import DatasetNotFoundError, find_dataset, model_folder_name
 from iterdce.preprocessing.plans_io import PlansError
+from iterdce.pretrained import PRETRAINED_FOLD, pretrained_model_folder
 from iterdce.training.checkpoint import CheckpointError
 
 
@@ -27,7 +28,10 @@ def main(argv: list[str] | None = None) -> int:
                         "iterdce_predict -i early_phases/ -o synthesized/ -d 1 -f 0 1 2 3 4")
     parser.add_argument("-i", "--input", required=True, help="folder of <case>_0000.nii.gz, <case>_0001.nii.gz, ...")
     parser.add_argument("-o", "--output", required=True, help="folder for <case>_<pppp>.nii.gz outputs")
-    add_dataset_argument(parser)
+    add_dataset_argument(parser, required=False)
+    parser.add_argument("--pretrained", action="store_true",
+                        help="use the model shipped with iterdce (trained on the phantom's site profiles; "
+                             "no training needed) instead of a trained dataset's model")
     parser.add_argument("-f", "--folds", nargs="+", type=parse_fold, default=[0, 1, 2, 3, 4],
                         help="folds to average (default 0 1 2 3 4; missing ones are skipped with a warning)")
     parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", help="trainer name (default RecursiveTrainer)")
@@ -43,14 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     add_quiet_argument(parser)
     add_root_arguments(parser)
     args = parser.parse_args(argv)
+    if args.dataset is None and not args.pretrained:
+        parser.error("-d/--dataset is required (or --pretrained)")
     if not 0 < args.step_size <= 1:
         parser.error(f"--step-size must be in (0, 1], got {args.step_size}")
     roots = roots_from_args(args)
     warnings.simplefilter("always", UserWarning)
     try:
-        results = find_dataset(args.dataset, roots.results, "results")
-        model_folder = results / model_folder_name(args.trainer, args.plans_name)
-        settings = PredictionSettings(args.folds, args.checkpoint, args.device, args.tile_batch, args.step_size,
+        if args.pretrained:
+            model_folder, folds = pretrained_model_folder(), [PRETRAINED_FOLD]
+        else:
+            results = find_dataset(args.dataset, roots.results, "results")
+            model_folder, folds = results / model_folder_name(args.trainer, args.plans_name), args.folds
+        settings = PredictionSettings(folds, args.checkpoint, args.device, args.tile_batch, args.step_size,
                                       tta=args.tta, progress=not args.quiet)
         predictor = IterativePredictor(model_folder, settings)
         done = predictor.predict_folder(args.input, args.output, args.overwrite, args.save_kinetic_map)

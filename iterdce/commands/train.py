@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from iterdce.commands.common import (
     add_dataset_argument,
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--region", default=DEFAULT_REGION, choices=REGIONS,
                         help=f"where the validation cases are scored (default {DEFAULT_REGION}; "
                              "documentation/evaluation.md)")
+    parser.add_argument("--pretrained-weights", type=Path, metavar="CHECKPOINT",
+                        help="initialise the first stage from this checkpoint (same network; e.g. the shipped "
+                             "phantom-pretrained model, then fine-tune on your cases)")
     parser.add_argument("--seed", type=int, default=12345, help="random seed (default 12345)")
     add_quiet_argument(parser)
     add_root_arguments(parser)
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         check_folds([args.fold], preprocessed)
         setup = TrainingSetup(preprocessed, roots.results / preprocessed.name, args.plans_name, args.fold,
                               args.epochs, args.iterations_per_epoch, workers, args.device, args.seed, args.resume,
-                              progress=not args.quiet)
+                              progress=not args.quiet, pretrained_weights=args.pretrained_weights)
         context = init_distributed(args.device)
         trainer = run_stages(args.trainer, setup, context)
         if context.is_main and not args.no_validation:

@@ -29,6 +29,7 @@ class TrainingSetup:
     resume: bool = False
     progress: bool = True
     plans: Plans | dict[str, Any] | None = None
+    pretrained_weights: Path | None = None  # initialise the first stage from this checkpoint
 
     def __post_init__(self) -> None:
         """Read the plan when none is given; a given plan (typed, or in JSON form) is checked the same way."""

@@ -23,7 +23,13 @@ from iterdce.atomic import write_atomic, write_json_atomic
 from iterdce.network.synthesizer import build_synthesizer, model_config
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.plans_io import as_plans
-from iterdce.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, unwrap
+from iterdce.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_compatible_weights,
+    save_checkpoint,
+    unwrap,
+)
 from iterdce.training.data_loader import PatchSampler, make_loader, validation_batches
 from iterdce.training.distributed import DistributedContext, barrier, init_distributed, mean_over_ranks
 from iterdce.training.logger import TrainingLog
@@ -108,8 +114,13 @@ class Trainer:
         return model(batch["data"][:, :n_in], batch["times"], teacher=batch["data"] if self.teacher_forcing else None)
 
     def initial_weights(self) -> None:
-        """Starting weights: ``previous_stage``'s final checkpoint of this fold, else the seeded random ones."""
+        """Starting weights: ``previous_stage``'s final checkpoint of this fold; for a first stage the seeded
+        random ones, or ``--pretrained-weights`` when given."""
         if self.previous_stage is None:
+            pretrained = self.setup.pretrained_weights
+            if pretrained is not None:
+                count = load_compatible_weights(unwrap(self.model), Path(pretrained), self.device)
+                self.log.notes.append(f"initialised {count} tensors from pretrained weights {pretrained}")
             return
         path = self.setup.output_folder(self.previous_stage.name) / "checkpoint_final.pth"
         if not path.is_file():
