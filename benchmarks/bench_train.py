@@ -64,7 +64,7 @@ def make_phantom(work: Path, cases: int, shape: list[int]) -> Path:
     try:
         from iterdce.simulation import simulate_dataset
     except ImportError:
-        from tests.conftest import make_raw_dataset
+        from tests.helpers import make_raw_dataset
 
         return make_raw_dataset(work / "raw", n_cases=cases, shape=shape, n_phases=6)
     return simulate_dataset(raw, cases, shape=shape, seed=0, overwrite=True).dataset_dir

@@ -13,7 +13,7 @@ from iterdce.dataset.layout import detect_layout, discover_cases, split_phase_na
 from iterdce.dataset.masks import derive_foreground_mask, nonzero_mask
 from iterdce.dataset.nifti_io import Geometry, ImageReadError, read_header, read_image, write_image
 from iterdce.dataset.schema import DatasetSchemaError, load_dataset_json
-from tests.conftest import LAYOUTS, default_times, make_raw_dataset, synthetic_case
+from tests.helpers import LAYOUTS, default_times, make_raw_dataset, synthetic_case
 
 
 def rotation(axis: int, degrees: float) -> np.ndarray:

@@ -14,7 +14,7 @@ import pytest
 from iterdce.commands.verify_dataset import main as verify_main
 from iterdce.dataset.nifti_io import read_image, write_image
 from iterdce.dataset.verify import InvalidDatasetError, Problem, require_valid_dataset, verify_dataset
-from tests.conftest import make_raw_dataset
+from tests.helpers import make_raw_dataset
 
 
 @dataclass(frozen=True)

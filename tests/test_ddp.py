@@ -61,7 +61,7 @@ def ddp_worker(rank: int, port: int, preprocessed: str, results: str, out: str) 
 
 @pytest.fixture(scope="module")
 def preprocessed_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.test_training import build_preprocessed  # imported here: the spawned workers need not load it
+    from tests.helpers import build_preprocessed  # imported here: the spawned workers need not load it
 
     return build_preprocessed(tmp_path_factory.mktemp("ddp_data")) / DATASET
 

@@ -14,7 +14,7 @@ from iterdce.evaluation.case_evaluation import evaluate_case
 from iterdce.evaluation.folders import EvaluationInputError, evaluate_folders
 from iterdce.evaluation.region import Scoring
 from iterdce.evaluation.report import summarize, summary_table, write_report
-from tests.conftest import make_raw_dataset
+from tests.helpers import make_raw_dataset
 
 TIMES = [0.0, 85.0, 155.0, 225.0, 295.0, 365.0]
 

@@ -12,7 +12,7 @@ from iterdce.preprocessing.fingerprint import compute_fingerprint
 from iterdce.preprocessing.planner import plan_experiment, plan_summary
 from iterdce.preprocessing.plans_io import Plans, PlansError, load_plans, plans_problems, save_plans
 from iterdce.preprocessing.topology import estimate_memory_gb, plan_topology
-from tests.conftest import make_raw_dataset
+from tests.helpers import make_raw_dataset
 
 TIMES = [0.0, 85.0, 155.0, 225.0, 295.0, 365.0, 435.0, 505.0]
 

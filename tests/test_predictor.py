@@ -30,7 +30,7 @@ from iterdce.preprocessing.orientation import to_canonical
 from iterdce.preprocessing.planner import plan_experiment
 from iterdce.preprocessing.plans_io import save_plans
 from iterdce.training.checkpoint import CheckpointError, save_checkpoint
-from tests.conftest import make_raw_dataset, synthetic_case
+from tests.helpers import make_raw_dataset, synthetic_case
 
 torch.set_num_threads(1)
 

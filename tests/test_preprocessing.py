@@ -20,7 +20,7 @@ from iterdce.preprocessing.orientation import inverse_transform, reorient, to_ca
 from iterdce.preprocessing.plans_io import load_plans
 from iterdce.preprocessing.preprocessor import preprocess_canonical, restore_phases
 from iterdce.preprocessing.resampling import coarse_axis, resample_mask, resample_volume
-from tests.conftest import make_raw_dataset
+from tests.helpers import make_raw_dataset
 
 TIMES = np.array([0.0, 85.0, 155.0, 225.0])
 SHAPE = (24, 24, 8)

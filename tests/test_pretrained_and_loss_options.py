@@ -10,12 +10,12 @@ from iterdce.training.checkpoint import CheckpointError, load_checkpoint
 from iterdce.training.losses import DEFAULT_LOSS_WEIGHTS, SynthesisLoss
 from iterdce.training.trainer_recursive import RecursiveTrainer, WarmupTrainer
 from iterdce.training.variants import NoTeacherWarmupTrainer
-from tests.test_training import first_batch, make_setup, preprocessed_root  # noqa: F401 (fixture)
+from tests.helpers import first_batch, make_setup
 
 torch.set_num_threads(1)
 
 
-def test_pretrained_weights_initialise_the_first_stage_only(preprocessed_root, tmp_path):  # noqa: F811
+def test_pretrained_weights_initialise_the_first_stage_only(preprocessed_root, tmp_path):
     source = WarmupTrainer(make_setup(preprocessed_root, tmp_path / "source"))
     source.run()
     checkpoint = source.output / "checkpoint_final.pth"
@@ -36,7 +36,7 @@ def test_pretrained_weights_initialise_the_first_stage_only(preprocessed_root, t
     assert all(torch.equal(recursive.model.state_dict()[k], warm_state[k]) for k in warm_state)
 
 
-def test_pretrained_weights_of_another_network_name_the_file_and_layers(preprocessed_root, tmp_path):  # noqa: F811
+def test_pretrained_weights_of_another_network_name_the_file_and_layers(preprocessed_root, tmp_path):
     source = WarmupTrainer(make_setup(preprocessed_root, tmp_path / "source"))
     source.run()
     checkpoint = source.output / "checkpoint_final.pth"
@@ -70,7 +70,7 @@ def test_lesion_l1_is_the_error_over_lesion_voxels_and_off_by_default():
     assert SynthesisLoss(weights_without, 4.0).weights["lesion_l1"] == 0.0  # older plans keep the paper's loss
 
 
-def test_foreground_loss_mask_ignores_voxels_away_from_the_body(preprocessed_root, tmp_path):  # noqa: F811
+def test_foreground_loss_mask_ignores_voxels_away_from_the_body(preprocessed_root, tmp_path):
     def foreground(plans):
         plans["training"]["loss_mask"] = "foreground"
 

@@ -10,11 +10,8 @@ import torch
 
 from iterdce.commands.train import main as train_main
 from iterdce.network.synthesizer import build_synthesizer, model_config
-from iterdce.preprocessing.pipeline import plan_and_preprocess
-from iterdce.preprocessing.plans_io import load_plans, save_plans
+from iterdce.preprocessing.plans_io import load_plans
 from iterdce.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from iterdce.training.data_loader import PatchSampler
-from iterdce.training.run_config import TrainingSetup
 from iterdce.training.trainer import TRAINERS
 from iterdce.training.trainer_recursive import RecursiveTrainer, WarmupTrainer
 from iterdce.training.variants import (
@@ -26,52 +23,9 @@ from iterdce.training.variants import (
     get_trainer,
     stages,
 )
-from tests.conftest import make_raw_dataset
+from tests.helpers import DATASET, first_batch, make_setup
 
 torch.set_num_threads(1)
-
-DATASET = "Dataset001_Phantom"
-
-
-def build_preprocessed(root: Path) -> Path:
-    """6 phantom cases (24x24x8, 6 phases) preprocessed with the tiny preset, then shrunk for speed.
-
-    plans.json is rewritten with a 2-stage [4, 8] network and a 16x16x8 patch (the CLI reads it from disk).
-    Returns the preprocessed root (the dataset is ``root/preprocessed/Dataset001_Phantom``).
-    """
-    raw = make_raw_dataset(root / "raw", n_cases=6, shape=(24, 24, 8), n_phases=6)
-    preprocessed = root / "preprocessed"
-    plan_and_preprocess(raw, preprocessed, num_processes=1, preset="tiny", progress=False, log=lambda *a: None)
-    path = preprocessed / DATASET / "plans.json"
-    plans = load_plans(path).to_dict()
-    plans["network"].update(features_per_stage=[4, 8], pool_per_stage=[[2, 2, 1]], time_embedding_dim=8)
-    plans["patch_size"] = [16, 16, 8]
-    plans["batch_size"] = 2
-    save_plans(plans, path)
-    return preprocessed
-
-
-@pytest.fixture(scope="session")
-def preprocessed_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_preprocessed(tmp_path_factory.mktemp("training_data"))
-
-
-def make_setup(preprocessed_root: Path, results: Path, plans_change=None, **kwargs) -> TrainingSetup:
-    """A CPU TrainingSetup on the shared dataset; ``plans_change(plans)`` edits a copy of the plan."""
-    plans = load_plans(preprocessed_root / DATASET / "plans.json").to_dict()
-    if plans_change is not None:
-        plans_change(plans)
-    options = {"fold": 0, "epochs": 1, "iterations_per_epoch": 2, "num_workers": 0, "device": "cpu",
-               "progress": False, **kwargs}
-    return TrainingSetup(preprocessed_dataset=preprocessed_root / DATASET, results_dataset=results / DATASET,
-                         plans=plans, **options)
-
-
-def first_batch(trainer: WarmupTrainer) -> dict[str, torch.Tensor]:
-    sampler = PatchSampler(trainer.setup.data_dir, trainer.train_cases, trainer.plans.patch_size,
-                           trainer.plans.batch_size, None, seed=3)
-    return {k: torch.from_numpy(v) for k, v in sampler.batch(0).items() if k != "lesion_centred"}
-
 
 def assert_same(a, b, where: str = "") -> None:
     """Recursive equality; tensors must be bit-identical."""
