@@ -7,7 +7,7 @@ DEMO_DIR ?= iterdce_demo_output
 
 .PHONY: test demo lint clean-venv
 
-$(STAMP): setup.py
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# pinned CPU wheel first, so nothing pulls a multi-GB CUDA build of torch
@@ -17,13 +17,15 @@ $(STAMP): setup.py
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/mypy
+	$(BIN)/python -m pytest tests
 
 demo: $(STAMP)
 	$(BIN)/iterdce_demo -o $(DEMO_DIR)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean-venv:
 	rm -rf $(VENV)

@@ -29,7 +29,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
             tmp.unlink()
 
 
-def write_atomic(target: str | os.PathLike[str], writer: Callable[[Path], None], suffix: str = "") -> None:
+def write_atomic(target: str | os.PathLike[str], writer: Callable[[Path], object], suffix: str = "") -> None:
     """Call ``writer(tmp_path)`` and move the result onto ``target`` only if it succeeded."""
     with atomic_path(target, suffix=suffix) as tmp:
         writer(tmp)

@@ -11,7 +11,7 @@ CURVE_TYPES = ("persistent", "plateau", "washout")
 CURVE_CODES = {"none": 0, "persistent": 1, "plateau": 2, "washout": 3}
 
 
-def early_index(times_s: Sequence[float]) -> np.ndarray:
+def early_index(times_s: Sequence[float] | np.ndarray) -> np.ndarray:
     """Indices of post-contrast phases (all but the first) acquired at or before 120 s."""
     times = np.asarray(times_s, dtype=float)
     post = np.arange(1, len(times))
@@ -19,7 +19,7 @@ def early_index(times_s: Sequence[float]) -> np.ndarray:
     return early if early.size else post[:1]
 
 
-def curve_ratio(values: np.ndarray, times_s: Sequence[float]) -> np.ndarray:
+def curve_ratio(values: np.ndarray, times_s: Sequence[float] | np.ndarray) -> np.ndarray:
     """r = (S_last - S_early) / S_early along the first axis (phases); works voxel-wise too.
 
     S_early is the highest post-contrast value at t <= 120 s (the first post-contrast phase if none).
@@ -41,7 +41,7 @@ def classify_ratio(r: np.ndarray | float) -> np.ndarray:
     return codes
 
 
-def classify_curve(values: Sequence[float], times_s: Sequence[float]) -> str:
+def classify_curve(values: Sequence[float] | np.ndarray, times_s: Sequence[float] | np.ndarray) -> str:
     """Curve type name of one curve (mean lesion intensity per phase)."""
     code = int(classify_ratio(curve_ratio(np.asarray(values), times_s)))
     return {v: k for k, v in CURVE_CODES.items()}[code]

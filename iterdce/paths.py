@@ -65,11 +65,12 @@ def find_dataset(spec: str | os.PathLike[str], root: Path, kind: str = "raw") ->
     if not root.is_dir():
         raise DatasetNotFoundError(f"dataset {spec_str!r}: not a folder, and the {kind} root {root} does not exist "
                                    f"(set --{kind} or {ENV_VARS[kind]})")
-    candidates = [p for p in sorted(root.iterdir()) if p.is_dir() and DATASET_PATTERN.match(p.name)]
+    named = [(p, m) for p in sorted(root.iterdir()) if p.is_dir() and (m := DATASET_PATTERN.match(p.name))]
+    candidates = [p for p, _ in named]
     if spec_str.isdigit():
-        matches = [p for p in candidates if int(DATASET_PATTERN.match(p.name).group(1)) == int(spec_str)]
+        matches = [p for p, m in named if int(m.group(1)) == int(spec_str)]
     else:
-        matches = [p for p in candidates if p.name == spec_str or DATASET_PATTERN.match(p.name).group(2) == spec_str]
+        matches = [p for p, m in named if p.name == spec_str or m.group(2) == spec_str]
     if len(matches) == 1:
         return matches[0]
     if not matches:

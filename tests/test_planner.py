@@ -10,7 +10,7 @@ import pytest
 
 from iterdce.preprocessing.fingerprint import compute_fingerprint
 from iterdce.preprocessing.planner import plan_experiment, plan_summary
-from iterdce.preprocessing.plans_io import Plans, PlansError, load_plans, plans_problems, save_plans
+from iterdce.preprocessing.plans_io import Plans, PlansError, as_plans, load_plans, save_plans
 from iterdce.preprocessing.topology import estimate_memory_gb, plan_topology
 from tests.helpers import make_raw_dataset
 
@@ -51,7 +51,7 @@ def test_hand_made_fingerprint_has_the_computed_format(tmp_path: Path) -> None:
     assert set(hand["cases"][0]) == set(computed["cases"][0])
     assert set(hand["cases"][0]["phases"][0]) == set(computed["cases"][0]["phases"][0])
     plans = plan_json(computed, preset="tiny")
-    assert plans_problems(plans) == []
+    assert as_plans(plans).to_dict() == plans  # valid: the checks of a plan read from disk pass
 
 
 def test_isotropic_spacing_gives_median_spacing_and_isotropic_pooling() -> None:
@@ -180,7 +180,7 @@ def test_tiny_preset_is_smaller_than_default() -> None:
 
 def test_plan_round_trips_and_broken_plans_are_rejected_naming_the_file(tmp_path: Path) -> None:
     plans = plan_json(fingerprint([(0.8, 0.8, 2.0)] * 4, [(96, 96, 40)] * 4))
-    assert plans_problems(plans) == []
+    assert as_plans(plans).to_dict() == plans  # valid: the checks of a plan read from disk pass
     path = tmp_path / "plans.json"
     save_plans(plans, path)
     assert load_plans(path).to_dict() == plans

@@ -9,13 +9,13 @@ import torch
 
 from iterdce.inference.sliding_window import (
     _importance_numpy,
-    accumulate,
     finalize,
     gaussian_importance_map,
     pad_to_patch,
     tile_grid,
     tile_starts,
 )
+from iterdce.inference.tiled import blend_batch
 
 torch.set_num_threads(1)
 
@@ -153,7 +153,7 @@ def _blend(volume: torch.Tensor, patch_size: tuple[int, ...], make_tile) -> torc
     weight_sum = torch.zeros(volume.shape[-3:], dtype=volume.dtype)
     importance = gaussian_importance_map(patch_size, dtype=volume.dtype)
     for tile in tile_grid(volume.shape[-3:], patch_size, 0.5):
-        accumulate(accumulator, weight_sum, make_tile(tile), tile, importance)
+        blend_batch(accumulator, weight_sum, make_tile(tile)[None], [tile], importance)
     return finalize(accumulator, weight_sum)
 
 
@@ -183,12 +183,10 @@ def test_blending_is_weighted_by_importance():
     torch.testing.assert_close(overlap + overlap.flip(0), torch.ones(8, dtype=torch.float64))
 
 
-def test_accumulate_and_finalize_errors():
+def test_finalize_refuses_voxels_no_tile_covered():
     accumulator = torch.zeros(1, 8, 8, 8)
     weight_sum = torch.zeros(8, 8, 8)
     tile = (slice(0, 4), slice(0, 4), slice(0, 4))
-    with pytest.raises(ValueError, match="tile size"):
-        accumulate(accumulator, weight_sum, torch.ones(1, 4, 4, 3), tile, torch.ones(4, 4, 4))
-    accumulate(accumulator, weight_sum, torch.ones(1, 4, 4, 4), tile, torch.ones(4, 4, 4))
+    blend_batch(accumulator, weight_sum, torch.ones(1, 1, 4, 4, 4), [tile], torch.ones(4, 4, 4))
     with pytest.raises(ValueError, match="covered by no tile"):
         finalize(accumulator, weight_sum)

@@ -84,6 +84,8 @@ def load_case(files: CaseFiles, phase_times_s: tuple[float, ...], num_phases: in
                                     f"(shape {phase_geometry.shape} vs {geometry.shape})")
             volumes.append(data)
         image = np.stack(volumes)
+    if geometry is None:
+        raise CaseLoadError(f"case {files.case_id}: no phases to read")
     times = load_case_times(files.times, n_phases) if files.times else tuple(phase_times_s)
     if len(times) != n_phases:
         raise CaseLoadError(f"case {files.case_id}: {len(times)} phase times for {n_phases} phases")

@@ -101,7 +101,7 @@ def check_dataset_json(dataset_dir: Path) -> tuple[DatasetInfo | None, list[str]
     if not isinstance(payload, dict):
         return None, ["top level must be a JSON object"]
     problems = [f"missing key {key!r}" for key in REQUIRED_KEYS if key not in payload]
-    times = payload.get("phase_times_s")
+    times: Any = payload.get("phase_times_s")
     if times is not None:
         problems += timing_problems(times)
     times_usable = _is_number_list(times) and len(times) >= 3
@@ -116,7 +116,7 @@ def check_dataset_json(dataset_dir: Path) -> tuple[DatasetInfo | None, list[str]
     ending = payload.get("file_ending")
     if ending is not None and ending not in FILE_ENDINGS:
         problems.append(f"file_ending must be '.nii.gz' or '.nii', got {ending!r}")
-    num_training = payload.get("numTraining")
+    num_training: Any = payload.get("numTraining")
     if num_training is not None and not (_is_int(num_training) and num_training >= 0):
         problems.append(f"numTraining must be a non-negative integer, got {num_training!r}")
     if not times_usable:

@@ -31,7 +31,7 @@ class CaseEvaluation:
     lesion_rows: list[dict] = field(default_factory=list)
 
 
-def method_predictions(synthesized: np.ndarray, real: np.ndarray, times_s: Sequence[float],
+def method_predictions(synthesized: np.ndarray, real: np.ndarray, times_s: Sequence[float] | np.ndarray,
                        regression: PhasePredictor | None = None) -> dict[str, np.ndarray]:
     """Target phases by each method: the network's and the baselines from the real inputs."""
     n_in = real.shape[0] - synthesized.shape[0]
@@ -50,7 +50,7 @@ def method_predictions(synthesized: np.ndarray, real: np.ndarray, times_s: Seque
     return predictions
 
 
-def evaluate_case(case_id: str, synthesized: np.ndarray, real: np.ndarray, times_s: Sequence[float],
+def evaluate_case(case_id: str, synthesized: np.ndarray, real: np.ndarray, times_s: Sequence[float] | np.ndarray,
                   mask: np.ndarray, lesion: np.ndarray | None, ti_norm: tuple[float, float] = (0.0, 1.0),
                   phase_indices: Sequence[int] | None = None, regression: PhasePredictor | None = None
                   ) -> CaseEvaluation:

@@ -140,7 +140,8 @@ def evaluate_folders(pred: Path, ref: Path, out_dir: Path, labels: Path | None =
     if region == "breast" and masks is None:
         raise EvaluationInputError("region 'breast' needs the breast masks (-m/--masks)")
     cases = collect_cases(Path(pred), Path(ref), labels, masks if region == "breast" else None, dataset_json)
-    evaluations, panels = [], []
+    evaluations: list[CaseEvaluation] = []
+    panels: list[tuple] = []
     for case in tqdm(cases, desc="evaluating", unit="case", disable=not progress):
         evaluation, panel = evaluate_folder_case(case, scoring, regression)
         evaluations.append(evaluation)

@@ -30,7 +30,7 @@ def lesion_curve(phases: np.ndarray, lesion_mask: np.ndarray) -> np.ndarray:
     return phases[:, inside].astype(np.float64).mean(axis=1)
 
 
-def _curves(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _curves(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two 1D float64 curves of the same length."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -39,7 +39,7 @@ def _curves(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndar
     return a, b
 
 
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
     """Spearman rank correlation of two curves (SCC).
 
     NaN when it is undefined: a curve with a NaN, a constant curve (no ranks to correlate), or fewer than
@@ -55,7 +55,7 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
         return float(spearmanr(a, b).statistic)
 
 
-def dtw_distance(a: Sequence[float], b: Sequence[float]) -> float:
+def dtw_distance(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
     """DTW distance (dtaidistance): sqrt of the smallest sum of squared differences along a warping path.
 
     Curves may differ in length; NaN when either contains a non-finite value or is empty.
@@ -69,7 +69,7 @@ def dtw_distance(a: Sequence[float], b: Sequence[float]) -> float:
     return float(dtw.distance(a, b))
 
 
-def curve_type(curve: Sequence[float], times_s: Sequence[float]) -> str:
+def curve_type(curve: Sequence[float] | np.ndarray, times_s: Sequence[float] | np.ndarray) -> str:
     """BI-RADS curve type of one lesion curve: persistent, plateau, washout, or ``none`` if undefined."""
     curve = np.asarray(curve, dtype=np.float64)
     if curve.ndim != 1 or curve.size != len(times_s) or curve.size < 2:

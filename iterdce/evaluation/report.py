@@ -1,6 +1,7 @@
 """Aggregating case evaluations into per_case.csv, curves.csv, summary.json, figures and a printed table."""
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,8 +68,8 @@ def verdict(summary: dict) -> str:
     it says so first."""
     methods = summary["methods"]
     network = _last_phase_error(methods.get("iterdce", {}))
-    baselines = {m: _last_phase_error(methods[m]) for m in ("regression", "copy_last", "linear") if m in methods}
-    baselines = {m: e for m, e in baselines.items() if e is not None}
+    baselines = {m: e for m in ("regression", "copy_last", "linear")
+                 if m in methods and (e := _last_phase_error(methods[m])) is not None}
     if network is None or not baselines:
         return "no lesion curves: the baselines could not be compared on enhancement error"
     floor = "regression" if "regression" in baselines else min(baselines, key=lambda m: baselines[m])
@@ -148,6 +149,10 @@ def plot_montage(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray 
     plt.close(fig)
 
 
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
+    table.to_csv(path, index=False)
+
+
 def write_report(evaluations: Sequence[CaseEvaluation], out_dir: Path, scoring: Scoring) -> dict:
     """per_case.csv, curves.csv, lesions.csv, summary.json and kinetic_curves/<case>.png; returns the summary."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -155,7 +160,7 @@ def write_report(evaluations: Sequence[CaseEvaluation], out_dir: Path, scoring: 
     curve_table = pd.DataFrame([r for e in evaluations for r in e.curve_rows])
     lesion_table = pd.DataFrame([r for e in evaluations for r in e.lesion_rows])
     for name, table in (("per_case.csv", phase_table), ("curves.csv", curve_table), ("lesions.csv", lesion_table)):
-        write_atomic(out_dir / name, lambda tmp, t=table: t.to_csv(tmp, index=False))
+        write_atomic(out_dir / name, functools.partial(_write_csv, table))
     summary = summarize(phase_table, lesion_table, scoring.describe())
     write_json_atomic(out_dir / "summary.json", summary)
     if not curve_table.empty:

@@ -34,7 +34,7 @@ def write_phases(phases: np.ndarray, geometry: Geometry, out_dir: Path, case_id:
     return paths
 
 
-def kinetic_map(all_phases: np.ndarray, times_s: Sequence[float]) -> np.ndarray:
+def kinetic_map(all_phases: np.ndarray, times_s: Sequence[float] | np.ndarray) -> np.ndarray:
     """Curve code per voxel (0 none, 1 persistent, 2 plateau, 3 washout) inside enhancing tissue.
 
     Enhancing: inside the body foreground and with initial enhancement (S_early - S_pre) / S_pre >= 50 %.
@@ -50,7 +50,7 @@ def kinetic_map(all_phases: np.ndarray, times_s: Sequence[float]) -> np.ndarray:
     return codes.astype(np.uint8)
 
 
-def write_kinetic_map(all_phases: np.ndarray, times_s: Sequence[float], geometry: Geometry, out_dir: Path,
+def write_kinetic_map(all_phases: np.ndarray, times_s: Sequence[float] | np.ndarray, geometry: Geometry, out_dir: Path,
                       case_id: str) -> Path:
     """``<case>_kinetics.nii.gz`` (uint8 curve codes) in the input geometry."""
     path = out_dir / kinetic_map_name(case_id)

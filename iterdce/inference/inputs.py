@@ -102,4 +102,6 @@ def load_input_case(files: CaseFiles, input_phases: Sequence[int], times_s: np.n
             raise PredictionInputError(f"{files.phase_files[phase]}: NaN/inf voxels")
         geometry = geometry or geometry_here
         volumes.append(data)
+    if geometry is None:
+        raise PredictionInputError(f"case {files.case_id}: no input phases to read")
     return DCECase(files.case_id, np.stack(volumes), times_s, geometry)

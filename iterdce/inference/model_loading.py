@@ -53,10 +53,11 @@ def load_fold_models(model_folder: Path, folds: Sequence[int | str], checkpoint:
     if missing:
         warnings.warn(f"{model_folder}: {', '.join(missing)} missing checkpoint_{checkpoint}.pth; "
                       f"predicting with {', '.join(used)}", stacklevel=2)
-    models, config = [], None
+    models: list[nn.Module] = []
+    config: dict = {}
     for fold in used:
         payload = load_checkpoint(model_folder / fold / f"checkpoint_{checkpoint}.pth", "cpu")
-        if config is not None and payload["model_config"] != config:
+        if config and payload["model_config"] != config:
             raise CheckpointError(f"{model_folder / fold}: its network differs from {used[0]}'s")
         config = payload["model_config"]
         model = build_synthesizer(config)

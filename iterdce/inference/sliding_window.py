@@ -139,29 +139,6 @@ def gaussian_importance_map(
     return torch.tensor(weights, dtype=dtype, device=device)
 
 
-def accumulate(
-    accumulator: torch.Tensor,
-    weight_sum: torch.Tensor,
-    tile_output: torch.Tensor,
-    tile_slices: tuple[slice, ...],
-    importance: torch.Tensor,
-) -> None:
-    """Add ``tile_output * importance`` into ``accumulator`` and ``importance`` into ``weight_sum``, in place.
-
-    ``accumulator`` is ``[..., X, Y, Z]`` (leading channel axes as in ``tile_output``), ``weight_sum`` is
-    spatial only; ``tile_output`` is moved to the accumulator's device and dtype (stitching device).
-    """
-    spatial = tuple(int(s.stop - s.start) for s in tile_slices)
-    if tuple(tile_output.shape[-len(spatial):]) != spatial or tuple(importance.shape) != spatial:
-        raise ValueError(
-            f"tile_output {tuple(tile_output.shape)} / importance {tuple(importance.shape)} "
-            f"do not match the tile size {spatial}"
-        )
-    weights = importance.to(device=accumulator.device, dtype=accumulator.dtype)
-    accumulator[(..., *tile_slices)] += tile_output.to(accumulator.device, accumulator.dtype) * weights
-    weight_sum[tile_slices] += weights.to(weight_sum.dtype)
-
-
 def finalize(accumulator: torch.Tensor, weight_sum: torch.Tensor) -> torch.Tensor:
     """Weighted average ``accumulator / weight_sum`` (a new tensor); every voxel must have been covered."""
     if not bool((weight_sum > 0).all()):

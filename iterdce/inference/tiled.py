@@ -33,7 +33,7 @@ def mirror_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
 def synthesize_tiles(models: Sequence[nn.Module], tiles: Tensor, times: Tensor,
                      mirror_axes: Sequence[int] = ()) -> Tensor:
     """Mean over models (folds) and mirrorings of the synthesized phases of a tile batch [B, n_in, ...]."""
-    total = None
+    total: Tensor | None = None
     flips = mirror_sets(mirror_axes)
     for model in models:
         for flip in flips:
@@ -42,6 +42,8 @@ def synthesize_tiles(models: Sequence[nn.Module], tiles: Tensor, times: Tensor,
             out = model(x, times).float()
             out = torch.flip(out, dims) if dims else out
             total = out if total is None else total + out
+    if total is None:
+        raise ValueError("no models to synthesize with")
     return total / (len(models) * len(flips))
 
 

@@ -20,13 +20,19 @@ from torch import Tensor, nn
 LEAKY_SLOPE = 0.01
 
 
+def _triple(values: Sequence[int]) -> tuple[int, int, int]:
+    """One value per spatial axis (x, y, z)."""
+    x, y, z = (int(v) for v in values)
+    return x, y, z
+
+
 class ConvNormAct(nn.Module):
     """3x3x3 convolution, InstanceNorm3d(affine=True) and LeakyReLU(0.01): the unit every stage stacks."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: Sequence[int] = (1, 1, 1)) -> None:
         super().__init__()
         self.conv = nn.Conv3d(
-            in_channels, out_channels, kernel_size=3, stride=tuple(stride), padding=1, bias=False
+            in_channels, out_channels, kernel_size=3, stride=_triple(stride), padding=1, bias=False
         )
         self.norm = nn.InstanceNorm3d(out_channels, affine=True)
         self.act = nn.LeakyReLU(LEAKY_SLOPE, inplace=True)
@@ -57,8 +63,8 @@ class DecoderStage(nn.Module):
 
     def __init__(self, in_channels: int, skip_channels: int, pool: Sequence[int]) -> None:
         super().__init__()
-        pool = tuple(pool)
-        self.up = nn.ConvTranspose3d(in_channels, skip_channels, kernel_size=pool, stride=pool, bias=False)
+        self.up = nn.ConvTranspose3d(in_channels, skip_channels, kernel_size=_triple(pool), stride=_triple(pool),
+                                     bias=False)
         self.conv1 = ConvNormAct(2 * skip_channels, skip_channels)
         self.conv2 = ConvNormAct(skip_channels, skip_channels)
 

@@ -19,9 +19,11 @@ class ConvLSTMCell3D(nn.Module):
         super().__init__()
         self.hidden_channels = hidden_channels
         self.gates = nn.Conv3d(in_channels + hidden_channels, 4 * hidden_channels, kernel_size=3, padding=1)
-        with torch.no_grad():  # forget-gate bias 1: remember by default at the start of training
-            self.gates.bias.zero_()
-            self.gates.bias[hidden_channels : 2 * hidden_channels].fill_(1.0)
+        bias = self.gates.bias
+        if bias is not None:
+            with torch.no_grad():  # forget-gate bias 1: remember by default at the start of training
+                bias.zero_()
+                bias[hidden_channels : 2 * hidden_channels].fill_(1.0)
 
     def zero_state(self, x: Tensor) -> LSTMState:
         """Zero hidden and cell state (float32) matching the batch and spatial size of x."""

@@ -149,7 +149,8 @@ class IterUNet(nn.Module):
         self.convlstm = ConvLSTMCell3D(feats[0], feats[0]) if use_convlstm else None
         self.final_conv = nn.Conv3d(feats[0], 1, kernel_size=1)
         nn.init.zeros_(self.final_conv.weight)
-        nn.init.zeros_(self.final_conv.bias)
+        if self.final_conv.bias is not None:
+            nn.init.zeros_(self.final_conv.bias)
 
     @property
     def config(self) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """Cropping to the nonzero bounding box of all phases together, and pasting back."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 Box = list[list[int]]  # [[start, stop], ...] per spatial axis
@@ -21,11 +23,13 @@ def nonzero_box(image: np.ndarray) -> Box:
 
 def crop(array: np.ndarray, box: Box) -> np.ndarray:
     """The box of the last three axes of ``array``."""
-    return array[(..., *(slice(a, b) for a, b in box))]
+    index: tuple[Any, ...] = (..., *(slice(a, b) for a, b in box))
+    return array[index]
 
 
 def paste(cropped: np.ndarray, box: Box, full_shape: tuple[int, ...], fill: float = 0.0) -> np.ndarray:
     """Put ``cropped`` back at ``box`` in an array of spatial ``full_shape`` filled with ``fill``."""
     out = np.full(cropped.shape[:-3] + tuple(full_shape), fill, dtype=cropped.dtype)
-    out[(..., *(slice(a, b) for a, b in box))] = cropped
+    index: tuple[Any, ...] = (..., *(slice(a, b) for a, b in box))
+    out[index] = cropped
     return out

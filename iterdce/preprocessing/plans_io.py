@@ -13,7 +13,7 @@ from iterdce.atomic import write_json_atomic
 from iterdce.preprocessing.plan_schema import PLANS_VERSION, Plans, PlansError
 from iterdce.training.losses import OPTIONAL_LOSS_TERMS
 
-__all__ = ["PLANS_VERSION", "Plans", "PlansError", "load_plans", "migrate_plans", "plans_problems", "save_plans"]
+__all__ = ["PLANS_VERSION", "Plans", "PlansError", "as_plans", "load_plans", "migrate_plans", "save_plans"]
 
 # keys of version-1 plans that nothing read (SSIM's window is fixed in evaluation/metrics.py, the optimizer is
 # always AdamW with polynomial decay, the network always reads two channels)
@@ -50,15 +50,6 @@ def migrate_plans(raw: dict[str, Any]) -> dict[str, Any]:
             out["loss_weights"].setdefault(term, 0.0)
     out["version"] = 2
     return out
-
-
-def plans_problems(raw: Any) -> list[str]:
-    """Every problem of a plan in JSON form (empty: valid)."""
-    try:
-        Plans.from_dict(migrate_plans(raw) if isinstance(raw, dict) else raw)
-    except PlansError as exc:
-        return str(exc).split("; ")
-    return []
 
 
 def as_plans(plans: Plans | dict[str, Any]) -> Plans:

@@ -20,7 +20,7 @@ def shape_for_spacing(shape: Sequence[int], spacing: Sequence[float], target: Se
     return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target))
 
 
-def coarse_axis(spacing: Sequence[float]) -> int | None:
+def coarse_axis(spacing: Sequence[float] | np.ndarray) -> int | None:
     """The axis whose spacing exceeds 3x every other axis, if any."""
     spacing = np.asarray(spacing, dtype=float)
     axis = int(np.argmax(spacing))

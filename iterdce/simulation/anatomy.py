@@ -76,7 +76,7 @@ def _depth_mm(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
 
 
 def _half_ellipsoid(
-    coords: Sequence[np.ndarray], centre: Sequence[float], axes: Sequence[float]
+    coords: Sequence[np.ndarray], centre: Sequence[float], axes: Sequence[float] | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Normalised radius of an ellipsoid and the anterior half-space mask (y >= base)."""
     x, y, z = coords

@@ -14,8 +14,8 @@ MIN_SHAPE = (24, 24, 8)
 class SimulationConfig:
     """Everything that shapes the simulated images except the seed and the number of cases."""
 
-    shape: tuple[int, int, int] = (128, 128, 48)
-    spacing: tuple[float, float, float] = (1.6, 1.6, 2.0)
+    shape: tuple[int, ...] = (128, 128, 48)
+    spacing: tuple[float, ...] = (1.6, 1.6, 2.0)
     phase_times_s: tuple[float, ...] = DEFAULT_TIMES_S
     snr: float = 40.0
     timing_jitter_s: float = 0.0

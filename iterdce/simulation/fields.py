@@ -8,7 +8,7 @@ from scipy import ndimage
 
 
 def smooth_field(
-    rng: np.random.Generator, shape: Sequence[int], spacing: Sequence[float], correlation_mm: float
+    rng: np.random.Generator, shape: Sequence[int], spacing: Sequence[float] | np.ndarray, correlation_mm: float
 ) -> np.ndarray:
     """Gaussian-filtered white noise with a physical correlation length, standardised to mean 0, std 1.
 
@@ -42,8 +42,8 @@ def quantile_bins(values: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarr
         return np.zeros(0, dtype=np.int32), np.zeros(0)
     n_bins = max(1, min(int(n_bins), values.size))
     edges = np.quantile(values, np.linspace(0.0, 1.0, n_bins + 1)[1:-1])
-    index = np.searchsorted(edges, values, side="right").astype(np.int32)
-    used, index = np.unique(index, return_inverse=True)
+    bins = np.searchsorted(edges, values, side="right").astype(np.int32)
+    used, index = np.unique(bins, return_inverse=True)
     sums = np.bincount(index, weights=values, minlength=used.size)
     counts = np.bincount(index, minlength=used.size)
     return index.astype(np.int32), sums / counts

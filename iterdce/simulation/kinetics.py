@@ -38,7 +38,7 @@ class Physics:
 
     def __init__(
         self,
-        times_s: Sequence[float],
+        times_s: Sequence[float] | np.ndarray,
         bolus_arrival_s: float,
         tr_s: float = 0.004,
         flip_angle_deg: float = 12.0,

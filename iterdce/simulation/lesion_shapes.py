@@ -91,7 +91,7 @@ def make_shape(rng: np.random.Generator, morphology: str) -> tuple[Shape, float]
     return SHAPE_MAKERS[morphology](rng)
 
 
-def rasterise(shape: Shape, extent: float, radius_mm: float, spacing: Sequence[float]) -> np.ndarray:
+def rasterise(shape: Shape, extent: float, radius_mm: float, spacing: Sequence[float] | np.ndarray) -> np.ndarray:
     """Voxelise ``shape`` at ``radius_mm`` on a box centred on a voxel; the box half-width covers ``extent``."""
     half = [int(np.ceil(extent * radius_mm / float(s))) + 1 for s in spacing]
     axes = [np.arange(-h, h + 1, dtype=np.float64) * float(s) / radius_mm for h, s in zip(half, spacing)]
@@ -100,7 +100,7 @@ def rasterise(shape: Shape, extent: float, radius_mm: float, spacing: Sequence[f
 
 
 def scaled_mask(
-    shape: Shape, extent: float, diameter_mm: float, spacing: Sequence[float]
+    shape: Shape, extent: float, diameter_mm: float, spacing: Sequence[float] | np.ndarray
 ) -> tuple[np.ndarray, float]:
     """Rasterise with the radius that gives a volume close to a sphere of ``diameter_mm``.
 

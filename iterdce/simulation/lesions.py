@@ -85,7 +85,7 @@ def _pattern(
 
 
 def place_lesions(
-    rng: np.random.Generator, anatomy: Anatomy, specs: Sequence[LesionSpec], spacing: Sequence[float]
+    rng: np.random.Generator, anatomy: Anatomy, specs: Sequence[LesionSpec], spacing: Sequence[float] | np.ndarray
 ) -> list[PlacedLesion]:
     """Shape, size and place each lesion entirely inside the breast interior, without overlaps.
 

@@ -27,11 +27,11 @@ POSITIVE = {"RAS": ("R", "A", "S"), "LPS": ("L", "P", "S")}
 class CaseProtocol:
     """Everything about how one case is acquired. Ranges are drawn later from the case's own stream."""
 
-    shape: tuple[int, int, int]
-    spacing: tuple[float, float, float]
+    shape: tuple[int, ...]
+    spacing: tuple[float, ...]
     orientation: str = "axial"
     axcodes: str = "RAS"
-    oblique_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)  # rotation vector; its norm is the angle
+    oblique_deg: tuple[float, ...] = (0.0, 0.0, 0.0)  # rotation vector (3 values); its norm is the angle
     body_fill: float = 1.0
     snr: float = 40.0
     bias_range: tuple[float, float] = BIAS_AMPLITUDE

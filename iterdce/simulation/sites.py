@@ -177,7 +177,7 @@ def profile_from_json(payload: dict[str, Any]) -> SiteProfile:
     if missing:
         raise ValueError(f"site profile: missing field(s) {missing} (or give \"base\": \"A\".. \"D\")")
     try:
-        values = {k: tuple(float(x) for x in v) if k in LIMITS else v for k, v in payload.items()}
+        values: dict[str, Any] = {k: tuple(float(x) for x in v) if k in LIMITS else v for k, v in payload.items()}
         values = {k: {str(c): float(w) for c, w in v.items()} if isinstance(v, dict) else v
                   for k, v in values.items()}
         profile = SiteProfile(**values)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from batchgenerators.transforms.abstract_transforms import Compose
@@ -62,4 +63,5 @@ def build_transforms(patch_size: Sequence[int], augmentation: AugmentationPlan |
 def center_crop(array: np.ndarray, patch_size: Sequence[int]) -> np.ndarray:
     """Central ``patch_size`` region of the last three axes (used when augmentation is off)."""
     starts = [(s - p) // 2 for s, p in zip(array.shape[-3:], patch_size)]
-    return array[(..., *(slice(b, b + p) for b, p in zip(starts, patch_size)))]
+    index: tuple[Any, ...] = (..., *(slice(b, b + p) for b, p in zip(starts, patch_size)))
+    return array[index]

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,7 +57,9 @@ def extract_patch(array: np.ndarray, center: Sequence[int], size: Sequence[int],
     src = tuple(slice(max(0, l), min(n, l + s)) for l, s, n in zip(lo, size, spatial))
     dst = tuple(slice(a.start - l, a.stop - l) for a, l in zip(src, lo))
     if all(a.stop > a.start for a in src):
-        out[(..., *dst)] = array[(..., *src)]
+        target: tuple[Any, ...] = (..., *dst)
+        source: tuple[Any, ...] = (..., *src)
+        out[target] = array[source]
     return out
 
 

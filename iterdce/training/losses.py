@@ -240,5 +240,5 @@ class SynthesisLoss(nn.Module):
             if mask is not None:
                 mask = mask.to(pred.dtype).expand_as(pred)
             terms = self.terms(pred, target, mask, lesion)
-            total = sum(self.weights[k] * v for k, v in terms.items())
+            total = torch.stack([self.weights[k] * v for k, v in terms.items()]).sum()
         return total, {k: v.detach() for k, v in terms.items()}

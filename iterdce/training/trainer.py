@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -22,7 +22,6 @@ from tqdm import tqdm
 from iterdce.atomic import write_atomic, write_json_atomic
 from iterdce.network.synthesizer import build_synthesizer, model_config
 from iterdce.preprocessing.plan_schema import Plans
-from iterdce.preprocessing.plans_io import as_plans
 from iterdce.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -60,7 +59,7 @@ class Trainer:
 
     def __init__(self, setup: TrainingSetup, context: DistributedContext | None = None) -> None:
         self.setup = setup
-        self.plans: Plans = as_plans(setup.plans)
+        self.plans: Plans = cast(Plans, setup.plans)  # TrainingSetup.__post_init__ made it a checked Plans
         self.context = context or init_distributed(setup.device)
         self.device = self.context.device
         self.output = setup.output_folder(self.name)
