@@ -83,7 +83,7 @@ def run_demo(out_dir: Path, config: DemoConfig | None = None, log=print) -> dict
     log("[6/6] evaluating against the real delayed phases")
     report = out_dir / "report"
     summary = evaluate_folders(out_dir / "predictions", raw / "imagesTr", report, labels=raw / "labelsTr",
-                               masks=raw / "masksTr", progress=False)
+                               masks=raw / "masksTr", progress=False, region="breast")
     last = plans.target_phases[-1]
     methods = summary["methods"]
     ours = methods["iterdce"]["per_phase"][str(last)]["enhancement_error"]["mean"]

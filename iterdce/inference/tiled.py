@@ -77,8 +77,20 @@ def predict_volume(models: Sequence[nn.Module], inputs: Tensor, times_s: Tensor,
                    progress: bool = False) -> Tensor:
     """Synthesized phases [n_targets, X, Y, Z] (float32, on ``stitch_device``) for ``inputs`` [n_in, X, Y, Z].
 
-    ``times_s`` [P] holds every phase's time; volumes smaller than the patch are padded with their minimum
-    and cropped back. Tiles are weighted with a Gaussian (sigma = patch / 8, floor as MONAI's).
+    Volumes smaller than the patch are padded with their minimum and cropped back. Tiles are weighted with a
+    Gaussian (sigma = patch / 8, floor as MONAI's).
+
+    Args:
+        models: eval-mode synthesizers (one per fold); their outputs are averaged.
+        inputs: the TI-normalized input phases in plan space, on the device the models run on.
+        times_s: every phase's acquisition time [P] (inputs and targets).
+        patch_size: the plan's patch (tile) size.
+        n_targets: number of target phases each model returns.
+        tile_batch: tiles per forward pass.
+        step_fraction: tile step as a fraction of the patch (0.5: half-overlapping tiles).
+        mirror_axes: test-time mirroring over every subset of these axes (empty: none).
+        stitch_device: where the accumulators live (default: the inputs' device; the CPU saves GPU memory).
+        progress: show a progress bar over tile batches.
     """
     if tile_batch < 1:
         raise ValueError(f"tile_batch must be >= 1, got {tile_batch}")

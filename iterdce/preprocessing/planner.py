@@ -105,7 +105,15 @@ def intensity_range(fingerprint: dict, reference_phase: int) -> list[float]:
 
 def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: float = 8.0,
                     plans_name: str = "plans", med3d_weights: str | None = None) -> Plans:
-    """Every decision of the plan."""
+    """Every decision of the plan, checked as a plan read from disk is.
+
+    Args:
+        fingerprint: the dataset fingerprint (fingerprint.py): spacings, shapes, phases, intensities per case.
+        preset: planner preset (presets.PRESETS).
+        gpu_memory_gb: training memory budget the patch and batch are fitted to.
+        plans_name: the plan's name (its file is ``<plans_name>.json``).
+        med3d_weights: Med3D weights file of the perceptual loss term (None: env ITERDCE_MED3D_WEIGHTS).
+    """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     settings = PRESETS[preset]
