@@ -452,8 +452,8 @@ def test_cli_reports_bad_input_and_writes_nothing(tmp_path, base_plans, capsys):
     write_model_folder(results, base_plans, {0: make_model()})
     good_case(tmp_path / "in", "case_a")
     (tmp_path / "in" / "case_a_0001.nii.gz").unlink()
-    argv = ["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-f", "0", "--device", "cpu", "--quiet",
-            "--results", str(results)]
+    argv = ["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-d", "1", "-f", "0", "--device", "cpu",
+            "--quiet", "--results", str(results)]
     assert predict_main(argv) == 1
     assert "missing input phase file case_a_0001.nii.gz" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

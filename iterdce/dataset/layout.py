@@ -140,7 +140,8 @@ def discover_cases(dataset_dir: Path, split: str = "Tr") -> Discovery:
                 stray.append((path, "4D layout expects one <case>.nii.gz per case"))
                 continue
             if match["case"] in cases:
-                stray.append((path, f"duplicate of {cases[match['case']].volume_4d} (case {match['case']})"))
+                first = getattr(cases[match["case"]].volume_4d, "name", None)
+                stray.append((path, f"duplicate of {first} (case {match['case']})"))
                 continue
             cases[match["case"]] = CaseFiles(match["case"], volume_4d=path)
     if layout != "per_case":
