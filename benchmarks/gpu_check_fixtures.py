@@ -78,7 +78,9 @@ def prepare_dataset(ctx: Context, plans: dict, n_cases: int = 3) -> Path:
         lesion[tuple(slice(s // 3, s // 3 + max(2, s // 4)) for s in shape)] = 1
         np.savez(folder / f"{case}.npz", data=data, lesion=lesion, mask=np.ones(shape, np.uint8))
         (folder / f"{case}.json").write_text(json.dumps({"phase_times_s": TIMES_S}))
-    (root / "splits_final.json").write_text(json.dumps([{"train": cases[:-1], "val": cases[-1:]}]))
+    splits = root / "splits_final.json"
+    if not splits.is_file():  # written once: DDP ranks read it while they start
+        splits.write_text(json.dumps([{"train": cases[:-1], "val": cases[-1:]}]))
     return root
 
 
