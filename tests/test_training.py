@@ -10,7 +10,7 @@ import torch
 
 from iterdce.commands.train import main as train_main
 from iterdce.network.synthesizer import build_synthesizer, model_config
-from iterdce.preprocessing.plans_io import load_plans
+from iterdce.preprocessing.plans_io import PlansError, load_plans
 from iterdce.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from iterdce.training.trainer import TRAINERS
 from iterdce.training.trainer_recursive import RecursiveTrainer, WarmupTrainer
@@ -327,3 +327,20 @@ def test_cli_reports_a_missing_fold_or_dataset(preprocessed_root, tmp_path, caps
     assert "error:" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         train_main(["seven"])
+
+
+def test_a_plan_missing_a_nested_key_fails_before_any_training(preprocessed_root, tmp_path, capsys):
+    plans = load_plans(preprocessed_root / DATASET / "plans.json").to_dict()
+    del plans["optimizer"]["recursive_lr"]
+    with pytest.raises(PlansError, match="missing key optimizer.recursive_lr"):
+        make_setup(preprocessed_root, tmp_path, lambda p: p["optimizer"].pop("recursive_lr"))
+    broken = preprocessed_root / DATASET / "broken.json"
+    broken.write_text(json.dumps(plans))
+    try:
+        code = cli(preprocessed_root, tmp_path / "results", "-p", "broken", "--epochs", "1")
+    finally:
+        broken.unlink()
+    assert code == 1
+    assert f"{broken}: missing key optimizer.recursive_lr" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()  # nothing trained, nothing written
+

@@ -241,7 +241,7 @@ class Plans:
         """A copy with top-level fields or, with ``section={...}``, some keys of a section changed; checked."""
         raw = self.to_dict()
         for key, value in changes.items():
-            if isinstance(value, Mapping) and isinstance(raw.get(key), dict) and key != "loss_weights":
+            if isinstance(value, Mapping) and isinstance(raw.get(key), dict):
                 raw[key] = {**raw[key], **value}
             else:
                 raw[key] = _to_json(value)
