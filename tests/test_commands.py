@@ -34,8 +34,7 @@ def test_shared_flags_mean_the_same_everywhere(capsys):
         assert "-d DATASET, --dataset DATASET" in texts[name], name
     for name in ("iterdce_plan_and_preprocess", "iterdce_simulate", "iterdce_train"):
         assert "-np NUM_PROCESSES, --num-processes NUM_PROCESSES" in texts[name], name
-    for name in ("iterdce_demo", "iterdce_evaluate", "iterdce_plan_and_preprocess", "iterdce_predict",
-                 "iterdce_train", "iterdce_verify_dataset"):
+    for name in COMMANDS:
         assert "--quiet" in texts[name], name
     assert "--step-size" in texts["iterdce_predict"]
 

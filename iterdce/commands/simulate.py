@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from iterdce.commands.common import add_processes_argument, fail, new_parser
+from iterdce.commands.common import add_processes_argument, add_quiet_argument, fail, new_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_processes_argument(parser, 1, "worker processes")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a dataset already in the output folder")
+    add_quiet_argument(parser)
     return parser
 
 
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             args.output, args.num_cases, shape=args.shape, spacing=args.spacing, seed=args.seed, snr=args.snr,
             timing_jitter_s=args.timing_jitter, fat_suppression=not args.no_fat_suppression,
             motion_mm=args.motion, jobs=args.num_processes, overwrite=args.overwrite, site=site,
+            progress=not args.quiet,
         )
     except (ValueError, FileExistsError, LesionPlacementError, OSError) as exc:
         return fail(str(exc))

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from iterdce.simulation.case import case_id_for, simulate_case
 from iterdce.simulation.config import DEFAULT_TIMES_S, SimulationConfig
 from iterdce.simulation.protocol import site_nominal_times
@@ -59,6 +61,7 @@ def simulate_dataset(
     phase_times_s: Sequence[float] = DEFAULT_TIMES_S,
     jobs: int = 1,
     overwrite: bool = False,
+    progress: bool = False,
     site: SiteProfile | str | None = None,
 ) -> DatasetSummary:
     """Write a synthetic raw dataset (documentation/simulation.md) into ``dataset_dir``.
@@ -86,12 +89,14 @@ def simulate_dataset(
     prepare_output_dir(dataset_dir, overwrite)
     tasks = [(str(dataset_dir), seed, index, config) for index in range(num_cases)]
     if jobs == 1 or num_cases == 1:
-        results = [_simulate_and_write(task) for task in tasks]
+        bar = tqdm(tasks, desc="simulate", unit="case", disable=not progress)
+        results = [_simulate_and_write(task) for task in bar]
     else:
         # spawn, not fork: safe when the caller has threads (torch) running
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(jobs, num_cases), mp_context=context) as pool:
-            results = list(pool.map(_simulate_and_write, tasks))
+            results = list(tqdm(pool.map(_simulate_and_write, tasks), total=len(tasks), desc="simulate", unit="case",
+                                disable=not progress))
     rows = [row for case_rows, _ in results for row in case_rows]
     write_cases_csv(dataset_dir / "cases.csv", rows)
     write_table(dataset_dir / "acquisition.csv", [acquisition for _, acquisition in results], ACQUISITION_COLUMNS)
