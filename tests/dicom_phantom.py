@@ -9,9 +9,13 @@ The voxel (i, j, k) of a NIfTI volume with RAS ``affine`` is column i, row j of 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -167,3 +171,19 @@ class StudyWriter:
         self._save(ds)
         self.series_number += 1
         return series_uid
+
+
+def dcm2niix_binary() -> str | None:
+    """The dcm2niix executable (the PyPI package puts it beside the interpreter), or None."""
+    beside = Path(sys.executable).parent / "dcm2niix"
+    return str(beside) if beside.is_file() else shutil.which("dcm2niix")
+
+
+def run_dcm2niix(folder: Path, out: Path) -> nib.Nifti1Image:
+    """Convert one series folder with dcm2niix (no BIDS sidecar, uncompressed) and load the single result."""
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run([dcm2niix_binary(), "-b", "n", "-z", "n", "-f", "converted", "-o", str(out), str(folder)],
+                   check=True, capture_output=True, timeout=60)
+    files = sorted(out.glob("converted*.nii"))
+    assert len(files) == 1, f"dcm2niix wrote {[f.name for f in files]}"
+    return nib.load(files[0])

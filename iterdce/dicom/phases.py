@@ -10,6 +10,7 @@ acquisition (same matrix, pixel spacing and orientation) but is broken or lies o
 """
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class Acquisition:
     times_s: list[float]
     time_tags: list[str]
     time_reference: str
+    clocks: list[dt.datetime | None] = field(default_factory=list)  # clock time of each phase (export template)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -113,7 +115,8 @@ def _multi_phase(series: Series) -> tuple[list[Stack], list[PhaseTiming]]:
 def _series_candidate(series: Series, stacks: list[Stack], timings: list[PhaseTiming]) -> Acquisition:
     times, tags, reference = phase_times(timings)
     convention = MULTI_FRAME if series.enhanced else TEMPORAL_SERIES
-    return Acquisition(convention, stacks, [series] * len(stacks), times, tags, reference)
+    return Acquisition(convention, stacks, [series] * len(stacks), times, tags, reference,
+                       [t.clock for t in timings])
 
 
 def _per_phase_candidate(singles: list[tuple[Series, Stack, PhaseTiming]]) -> Acquisition:
@@ -121,7 +124,7 @@ def _per_phase_candidate(singles: list[tuple[Series, Stack, PhaseTiming]]) -> Ac
     chosen = [singles[i] for i in order]
     times, tags, reference = phase_times([t for _, _, t in chosen], use_offsets=False)
     return Acquisition(SERIES_PER_PHASE, [s for _, s, _ in chosen], [s for s, _, _ in chosen], times, tags,
-                       reference)
+                       reference, [t.clock for _, _, t in chosen])
 
 
 def _largest_grid_group(singles: list[tuple[Series, Stack, PhaseTiming]]) -> list[tuple[Series, Stack, PhaseTiming]]:
@@ -135,8 +138,11 @@ def _largest_grid_group(singles: list[tuple[Series, Stack, PhaseTiming]]) -> lis
     return max(groups, key=len) if groups else []
 
 
-def find_acquisition(study: Study, include_derived: bool = False) -> Acquisition:
-    """The DCE acquisition of ``study`` or StudyRefused with the reason and every series passed over."""
+def find_acquisition(study: Study, include_derived: bool = False, min_phases: int = MIN_PHASES) -> Acquisition:
+    """The DCE acquisition of ``study`` or StudyRefused with the reason and every series passed over.
+
+    ``min_phases``: fewest phases an acquisition may have (3 for a dataset; prediction inputs need only the
+    input phases)."""
     skipped: list[tuple[str, str]] = []
     broken: list[tuple[Series, str]] = []
     singles: list[tuple[Series, Stack, PhaseTiming]] = []
@@ -151,20 +157,23 @@ def find_acquisition(study: Study, include_derived: bool = False) -> Acquisition
                 stacks, timings = _multi_phase(series)
                 if len(stacks) > 1:
                     candidates.append(_series_candidate(series, stacks, timings))
+                elif timings[0].clock is None:
+                    skipped.append((series.label, "no AcquisitionDateTime, AcquisitionTime or SeriesTime: "
+                                                  "not a phase"))
                 else:
                     singles.append((series, stacks[0], timings[0]))
             except (GeometryError, TimingError) as exc:
                 broken.append((series, str(exc)))
     group = _largest_grid_group(singles)
-    if len(group) >= MIN_PHASES:
+    if len(group) >= min_phases:
         try:
             candidates.append(_per_phase_candidate(group))
         except TimingError as exc:
             broken.extend((s, str(exc)) for s, _, _ in group)
-    candidates = [c for c in candidates if len(c.stacks) >= MIN_PHASES]
+    candidates = [c for c in candidates if len(c.stacks) >= min_phases]
     if not candidates:
         reasons = "; ".join(f"{s.label}: {r}" for s, r in broken) or (
-            f"no series or group of series on one grid holds {MIN_PHASES} or more phases")
+            f"no series or group of series on one grid holds {min_phases} or more phases")
         raise StudyRefused(f"no DCE acquisition found ({reasons})", skipped + [(s.label, r) for s, r in broken])
     best = max(candidates, key=lambda c: len(c.stacks))
     signature = _signature(best.stacks[0].slices)
