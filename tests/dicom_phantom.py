@@ -61,6 +61,7 @@ class StudyWriter:
         self.rng = np.random.default_rng(seed)
         self.bolus = None if bolus_delay_s is None else BASE_TIME + dt.timedelta(seconds=bolus_delay_s)
         self.series_number = 1
+        self.private: list[tuple[int, str, object]] = []  # (tag, VR, value) added to every file
 
     def _base(self, sop_class: str, series_uid: str, description: str) -> Dataset:
         ds = Dataset()
@@ -82,6 +83,8 @@ class StudyWriter:
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
         if self.bolus is not None:
             ds.ContrastBolusAgent, ds.ContrastBolusStartTime = "Gd", _tm(self.bolus)
+        for tag, vr, value in self.private:
+            ds.add_new(tag, vr, value)
         return ds
 
     def _save(self, ds: Dataset) -> Path:

@@ -1,0 +1,229 @@
+"""Tests of ``iterdce_import_dicom``: phantom cases written as DICOM (three conventions, oblique and sagittal)
+import to the phantom's voxels, affine and times; dcm2niix agrees on the geometry; a tree with three studies and a
+broken one imports to a dataset the verifier accepts; refusals; anonymisation; the report."""
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from pydicom import dcmread
+
+from iterdce.commands.import_dicom import main as import_main
+from iterdce.commands.verify_dataset import main as verify_main
+from iterdce.dataset.nifti_io import read_image
+from iterdce.dicom.geometry import GeometryError, stack_slices
+from iterdce.dicom.headers import Slice
+from iterdce.dicom.importer import DicomImportError, ImportSettings, import_dicom
+from tests.conftest import synthetic_case
+from tests.dicom_phantom import PATIENT_NAME, StudyWriter, dcm2niix_binary, quantised, run_dcm2niix
+
+TIMES = [0.0, 62.5, 140.0, 215.0]
+SHAPE = (16, 14, 6)
+CONVENTIONS = {"a": "write_series_per_phase", "b": "write_temporal_series", "c": "write_enhanced"}
+CONVENTION_NAMES = {"a": "series per phase", "b": "temporal positions in one series", "c": "enhanced multi-frame"}
+TIME_TAGS = {"a": "AcquisitionTime (0008,0032)", "b": "TriggerTime (0018,1060)",
+             "c": "TemporalPositionTimeOffset (0020,930D)"}
+
+
+def rotation(axis: int, degrees: float) -> np.ndarray:
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    i, j = [a for a in range(3) if a != axis]
+    matrix = np.eye(3)
+    matrix[i, i], matrix[i, j], matrix[j, i], matrix[j, j] = c, -s, s, c
+    return matrix
+
+
+def oblique_affine() -> np.ndarray:
+    """An axial acquisition tilted about two axes, anisotropic voxels, off-centre."""
+    affine = np.eye(4)
+    affine[:3, :3] = rotation(0, 20.0) @ rotation(2, -30.0) @ np.diag([0.9, 0.7, 2.5])
+    affine[:3, 3] = [-30.0, 12.5, 40.0]
+    return affine
+
+
+def sagittal_affine() -> np.ndarray:
+    """A sagittal acquisition: columns run posterior, rows inferior, slices from left to right (as scanners do)."""
+    return np.array([[0.0, 0.0, 2.0, -8.0], [-0.9, 0.0, 0.0, 35.0], [0.0, -0.9, 0.0, 60.0], [0.0, 0.0, 0.0, 1.0]])
+
+
+GEOMETRIES = {"oblique": oblique_affine, "sagittal": sagittal_affine}
+
+
+def canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    image = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(data, np.float32), affine))
+    return np.asarray(image.dataobj), image.affine
+
+
+def phantom(seed: int = 0) -> np.ndarray:
+    return synthetic_case(SHAPE, TIMES, seed=seed)[0]
+
+
+def write_study(root: Path, convention: str, affine: np.ndarray, seed: int, **kwargs) -> StudyWriter:
+    writer = StudyWriter(root, f"PAT-{seed}", seed=seed, bolus_delay_s=kwargs.pop("bolus_delay_s", None))
+    getattr(writer, CONVENTIONS[convention])(phantom(seed), affine, TIMES, **kwargs)
+    return writer
+
+
+def read_report(dataset: Path) -> list[dict[str, str]]:
+    with open(dataset / "import_report.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("geometry", sorted(GEOMETRIES))
+@pytest.mark.parametrize("convention", sorted(CONVENTIONS))
+def test_import_reproduces_the_phantom(tmp_path: Path, convention: str, geometry: str):
+    affine = GEOMETRIES[geometry]()
+    write_study(tmp_path / "dicom", convention, affine, seed=3)
+    summary = import_dicom(tmp_path / "dicom", tmp_path / "Dataset001_X", ImportSettings(progress=False))
+    (case,) = summary.cases
+    image = phantom(3)
+    for phase in range(len(TIMES)):
+        data, got = read_image(tmp_path / "Dataset001_X" / "imagesTr" / f"{case}_{phase:04d}.nii.gz")
+        np.testing.assert_allclose(got.affine, affine, atol=1e-4)  # the phantom's own voxel order
+        np.testing.assert_allclose(data, quantised(image[phase]), atol=1e-4)
+    timing = json.loads((tmp_path / "Dataset001_X" / "timesTr" / f"{case}.json").read_text())
+    assert timing["phase_times_s"] == pytest.approx(TIMES, abs=1e-3)
+    assert timing["time_tags"] == [TIME_TAGS[convention]] * len(TIMES)
+    assert timing["convention"] == CONVENTION_NAMES[convention]
+
+
+def test_import_of_a_left_handed_grid_is_the_same_grid(tmp_path: Path):
+    """A NIfTI affine with negative determinant: the importer stacks slices along the normal, i.e. reversed."""
+    affine = oblique_affine() @ np.diag([1.0, 1.0, -1.0, 1.0])
+    write_study(tmp_path / "dicom", "a", affine, seed=4)
+    (case,) = import_dicom(tmp_path / "dicom", tmp_path / "Dataset001_X", ImportSettings(progress=False)).cases
+    data, got = read_image(tmp_path / "Dataset001_X" / "imagesTr" / f"{case}_0001.nii.gz")
+    assert np.linalg.det(got.affine) > 0
+    for ours, theirs in zip(canonical(data, got.affine), canonical(quantised(phantom(4)[1]), affine)):
+        np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+@pytest.mark.skipif(dcm2niix_binary() is None, reason="dcm2niix not installed (pip install dcm2niix)")
+@pytest.mark.parametrize("geometry", sorted(GEOMETRIES))
+def test_dcm2niix_agrees_on_geometry(tmp_path: Path, geometry: str):
+    affine = GEOMETRIES[geometry]()
+    writer = StudyWriter(tmp_path / "dicom", "PAT-5", seed=5)
+    writer.write_series_per_phase(phantom(5)[:1], affine, TIMES[:1])
+    theirs = nib.as_closest_canonical(run_dcm2niix(tmp_path / "dicom", tmp_path / "dcm2niix"))
+    ours = canonical(quantised(phantom(5)[0]), affine)
+    assert theirs.shape == ours[0].shape
+    np.testing.assert_allclose(theirs.affine, ours[1], atol=1e-3)  # mm
+    np.testing.assert_allclose(theirs.get_fdata(), ours[0], atol=1e-3)
+
+
+def test_tree_of_three_conventions_and_a_broken_study(tmp_path: Path, capsys):
+    """The issue's check: three studies in the three conventions and one with a missing slice."""
+    root = tmp_path / "dicom"
+    write_study(root, "a", oblique_affine(), seed=10, bolus_delay_s=20.0)
+    write_study(root, "b", sagittal_affine(), seed=11)
+    write_study(root, "c", oblique_affine(), seed=12)
+    write_study(root, "a", sagittal_affine(), seed=13, skip_slice=(2, 3))
+    (root / "notes.txt").write_text("not DICOM")
+    dataset = tmp_path / "raw" / "Dataset005_Clinical"
+    assert import_main(["-i", str(root), "-o", str(dataset), "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert "imported 3 case(s)" in out.out and "missing slice" in out.err
+    assert verify_main(["-d", str(dataset)]) == 0
+    rows = read_report(dataset)
+    assert [r["status"] for r in rows] == ["imported"] * 3 + ["skipped"]
+    assert sorted(r["convention"] for r in rows[:3]) == sorted(CONVENTION_NAMES.values())
+    assert "missing slice(s)" in rows[3]["notes"] and "series 3" in rows[3]["notes"]
+    info = json.loads((dataset / "dataset.json").read_text())
+    assert info["name"] == "Clinical" and info["numTraining"] == 3
+    bolus_row = next(r for r in rows if r["time_reference"].startswith("ContrastBolusStartTime"))
+    assert [float(t) for t in bolus_row["times_s"].split(";")] == pytest.approx([t - 20.0 for t in TIMES])
+
+
+def test_no_identifiers_in_the_dataset_and_stable_ids(tmp_path: Path):
+    write_study(tmp_path / "dicom", "a", oblique_affine(), seed=20)
+    first = import_dicom(tmp_path / "dicom", tmp_path / "Dataset001_A", ImportSettings(progress=False))
+    again = import_dicom(tmp_path / "dicom", tmp_path / "Dataset001_B", ImportSettings(progress=False))
+    salted = import_dicom(tmp_path / "dicom", tmp_path / "Dataset001_C", ImportSettings(salt="s3cret",
+                                                                                        progress=False))
+    assert first.cases == again.cases != salted.cases
+    assert first.cases[0].startswith("case_") and len(first.cases[0]) == 17
+    header = next(p for p in (tmp_path / "dicom").rglob("IM*"))
+    ds = dcmread(header, stop_before_pixels=True)
+    secrets = [PATIENT_NAME, "PAT-20", "ACC123", "Doctor", ds.StudyInstanceUID, ds.SeriesInstanceUID,
+               "DYN phase"]
+    for path in (tmp_path / "Dataset001_A").rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            content = gzip.decompress(content) if path.name.endswith(".gz") else content
+            assert not [s for s in secrets if s.encode() in content], path
+    kept = import_dicom(tmp_path / "dicom", tmp_path / "Dataset001_D", ImportSettings(keep_ids=True,
+                                                                                      progress=False))
+    assert kept.cases == [ds.StudyInstanceUID]
+    assert read_report(tmp_path / "Dataset001_D")[0]["study_uid"] == ds.StudyInstanceUID
+
+
+def test_case_ids_from_patient_id_refuse_a_second_study_of_the_patient(tmp_path: Path):
+    for seed in (30, 31):
+        StudyWriter(tmp_path / "dicom", "PAT-30", seed=seed).write_enhanced(phantom(seed), oblique_affine(), TIMES)
+    summary = import_dicom(tmp_path / "dicom", tmp_path / "Dataset001_X",
+                           ImportSettings(case_id_from="PatientID", progress=False))
+    assert len(summary.cases) == 1
+    assert "already taken by another study" in summary.skipped[0].notes[0]
+
+
+def test_phases_on_different_grids_refuse_the_study(tmp_path: Path):
+    writer = StudyWriter(tmp_path / "dicom", "PAT-40", seed=40)
+    image = phantom(40)
+    writer.write_series_per_phase(image[:3], oblique_affine(), TIMES[:3])
+    shifted = oblique_affine()
+    shifted[:3, 3] += [0.0, 0.0, 1.0]
+    writer.write_series_per_phase(image[3:], shifted, TIMES[3:])
+    with pytest.raises(DicomImportError, match="phases disagree in geometry: series 4"):
+        import_dicom(tmp_path / "dicom", tmp_path / "Dataset001_X", ImportSettings(progress=False))
+
+
+def test_philips_private_scale_is_noted(tmp_path: Path):
+    writer = StudyWriter(tmp_path / "dicom", "PAT-50", seed=50)
+    writer.private.append((0x2005100E, "FL", 1.5))
+    writer.write_series_per_phase(phantom(50), oblique_affine(), TIMES)
+    import_dicom(tmp_path / "dicom", tmp_path / "Dataset001_X", ImportSettings(progress=False))
+    assert "Philips private scale factors (2005,100E) present" in read_report(tmp_path / "Dataset001_X")[0]["notes"]
+
+
+def test_existing_output_is_kept_unless_overwrite(tmp_path: Path, capsys):
+    write_study(tmp_path / "dicom", "c", oblique_affine(), seed=60)
+    dataset = tmp_path / "Dataset001_X"
+    dataset.mkdir()
+    (dataset / "mine.txt").write_text("keep")
+    assert import_main(["-i", str(tmp_path / "dicom"), "-o", str(dataset), "--quiet"]) == 1
+    assert "exists and is not empty" in capsys.readouterr().err and (dataset / "mine.txt").exists()
+    assert import_main(["-i", str(tmp_path / "dicom"), "-o", str(dataset), "--quiet", "--overwrite"]) == 0
+    assert not (dataset / "mine.txt").exists() and (dataset / "dataset.json").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+    assert import_main(["-i", str(tmp_path / "nowhere"), "-o", str(tmp_path / "Dataset002_Y"), "--quiet"]) == 1
+    assert "DICOM folder does not exist" in capsys.readouterr().err
+
+
+def _slice(position, orientation=(1, 0, 0, 0, 1, 0), spacing=(0.5, 0.5)) -> Slice:
+    return Slice(Path("x"), None, np.asarray(position, float), np.asarray(orientation, float), spacing, 4, 4)
+
+
+@pytest.mark.parametrize("slices, message", [
+    ([_slice((0, 0, z)) for z in (0, 2, 4, 8, 10)], "missing slice"),
+    ([_slice((0, 0, z)) for z in (0, 2, 4.3, 6, 8)], "irregular slice spacing"),
+    ([_slice((0, 0.3 * z, z)) for z in (0, 2, 4, 6)], "gantry tilt"),
+    ([_slice((0, 0, 0)), _slice((0, 0, 2), (1, 0, 0, 0, 0.9998, 0.02))], "mixed orientations"),
+    ([_slice((0, 0, z)) for z in (0, 2, 2, 4)], "duplicate slice position"),
+    ([_slice((0, 0, 0)), _slice((0, 0, 2), spacing=(0.6, 0.5))], "different PixelSpacing"),
+    ([_slice((0, 0, 0))], "not a volume"),
+])
+def test_stacks_that_are_refused(slices, message):
+    with pytest.raises(GeometryError, match=message):
+        stack_slices(slices)
+
+
+def test_stack_sorts_by_position_not_by_file_order():
+    slices = [_slice((1.0, 2.0, z)) for z in (4.0, 0.0, 2.0, 6.0)]
+    stack = stack_slices(slices)
+    assert [float(s.position[2]) for s in stack.slices] == [0.0, 2.0, 4.0, 6.0]
+    np.testing.assert_allclose(stack.affine, [[-0.5, 0, 0, -1.0], [0, -0.5, 0, -2.0], [0, 0, 2.0, 0], [0, 0, 0, 1]])
