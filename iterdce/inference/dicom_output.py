@@ -181,6 +181,7 @@ class DicomExporter:
         if not todo:
             return []
         staging = out_dir / f".iterdce-staging-{os.getpid()}"
+        created = not out_dir.exists()
         try:
             (staging / "inputs").mkdir(parents=True)
             if template_dir is None:
@@ -194,6 +195,8 @@ class DicomExporter:
                                  save_kinetic_map)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+                out_dir.rmdir()  # a failed first run leaves no empty output folder
         return todo
 
     def _check_grid(self, files: CaseFiles, source: DicomSource | None) -> None:
