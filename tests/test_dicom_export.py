@@ -211,3 +211,45 @@ def test_dicom_output_skips_finished_cases(results: Path, exam: dict, outputs: d
     assert _predict(results, "-i", str(exam["dicom"]), "-o", str(out), "--output-format", "dicom",
                     "--save-kinetic-map") == 0
     assert "1 case(s) already predicted" in capsys.readouterr().out
+
+
+def test_enhanced_multi_frame_input_gives_the_same_series(results: Path, exam: dict, outputs: dict, tmp_path: Path):
+    """The same two phases stored as one enhanced object: same predictions, frames referenced by number."""
+    image, _, _ = synthetic_case(SHAPE, TIMES, seed=7)
+    StudyWriter(tmp_path / "dicom", "PAT-7", seed=8, bolus_delay_s=BOLUS_DELAY_S).write_enhanced(
+        image[:2], AFFINE, TIMES[:2])
+    assert _predict(results, "-i", str(tmp_path / "dicom"), "-o", str(tmp_path / "out"), "--output-format",
+                    "dicom") == 0
+    (case_dir,) = (tmp_path / "out").iterdir()
+    for folder in sorted(case_dir.iterdir()):
+        exported, affine, slope = _series_volume(folder)
+        reference, reference_affine, _ = _series_volume(outputs["dcm"] / folder.name)
+        assert float(np.abs(exported - reference).max()) <= slope + 1e-3
+        np.testing.assert_allclose(affine, reference_affine, atol=1e-4)
+    first = dcmread(next(iter(sorted(next(iter(case_dir.iterdir())).iterdir()))))
+    frames = sorted(int(item.ReferencedFrameNumber) for item in first.SourceImageSequence)
+    assert frames[1] == frames[0] + 1 and frames[0] % 2 == 1  # pre and post frames of one position
+
+
+@pytest.mark.skipif(dcm2niix_binary() is None, reason="dcm2niix not installed (pip install dcm2niix)")
+def test_template_accepts_dcm2niix_conversions_of_the_inputs(results: Path, exam: dict, outputs: dict,
+                                                             tmp_path: Path):
+    """dcm2niix flips the row order: the NIfTI grid is the template's up to axis directions."""
+    converted = tmp_path / "converted"
+    converted.mkdir()
+    for phase in range(2):
+        single = tmp_path / f"series_{phase}"
+        for path in exam["dicom"].rglob("IM*"):
+            if int(dcmread(path, stop_before_pixels=True).SeriesNumber) == phase + 1:
+                single.mkdir(exist_ok=True)
+                shutil.copy(path, single / path.name)
+        image = run_dcm2niix(single, tmp_path / f"nii_{phase}")
+        assert not np.allclose(image.affine, AFFINE, atol=1e-3)  # another voxel order than the DICOM's
+        nib.save(image, converted / f"{exam['case']}_{phase:04d}.nii.gz")
+    shutil.copy(exam["nifti"] / f"{exam['case']}.json", converted)
+    assert _predict(results, "-i", str(converted), "-o", str(tmp_path / "out"), "--output-format", "dicom",
+                    "--dicom-template", str(exam["dicom"])) == 0
+    for folder in sorted((tmp_path / "out" / exam["case"]).iterdir()):
+        exported, _, slope = _series_volume(folder)
+        reference = _series_volume(outputs["dcm"] / folder.name)[0]
+        assert float(np.abs(exported - reference).max()) <= slope + 1e-3

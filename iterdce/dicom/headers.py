@@ -122,7 +122,7 @@ def _first(sequence_owner: Dataset | None, keyword: str) -> Dataset | None:
 
 def is_enhanced(ds: Dataset) -> bool:
     """An enhanced (multi-frame, functional-group) image object."""
-    return "PerFrameFunctionalGroupsSequence" in ds and int(ds.get("NumberOfFrames", 1) or 1) >= 1
+    return "PerFrameFunctionalGroupsSequence" in ds
 
 
 class HeaderError(ValueError):
