@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         context = init_distributed(args.device)
         trainer = run_stages(args.trainer, setup, context)
         if context.is_main and not args.no_validation:
-            _, val_cases = setup.fold_cases()
+            train_cases, val_cases = setup.fold_cases()
             summary = validate_fold(trainer.output.parent, args.fold, setup.data_dir, val_cases, setup.plans,
-                                    device=context.device, progress=setup.progress)
+                                    device=context.device, progress=setup.progress, train_case_ids=train_cases)
             print(summary_table(summary))
         if context.is_main:
             print(f"done: {trainer.output}")
