@@ -126,15 +126,23 @@ class StudyWriter:
             uids.append(series_uid)
         return uids
 
-    def write_temporal_series(self, image: np.ndarray, affine: np.ndarray, times_s: Sequence[float]) -> str:
-        """Convention (b): one series, TemporalPositionIdentifier 1..P, TriggerTime in ms, one AcquisitionTime."""
+    def write_temporal_series(self, image: np.ndarray, affine: np.ndarray, times_s: Sequence[float],
+                              separate_by: str = "TemporalPositionIdentifier") -> str:
+        """Convention (b): one series holding every phase.
+
+        ``separate_by``: ``TemporalPositionIdentifier`` (1..P, NumberOfTemporalPositions, TriggerTime in ms, one
+        AcquisitionTime for all), ``TriggerTime`` (no identifiers) or ``AcquisitionTime`` (per phase, nothing
+        else)."""
         series_uid = generate_uid()
         for phase, (volume, t) in enumerate(zip(image, times_s)):
+            when = BASE_TIME + dt.timedelta(seconds=float(t)) if separate_by == "AcquisitionTime" else BASE_TIME
             for k in range(volume.shape[2]):
-                ds = self._classic(series_uid, "DYN all phases", volume, affine, k, BASE_TIME)
+                ds = self._classic(series_uid, "DYN all phases", volume, affine, k, when)
                 ds.SeriesTime = _tm(BASE_TIME)
-                ds.TemporalPositionIdentifier, ds.NumberOfTemporalPositions = phase + 1, len(times_s)
-                ds.TriggerTime = f"{1000.0 * (float(t) - float(times_s[0])):.1f}"
+                if separate_by == "TemporalPositionIdentifier":
+                    ds.TemporalPositionIdentifier, ds.NumberOfTemporalPositions = phase + 1, len(times_s)
+                if separate_by != "AcquisitionTime":
+                    ds.TriggerTime = f"{1000.0 * (float(t) - float(times_s[0])):.1f}"
                 self._save(ds)
         self.series_number += 1
         return series_uid

@@ -167,11 +167,15 @@ def test_export_import_round_trip_equals_nifti_output(outputs: dict, exam: dict,
     np.testing.assert_allclose(canonical(volume, affine)[1], canonical(codes, geometry.affine)[1], atol=1e-4)
 
 
+# Exports from other inputs of the same exam agree within the two quantisations plus 1e-4 of the intensity range:
+# inputs whose affines differ in the last float digits are resampled to the plan's spacing a little differently.
+
+
 def test_template_export_equals_dicom_input_export(outputs: dict):
     for folder in sorted(outputs["tpl"].iterdir()):
         exported, affine, slope = _series_volume(folder)
         reference, reference_affine, _ = _series_volume(outputs["dcm"] / folder.name)
-        assert float(np.abs(exported - reference).max()) <= slope + 1e-3
+        assert float(np.abs(exported - reference).max()) <= slope + 1e-4 * float(np.abs(reference).max())
         np.testing.assert_allclose(affine, reference_affine, atol=1e-6)
     assert not (outputs["tpl"] / "SYNTHETIC_kinetics").exists()  # not asked for
 
@@ -224,7 +228,7 @@ def test_enhanced_multi_frame_input_gives_the_same_series(results: Path, exam: d
     for folder in sorted(case_dir.iterdir()):
         exported, affine, slope = _series_volume(folder)
         reference, reference_affine, _ = _series_volume(outputs["dcm"] / folder.name)
-        assert float(np.abs(exported - reference).max()) <= slope + 1e-3
+        assert float(np.abs(exported - reference).max()) <= slope + 1e-4 * float(np.abs(reference).max())
         np.testing.assert_allclose(affine, reference_affine, atol=1e-4)
     first = dcmread(next(iter(sorted(next(iter(case_dir.iterdir())).iterdir()))))
     frames = sorted(int(item.ReferencedFrameNumber) for item in first.SourceImageSequence)
@@ -252,4 +256,4 @@ def test_template_accepts_dcm2niix_conversions_of_the_inputs(results: Path, exam
     for folder in sorted((tmp_path / "out" / exam["case"]).iterdir()):
         exported, _, slope = _series_volume(folder)
         reference = _series_volume(outputs["dcm"] / folder.name)[0]
-        assert float(np.abs(exported - reference).max()) <= slope + 1e-3
+        assert float(np.abs(exported - reference).max()) <= slope + 1e-4 * float(np.abs(reference).max())

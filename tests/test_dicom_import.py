@@ -92,6 +92,20 @@ def test_import_reproduces_the_phantom(tmp_path: Path, convention: str, geometry
     assert timing["convention"] == CONVENTION_NAMES[convention]
 
 
+@pytest.mark.parametrize("separate_by, tag", [("TriggerTime", "TriggerTime (0018,1060)"),
+                                             ("AcquisitionTime", "AcquisitionTime (0008,0032)")])
+def test_temporal_series_without_identifiers(tmp_path: Path, separate_by: str, tag: str):
+    """Convention (b) without TemporalPositionIdentifier: the k-th image in time at each position is phase k."""
+    StudyWriter(tmp_path / "dicom", "PAT-8", seed=8).write_temporal_series(phantom(8), sagittal_affine(), TIMES,
+                                                                           separate_by)
+    (case,) = import_dicom(tmp_path / "dicom", tmp_path / "Dataset001_X", ImportSettings(progress=False)).cases
+    for phase in (0, 3):
+        data, _ = read_image(tmp_path / "Dataset001_X" / "imagesTr" / f"{case}_{phase:04d}.nii.gz")
+        np.testing.assert_allclose(data, quantised(phantom(8)[phase]), atol=1e-4)
+    timing = json.loads((tmp_path / "Dataset001_X" / "timesTr" / f"{case}.json").read_text())
+    assert timing["phase_times_s"] == pytest.approx(TIMES) and timing["time_tags"][0] == tag
+
+
 def test_import_of_a_left_handed_grid_is_the_same_grid(tmp_path: Path):
     """A NIfTI affine with negative determinant: the importer stacks slices along the normal, i.e. reversed."""
     affine = oblique_affine() @ np.diag([1.0, 1.0, -1.0, 1.0])

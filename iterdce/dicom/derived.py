@@ -134,7 +134,8 @@ def write_derived_series(folder: Path, series: DerivedSeries, template: Stack, t
             ds.SliceLocation = DS(float(image.position @ normal), auto_format=True)
             ds.SpacingBetweenSlices = DS(step, auto_format=True)
             ds.Rows, ds.Columns = template.shape[1], template.shape[0]
-            ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = DS(slope), DS(intercept), "US"
+            ds.RescaleSlope, ds.RescaleIntercept = DS(slope, auto_format=True), DS(intercept, auto_format=True)
+            ds.RescaleType = "US"
             ds.WindowCenter = DS((low + high) / 2, auto_format=True)
             ds.WindowWidth = DS(max(high - low, 1.0), auto_format=True)
             ds.SourceImageSequence = _source_references(sources, k)

@@ -79,14 +79,16 @@ def _temporal_groups(series: Series) -> list[list[Slice]]:
     if len(counts) > 1:
         raise GeometryError(f"slice positions hold {min(counts)} to {max(counts)} images: a phase lacks slices")
 
-    def key(s: Slice) -> float:
-        if all(x.trigger_ms is not None for x in slices) and len({x.trigger_ms for x in slices}) > 1:
+    triggers = [s.trigger_ms for s in slices]
+    if None not in triggers and len(set(triggers)) > 1:
+        def key(s: Slice) -> float:
             return float(s.trigger_ms)  # type: ignore[arg-type]
-        if all(x.acquired is not None for x in slices):
+    elif all(s.acquired is not None for s in slices):
+        def key(s: Slice) -> float:
             return s.acquired.timestamp()  # type: ignore[union-attr]
+    else:
         raise GeometryError("slice positions repeat but no TemporalPositionIdentifier, TriggerTime or "
                             "AcquisitionTime separates the phases")
-
     phases: list[list[Slice]] = [[] for _ in range(counts.pop())]
     for group in by_position.values():
         for rank, s in enumerate(sorted(group, key=key)):
