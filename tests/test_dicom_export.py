@@ -18,6 +18,7 @@ from pydicom import dcmread
 
 from iterdce.commands.predict import main as predict_main
 from iterdce.dataset.nifti_io import read_image, write_image
+from iterdce.dicom.derived import rescale
 from iterdce.dicom.geometry import stack_slices
 from iterdce.dicom.importer import ImportSettings, import_dicom
 from iterdce.dicom.report import case_id_for
@@ -257,3 +258,15 @@ def test_template_accepts_dcm2niix_conversions_of_the_inputs(results: Path, exam
         exported, _, slope = _series_volume(folder)
         reference = _series_volume(outputs["dcm"] / folder.name)[0]
         assert float(np.abs(exported - reference).max()) <= slope + 1e-4 * float(np.abs(reference).max())
+
+
+@pytest.mark.parametrize("low, high", [(0.0, 1.0), (-1000.0, 5.0e6), (123.25, 123.25), (-3.5, -1.0)])
+def test_rescale_spans_the_range_without_clipping(low: float, high: float):
+    volume = np.linspace(low, high, 1000).reshape(10, 10, 10)
+    stored, slope, intercept = rescale(volume)
+    assert stored.dtype == np.uint16 and slope > 0
+    assert np.abs(stored * slope + intercept - volume).max() <= slope / 2 * (1 + 1e-6) + 1e-9 * abs(high)
+    codes = np.array([[[0, 1], [2, 3]]], dtype=np.float32)
+    assert rescale(codes, integer_codes=True)[1:] == (1.0, 0.0)
+    with pytest.raises(ValueError, match="integers"):
+        rescale(codes + 0.5, integer_codes=True)

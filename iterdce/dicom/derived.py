@@ -37,7 +37,8 @@ COPIED = (  # patient, study, frame of reference and acquisition context of the 
 REQUIRED_DEFAULTS = {"ScanningSequence": "RM", "SequenceVariant": "NONE", "ScanOptions": "", "MRAcquisitionType": "",
                      "EchoTime": "", "EchoTrainLength": "", "RepetitionTime": "", "PatientName": "",
                      "PatientID": "", "PatientBirthDate": "", "PatientSex": "", "StudyDate": "", "StudyTime": "",
-                     "StudyID": "", "AccessionNumber": "", "ReferringPhysicianName": ""}
+                     "StudyID": "", "AccessionNumber": "", "ReferringPhysicianName": "",
+                     "PositionReferenceIndicator": ""}
 
 
 @dataclass
@@ -123,6 +124,8 @@ def write_derived_series(folder: Path, series: DerivedSeries, template: Stack, t
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
+    if "SliceThickness" not in header:  # enhanced templates keep it in their functional groups
+        header.SliceThickness = DS(step, auto_format=True)
     try:
         for k, image in enumerate(template.slices):
             ds = Dataset()
