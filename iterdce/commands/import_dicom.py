@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     except (DicomImportError, OSError) as exc:
         return fail(str(exc))
     for row in summary.skipped:
-        print(f"skipped {row.case or 'a study'}: {row.notes[0] if row.notes else ''}", file=sys.stderr)
+        print(f"skipped {row.case or 'a study'} ({row.source}): {row.notes[0] if row.notes else ''}",
+              file=sys.stderr)
     print(f"imported {len(summary.cases)} case(s) into {summary.dataset_dir} "
           f"({len(summary.skipped)} study(ies) skipped; see {summary.dataset_dir / REPORT_NAME})")
     return 0

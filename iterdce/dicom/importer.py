@@ -56,7 +56,7 @@ class ImportSummary:
 
 def _row(study: Study, case: str, status: str, settings: ImportSettings, **kwargs: object) -> StudyRow:
     ids = {"study_uid": study.uid, "folder": str(study.folder)} if settings.keep_ids else {}
-    return StudyRow(case, status, **ids, **kwargs)  # type: ignore[arg-type]
+    return StudyRow(case, status, **ids, source=str(study.folder), **kwargs)  # type: ignore[arg-type]
 
 
 def _choose(scan_studies: dict[str, Study], settings: ImportSettings
@@ -165,7 +165,8 @@ def import_dicom(root: Path, out_dir: Path, settings: ImportSettings | None = No
                              skipped=acquisition.skipped, notes=acquisition.notes))
             imported.append((case, acquisition))
         if not imported:
-            reasons = "; ".join(f"{r.case or 'a study'}: {r.notes[0] if r.notes else 'skipped'}" for r in rows)
+            reasons = "; ".join(f"{r.case or 'a study'} ({r.source}): {r.notes[0] if r.notes else 'skipped'}"
+                                for r in rows)
             raise DicomImportError(f"{root}: no study could be imported ({reasons})")
         rows.sort(key=lambda r: (r.status != "imported", r.case))
         write_report(staging / REPORT_NAME, rows)

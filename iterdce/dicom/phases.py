@@ -172,6 +172,9 @@ def find_acquisition(study: Study, include_derived: bool = False, min_phases: in
             candidates.append(_per_phase_candidate(group))
         except TimingError as exc:
             broken.extend((s, str(exc)) for s, _, _ in group)
+    for short in [c for c in candidates if len(c.stacks) < min_phases]:
+        skipped.append((short.series[0].label, f"only {len(short.stacks)} phases (a DCE acquisition needs "
+                                               f"{min_phases})"))
     candidates = [c for c in candidates if len(c.stacks) >= min_phases]
     if not candidates:
         reasons = "; ".join(f"{s.label}: {r}" for s, r in broken) or (

@@ -47,6 +47,7 @@ class StudyRow:
     notes: list[str] = field(default_factory=list)
     study_uid: str = ""
     folder: str = ""
+    source: str = ""  # the study's folder, printed on the terminal and never written to the report
 
     def as_dict(self) -> dict[str, str]:
         acq = self.acquisition
