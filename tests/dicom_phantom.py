@@ -147,8 +147,10 @@ class StudyWriter:
         self.series_number += 1
         return series_uid
 
-    def write_enhanced(self, image: np.ndarray, affine: np.ndarray, times_s: Sequence[float]) -> str:
-        """Convention (c): one enhanced MR object, frames slice-major with TemporalPositionIndex and offsets."""
+    def write_enhanced(self, image: np.ndarray, affine: np.ndarray, times_s: Sequence[float],
+                       temporal_index: bool = True) -> str:
+        """Convention (c): one enhanced MR object, frames slice-major with TemporalPositionIndex (unless
+        ``temporal_index`` is False) and TemporalPositionTimeOffset."""
         series_uid = generate_uid()
         n_phases, (columns, rows, n_slices) = image.shape[0], image.shape[1:]
         orientation, spacing, positions = lps_geometry(affine, n_slices)
@@ -169,7 +171,9 @@ class StudyWriter:
             for phase in range(n_phases):
                 when = BASE_TIME + dt.timedelta(seconds=float(times_s[phase]))
                 frame, content, position, temporal = Dataset(), Dataset(), Dataset(), Dataset()
-                content.TemporalPositionIndex, content.DimensionIndexValues = phase + 1, [phase + 1, k + 1]
+                content.DimensionIndexValues = [phase + 1, k + 1]
+                if temporal_index:
+                    content.TemporalPositionIndex = phase + 1
                 content.FrameAcquisitionDateTime = when.strftime("%Y%m%d%H%M%S.%f")
                 position.ImagePositionPatient = [f"{v:.8f}" for v in positions[k]]
                 temporal.TemporalPositionTimeOffset = float(times_s[phase]) - float(times_s[0])

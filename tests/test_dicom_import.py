@@ -106,6 +106,14 @@ def test_temporal_series_without_identifiers(tmp_path: Path, separate_by: str, t
     assert timing["phase_times_s"] == pytest.approx(TIMES) and timing["time_tags"][0] == tag
 
 
+def test_enhanced_object_without_temporal_position_index(tmp_path: Path):
+    StudyWriter(tmp_path / "dicom", "PAT-9", seed=9).write_enhanced(phantom(9), oblique_affine(), TIMES,
+                                                                    temporal_index=False)
+    (case,) = import_dicom(tmp_path / "dicom", tmp_path / "Dataset001_X", ImportSettings(progress=False)).cases
+    data, _ = read_image(tmp_path / "Dataset001_X" / "imagesTr" / f"{case}_0002.nii.gz")
+    np.testing.assert_allclose(data, quantised(phantom(9)[2]), atol=1e-4)
+
+
 def test_import_of_a_left_handed_grid_is_the_same_grid(tmp_path: Path):
     """A NIfTI affine with negative determinant: the importer stacks slices along the normal, i.e. reversed."""
     affine = oblique_affine() @ np.diag([1.0, 1.0, -1.0, 1.0])

@@ -2,7 +2,8 @@
 
 (a) one series per phase: single-volume series on one grid, ordered by acquisition time;
 (b) one series holding every phase: its images separated by TemporalPositionIdentifier, else by the rank of
-    their TriggerTime / acquisition time at each slice position (checked against NumberOfTemporalPositions);
+    their TemporalPositionTimeOffset / TriggerTime / acquisition time at each slice position (checked against
+    NumberOfTemporalPositions);
 (c) an enhanced multi-frame object whose frames carry a TemporalPositionIndex.
 
 The candidate with the most phases (at least 3) on one grid wins. A series that looks like part of the chosen
@@ -79,8 +80,12 @@ def _temporal_groups(series: Series) -> list[list[Slice]]:
     if len(counts) > 1:
         raise GeometryError(f"slice positions hold {min(counts)} to {max(counts)} images: a phase lacks slices")
 
+    offsets = [s.time_offset_s for s in slices]
     triggers = [s.trigger_ms for s in slices]
-    if None not in triggers and len(set(triggers)) > 1:
+    if None not in offsets and len(set(offsets)) > 1:
+        def key(s: Slice) -> float:
+            return float(s.time_offset_s)  # type: ignore[arg-type]
+    elif None not in triggers and len(set(triggers)) > 1:
         def key(s: Slice) -> float:
             return float(s.trigger_ms)  # type: ignore[arg-type]
     elif all(s.acquired is not None for s in slices):
