@@ -32,7 +32,7 @@ class Slice:
     slope: float = 1.0
     intercept: float = 0.0
     temporal_id: int | None = None  # TemporalPositionIdentifier / TemporalPositionIndex
-    trigger_ms: float | None = None  # TriggerTime (ms)
+    trigger_ms: float | None = None  # TriggerTime (ms), classic images
     time_offset_s: float | None = None  # TemporalPositionTimeOffset (s), enhanced objects
     acquired: dt.datetime | None = None  # AcquisitionDateTime, or AcquisitionDate + AcquisitionTime
     acquired_tag: str = ""
@@ -178,7 +178,6 @@ def enhanced_slices(ds: Dataset, path: Path) -> list[Slice]:
         content = _group(frame, None, "FrameContentSequence") or Dataset()
         transform = _group(frame, shared, "PixelValueTransformationSequence") or Dataset()
         temporal = _group(frame, shared, "TemporalPositionSequence") or Dataset()
-        timing = _group(frame, shared, "MRTimingAndRelatedParametersSequence") or Dataset()
         frame_time = _datetime(content.get("FrameAcquisitionDateTime"))
         acquired, tag = ((frame_time, "FrameAcquisitionDateTime (0018,9074)") if frame_time is not None
                          else (series_acquired, series_tag))
@@ -188,7 +187,6 @@ def enhanced_slices(ds: Dataset, path: Path) -> list[Slice]:
             slope=_float(transform.get("RescaleSlope")) or 1.0,
             intercept=_float(transform.get("RescaleIntercept")) or 0.0,
             temporal_id=_int(content.get("TemporalPositionIndex")),
-            trigger_ms=_float(timing.get("TriggerTime") or frame.get("TriggerTime")),
             time_offset_s=_float(temporal.get("TemporalPositionTimeOffset")),
             acquired=acquired, acquired_tag=tag, bolus_start=bolus_start(ds, acquired),
             sop_instance_uid=str(ds.get("SOPInstanceUID", "")), sop_class_uid=str(ds.get("SOPClassUID", "")),
