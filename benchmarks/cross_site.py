@@ -72,7 +72,7 @@ def simulate_sites(raw_root: Path, sites: list[str], cases_per_site: list[int], 
             import inspect  # TEMP until site profiles land
 
             extra = {"site": site} if "site" in inspect.signature(simulate_dataset).parameters else {}
-            simulate_dataset(folder, n, shape=shape, seed=seed + 1000 * (ord(site) - ord("A")), jobs=jobs, **extra)
+            simulate_dataset(folder, n, shape=shape, seed=seed + 1000 * index, jobs=jobs, **extra)
         folders.append(folder)
     return folders
 
@@ -131,6 +131,26 @@ def input_folder(test_dir: Path, out_dir: Path, input_phases: list[int]) -> Path
     return out_dir
 
 
+def prepare_training_set(site_dirs: list[Path], raw_root: Path, preprocessed: Path, name: str, preset: str,
+                         jobs: int, plan_from: Path | None = None) -> tuple[Path, dict, list[str]]:
+    """Merge the sites into one raw dataset and preprocess it (with ``plan_from``'s plan when given, as a
+    user fine-tuning a model does); returns the preprocessed folder, the plan and all case ids."""
+    import shutil
+
+    from iterdce.preprocessing.pipeline import plan_and_preprocess
+    from iterdce.preprocessing.splits import SPLITS_FILE
+
+    raw = merge_sites(site_dirs, raw_root / name)
+    if plan_from is not None:
+        (preprocessed / raw.name).mkdir(parents=True, exist_ok=True)
+        if not (preprocessed / raw.name / "plans.json").is_file():
+            shutil.copyfile(plan_from, preprocessed / raw.name / "plans.json")
+    plans = plan_and_preprocess(raw, preprocessed, num_processes=jobs, preset=preset, progress=False,
+                                log=lambda *_: None)
+    split = json.loads((preprocessed / raw.name / SPLITS_FILE).read_text())[0]
+    return preprocessed / raw.name, plans, sorted(split["train"] + split["val"])
+
+
 def run_one(job: dict) -> dict:
     """Train one (variant, seed), predict the held-out site, evaluate; runs in its own process."""
     import torch
@@ -144,7 +164,8 @@ def run_one(job: dict) -> dict:
     start = time.perf_counter()
     results = Path(job["results"])
     setup = TrainingSetup(Path(job["preprocessed"]), results, fold="all", num_workers=job["workers"],
-                          device=job["device"], seed=job["seed"], resume=True, plans=job["plans"], progress=False)
+                          device=job["device"], seed=job["seed"], resume=True, plans=job["plans"], progress=False,
+                          pretrained_weights=job.get("pretrained_weights"))
     trainer = run_stages("RecursiveTrainer", setup)
     train_s = time.perf_counter() - start
     model_folder = trainer.output.parent
@@ -231,51 +252,93 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
     parser.add_argument("--workers", type=int, default=1, help="data workers per run")
     parser.add_argument("--jobs", type=int, default=2, help="processes for simulation and preprocessing")
+    parser.add_argument("--finetune-cases", type=int, default=0,
+                        help="also fine-tune the best variant's models on this many new cases of the test site, "
+                             "against training from scratch on them")
+    parser.add_argument("--pretrain-cases", type=int, default=0,
+                        help="also train one model on this many new cases of every site (the shipped model)")
+    parser.add_argument("--pretrain-variant", default="preset", help="variant of the all-sites model")
     parser.add_argument("--quick", action="store_true", help="a tiny rehearsal of the whole benchmark")
     args = parser.parse_args()
     if args.quick:
         args.train_cases, args.test_cases, args.shape = [3, 3, 2], 3, [48, 40, 16]
         args.epochs, args.iterations, args.seeds = (1, 1), 2, args.seeds[:2]
         args.variants = args.variants[:2]
+        args.finetune_cases = min(args.finetune_cases, 2)
+        args.pretrain_cases = min(args.pretrain_cases, 1)
     out = args.out or args.workdir
     out.mkdir(parents=True, exist_ok=True)
-    from iterdce.preprocessing.pipeline import data_folder, plan_and_preprocess
-    from iterdce.preprocessing.splits import SPLITS_FILE
+    from iterdce.preprocessing.pipeline import data_folder
 
     clock = time.perf_counter()
-    raw_root = args.workdir / "raw"
-    sites = simulate_sites(raw_root, [*args.train_sites, args.test_site], [*args.train_cases, args.test_cases],
-                           args.shape, seed=2024, jobs=args.jobs)
-    train_raw = merge_sites(sites[:-1], raw_root / f"Dataset899_Sites{''.join(args.train_sites)}")
-    test_dir = sites[-1]
+    raw_root, preprocessed = args.workdir / "raw", args.workdir / "preprocessed"
+    sites = [*args.train_sites, args.test_site]
+    counts = [*args.train_cases, args.test_cases]
+    extra_sites, extra_counts = [], []
+    if args.finetune_cases:
+        extra_sites.append(f"{args.test_site}")
+        extra_counts.append(args.finetune_cases)
+    if args.pretrain_cases:
+        extra_sites += [*args.train_sites, args.test_site]
+        extra_counts += [args.pretrain_cases] * (len(args.train_sites) + 1)
+    folders = simulate_sites(raw_root, sites + extra_sites, counts + extra_counts, args.shape, seed=2024,
+                             jobs=args.jobs)
+    test_dir = folders[len(args.train_sites)]
+    finetune_dirs = folders[len(sites):len(sites) + (1 if args.finetune_cases else 0)]
+    pretrain_dirs = folders[len(sites) + len(finetune_dirs):]
     print(f"simulated in {time.perf_counter() - clock:.0f} s", flush=True)
-    preprocessed = args.workdir / "preprocessed"
-    plans = plan_and_preprocess(train_raw, preprocessed, num_processes=args.jobs, preset=args.preset,
-                                progress=False, log=lambda *_: None)
-    preprocessed_dataset = preprocessed / train_raw.name
-    cases = json.loads((preprocessed_dataset / SPLITS_FILE).read_text())[0]
-    all_cases = sorted(cases["train"] + cases["val"])
+    train_pre, plans, all_cases = prepare_training_set(folders[:len(args.train_sites)], raw_root, preprocessed,
+                                                       f"Dataset899_Sites{''.join(args.train_sites)}", args.preset,
+                                                       args.jobs)
     regression_path = args.workdir / REGRESSION_FILE
     if not regression_path.is_file():
-        model = fit_fold_regression(data_folder(preprocessed_dataset, "plans"), all_cases,
-                                    len(plans["input_phases"]))
+        model = fit_fold_regression(data_folder(train_pre, "plans"), all_cases, len(plans["input_phases"]))
         regression_path.write_text(json.dumps(model.to_json()))
     print(f"planned and preprocessed in {time.perf_counter() - clock:.0f} s: patch {plans['patch_size']}, "
           f"spacing {plans['spacing']}, network {plans['network']['features_per_stage']}", flush=True)
     test_inputs = input_folder(test_dir, args.workdir / "test_inputs", plans["input_phases"])
-    if args.epochs or args.iterations:
-        training = {}
-        if args.epochs:
-            training.update(warmup_epochs=args.epochs[0], recursive_epochs=args.epochs[1])
-        if args.iterations:
-            training.update(iterations_per_epoch=args.iterations)
-        plans = deep_merge(plans, {"training": training})
-    jobs = [{"variant": v, "seed": s, "plans": deep_merge(plans, VARIANTS[v]), "threads": args.threads,
-             "workers": args.workers, "device": args.device, "preprocessed": str(preprocessed_dataset),
-             "results": str(args.workdir / "results" / f"{v}_seed{s}" / train_raw.name),
-             "test_inputs": str(test_inputs), "test_dir": str(test_dir), "regression": str(regression_path)}
-            for v in args.variants for s in args.seeds]
-    records = []
+    budget = {}
+    if args.epochs:
+        budget.update(warmup_epochs=args.epochs[0], recursive_epochs=args.epochs[1])
+    if args.iterations:
+        budget.update(iterations_per_epoch=args.iterations)
+    plans = deep_merge(plans, {"training": budget})
+    common = {"threads": args.threads, "workers": args.workers, "device": args.device,
+              "test_inputs": str(test_inputs), "test_dir": str(test_dir), "regression": str(regression_path)}
+
+    def job(variant: str, seed: int, preprocessed_dataset: Path, tag: str, **extra) -> dict:
+        return {**common, "variant": tag, "seed": seed, "plans": deep_merge(plans, VARIANTS[variant]),
+                "preprocessed": str(preprocessed_dataset),
+                "results": str(args.workdir / "results" / f"{tag}_seed{seed}" / preprocessed_dataset.name), **extra}
+
+    phase1 = [job(v, s, train_pre, v) for v in args.variants for s in args.seeds]
+    if pretrain_dirs:
+        pre_pre, _, _ = prepare_training_set(pretrain_dirs, raw_root, preprocessed, "Dataset898_PretrainAllSites",
+                                             args.preset, args.jobs, plan_from=train_pre / "plans.json")
+        phase1.append(job(args.pretrain_variant, 0, pre_pre, "pretrained_all_sites"))
+    records: list[dict] = []
+    run_jobs(phase1, records, args, out, plans, clock)
+    if finetune_dirs:
+        ranked = aggregate(records)
+        best = min((v for v in args.variants if v in ranked and ranked[v]["ee_last"]),
+                   key=lambda v: ranked[v]["ee_last"]["mean"])
+        tune_pre, _, _ = prepare_training_set(finetune_dirs, raw_root, preprocessed, "Dataset897_FinetuneSiteD",
+                                              args.preset, args.jobs, plan_from=train_pre / "plans.json")
+        phase2 = []
+        for seed in args.seeds:
+            source = Path(phase1[0]["results"]).parents[1] / f"{best}_seed{seed}" / train_pre.name
+            checkpoint = source / "RecursiveTrainer__plans" / "fold_all" / "checkpoint_final.pth"
+            phase2.append(job(best, seed, tune_pre, f"{best}+finetune{args.finetune_cases}",
+                              pretrained_weights=str(checkpoint)))
+            phase2.append(job(best, seed, tune_pre, f"{best}_scratch{args.finetune_cases}"))
+        run_jobs(phase2, records, args, out, plans, clock)
+    print(markdown(aggregate(records)))
+    print(f"total {time.perf_counter() - clock:.0f} s")
+
+
+def run_jobs(jobs: list[dict], records: list[dict], args: argparse.Namespace, out: Path, plans: dict,
+             clock: float) -> None:
+    """Run (variant, seed) jobs in parallel processes; results.json / results.md rewritten after each."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.parallel, mp_context=context) as pool:
         futures = {pool.submit(run_one, job): job for job in jobs}
@@ -288,6 +351,7 @@ def main() -> None:
             except Exception:  # one failed run must not lose the others' results
                 record = {"variant": job["variant"], "seed": job["seed"], "error": traceback.format_exc()}
                 print(f"{job['variant']} seed {job['seed']}: FAILED\n{record['error']}", flush=True)
+            record["results"] = job["results"]
             records.append(record)
             aggregated = aggregate(records)
             payload = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -297,9 +361,6 @@ def main() -> None:
                            {"rows": row_values(r["summary"])} if "summary" in r else {}) for r in records]}
             (out / "results.json").write_text(json.dumps(payload, indent=1, default=str))
             (out / "results.md").write_text(markdown(aggregated) + "\n")
-    print(markdown(aggregate(records)))
-    print(f"total {time.perf_counter() - clock:.0f} s")
-
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

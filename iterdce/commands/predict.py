@@ -12,6 +12,7 @@ from iterdce.inference.model_loading import CHECKPOINTS
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings
 from iterdce.paths import DatasetNotFoundError, find_dataset
 from iterdce.preprocessing.plans_io import PlansError
+from iterdce.pretrained import PRETRAINED_FOLD, pretrained_model_folder
 from iterdce.training.checkpoint import CheckpointError
 
 
@@ -20,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-i", "--input", required=True, help="folder of <case>_0000.nii.gz, <case>_0001.nii.gz, ...")
     parser.add_argument("-o", "--output", required=True, help="folder for <case>_<pppp>.nii.gz outputs")
     parser.add_argument("-d", "--dataset", default="1", help="dataset the model was trained on (default 1)")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="use the model shipped with iterdce (trained on the phantom's site profiles; "
+                             "no training needed) instead of a trained dataset's model")
     parser.add_argument("-f", "--folds", nargs="+", type=parse_fold, default=[0, 1, 2, 3, 4],
                         help="folds to average (default 0 1 2 3 4; missing ones are skipped with a warning)")
     parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", help="trainer name (default RecursiveTrainer)")
@@ -43,9 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     roots = roots_from_args(args)
     warnings.simplefilter("always", UserWarning)
     try:
-        results = find_dataset(args.dataset, roots.results)
-        model_folder = results / f"{args.trainer}__{args.plans_name}"
-        settings = PredictionSettings(args.folds, args.checkpoint, args.device, args.tile_batch, tta=args.tta,
+        if args.pretrained:
+            model_folder, folds = pretrained_model_folder(), [PRETRAINED_FOLD]
+        else:
+            model_folder = find_dataset(args.dataset, roots.results) / f"{args.trainer}__{args.plans_name}"
+            folds = args.folds
+        settings = PredictionSettings(folds, args.checkpoint, args.device, args.tile_batch, tta=args.tta,
                                       progress=not args.quiet)
         predictor = IterativePredictor(model_folder, settings)
         if args.output_format == "dicom":

@@ -17,7 +17,13 @@ from tqdm import tqdm
 
 from iterdce.atomic import write_atomic, write_json_atomic
 from iterdce.network.synthesizer import build_synthesizer, model_config
-from iterdce.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, unwrap
+from iterdce.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_compatible_weights,
+    save_checkpoint,
+    unwrap,
+)
 from iterdce.training.data_loader import PatchSampler, make_loader, validation_batches
 from iterdce.training.distributed import DistributedContext, barrier, init_distributed, mean_over_ranks
 from iterdce.training.logger import TrainingLog
@@ -68,7 +74,11 @@ class WarmupTrainer:
         return model(batch["data"][:, :n_in], batch["times"], teacher=batch["data"])
 
     def initial_weights(self) -> None:
-        """Starting weights: the seeded random initialisation."""
+        """Starting weights: the seeded random initialisation, or ``--pretrained-weights`` when given."""
+        path = self.setup.pretrained_weights
+        if path is not None:
+            count = load_compatible_weights(unwrap(self.model), Path(path), self.device)
+            self.log.notes.append(f"initialised {count} tensors from pretrained weights {path}")
 
     # ----- the loop ---------------------------------------------------------------------------------
     def notes(self) -> list[str]:
