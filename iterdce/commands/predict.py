@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                                       progress=not args.quiet)
         predictor = IterativePredictor(model_folder, settings)
         if args.output_format == "dicom":
-            exporter = DicomExporter(predictor, f"{results.name}/{model_folder.name}", progress=not args.quiet)
+            exporter = DicomExporter(predictor, f"{model_folder.parent.name}/{model_folder.name}",
+                                     progress=not args.quiet)
             done = exporter.predict(args.input, args.output, args.dicom_template, args.overwrite,
                                     args.save_kinetic_map)
         else:
