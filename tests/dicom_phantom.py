@@ -22,7 +22,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
-SLOPE, INTERCEPT = 0.01, -5.0  # stored = round((value - INTERCEPT) / SLOPE) as uint16
+SLOPE, INTERCEPT = 0.02, -5.0  # stored = round((value - INTERCEPT) / SLOPE) as uint16: -5 to 1305
 PATIENT_NAME = "Phantom^Jane"
 BASE_TIME = dt.datetime(2024, 3, 5, 10, 15, 0)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from iterdce.dataset.nifti_io import read_image
 from iterdce.dicom.geometry import GeometryError, stack_slices
 from iterdce.dicom.headers import Slice
 from iterdce.dicom.importer import DicomImportError, ImportSettings, import_dicom
+from iterdce.simulation.simulate import simulate_dataset
 from tests.conftest import synthetic_case
 from tests.dicom_phantom import PATIENT_NAME, StudyWriter, dcm2niix_binary, quantised, run_dcm2niix
 
@@ -138,12 +140,37 @@ def test_dcm2niix_agrees_on_geometry(tmp_path: Path, geometry: str):
     np.testing.assert_allclose(theirs.get_fdata(), ours[0], atol=1e-3)
 
 
-def test_tree_of_three_conventions_and_a_broken_study(tmp_path: Path, capsys):
-    """The issue's check: three studies in the three conventions and one with a missing slice."""
+SITE_CASES = {  # the simulator's site profiles: (site, stored shape, seed) that fit a lesion in a tiny volume
+    "B": ("a", (48, 48, 16), 1),  # axial LPS, oblique
+    "C": ("b", (48, 48, 16), 1),  # axial RAS or LPS, oblique
+    "D": ("c", (32, 32, 32), 1),  # sagittal, oblique
+}
+
+
+@pytest.fixture(scope="module")
+def site_phantoms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[np.ndarray, np.ndarray, list]]:
+    """One case of the phantom simulator per site profile: phases [P, X, Y, Z], stored affine, times (s)."""
+    root = tmp_path_factory.mktemp("sites")
+    cases = {}
+    for index, (site, (_, shape, seed)) in enumerate(SITE_CASES.items()):
+        summary = simulate_dataset(root / f"Dataset{index + 1:03d}_{site}", 1, shape=shape, seed=seed, site=site)
+        (case,) = summary.case_ids
+        phases = sorted((summary.dataset_dir / "imagesTr").glob(f"{case}_*.nii.gz"))
+        volumes = [read_image(path) for path in phases]
+        times = json.loads((summary.dataset_dir / "timesTr" / f"{case}.json").read_text())["phase_times_s"]
+        cases[site] = (np.stack([v for v, _ in volumes]), volumes[0][1].affine, times)
+    return cases
+
+
+def test_tree_of_three_conventions_and_a_broken_study(tmp_path: Path, site_phantoms: dict, capsys):
+    """The issue's check: phantom cases of three sites as three studies in the three conventions, and one study
+    with a missing slice; the dataset is accepted by the verifier and holds the phantom's voxels, grid, times."""
     root = tmp_path / "dicom"
-    write_study(root, "a", oblique_affine(), seed=10, bolus_delay_s=20.0)
-    write_study(root, "b", sagittal_affine(), seed=11)
-    write_study(root, "c", oblique_affine(), seed=12)
+    writers = {}
+    for index, (site, (convention, _, _)) in enumerate(SITE_CASES.items()):
+        image, affine, times = site_phantoms[site]
+        writers[site] = StudyWriter(root, f"PAT-{site}", seed=index, bolus_delay_s=10.0 if site == "B" else None)
+        getattr(writers[site], CONVENTIONS[convention])(image, affine, times)
     write_study(root, "a", sagittal_affine(), seed=13, skip_slice=(2, 3))
     (root / "notes.txt").write_text("not DICOM")
     dataset = tmp_path / "raw" / "Dataset005_Clinical"
@@ -153,12 +180,23 @@ def test_tree_of_three_conventions_and_a_broken_study(tmp_path: Path, capsys):
     assert verify_main(["-d", str(dataset)]) == 0
     rows = read_report(dataset)
     assert [r["status"] for r in rows] == ["imported"] * 3 + ["skipped"]
-    assert sorted(r["convention"] for r in rows[:3]) == sorted(CONVENTION_NAMES.values())
     assert "missing slice(s)" in rows[3]["notes"] and "series 3" in rows[3]["notes"]
     info = json.loads((dataset / "dataset.json").read_text())
     assert info["name"] == "Clinical" and info["numTraining"] == 3
-    bolus_row = next(r for r in rows if r["time_reference"].startswith("ContrastBolusStartTime"))
-    assert [float(t) for t in bolus_row["times_s"].split(";")] == pytest.approx([t - 20.0 for t in TIMES])
+    for site, writer in writers.items():
+        image, affine, times = site_phantoms[site]
+        case = "case_" + hashlib.sha256(writer.study_uid.encode()).hexdigest()[:12]
+        row = next(r for r in rows if r["case"] == case)
+        assert row["convention"] == CONVENTION_NAMES[SITE_CASES[site][0]]
+        timing = json.loads((dataset / "timesTr" / f"{case}.json").read_text())
+        expected_times = np.asarray(times) - (10.0 if site == "B" else times[0])  # B: bolus 10 s after BASE_TIME
+        assert timing["time_reference"].startswith("ContrastBolusStartTime" if site == "B" else "first")
+        np.testing.assert_allclose(timing["phase_times_s"], expected_times, atol=1e-3)
+        for phase in (0, len(times) - 1):
+            data, got = read_image(dataset / "imagesTr" / f"{case}_{phase:04d}.nii.gz")
+            ours, theirs = canonical(data, got.affine), canonical(quantised(image[phase]), affine)
+            np.testing.assert_allclose(ours[1], theirs[1], atol=1e-4)
+            np.testing.assert_allclose(ours[0], theirs[0], atol=1e-3)
 
 
 def test_no_identifiers_in_the_dataset_and_stable_ids(tmp_path: Path):
