@@ -129,6 +129,9 @@ def test_exported_series_headers(outputs: dict, exam: dict):
             assert len(ds.SourceImageSequence) == 2
             series_uids.add(ds.SeriesInstanceUID)
             sop_uids.add(ds.SOPInstanceUID)
+        positions = sorted(tuple(round(float(v), 4) for v in dcmread(p).ImagePositionPatient) for p in files)
+        assert positions == sorted(tuple(round(float(v), 4) for v in d.ImagePositionPatient)
+                                   for d in inputs if d.SeriesNumber == 2)  # the input slices' positions
         if "phase_0003" in name:
             assert ds.SeriesDescription == "SYNTHETIC phase 3 t=225s"
     assert len(series_uids) == 5 and len(sop_uids) == 5 * SHAPE[2]

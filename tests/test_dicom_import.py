@@ -250,6 +250,18 @@ def test_philips_private_scale_is_noted(tmp_path: Path):
     assert "Philips private scale factors (2005,100E) present" in read_report(tmp_path / "Dataset001_X")[0]["notes"]
 
 
+def test_undecodable_pixel_data_skips_the_study_naming_the_file(tmp_path: Path):
+    write_study(tmp_path / "dicom", "c", oblique_affine(), seed=70)
+    write_study(tmp_path / "dicom", "a", oblique_affine(), seed=71)
+    victim = next(p for p in sorted((tmp_path / "dicom").rglob("IM*"))
+                  if dcmread(p, stop_before_pixels=True).get("NumberOfFrames") is None)
+    victim.write_bytes(victim.read_bytes()[:-100])  # pixel data cut short
+    summary = import_dicom(tmp_path / "dicom", tmp_path / "Dataset001_X", ImportSettings(progress=False))
+    assert len(summary.cases) == 1
+    assert str(victim) in summary.skipped[0].notes[0] and "pixel data cannot be read" in summary.skipped[0].notes[0]
+    assert len(list((tmp_path / "Dataset001_X" / "imagesTr").iterdir())) == len(TIMES)
+
+
 def test_existing_output_is_kept_unless_overwrite(tmp_path: Path, capsys):
     write_study(tmp_path / "dicom", "c", oblique_affine(), seed=60)
     dataset = tmp_path / "Dataset001_X"
