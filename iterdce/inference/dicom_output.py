@@ -216,7 +216,7 @@ class DicomExporter:
         numbers = ", ".join(str(s.number) for s in acquisition.series[:self.n_inputs])
         folds = ", ".join(self.predictor.folds)
         return (f"{what} synthesized by iterdce {iterdce_version()} with model {self.model_name} "
-                f"(folds {folds}) from the first {self.n_inputs} DCE phases (series {numbers}); not acquired")
+                f"({folds}) from the first {self.n_inputs} DCE phases (series {numbers}); not acquired")
 
     def _write_case(self, nifti_dir: Path, case_dir: Path, source: DicomSource, times_s: np.ndarray,
                     kinetic_map: bool) -> None:
