@@ -62,6 +62,7 @@ class StudyWriter:
         self.bolus = None if bolus_delay_s is None else BASE_TIME + dt.timedelta(seconds=bolus_delay_s)
         self.series_number = 1
         self.private: list[tuple[int, str, object]] = []  # (tag, VR, value) added to every file
+        self.image_type = ["ORIGINAL", "PRIMARY", "M"]
 
     def _base(self, sop_class: str, series_uid: str, description: str) -> Dataset:
         ds = Dataset()
@@ -76,7 +77,7 @@ class StudyWriter:
         ds.AccessionNumber, ds.ReferringPhysicianName = "ACC123", "Doctor^Who"
         ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = series_uid, self.series_number, description
         ds.Modality, ds.Manufacturer, ds.FrameOfReferenceUID = "MR", "Phantom", self.frame_uid
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "M"]
+        ds.ImageType = list(self.image_type)
         ds.ScanningSequence, ds.SequenceVariant, ds.MRAcquisitionType = "GR", "SP", "3D"
         ds.RepetitionTime, ds.EchoTime, ds.SliceThickness = "4.5", "2.1", "2.0"
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"

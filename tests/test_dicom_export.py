@@ -20,7 +20,7 @@ from iterdce.commands.predict import main as predict_main
 from iterdce.dataset.nifti_io import read_image, write_image
 from iterdce.dicom.derived import rescale
 from iterdce.dicom.geometry import stack_slices
-from iterdce.dicom.importer import ImportSettings, import_dicom
+from iterdce.dicom.importer import DicomImportError, ImportSettings, import_dicom
 from iterdce.dicom.report import case_id_for
 from iterdce.dicom.scan import scan_tree
 from iterdce.dicom.volume import read_volume
@@ -147,6 +147,8 @@ def test_export_import_round_trip_equals_nifti_output(outputs: dict, exam: dict,
     tree = tmp_path / "tree"
     shutil.copytree(exam["dicom"], tree / "inputs")
     shutil.copytree(outputs["dcm"], tree / "synthetic")
+    with pytest.raises(DicomImportError, match="derived image"):  # synthetic series are not phases by default
+        import_dicom(tree, tmp_path / "Dataset003_Refused", ImportSettings(progress=False))
     summary = import_dicom(tree, tmp_path / "Dataset002_RoundTrip", ImportSettings(include_derived=True,
                                                                                     progress=False))
     assert summary.cases == [exam["case"]]

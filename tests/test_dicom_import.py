@@ -242,6 +242,17 @@ def test_phases_on_different_grids_refuse_the_study(tmp_path: Path):
         import_dicom(tmp_path / "dicom", tmp_path / "Dataset001_X", ImportSettings(progress=False))
 
 
+def test_subtraction_series_are_not_phases(tmp_path: Path):
+    writer = StudyWriter(tmp_path / "dicom", "PAT-45", seed=45)
+    writer.write_series_per_phase(phantom(45), oblique_affine(), TIMES)
+    writer.image_type = ["ORIGINAL", "PRIMARY", "SUB"]
+    writer.write_series_per_phase(phantom(45)[3:] - phantom(45)[:1] + 10, oblique_affine(), [300.0])
+    summary = import_dicom(tmp_path / "dicom", tmp_path / "Dataset001_X", ImportSettings(progress=False))
+    row = read_report(tmp_path / "Dataset001_X")[0]
+    assert row["phases"] == str(len(TIMES)) and summary.cases
+    assert "series 5: derived image (ImageType ORIGINAL\\PRIMARY\\SUB)" in row["skipped"]
+
+
 def test_philips_private_scale_is_noted(tmp_path: Path):
     writer = StudyWriter(tmp_path / "dicom", "PAT-50", seed=50)
     writer.private.append((0x2005100E, "FL", 1.5))

@@ -156,7 +156,8 @@ def find_acquisition(study: Study, include_derived: bool = False, min_phases: in
     candidates: list[Acquisition] = []
     for series in sorted(study.series.values(), key=lambda s: (s.number is None, s.number or 0, s.uid)):
         if series.derived and not include_derived:
-            skipped.append((series.label, "derived image (ImageType DERIVED), not an acquisition"))
+            image_type = "\\".join(series.image_type)
+            skipped.append((series.label, f"derived image (ImageType {image_type}), not an acquisition"))
         elif series.problems or not series.slices:
             broken.append((series, series.problems[0] if series.problems else "no images"))
         else:
@@ -184,6 +185,8 @@ def find_acquisition(study: Study, include_derived: bool = False, min_phases: in
     if not candidates:
         reasons = "; ".join(f"{s.label}: {r}" for s, r in broken) or (
             f"no series or group of series on one grid holds {min_phases} or more phases")
+        if skipped:
+            reasons += "; passed over: " + "; ".join(f"{label}: {r}" for label, r in skipped)
         raise StudyRefused(f"no DCE acquisition found ({reasons})", skipped + [(s.label, r) for s, r in broken])
     best = max(candidates, key=lambda c: len(c.stacks))
     signature = _signature(best.stacks[0].slices)

@@ -32,8 +32,9 @@ class Series:
 
     @property
     def derived(self) -> bool:
-        """ImageType starts with DERIVED (subtractions, reformats, iterdce's own synthetic series)."""
-        return bool(self.image_type) and self.image_type[0].upper() == "DERIVED"
+        """ImageType starts with DERIVED (reformats, iterdce's own synthetic series) or names a subtraction."""
+        values = [v.upper() for v in self.image_type]
+        return bool(values) and (values[0] == "DERIVED" or any(v.startswith("SUB") for v in values))
 
     @property
     def label(self) -> str:
