@@ -64,15 +64,19 @@ def simulate_sites(raw_root: Path, sites: list[str], cases_per_site: list[int], 
                    jobs: int) -> list[Path]:
     """One raw dataset per site (skipped when it exists)."""
     from iterdce.simulation import simulate_dataset
+    from iterdce.simulation.lesions import LesionPlacementError
 
     folders = []
     for index, (site, n) in enumerate(zip(sites, cases_per_site)):
         folder = raw_root / f"Dataset{900 + index:03d}_Site{site}"
-        if not (folder / "dataset.json").is_file():
-            import inspect  # TEMP until site profiles land
-
-            extra = {"site": site} if "site" in inspect.signature(simulate_dataset).parameters else {}
-            simulate_dataset(folder, n, shape=shape, seed=seed + 1000 * index, jobs=jobs, **extra)
+        for attempt in range(5):  # a draw whose lesion does not fit its breast: take the next seed
+            if (folder / "dataset.json").is_file():
+                break
+            try:
+                simulate_dataset(folder, n, shape=shape, seed=seed + 1000 * index + attempt, jobs=jobs, site=site,
+                                 overwrite=True)
+            except LesionPlacementError as exc:
+                print(f"site {site}, seed {seed + 1000 * index + attempt}: {exc}; next seed", flush=True)
         folders.append(folder)
     return folders
 
@@ -261,7 +265,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a tiny rehearsal of the whole benchmark")
     args = parser.parse_args()
     if args.quick:
-        args.train_cases, args.test_cases, args.shape = [3, 3, 2], 3, [48, 40, 16]
+        args.train_cases, args.test_cases, args.shape = [3, 3, 2], 3, [128, 112, 40]
         args.epochs, args.iterations, args.seeds = (1, 1), 2, args.seeds[:2]
         args.variants = args.variants[:2]
         args.finetune_cases = min(args.finetune_cases, 2)
@@ -318,6 +322,8 @@ def main() -> None:
         phase1.append(job(args.pretrain_variant, 0, pre_pre, "pretrained_all_sites"))
     records: list[dict] = []
     run_jobs(phase1, records, args, out, plans, clock)
+    if pretrain_dirs:
+        export_model(Path(phase1[-1]["results"]) / "RecursiveTrainer__plans", out)
     if finetune_dirs:
         ranked = aggregate(records)
         best = min((v for v in args.variants if v in ranked and ranked[v]["ee_last"]),
@@ -334,6 +340,26 @@ def main() -> None:
         run_jobs(phase2, records, args, out, plans, clock)
     print(markdown(aggregate(records)))
     print(f"total {time.perf_counter() - clock:.0f} s")
+
+
+def export_model(model_folder: Path, out: Path) -> None:
+    """The all-sites model as two flat files (plan + weights-only checkpoint, no optimizer state), the form
+    shipped in iterdce/pretrained/."""
+    import torch
+
+    from iterdce.training.checkpoint import load_checkpoint, save_checkpoint
+
+    checkpoint = model_folder / "fold_all" / "checkpoint_final.pth"
+    if not checkpoint.is_file():
+        print(f"no all-sites model to export: {checkpoint} is missing", flush=True)
+        return
+    payload = load_checkpoint(checkpoint)
+    keep = ("trainer", "plans_name", "fold", "model_config", "network_state", "epoch", "total_epochs",
+            "iterations_per_epoch", "seed")
+    save_checkpoint(out / "pretrained_checkpoint_final.pth", {k: payload[k] for k in keep})
+    (out / "pretrained_plans.json").write_text((model_folder / "plans.json").read_text())
+    size = (out / "pretrained_checkpoint_final.pth").stat().st_size
+    print(f"exported the all-sites model ({size / 1e6:.2f} MB, torch {torch.__version__})", flush=True)
 
 
 def run_jobs(jobs: list[dict], records: list[dict], args: argparse.Namespace, out: Path, plans: dict,
