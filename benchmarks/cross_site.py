@@ -155,8 +155,30 @@ def prepare_training_set(site_dirs: list[Path], raw_root: Path, preprocessed: Pa
     return preprocessed / raw.name, plans, sorted(split["train"] + split["val"])
 
 
+BASELINES = ("copy_last", "linear", "regression")
+
+
+def run_baselines(job: dict) -> dict:
+    """Score the baselines on the held-out site once (they do not depend on the network or the seed)."""
+    from iterdce.evaluation.folders import evaluate_folders
+
+    start, results, test_dir = time.perf_counter(), Path(job["results"]), Path(job["test_dir"])
+    targets = results / "real_targets"  # stands in for a prediction folder: only the baselines are scored
+    targets.mkdir(parents=True, exist_ok=True)
+    for path in sorted((test_dir / "imagesTr").glob("*.nii.gz")):
+        if int(path.name[-11:-7]) >= job["n_inputs"] and not (targets / path.name).exists():
+            (targets / path.name).symlink_to(path.resolve())
+    summary = evaluate_folders(targets, test_dir / "imagesTr", results / "report", test_dir / "labelsTr",
+                               progress=False, regression=load_regression(Path(job["regression"])),
+                               methods=BASELINES)
+    return {"variant": "baselines", "seed": 0, "train_s": 0.0, "total_s": time.perf_counter() - start,
+            "summary": summary}
+
+
 def run_one(job: dict) -> dict:
     """Train one (variant, seed), predict the held-out site, evaluate; runs in its own process."""
+    if job["variant"] == "baselines":
+        return run_baselines(job)
     import torch
 
     torch.set_num_threads(job["threads"])
@@ -179,7 +201,7 @@ def run_one(job: dict) -> dict:
     predictor.predict_folder(Path(job["test_inputs"]), pred_dir)
     test_dir = Path(job["test_dir"])
     summary = evaluate_folders(pred_dir, test_dir / "imagesTr", results / "test_report", test_dir / "labelsTr",
-                               progress=False, regression=load_regression(Path(job["regression"])))
+                               progress=False, methods=("iterdce",))
     return {"variant": job["variant"], "seed": job["seed"], "train_s": train_s,
             "total_s": time.perf_counter() - start, "summary": summary}
 
@@ -198,14 +220,12 @@ def row_values(summary: dict) -> dict[str, dict[str, float | None]]:
 
 
 def aggregate(records: list[dict]) -> dict:
-    """Mean and std over seeds per variant; the baselines (the same for every run) from the first run.
+    """Mean and std over seeds per variant (the baselines, which do not depend on the seed, once).
     Confusion matrices are summed over seeds."""
     done = [r for r in records if "summary" in r]
     table: dict[str, dict] = {}
-    for index, record in enumerate(done):
+    for record in done:
         for method, values in row_values(record["summary"]).items():
-            if method != "iterdce" and index > 0:
-                continue
             entry = table.setdefault(record["variant"] if method == "iterdce" else method,
                                      {**{k: [] for k in values}, "confusion": {}})
             for key, value in values.items():
@@ -316,6 +336,8 @@ def main() -> None:
                 "results": str(args.workdir / "results" / f"{tag}_seed{seed}" / preprocessed_dataset.name), **extra}
 
     phase1 = [job(v, s, train_pre, v) for v in args.variants for s in args.seeds]
+    phase1.insert(0, {**common, "variant": "baselines", "seed": 0, "n_inputs": len(plans["input_phases"]),
+                      "results": str(args.workdir / "results" / "baselines")})
     if pretrain_dirs:
         pre_pre, _, _ = prepare_training_set(pretrain_dirs, raw_root, preprocessed, "Dataset898_PretrainAllSites",
                                              args.preset, args.jobs, plan_from=train_pre / "plans.json")
@@ -332,7 +354,7 @@ def main() -> None:
                                               args.preset, args.jobs, plan_from=train_pre / "plans.json")
         phase2 = []
         for seed in args.seeds:
-            source = Path(phase1[0]["results"]).parents[1] / f"{best}_seed{seed}" / train_pre.name
+            source = args.workdir / "results" / f"{best}_seed{seed}" / train_pre.name
             checkpoint = source / "RecursiveTrainer__plans" / "fold_all" / "checkpoint_final.pth"
             phase2.append(job(best, seed, tune_pre, f"{best}+finetune{args.finetune_cases}",
                               pretrained_weights=str(checkpoint)))
@@ -372,8 +394,8 @@ def run_jobs(jobs: list[dict], records: list[dict], args: argparse.Namespace, ou
             job = futures[future]
             try:
                 record = future.result()
-                print(f"{job['variant']} seed {job['seed']}: trained in {record['train_s']:.0f} s; "
-                      f"{record['summary']['verdict']}", flush=True)
+                print(f"{job['variant']} seed {job['seed']}: trained in {record['train_s']:.0f} s, done in "
+                      f"{record['total_s']:.0f} s", flush=True)
             except Exception:  # one failed run must not lose the others' results
                 record = {"variant": job["variant"], "seed": job["seed"], "error": traceback.format_exc()}
                 print(f"{job['variant']} seed {job['seed']}: FAILED\n{record['error']}", flush=True)

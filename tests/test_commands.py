@@ -6,12 +6,21 @@ import json
 
 import pytest
 
-from iterdce.commands import demo, evaluate, plan_and_preprocess, predict, simulate, train, verify_dataset
+from iterdce.commands import (
+    demo,
+    evaluate,
+    import_dicom,
+    plan_and_preprocess,
+    predict,
+    simulate,
+    train,
+    verify_dataset,
+)
 from iterdce.commands.common import check_folds
 
-COMMANDS = {"iterdce_demo": demo, "iterdce_evaluate": evaluate, "iterdce_plan_and_preprocess": plan_and_preprocess,
-            "iterdce_predict": predict, "iterdce_simulate": simulate, "iterdce_train": train,
-            "iterdce_verify_dataset": verify_dataset}
+COMMANDS = {"iterdce_demo": demo, "iterdce_evaluate": evaluate, "iterdce_import_dicom": import_dicom,
+            "iterdce_plan_and_preprocess": plan_and_preprocess, "iterdce_predict": predict,
+            "iterdce_simulate": simulate, "iterdce_train": train, "iterdce_verify_dataset": verify_dataset}
 
 
 def help_text(module, capsys) -> str:

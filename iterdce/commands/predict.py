@@ -14,6 +14,7 @@ from iterdce.commands.common import (
     parse_fold,
     roots_from_args,
 )
+from iterdce.inference.dicom_output import OUTPUT_FORMATS, DicomExporter
 from iterdce.inference.inputs import PredictionInputError
 from iterdce.inference.model_loading import CHECKPOINTS
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings
@@ -45,12 +46,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     parser.add_argument("--save-kinetic-map", action="store_true", help="also write <case>_kinetics.nii.gz")
     add_quiet_argument(parser)
+    parser.add_argument("--output-format", default="nifti", choices=OUTPUT_FORMATS,
+                        help="nifti (default) or dicom: derived DICOM series; the input is then a DICOM tree, or "
+                             "NIfTI inputs with --dicom-template")
+    parser.add_argument("--dicom-template", metavar="DIR", help="DICOM studies the NIfTI inputs came from "
+                        "(with --output-format dicom)")
     add_root_arguments(parser)
     args = parser.parse_args(argv)
     if args.dataset is None and not args.pretrained:
         parser.error("-d/--dataset is required (or --pretrained)")
     if not 0 < args.step_size <= 1:
         parser.error(f"--step-size must be in (0, 1], got {args.step_size}")
+    if args.dicom_template and args.output_format != "dicom":
+        parser.error("--dicom-template needs --output-format dicom")
     roots = roots_from_args(args)
     warnings.simplefilter("always", UserWarning)
     try:
@@ -62,7 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = PredictionSettings(folds, args.checkpoint, args.device, args.tile_batch, args.step_size,
                                       tta=args.tta, progress=not args.quiet)
         predictor = IterativePredictor(model_folder, settings)
-        done = predictor.predict_folder(args.input, args.output, args.overwrite, args.save_kinetic_map)
+        if args.output_format == "dicom":
+            exporter = DicomExporter(predictor, f"{model_folder.parent.name}/{model_folder.name}",
+                                     progress=not args.quiet)
+            done = exporter.predict(args.input, args.output, args.dicom_template, args.overwrite,
+                                    args.save_kinetic_map)
+        else:
+            done = predictor.predict_folder(args.input, args.output, args.overwrite, args.save_kinetic_map)
     except (DatasetNotFoundError, PlansError, CheckpointError, PredictionInputError, ValueError, RuntimeError) as exc:
         return fail(str(exc))
     print(f"predicted {len(done)} case(s) into {args.output} with folds {', '.join(predictor.folds)}")

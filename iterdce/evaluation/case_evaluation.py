@@ -52,19 +52,20 @@ def method_predictions(synthesized: np.ndarray, real: np.ndarray, times_s: Seque
 
 def evaluate_case(case_id: str, synthesized: np.ndarray, real: np.ndarray, times_s: Sequence[float] | np.ndarray,
                   mask: np.ndarray, lesion: np.ndarray | None, ti_norm: tuple[float, float] = (0.0, 1.0),
-                  phase_indices: Sequence[int] | None = None, regression: PhasePredictor | None = None
-                  ) -> CaseEvaluation:
+                  phase_indices: Sequence[int] | None = None, regression: PhasePredictor | None = None,
+                  methods: Sequence[str] = METHODS) -> CaseEvaluation:
     """``synthesized`` [T, ...] and ``real`` [P, ...] in TI-normalized units; ``mask`` for image metrics;
     ``lesion`` integer labels (each label one lesion) for enhancement error and curves; ``ti_norm`` (mean,
     std) undoes the normalization for curve typing, whose rule needs the scanner's intensity scale; ``regression``
-    (a fitted baseline) adds its row."""
+    (a fitted baseline) adds its row; ``methods`` limits the rows to some methods (a benchmark scoring many
+    models on the same cases evaluates the baselines once)."""
     times = [float(t) for t in times_s]
     n_in = real.shape[0] - synthesized.shape[0]
     phases = list(phase_indices) if phase_indices is not None else list(range(real.shape[0]))
     result = CaseEvaluation()
     lesion = np.zeros(real.shape[1:], np.int16) if lesion is None else lesion
     union = lesion > 0
-    predictions = method_predictions(synthesized, real, times, regression)
+    predictions = {m: p for m, p in method_predictions(synthesized, real, times, regression).items() if m in methods}
     for method, predicted in predictions.items():
         for t in range(synthesized.shape[0]):
             ref = real[n_in + t]

@@ -1,6 +1,7 @@
 """``iterdce_evaluate`` on folders: synthesized NIfTIs against the real phases, lesion labels and masks."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from tqdm import tqdm
 from iterdce.dataset.layout import group_phase_files
 from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image
 from iterdce.dataset.schema import load_case_times, load_dataset_json
-from iterdce.evaluation.case_evaluation import CaseEvaluation, PhasePredictor, evaluate_case
+from iterdce.evaluation.case_evaluation import METHODS, CaseEvaluation, PhasePredictor, evaluate_case
 from iterdce.evaluation.region import DEFAULT_REGION, Scoring
 from iterdce.evaluation.report import plot_montage, summary_table, write_report
 
@@ -100,8 +101,8 @@ def geometry_problems(case_id: str, predicted: dict[int, Path], real: dict[int, 
     return problems
 
 
-def evaluate_folder_case(case: EvaluationCase, scoring: Scoring, regression: PhasePredictor | None = None
-                         ) -> tuple[CaseEvaluation, tuple]:
+def evaluate_folder_case(case: EvaluationCase, scoring: Scoring, regression: PhasePredictor | None = None,
+                         methods: Sequence[str] = METHODS) -> tuple[CaseEvaluation, tuple]:
     """Load, TI-normalize inside the scoring region (region.py), evaluate; also return montage material."""
     real = np.stack([read_image(case.real[p])[0] for p in sorted(case.real)])
     target_phases = sorted(case.predicted)
@@ -112,7 +113,7 @@ def evaluate_folder_case(case: EvaluationCase, scoring: Scoring, regression: Pha
     lesion = read_image(case.label)[0].astype(np.int16) if case.label else None
     real_n, synth_n, stats = scoring.normalize(real, synthesized, mask)
     evaluation = evaluate_case(case.case_id, synth_n, real_n, case.times_s, mask, lesion, (stats.mean, stats.std),
-                                regression=regression)
+                                regression=regression, methods=methods)
     z = int(np.argwhere(lesion > 0)[:, 2].mean()) if lesion is not None and lesion.any() else real.shape[3] // 2
     outline = None if lesion is None else lesion[:, :, z] > 0
     full = np.concatenate([real[:n_in], synthesized])
@@ -121,7 +122,8 @@ def evaluate_folder_case(case: EvaluationCase, scoring: Scoring, regression: Pha
 
 def evaluate_folders(pred: Path, ref: Path, out_dir: Path, labels: Path | None = None, masks: Path | None = None,
                      dataset_json: Path | None = None, reference_phase: int = 1, progress: bool = True,
-                     regression: PhasePredictor | None = None, region: str = DEFAULT_REGION) -> dict:
+                     regression: PhasePredictor | None = None, methods: Sequence[str] = METHODS,
+                     region: str = DEFAULT_REGION) -> dict:
     """The whole report; prints the summary table and returns the summary.
 
     Args:
@@ -134,6 +136,8 @@ def evaluate_folders(pred: Path, ref: Path, out_dir: Path, labels: Path | None =
         reference_phase: the TI-norm reference phase.
         progress: show a progress bar.
         regression: a fitted voxel-wise kinetic regression (regression_baseline.load_regression) adds its row.
+        methods: the methods to report (a benchmark scoring many models on the same cases scores the
+            baselines once).
         region: where to score (region.REGIONS; default the body foreground, as the fold validation report).
     """
     scoring = Scoring(region, reference_phase)
@@ -143,14 +147,14 @@ def evaluate_folders(pred: Path, ref: Path, out_dir: Path, labels: Path | None =
     evaluations: list[CaseEvaluation] = []
     panels: list[tuple] = []
     for case in tqdm(cases, desc="evaluating", unit="case", disable=not progress):
-        evaluation, panel = evaluate_folder_case(case, scoring, regression)
+        evaluation, panel = evaluate_folder_case(case, scoring, regression, methods)
         evaluations.append(evaluation)
         if len(panels) < MONTAGE_CASES:
             panels.append(panel)
     summary = write_report(evaluations, Path(out_dir), scoring)
     titles = [f"{t:.0f} s" for t in cases[0].times_s]
     plot_montage(panels, titles, Path(out_dir) / "montage.png")
-    if regression is None:
+    if regression is None and "regression" in methods:
         print("note: the voxel-wise regression baseline is not reported; pass --regression MODEL_FOLDER")
     print(summary_table(summary))
     return summary

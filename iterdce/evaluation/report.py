@@ -71,7 +71,8 @@ def verdict(summary: dict) -> str:
     baselines = {m: e for m in ("regression", "copy_last", "linear")
                  if m in methods and (e := _last_phase_error(methods[m])) is not None}
     if network is None or not baselines:
-        return "no lesion curves: the baselines could not be compared on enhancement error"
+        missing = "the network" if network is None else "a baseline"
+        return f"no verdict: no lesion curves of {missing} in this report"
     floor = "regression" if "regression" in baselines else min(baselines, key=lambda m: baselines[m])
     if network < baselines[floor]:
         return (f"iterdce clears the {floor} baseline: last-phase lesion enhancement error {network:.4g} vs "
