@@ -30,8 +30,8 @@ from iterdce.preprocessing.fingerprint import compute_fingerprint
 from iterdce.preprocessing.planner import plan_experiment
 from iterdce.preprocessing.plans_io import save_plans
 from iterdce.training.checkpoint import save_checkpoint
-from tests.helpers import make_raw_dataset, synthetic_case
 from tests.dicom_phantom import PATIENT_NAME, StudyWriter, dcm2niix_binary, quantised, run_dcm2niix
+from tests.helpers import make_raw_dataset, synthetic_case
 
 torch.set_num_threads(1)
 

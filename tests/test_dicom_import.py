@@ -21,8 +21,8 @@ from iterdce.dicom.geometry import GeometryError, stack_slices
 from iterdce.dicom.headers import Slice
 from iterdce.dicom.importer import DicomImportError, ImportSettings, import_dicom
 from iterdce.simulation.simulate import simulate_dataset
-from tests.helpers import synthetic_case
 from tests.dicom_phantom import PATIENT_NAME, StudyWriter, dcm2niix_binary, quantised, run_dcm2niix
+from tests.helpers import synthetic_case
 
 TIMES = [0.0, 62.5, 140.0, 215.0]
 SHAPE = (16, 14, 6)

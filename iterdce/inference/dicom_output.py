@@ -14,11 +14,11 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
+from iterdce import __version__
 from iterdce.dataset.layout import CaseFiles
 from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image, write_image
 from iterdce.dicom.derived import DerivedSeries, write_derived_series
@@ -37,11 +37,8 @@ KINETICS_DESCRIPTION = "SYNTHETIC kinetic curve type (0 none 1 persistent 2 plat
 
 
 def iterdce_version() -> str:
-    """The installed iterdce version (from the package metadata written by setup.py)."""
-    try:
-        return version("iterdce")
-    except PackageNotFoundError:
-        return "unknown"
+    """The iterdce version (``iterdce.__version__``, which pyproject.toml also reads)."""
+    return __version__
 
 
 @dataclass
