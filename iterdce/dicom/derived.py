@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-from pydicom.valuerep import DS
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.valuerep import DS, DSfloat
 
 from iterdce.dicom.geometry import Stack
 
-MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+MR_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.4")
 STORED_MAX = 65535
 COPIED = (  # patient, study, frame of reference and acquisition context of the template
     "SpecificCharacterSet", "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
@@ -60,8 +60,8 @@ def rescale(volume: np.ndarray, integer_codes: bool = False) -> tuple[np.ndarray
             raise ValueError("a code map must hold integers from 0 to 65535")
         return volume.astype(np.uint16), 1.0, 0.0
     low, high = float(volume.min()), float(volume.max())
-    intercept = float(DS(low, auto_format=True))
-    slope = float(DS(max((high - intercept) / (STORED_MAX - 1), 1e-6), auto_format=True))
+    intercept = float(DSfloat(low, auto_format=True))
+    slope = float(DSfloat(max((high - intercept) / (STORED_MAX - 1), 1e-6), auto_format=True))
     stored = np.clip(np.round((volume.astype(np.float64) - intercept) / slope), 0, STORED_MAX)
     return stored.astype(np.uint16), slope, intercept
 
@@ -85,8 +85,9 @@ def _source_references(sources: Sequence[Stack], k: int) -> list[Dataset]:
 def _series_header(template: Dataset, series: DerivedSeries, now: dt.datetime, versions: str) -> Dataset:
     ds = Dataset()
     for keyword in COPIED:
-        if keyword in template:
-            setattr(ds, keyword, template.data_element(keyword).value)
+        element = template.data_element(keyword) if keyword in template else None
+        if element is not None:
+            setattr(ds, keyword, element.value)
     for keyword, value in REQUIRED_DEFAULTS.items():
         if keyword not in ds:
             setattr(ds, keyword, value)
