@@ -18,7 +18,7 @@ from iterdce.preprocessing.normalization import TINormStats, ti_norm_stats
 
 REGIONS = ("foreground", "breast")
 DEFAULT_REGION = "foreground"
-REGION_TEXT = {"foreground": "body foreground of the input phases (Otsu, holes filled)",
+REGION_TEXT = {"foreground": "the body foreground of the input phases (Otsu, holes filled)",
                "breast": "the dataset's breast masks"}
 
 

@@ -86,7 +86,7 @@ def summary_table(summary: dict, last_phase: int | None = None) -> str:
     lines = [summary["verdict"]] if "verdict" in summary else []
     if "scoring" in summary:
         scoring = summary["scoring"]
-        lines.append(f"scored inside the {scoring['region_definition']}; {scoring['normalization']}")
+        lines.append(f"scored inside {scoring['region_definition']}; {scoring['normalization']}")
     header = "| method | PSNR | SSIM | MAE | enh. error (all) | enh. error (last) | SCC | DTW | type acc. |"
     lines += [header, "|" + "---|" * 9]
 
