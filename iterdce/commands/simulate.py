@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from iterdce.commands.common import fail
+from iterdce.commands.common import positive_float, positive_int, run_guarded
+from iterdce.output_checks import require_writable_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -12,10 +13,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iterdce_simulate", description=__doc__)
     parser.add_argument("-o", "--output", required=True,
                         help="dataset folder to write, e.g. iterdce_data/raw/Dataset001_Phantom")
-    parser.add_argument("-n", "--num-cases", type=int, default=40, help="number of cases (default 40)")
-    parser.add_argument("--shape", type=int, nargs=3, default=[128, 128, 48], metavar=("X", "Y", "Z"),
+    parser.add_argument("-n", "--num-cases", type=positive_int, default=40, help="number of cases (default 40)")
+    parser.add_argument("--shape", type=positive_int, nargs=3, default=[128, 128, 48], metavar=("X", "Y", "Z"),
                         help="voxel grid (default 128 128 48)")
-    parser.add_argument("--spacing", type=float, nargs=3, default=[1.6, 1.6, 2.0], metavar=("X", "Y", "Z"),
+    parser.add_argument("--spacing", type=positive_float, nargs=3, default=[1.6, 1.6, 2.0], metavar=("X", "Y", "Z"),
                         help="voxel size in mm (default 1.6 1.6 2.0)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same files")
     parser.add_argument("--snr", type=float, default=40.0,
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no spectral fat saturation: fat is the brightest tissue before contrast")
     parser.add_argument("--motion", type=float, default=0.0, metavar="MM",
                         help="largest random inter-phase translation in mm (default 0)")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="worker processes (default 1)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a dataset already in the output folder")
     return parser
@@ -35,23 +36,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # heavy imports (dcmri) only once the arguments are known to be fine
-    from iterdce.simulation.lesions import LesionPlacementError
-    from iterdce.simulation.simulate import simulate_dataset
 
-    start = time.perf_counter()
-    try:
+    def body() -> int:
+        require_writable_folder(args.output, "-o")
+        # heavy imports (dcmri) only once the arguments are known to be fine
+        from iterdce.simulation.simulate import simulate_dataset
+
+        start = time.perf_counter()
         summary = simulate_dataset(
             args.output, args.num_cases, shape=args.shape, spacing=args.spacing, seed=args.seed, snr=args.snr,
             timing_jitter_s=args.timing_jitter, fat_suppression=not args.no_fat_suppression,
             motion_mm=args.motion, jobs=args.jobs, overwrite=args.overwrite,
         )
-    except (ValueError, FileExistsError, LesionPlacementError, OSError) as exc:
-        return fail(str(exc))
-    counts = ", ".join(f"{k} {v}" for k, v in summary.curve_type_counts.items())
-    print(f"wrote {len(summary.case_ids)} cases, {len(summary.lesion_rows)} lesions ({counts}) to "
-          f"{summary.dataset_dir} in {time.perf_counter() - start:.1f} s")
-    return 0
+        counts = ", ".join(f"{k} {v}" for k, v in summary.curve_type_counts.items())
+        print(f"wrote {len(summary.case_ids)} cases, {len(summary.lesion_rows)} lesions ({counts}) to "
+              f"{summary.dataset_dir} in {time.perf_counter() - start:.1f} s")
+        return 0
+
+    return run_guarded(body)
 
 
 if __name__ == "__main__":

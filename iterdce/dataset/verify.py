@@ -10,6 +10,8 @@ from tqdm import tqdm
 from iterdce.dataset.layout import CaseFiles, discover_cases
 from iterdce.dataset.nifti_io import Geometry, ImageReadError, read_header, read_image
 from iterdce.dataset.schema import DatasetInfo, DatasetSchemaError, check_dataset_json, load_case_times
+from iterdce.errors import IterdceError, JSONFileError
+from iterdce.output_checks import case_id_problem
 
 
 @dataclass(frozen=True)
@@ -24,13 +26,13 @@ class Problem:
         return f"[{self.case}] {self.file}: {self.message}"
 
 
-class InvalidDatasetError(ValueError):
+class InvalidDatasetError(IterdceError, ValueError):
     """Raised by ``require_valid_dataset``; ``problems`` holds every Problem found."""
 
     def __init__(self, dataset_dir: Path, problems: list[Problem]):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"dataset {dataset_dir} has {len(problems)} problem(s):\n{lines}")
+        super().__init__(f"dataset {dataset_dir} has {len(problems)} problem(s):\n{lines}", dataset_dir)
 
 
 def _check_values(case: str, path: Path, data: np.ndarray, phase_axis: int | None) -> list[Problem]:
@@ -128,11 +130,15 @@ def _check_images(files: CaseFiles, info: DatasetInfo) -> tuple[list[Problem], G
 
 def verify_case(files: CaseFiles, info: DatasetInfo) -> list[Problem]:
     """Every problem of one case."""
+    first = files.image_files[0] if files.image_files else Path(files.case_id)
+    too_long = case_id_problem(files.case_id, first.parent)
+    if too_long is not None:  # its preprocessed and predicted files could not be written
+        return [Problem(files.case_id[:40] + "...", str(first), too_long)]
     problems, geometry = _check_images(files, info)
     if files.times is not None:
         try:
             load_case_times(files.times, info.num_phases)
-        except DatasetSchemaError as exc:
+        except (DatasetSchemaError, JSONFileError) as exc:
             problems.append(Problem(files.case_id, str(files.times), str(exc).split(": ", 1)[-1]))
     if geometry is not None:
         if files.label is not None:

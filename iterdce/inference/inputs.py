@@ -11,9 +11,11 @@ from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles, split_phase_name
 from iterdce.dataset.nifti_io import ImageReadError, read_image
 from iterdce.dataset.schema import DatasetSchemaError, read_json, timing_problems
+from iterdce.errors import IterdceError
+from iterdce.output_checks import case_id_problem
 
 
-class PredictionInputError(ValueError):
+class PredictionInputError(IterdceError, ValueError):
     """The input folder cannot be predicted; the message lists every problem with its file."""
 
 
@@ -37,6 +39,11 @@ def discover_inputs(folder: Path, input_phases: Sequence[int]) -> tuple[dict[str
         if phase in input_phases:
             cases.setdefault(case_id, CaseFiles(case_id)).phase_files[phase] = path
     for case_id, files in list(cases.items()):
+        too_long = case_id_problem(case_id, folder)
+        if too_long is not None:
+            problems.append(f"{folder / (case_id[:40] + '...')}: {too_long}")
+            del cases[case_id]
+            continue
         if not files.phase_files:
             problems.append(f"{files.times}: timing file of a case with no images")
             del cases[case_id]

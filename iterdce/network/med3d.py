@@ -13,11 +13,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from iterdce.errors import IterdceError
+
 IGNORED_PREFIXES = ("conv_seg.",)
 MODULE_PREFIX = "module."
 
 
-class Med3DWeightsError(ValueError):
+class Med3DWeightsError(IterdceError, ValueError):
     """A Med3D weights file that cannot be read or does not match the ResNet-10 layout."""
 
 
@@ -74,7 +76,7 @@ class ResNet10(nn.Module):
 def _read_state_dict(path: Path) -> dict[str, Tensor]:
     """Read a checkpoint ({"state_dict": {"module.*": ...}} or a bare state dict) with the prefix removed."""
     if not path.is_file():
-        raise FileNotFoundError(f"Med3D weights file {path} does not exist")
+        raise Med3DWeightsError(f"Med3D weights file {path} does not exist", path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unpickling / format problem: report the file

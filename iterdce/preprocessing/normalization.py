@@ -9,10 +9,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from iterdce.errors import IterdceError
+
 MIN_STD = 1e-8
 
 
-class NormalizationError(ValueError):
+class NormalizationError(IterdceError, ValueError):
     """TI-norm statistics cannot be computed (empty mask, constant reference phase)."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from iterdce.errors import UsageError
+
 DEFAULT_TIMES_S = (0.0, 85.0, 155.0, 225.0, 295.0, 365.0)
 MIN_SHAPE = (24, 24, 8)
 
@@ -52,7 +54,7 @@ class SimulationConfig:
         if not (0.001 <= self.tr_s <= 0.1 and 1 <= self.flip_angle_deg <= 90):
             problems.append(f"TR {self.tr_s} s / flip angle {self.flip_angle_deg} deg out of range")
         if problems:
-            raise ValueError("invalid simulation settings: " + "; ".join(problems))
+            raise UsageError("invalid simulation settings: " + "; ".join(problems))
 
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form, stored in dataset.json for provenance."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iterdce.errors import UsageError
 from iterdce.simulation.case import case_id_for, simulate_case
 from iterdce.simulation.config import DEFAULT_TIMES_S, SimulationConfig
 from iterdce.simulation.writer import (
@@ -62,7 +63,7 @@ def simulate_dataset(
     """
     for name, value, low in (("number of cases", num_cases, 1), ("seed", seed, 0), ("jobs", jobs, 1)):
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name} must be an integer of at least {low}, got {value!r}")
+            raise UsageError(f"{name} must be an integer of at least {low}, got {value!r}")
     num_cases, seed, jobs = int(num_cases), int(seed), int(jobs)
     config = SimulationConfig(
         shape=tuple(int(s) for s in shape), spacing=tuple(float(s) for s in spacing),

@@ -1,0 +1,37 @@
+"""The project's exception family: every error a user can cause or fix is an ``IterdceError``.
+
+Commands catch ``IterdceError`` (and only it) and print its one-line message; any other exception is a bug
+in iterdce and keeps its traceback. Each error carries the file (or flag) it is about in ``path``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class IterdceError(Exception):
+    """A problem with the user's files, flags or environment; ``str()`` is the message, ``path`` its file."""
+
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(message)
+        self.path = Path(path) if path is not None else None
+
+
+class UsageError(IterdceError):
+    """A flag or argument that cannot work (``path`` is None; the message names the flag)."""
+
+
+class OutputLocationError(IterdceError):
+    """An output folder cannot be written, or writing there would replace a file iterdce did not write."""
+
+
+class CorruptFileError(IterdceError):
+    """A file iterdce wrote earlier is truncated or altered; the message says how to regenerate it."""
+
+
+class JSONFileError(IterdceError, ValueError):
+    """A JSON file is missing, unreadable, not valid JSON or has the wrong structure."""
+
+
+class TrainingDivergedError(IterdceError):
+    """The training loss became NaN or infinite (learning rate, data or plan to be looked at)."""
