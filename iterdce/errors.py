@@ -17,8 +17,12 @@ class IterdceError(Exception):
         self.path = Path(path) if path is not None else None
 
 
-class UsageError(IterdceError):
+class UsageError(IterdceError, ValueError):
     """A flag or argument that cannot work (``path`` is None; the message names the flag)."""
+
+
+class DataError(IterdceError, ValueError):
+    """The data cannot support the requested work (too few cases for cross-validation, an empty fingerprint)."""
 
 
 class OutputLocationError(IterdceError):

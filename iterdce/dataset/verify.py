@@ -26,6 +26,9 @@ class Problem:
         return f"[{self.case}] {self.file}: {self.message}"
 
 
+MAX_ABS_INTENSITY = 1e35  # float32 reaches 3.4e38; the margin keeps sums and products over a volume finite
+
+
 class InvalidDatasetError(IterdceError, ValueError):
     """Raised by ``require_valid_dataset``; ``problems`` holds every Problem found."""
 
@@ -35,12 +38,24 @@ class InvalidDatasetError(IterdceError, ValueError):
         super().__init__(f"dataset {dataset_dir} has {len(problems)} problem(s):\n{lines}", dataset_dir)
 
 
+def intensity_range_problem(data: np.ndarray) -> str | None:
+    """Finite intensities beyond +-MAX_ABS_INTENSITY (float32 sums over a volume could overflow)."""
+    finite = data[np.isfinite(data)]
+    largest = float(np.abs(finite).max()) if finite.size else 0.0
+    if largest > MAX_ABS_INTENSITY:
+        return f"intensities up to {largest:.3g} exceed the supported range +-{MAX_ABS_INTENSITY:g}; rescale the images"
+    return None
+
+
 def _check_values(case: str, path: Path, data: np.ndarray, phase_axis: int | None) -> list[Problem]:
-    """Non-finite voxels and constant phases."""
+    """Non-finite voxels, intensities out of range and constant phases."""
     problems = []
     bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
     if bad:
         problems.append(Problem(case, str(path), f"{bad} NaN/inf voxel(s)"))
+    out_of_range = intensity_range_problem(data)
+    if out_of_range:
+        problems.append(Problem(case, str(path), out_of_range))
     volumes = [data] if phase_axis is None else [np.take(data, i, axis=phase_axis)
                                                  for i in range(data.shape[phase_axis])]
     for index, volume in enumerate(volumes):

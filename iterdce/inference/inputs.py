@@ -11,6 +11,7 @@ from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles, split_phase_name
 from iterdce.dataset.nifti_io import ImageReadError, read_image
 from iterdce.dataset.schema import DatasetSchemaError, read_json, timing_problems
+from iterdce.dataset.verify import intensity_range_problem
 from iterdce.errors import IterdceError
 from iterdce.output_checks import case_id_problem
 
@@ -72,8 +73,11 @@ def case_problems(files: CaseFiles, input_phases: Sequence[int]) -> list[str]:
         if len(geometry.shape) != 3:
             problems.append(f"{path}: image is {len(geometry.shape)}D with shape {geometry.shape}, expected 3D")
             continue
+        out_of_range = intensity_range_problem(data)
         if not np.all(np.isfinite(data)):
             problems.append(f"{path}: {int(np.size(data) - np.isfinite(data).sum())} NaN/inf voxel(s)")
+        elif out_of_range:
+            problems.append(f"{path}: {out_of_range}")
         elif data.size and data.min() == data.max():
             problems.append(f"{path}: constant image (every voxel {float(data.flat[0]):g}); cannot be normalized")
         if reference is None:

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from iterdce.errors import IterdceError, UsageError
+from iterdce.dataset.schema import DatasetSchemaError
+from iterdce.errors import DataError, UsageError
 from iterdce.preprocessing.presets import AUGMENTATION, LOSS_WEIGHTS, OPTIMIZER, PRESETS
 from iterdce.preprocessing.resampling import ANISOTROPY_THRESHOLD
 from iterdce.preprocessing.topology import Topology, conform_patch, estimate_memory_gb, plan_topology
@@ -101,7 +102,7 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
     settings = PRESETS[preset]
     cases = fingerprint["cases"]
     if not cases:
-        raise IterdceError("the fingerprint holds no cases")
+        raise DataError("the fingerprint holds no cases")
     spacings = np.array([c["spacing"] for c in cases], dtype=float)
     cropped = np.array([c["shape_after_crop"] for c in cases], dtype=float)
     spacing = plan_spacing(spacings, cropped)
@@ -114,8 +115,8 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
     rule = "dataset.json reference_phase" if reference is not None else REFERENCE_RULE
     reference = 1 if reference is None else int(reference)
     if reference not in input_phases:
-        raise IterdceError(f"dataset.json of {fingerprint.get('dataset')}: reference phase {reference} must be an "
-                           f"input phase {input_phases}: at prediction time only the input phases exist")
+        raise DatasetSchemaError(f"dataset.json of {fingerprint.get('dataset')}: reference phase {reference} must "
+                                 f"be an input phase {input_phases}: at prediction time only the input phases exist")
     times = np.median(np.array([c["phase_times_s"] for c in cases], dtype=float), axis=0)
     # network calls per sample: one per target, plus the warm-up steps between later input phases
     # (IterativeSynthesizer runs from phase 1 to the last phase); each keeps its activations for backprop

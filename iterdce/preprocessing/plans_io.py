@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from iterdce.atomic import write_json_atomic
-from iterdce.errors import IterdceError
+from iterdce.errors import IterdceError, JSONFileError
 from iterdce.json_io import read_json
 from iterdce.preprocessing.planner import PLANS_VERSION
 
@@ -78,7 +78,10 @@ def load_plans(path: Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise PlansError(f"{path}: no plan found; run iterdce_plan_and_preprocess first", path)
-    plans = read_json(path)
+    try:
+        plans = read_json(path)
+    except JSONFileError as exc:
+        raise PlansError(str(exc), path) from exc
     problems = plans_problems(plans) if isinstance(plans, dict) else ["top level must be an object"]
     if problems:
         raise PlansError(f"{path}: " + "; ".join(problems), path)

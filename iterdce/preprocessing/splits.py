@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from iterdce.atomic import write_json_atomic
-from iterdce.errors import IterdceError, JSONFileError
+from iterdce.errors import DataError, JSONFileError
 from iterdce.json_io import read_json
 
 SPLITS_FILE = "splits_final.json"
@@ -33,7 +33,7 @@ def make_splits(strata: dict[str, str], n_folds: int = 5, seed: int = 12345) -> 
     """
     case_ids = sorted(strata)
     if len(case_ids) < 2:
-        raise IterdceError(f"cross-validation needs at least 2 cases, found {len(case_ids)}")
+        raise DataError(f"cross-validation needs at least 2 cases, found {len(case_ids)}")
     n_folds = min(n_folds, len(case_ids))
     rng = np.random.default_rng(seed)
     groups: dict[str, list[str]] = defaultdict(list)

@@ -34,9 +34,12 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path}: refused: it holds Python objects other than tensors and plain values, "
-                              "which iterdce_train never writes; load only checkpoints written by iterdce_train",
-                              path) from exc
+        if "Unsupported global" in str(exc):
+            raise CheckpointError(f"{path}: refused: it holds Python objects other than tensors and plain values, "
+                                  "which iterdce_train never writes; load only checkpoints written by iterdce_train",
+                                  path) from exc
+        raise CheckpointError(f"{path}: cannot be read as an iterdce checkpoint (not a checkpoint file, or "
+                              "corrupted)", path) from exc
     except Exception as exc:  # torch raises many types for truncated or foreign files
         raise CheckpointError(f"{path}: cannot be read as an iterdce checkpoint ({_reason(exc)})", path) from exc
     if not isinstance(payload, dict) or "network_state" not in payload or "model_config" not in payload:
