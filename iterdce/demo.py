@@ -6,11 +6,11 @@ interrupted demo picks up where it stopped.
 """
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from iterdce.atomic import copy_atomic
 from iterdce.dataset.verify import require_valid_dataset
 from iterdce.evaluation.dataset_figures import dataset_figures
 from iterdce.evaluation.folders import evaluate_folders
@@ -73,7 +73,7 @@ def run_demo(out_dir: Path, config: DemoConfig | None = None, log=print) -> dict
         for phase in plans["input_phases"]:
             name = f"{case_id}_{phase:04d}.nii.gz"
             if not (inputs / name).is_file():
-                shutil.copyfile(raw / "imagesTr" / name, inputs / name)
+                copy_atomic(raw / "imagesTr" / name, inputs / name)  # a killed copy leaves no half file
     log(f"[5/6] predicting the {len(held_out)} held-out cases from their first two phases")
     predictor = IterativePredictor(trainer.output.parent, PredictionSettings(folds=[config.fold], device=config.device,
                                                                              progress=False))

@@ -39,3 +39,10 @@ class JSONFileError(IterdceError, ValueError):
 
 class TrainingDivergedError(IterdceError):
     """The training loss became NaN or infinite (learning rate, data or plan to be looked at)."""
+
+
+def listing(header: str, problems: list[str]) -> str:
+    """One problem: itself, on one line; several: ``header: N problem(s):`` and one indented line each."""
+    if len(problems) == 1:
+        return problems[0]
+    return f"{header}: {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems)

@@ -10,7 +10,7 @@ from tqdm import tqdm
 from iterdce.dataset.layout import CaseFiles, discover_cases
 from iterdce.dataset.nifti_io import Geometry, ImageReadError, read_header, read_image
 from iterdce.dataset.schema import DatasetInfo, DatasetSchemaError, check_dataset_json, load_case_times
-from iterdce.errors import IterdceError, JSONFileError
+from iterdce.errors import IterdceError, JSONFileError, listing
 from iterdce.output_checks import case_id_problem
 
 
@@ -34,8 +34,7 @@ class InvalidDatasetError(IterdceError, ValueError):
 
     def __init__(self, dataset_dir: Path, problems: list[Problem]):
         self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"dataset {dataset_dir} has {len(problems)} problem(s):\n{lines}", dataset_dir)
+        super().__init__(listing(f"dataset {dataset_dir}", [str(p) for p in problems]), dataset_dir)
 
 
 def intensity_range_problem(data: np.ndarray) -> str | None:

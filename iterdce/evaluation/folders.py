@@ -12,7 +12,7 @@ from iterdce.dataset.layout import group_phase_files
 from iterdce.dataset.masks import derive_foreground_mask
 from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image
 from iterdce.dataset.schema import load_case_times, load_dataset_json
-from iterdce.errors import IterdceError
+from iterdce.errors import IterdceError, listing
 from iterdce.evaluation.case_evaluation import CaseEvaluation, evaluate_case
 from iterdce.evaluation.report import plot_montage, summary_table, write_report
 from iterdce.preprocessing.normalization import ti_norm_stats
@@ -77,7 +77,7 @@ def collect_cases(pred: Path, ref: Path, labels: Path | None, masks: Path | None
     """Pair every predicted case with its real phases; raise EvaluationInputError listing all problems."""
     problems = [f"{p}: folder not found" for p in (pred, ref, labels, masks) if p is not None and not p.is_dir()]
     if problems:
-        raise EvaluationInputError("\n".join(problems))
+        raise EvaluationInputError(listing("evaluation folders", problems))
     json_path = find_dataset_json(ref, dataset_json)
     if json_path is None:
         raise EvaluationInputError(f"{ref}: no dataset.json here or in its parent; pass --dataset-json for the "
@@ -109,7 +109,7 @@ def collect_cases(pred: Path, ref: Path, labels: Path | None, masks: Path | None
             problems += geometry_problems(case_id, present, real[case_id], [label, mask])
         cases.append(EvaluationCase(case_id, present, real.get(case_id, {}), label, mask, tuple(times), inputs))
     if problems:
-        raise EvaluationInputError(f"{len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
+        raise EvaluationInputError(listing(f"{pred} against {ref}", problems))
     return cases
 
 

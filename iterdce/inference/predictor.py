@@ -17,7 +17,7 @@ from tqdm import tqdm
 from iterdce.atomic import remove_stale_temporaries
 from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles
-from iterdce.errors import OutputLocationError
+from iterdce.errors import IterdceError, OutputLocationError, listing
 from iterdce.inference.export import kinetic_map_name, output_name, write_kinetic_map, write_phases
 from iterdce.inference.inputs import PredictionInputError, case_times, discover_inputs, load_input_case
 from iterdce.inference.model_loading import describe_model_folder, load_fold_models
@@ -124,11 +124,10 @@ class IterativePredictor:
         for case_id, files in cases.items():
             try:
                 times[case_id] = case_times(files, self.plans["phase_times_s"], len(self.input_phases))
-            except ValueError as exc:
+            except IterdceError as exc:
                 problems.append(str(exc))
         if problems:
-            raise PredictionInputError(f"{in_dir}: {len(problems)} problem(s):\n" +
-                                       "\n".join(f"  - {p}" for p in problems), in_dir)
+            raise PredictionInputError(listing(str(in_dir), problems), in_dir)
         remove_stale_temporaries(out_dir)
         todo = self.cases_to_do(list(cases), out_dir, overwrite, save_kinetic_map)
         if len(todo) < len(cases):
@@ -157,8 +156,7 @@ class IterativePredictor:
             if overwrite or any(s is not OutputState.DONE for s in states.values()):
                 todo.append(case_id)
         if problems:
-            raise OutputLocationError(f"{out_dir}: {len(problems)} output(s) cannot be written:\n" +
-                                      "\n".join(f"  - {p}" for p in problems), out_dir)
+            raise OutputLocationError(listing(f"{out_dir}: outputs cannot be written", problems), out_dir)
         return todo
 
     def predict_and_write(self, files: CaseFiles, times_s: np.ndarray, out_dir: Path, save_kinetic_map: bool

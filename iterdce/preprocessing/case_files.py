@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from iterdce.errors import CorruptFileError, IterdceError
+from iterdce.errors import CorruptFileError, IterdceError, listing
 from iterdce.json_io import read_json
 
 NPZ_KEYS = ("data", "lesion", "mask")
@@ -96,9 +96,8 @@ def verify_cases(folder: Path, case_ids: list[str], progress: bool = True) -> No
                for c in tqdm(case_ids, desc="checking preprocessed cases", unit="case", disable=not progress))
     problems = [p for p in checked if p is not None]
     if problems:
-        lines = "\n".join(f"  - {p}" for p in problems)
-        raise CorruptFileError(f"{folder}: {len(problems)} preprocessed case(s) unusable ({regenerate_hint(folder)}):"
-                               f"\n{lines}", folder)
+        raise CorruptFileError(listing(f"{folder}: preprocessed cases unusable", problems)
+                               + f"\n{regenerate_hint(folder)}", folder)
 
 
 def read_case_arrays(folder: Path, case_id: str) -> tuple[dict[str, np.ndarray], dict]:
