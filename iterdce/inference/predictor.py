@@ -128,8 +128,8 @@ class IterativePredictor:
                 problems.append(str(exc))
         if problems:
             raise PredictionInputError(listing(str(in_dir), problems), in_dir)
-        remove_stale_temporaries(out_dir)
         todo = self.cases_to_do(list(cases), out_dir, overwrite, save_kinetic_map)
+        remove_stale_temporaries(out_dir)
         if len(todo) < len(cases):
             print(f"{len(cases) - len(todo)} case(s) already predicted with this model in {out_dir} "
                   "(use --overwrite to redo)")

@@ -18,10 +18,13 @@ def case_strata(case_ids: list[str], cases_csv: Path | None, lesion_presence: di
     """Stratum per case: its lesions' curve types from ``cases.csv`` when given, else lesion presence."""
     if cases_csv is not None and cases_csv.is_file():
         types: dict[str, list[str]] = defaultdict(list)
-        with cases_csv.open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                if row.get("case") and row.get("curve_type"):
-                    types[row["case"]].append(row["curve_type"])
+        try:
+            with cases_csv.open(newline="") as handle:
+                for row in csv.DictReader(handle):
+                    if row.get("case") and row.get("curve_type"):
+                        types[row["case"]].append(row["curve_type"])
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise DataError(f"{cases_csv}: not a readable CSV table ({type(exc).__name__}: {exc})", cases_csv) from exc
         return {c: "+".join(sorted(set(types[c]))) or "no_lesion" for c in case_ids}
     return {c: "lesion" if lesion_presence.get(c, False) else "no_lesion" for c in case_ids}
 

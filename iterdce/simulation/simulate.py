@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from iterdce.errors import UsageError
+from iterdce.preprocessing.parallel import ignore_interrupts
 from iterdce.simulation.case import case_id_for, simulate_case
 from iterdce.simulation.config import DEFAULT_TIMES_S, SimulationConfig
 from iterdce.simulation.writer import (
@@ -80,8 +81,14 @@ def simulate_dataset(
     else:
         # spawn, not fork: safe when the caller has threads (torch) running
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(jobs, num_cases), mp_context=context) as pool:
+        pool = ProcessPoolExecutor(max_workers=min(jobs, num_cases), mp_context=context,
+                                   initializer=ignore_interrupts)
+        try:
             results = list(pool.map(_simulate_and_write, tasks))
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
     rows = [row for case_rows in results for row in case_rows]
     write_cases_csv(dataset_dir / "cases.csv", rows)
     write_dataset_json(dataset_dir, num_cases, seed, config)
