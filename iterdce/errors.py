@@ -46,3 +46,10 @@ def listing(header: str, problems: list[str]) -> str:
     if len(problems) == 1:
         return problems[0]
     return f"{header}: {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems)
+
+
+def torch_load_reason(exc: Exception) -> str:
+    """The first line of a ``torch.load`` error, without torch's advice to load with ``weights_only=False``
+    (never given to a user: that would run whatever code the file holds)."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return type(exc).__name__ if "weights_only" in first or not first else f"{type(exc).__name__}: {first}"

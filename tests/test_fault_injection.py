@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,20 +55,28 @@ def preprocess_args(raw_root: Path, preprocessed: Path) -> list[str]:
     return ["-d", "1", "-np", "1", "--raw", str(raw_root), "--preprocessed", str(preprocessed)]
 
 
+@pytest.fixture(scope="module")
+def reference_preprocessed(raw_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted plan_and_preprocess run."""
+    preprocessed = tmp_path_factory.mktemp("reference") / "preprocessed"
+    assert plan_and_preprocess.main(preprocess_args(raw_root, preprocessed)) == 0
+    return preprocessed
+
+
 @pytest.mark.parametrize("point", ["before_rename:5", "after_rename:7"])
-def test_preprocessing_killed_then_rerun_equals_an_uninterrupted_run(raw_root, tmp_path, point):
-    assert plan_and_preprocess.main(preprocess_args(raw_root, tmp_path / "reference")) == 0
+def test_preprocessing_killed_then_rerun_equals_an_uninterrupted_run(raw_root, reference_preprocessed, tmp_path,
+                                                                     point):
     killed("plan_and_preprocess", preprocess_args(raw_root, tmp_path / "resumed"), point)
     assert plan_and_preprocess.main(preprocess_args(raw_root, tmp_path / "resumed")) == 0
-    assert files_of(tmp_path / "resumed") == files_of(tmp_path / "reference")
+    assert files_of(tmp_path / "resumed") == files_of(reference_preprocessed)
     assert not temporaries(tmp_path / "resumed")
 
 
 @pytest.fixture(scope="module")
-def trained(raw_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained(reference_preprocessed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Preprocessed data (a tiny network in the plan) and an uninterrupted reference training."""
     root = tmp_path_factory.mktemp("trained")
-    assert plan_and_preprocess.main(preprocess_args(raw_root, root / "preprocessed")) == 0
+    shutil.copytree(reference_preprocessed, root / "preprocessed")
     plans_path = root / "preprocessed" / DATASET / "plans.json"
     plans = load_plans(plans_path)
     plans["network"].update(features_per_stage=[4, 8], pool_per_stage=[[2, 2, 1]], time_embedding_dim=8)
@@ -90,22 +99,34 @@ def test_training_killed_mid_epoch_then_continued_gives_the_same_weights(trained
     assert not temporaries(tmp_path / "results")
 
 
-@pytest.mark.parametrize("point", ["before_rename:1", "after_rename:3"])
-def test_prediction_killed_then_rerun_equals_an_uninterrupted_run(trained, raw_root, tmp_path, point):
-    inputs = tmp_path / "inputs"
-    inputs.mkdir()
+@pytest.fixture(scope="module")
+def inputs(raw_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Input phases of three cases, and an uninterrupted prediction of them next to it (``reference``)."""
+    folder = tmp_path_factory.mktemp("predict") / "inputs"
+    folder.mkdir()
     for case in ("case_000", "case_001", "case_002"):
         for phase in (0, 1):
             name = f"{case}_{phase:04d}.nii.gz"
-            (inputs / name).write_bytes((raw_root / DATASET / "imagesTr" / name).read_bytes())
+            (folder / name).write_bytes((raw_root / DATASET / "imagesTr" / name).read_bytes())
+    return folder
 
-    def args(out: str) -> list[str]:
-        return ["-i", str(inputs), "-o", str(tmp_path / out), "-tr", "WarmupTrainer", "-f", "0", "--device", "cpu",
-                "--quiet", "--results", str(trained / "results")]
 
-    assert predict.main(args("reference")) == 0
-    killed("predict", args("resumed"), point)
-    assert predict.main(args("resumed")) == 0
-    assert files_of(tmp_path / "resumed") == files_of(tmp_path / "reference")
-    assert len(files_of(tmp_path / "reference")) == 6
+def predict_args(inputs: Path, out: Path, trained: Path) -> list[str]:
+    return ["-i", str(inputs), "-o", str(out), "-tr", "WarmupTrainer", "-f", "0", "--device", "cpu", "--quiet",
+            "--results", str(trained / "results")]
+
+
+@pytest.fixture(scope="module")
+def reference_predictions(inputs: Path, trained: Path) -> Path:
+    assert predict.main(predict_args(inputs, inputs.parent / "reference", trained)) == 0
+    return inputs.parent / "reference"
+
+
+@pytest.mark.parametrize("point", ["before_rename:1", "after_rename:3"])
+def test_prediction_killed_then_rerun_equals_an_uninterrupted_run(trained, inputs, reference_predictions, tmp_path,
+                                                                  point):
+    killed("predict", predict_args(inputs, tmp_path / "resumed", trained), point)
+    assert predict.main(predict_args(inputs, tmp_path / "resumed", trained)) == 0
+    assert files_of(tmp_path / "resumed") == files_of(reference_predictions)
+    assert len(files_of(reference_predictions)) == 6
     assert not temporaries(tmp_path / "resumed")

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from iterdce.errors import IterdceError
+from iterdce.errors import IterdceError, torch_load_reason
 
 IGNORED_PREFIXES = ("conv_seg.",)
 MODULE_PREFIX = "module."
@@ -80,7 +80,7 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unpickling / format problem: report the file
-        raise Med3DWeightsError(f"cannot read Med3D weights file {path}: {exc}") from exc
+        raise Med3DWeightsError(f"cannot read Med3D weights file {path}: {torch_load_reason(exc)}", path) from exc
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from iterdce.atomic import write_atomic
-from iterdce.errors import IterdceError
+from iterdce.errors import IterdceError, torch_load_reason
 
 
 class CheckpointError(IterdceError, ValueError):
@@ -18,12 +18,6 @@ class CheckpointError(IterdceError, ValueError):
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """``torch.save`` to a temporary name, then rename: an interrupted save never leaves a broken file."""
     write_atomic(path, lambda tmp: torch.save(payload, tmp))
-
-
-def _reason(exc: Exception) -> str:
-    """torch's first line, without its advice to load unsafely (never given to a user)."""
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return type(exc).__name__ if "weights_only" in first or not first else f"{type(exc).__name__}: {first}"
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -41,7 +35,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"{path}: cannot be read as an iterdce checkpoint (not a checkpoint file, or "
                               "corrupted)", path) from exc
     except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(f"{path}: cannot be read as an iterdce checkpoint ({_reason(exc)})", path) from exc
+        raise CheckpointError(f"{path}: cannot be read as an iterdce checkpoint ({torch_load_reason(exc)})",
+                              path) from exc
     if not isinstance(payload, dict) or "network_state" not in payload or "model_config" not in payload:
         raise CheckpointError(f"{path}: not an iterdce checkpoint (network_state / model_config missing)", path)
     return payload

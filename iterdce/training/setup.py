@@ -28,6 +28,12 @@ class TrainingSetup:
     plans: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("epochs", "iterations_per_epoch"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if self.num_workers < 0:
+            raise UsageError(f"-nw/--num-workers must be >= 0, got {self.num_workers}")
         if not self.plans:
             self.plans = load_plans(self.preprocessed_dataset / f"{self.plans_name}.json")
 
