@@ -15,7 +15,7 @@ import pytest
 
 from iterdce import atomic
 from iterdce.atomic import remove_stale_temporaries, write_json_atomic
-from iterdce.commands import evaluate, verify_dataset
+from iterdce.commands import evaluate, predict, verify_dataset
 from iterdce.commands.common import INTERRUPTED
 from iterdce.dataset.masks import derive_foreground_mask
 from iterdce.dataset.nifti_io import Geometry, read_image, write_image
@@ -220,3 +220,24 @@ def test_an_exception_outside_the_family_keeps_its_traceback(monkeypatch, tmp_pa
     (tmp_path / "ds").mkdir()
     with pytest.raises(bug, match="a bug in iterdce"):
         verify_dataset.main(["-d", str(tmp_path / "ds")])
+
+
+# ---------------------------------------------------------------- 6: unwritable output (also as root)
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(model_folder, tmp_path, monkeypatch, capsys):
+    """The probe is what a read-only folder makes fail; root ignores permission bits, so it is forced here
+    (tests/bad_inputs runs the real chmod case for other users)."""
+    import iterdce.output_checks as checks
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    write_inputs(tmp_path / "in", "case_a")
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(checks.tempfile, "TemporaryFile", refuse)
+    results = model_folder.parent.parent
+    code = predict.main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "ro" / "out"), "-f", "0", "--device", "cpu",
+                         "--results", str(results)])
+    assert code == 1
+    assert f"-o {tmp_path / 'ro' / 'out'}: cannot write there (Permission denied)" in capsys.readouterr().err
+    assert list((tmp_path / "ro").iterdir()) == []

@@ -32,15 +32,15 @@ def fail(message: str, code: int = 1) -> int:
     return code
 
 
-def run_guarded(body: Callable[[], int]) -> int:
-    """Run a command's body: an IterdceError becomes ``error: <message>`` and exit 1, Ctrl-C one line and exit
-    130; any other exception is a bug in iterdce and propagates with its traceback."""
+def run_guarded(body: Callable[[], int], interrupted: str = INTERRUPTED) -> int:
+    """Run a command's body: an IterdceError becomes ``error: <message>`` and exit 1, Ctrl-C the one line
+    ``interrupted`` and exit 130; any other exception is a bug in iterdce and propagates with its traceback."""
     try:
         return body()
     except IterdceError as exc:
         return fail(str(exc))
     except KeyboardInterrupt:
-        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        print(f"\n{interrupted}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

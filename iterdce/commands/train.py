@@ -8,6 +8,7 @@ import argparse
 import sys
 
 from iterdce.commands.common import (
+    INTERRUPTED,
     add_root_arguments,
     non_negative_int,
     parse_fold,
@@ -69,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"done: {trainer.output}")
         return 0
 
+    # training resumes from its last checkpoint only when asked to
+    interrupted = INTERRUPTED if args.resume else "interrupted; rerun the same command with --continue to resume"
     try:
-        return run_guarded(body)
+        return run_guarded(body, interrupted)
     finally:
         if contexts:
             shutdown(contexts[0])
