@@ -12,13 +12,15 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from iterdce.atomic import write_json_atomic
+from iterdce.atomic import remove_stale_temporaries, write_json_atomic
 from iterdce.dataset.nifti_io import Geometry
 from iterdce.errors import IterdceError
 from iterdce.evaluation.case_evaluation import evaluate_case
 from iterdce.evaluation.report import summarize, summary_table, write_report
 from iterdce.inference.export import write_phases
 from iterdce.inference.model_loading import load_fold_models
+from iterdce.inference.predictor import PredictionSettings
+from iterdce.inference.provenance import description, model_id
 from iterdce.inference.tiled import predict_volume
 from iterdce.json_io import read_json
 from iterdce.preprocessing.preprocessor import restore_phases
@@ -30,6 +32,9 @@ def validate_fold(model_folder: Path, fold: int | str, data_dir: Path, case_ids:
     """Predict, export and evaluate the fold's validation cases into ``fold_<k>/validation/``."""
     models, _, _ = load_fold_models(model_folder, [fold], checkpoint, device)
     out_dir = model_folder / f"fold_{fold}" / "validation"
+    mark = description(model_id([model_folder / f"fold_{fold}" / f"checkpoint_{checkpoint}.pth"],
+                                PredictionSettings().provenance()))
+    remove_stale_temporaries(out_dir)
     n_in = len(plans["input_phases"])
     evaluations = []
     for case_id in tqdm(case_ids, desc=f"validation fold {fold}", unit="case", disable=not progress):
@@ -44,7 +49,8 @@ def validate_fold(model_folder: Path, fold: int | str, data_dir: Path, case_ids:
                                          (stats["mean"], stats["std"])))
         geometry = Geometry(tuple(properties["original_shape"]), np.asarray(properties["original_affine"]),
                             properties["qform_code"], properties["sform_code"])
-        write_phases(restore_phases(synthesized, properties), geometry, out_dir, case_id, plans["target_phases"])
+        write_phases(restore_phases(synthesized, properties), geometry, out_dir, case_id, plans["target_phases"],
+                     mark)
     return write_report(evaluations, out_dir)
 
 

@@ -42,6 +42,10 @@ class PredictionSettings:
     tta: bool = False
     progress: bool = True
 
+    def provenance(self) -> dict:
+        """The settings that change the output voxels (hashed into the provenance mark with the checkpoints)."""
+        return {"tta": self.tta, "step": self.step_fraction}
+
 
 class IterativePredictor:
     """Loads a model folder once and predicts any number of cases."""
@@ -56,7 +60,7 @@ class IterativePredictor:
         self.models, self.folds, self.model_config = load_fold_models(
             self.model_folder, self.settings.folds, self.settings.checkpoint, self.device)
         checkpoints = [self.model_folder / fold / f"checkpoint_{self.settings.checkpoint}.pth" for fold in self.folds]
-        self.model_id = model_id(checkpoints, {"tta": self.settings.tta, "step": self.settings.step_fraction})
+        self.model_id = model_id(checkpoints, self.settings.provenance())
         self.input_phases = list(self.plans["input_phases"])
         self.target_phases = list(self.plans["target_phases"])
         expected = (self.input_phases, len(self.plans["phase_times_s"]))
