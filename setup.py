@@ -16,6 +16,8 @@ setup(
     version="0.1.0",
     description="Self-configuring iterative synthesis of delayed-phase breast DCE-MRI",
     packages=find_packages(include=["iterdce", "iterdce.*"]),
+    # the shipped phantom-pretrained model (iterdce_predict --pretrained)
+    package_data={"iterdce.pretrained": ["*/*.json", "*/fold_all/*.pth", "*/fold_all/*.json"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1",

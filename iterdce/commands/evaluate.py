@@ -12,6 +12,7 @@ from pathlib import Path
 from iterdce.commands.common import add_root_arguments, roots_from_args, run_guarded
 from iterdce.evaluation.cross_validation import cross_validation_summary
 from iterdce.evaluation.folders import evaluate_folders
+from iterdce.evaluation.regression_baseline import load_regression
 from iterdce.output_checks import require_writable_folder
 from iterdce.paths import find_dataset
 
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-phase", type=int, default=1, help="TI-norm reference phase (default 1)")
     parser.add_argument("--allow-missing-phases", action="store_true",
                         help="score a case with missing predicted phases on the phases present (default: error)")
+    parser.add_argument("--regression", type=Path,
+                        help="kinetic_regression.json, or a model folder whose fold_*/kinetic_regression.json fits "
+                             "(written by iterdce_train) are averaged: reports the voxel-wise regression baseline")
     parser.add_argument("--cv", action="store_true", help="aggregate the folds' validation results")
     parser.add_argument("-d", "--dataset", default="1", help="with --cv: dataset id, name or path (default 1)")
     parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", help="with --cv: trainer name")
@@ -45,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
             cross_validation_summary(model_folder)
             return 0
         require_writable_folder(args.output, "-o")
+        regression = load_regression(args.regression) if args.regression else None
         evaluate_folders(args.pred, args.ref, args.output, args.labels, args.masks, args.dataset_json,
-                         args.reference_phase, allow_missing_phases=args.allow_missing_phases)
+                         args.reference_phase, regression=regression, allow_missing_phases=args.allow_missing_phases)
         print(f"report written to {args.output}")
         return 0
 

@@ -11,6 +11,7 @@ from iterdce.inference.model_loading import CHECKPOINTS
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings, refuse_output_inside_input
 from iterdce.output_checks import require_writable_folder
 from iterdce.paths import find_dataset
+from iterdce.pretrained import PRETRAINED_FOLD, pretrained_model_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-i", "--input", required=True, help="folder of <case>_0000.nii.gz, <case>_0001.nii.gz, ...")
     parser.add_argument("-o", "--output", required=True, help="folder for <case>_<pppp>.nii.gz outputs")
     parser.add_argument("-d", "--dataset", default="1", help="dataset the model was trained on (default 1)")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="use the model shipped with iterdce (trained on the phantom's site profiles; "
+                             "no training needed) instead of a trained dataset's model")
     parser.add_argument("-f", "--folds", nargs="+", type=parse_fold, default=[0, 1, 2, 3, 4],
                         help="folds to average (default 0 1 2 3 4; missing ones are skipped with a warning)")
     parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", help="trainer name (default RecursiveTrainer)")
@@ -37,9 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         refuse_output_inside_input(Path(args.input), Path(args.output))
         require_writable_folder(args.output, "-o")
-        results = find_dataset(args.dataset, roots.results)
-        model_folder = results / f"{args.trainer}__{args.plans_name}"
-        settings = PredictionSettings(args.folds, args.checkpoint, args.device, args.tile_batch, tta=args.tta,
+        if args.pretrained:
+            model_folder, folds = pretrained_model_folder(), [PRETRAINED_FOLD]
+        else:
+            model_folder = find_dataset(args.dataset, roots.results) / f"{args.trainer}__{args.plans_name}"
+            folds = args.folds
+        settings = PredictionSettings(folds, args.checkpoint, args.device, args.tile_batch, tta=args.tta,
                                       progress=not args.quiet)
         predictor = IterativePredictor(model_folder, settings)
         done = predictor.predict_folder(Path(args.input), Path(args.output), args.overwrite, args.save_kinetic_map)

@@ -1,6 +1,7 @@
 """``iterdce_evaluate`` on folders: synthesized NIfTIs against the real phases, lesion labels and masks."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from iterdce.dataset.masks import derive_foreground_mask
 from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image
 from iterdce.dataset.schema import load_case_times, load_dataset_json
 from iterdce.errors import IterdceError, listing
-from iterdce.evaluation.case_evaluation import CaseEvaluation, evaluate_case
+from iterdce.evaluation.case_evaluation import METHODS, CaseEvaluation, PhasePredictor, evaluate_case
 from iterdce.evaluation.report import plot_montage, summary_table, write_report
 from iterdce.preprocessing.normalization import ti_norm_stats
 
@@ -142,7 +143,19 @@ def read_finite(path: Path) -> np.ndarray:
     return data
 
 
-def evaluate_folder_case(case: EvaluationCase, reference_phase: int) -> tuple[CaseEvaluation, tuple]:
+@dataclass
+class TargetSubset:
+    """A phase predictor restricted to some of its target phases (rows of its output)."""
+
+    inner: PhasePredictor
+    rows: list[int]
+
+    def predict(self, input_phases: np.ndarray) -> np.ndarray:
+        return self.inner.predict(input_phases)[self.rows]
+
+
+def evaluate_folder_case(case: EvaluationCase, reference_phase: int, regression: PhasePredictor | None = None,
+                         methods: Sequence[str] = METHODS) -> tuple[CaseEvaluation, tuple]:
     """Load, TI-normalize with the real reference phase, evaluate; also return montage material.
 
     Each prediction is scored against the real phase of the same index.
@@ -156,8 +169,11 @@ def evaluate_folder_case(case: EvaluationCase, reference_phase: int) -> tuple[Ca
     lesion = read_image(case.label)[0].astype(np.int16) if case.label else None
     stats = ti_norm_stats(real, mask, reference_phase)
     real_n, synth_n = (real[kept] - stats.mean) / stats.std, (synthesized - stats.mean) / stats.std
+    all_targets = [p for p in sorted(case.real) if p > max(inputs)]
+    if regression is not None and targets != all_targets:  # --allow-missing-phases: its rows of the phases present
+        regression = TargetSubset(regression, [all_targets.index(t) for t in targets])
     evaluation = evaluate_case(case.case_id, synth_n, real_n, [case.times_s[p] for p in kept], mask, lesion,
-                               (stats.mean, stats.std), phase_indices=kept)
+                               (stats.mean, stats.std), phase_indices=kept, regression=regression, methods=methods)
     z = int(np.argwhere(lesion > 0)[:, 2].mean()) if lesion is not None and lesion.any() else real.shape[3] // 2
     outline = None if lesion is None else lesion[:, :, z] > 0
     full = np.full(real.shape, np.nan, dtype=np.float32)
@@ -168,13 +184,15 @@ def evaluate_folder_case(case: EvaluationCase, reference_phase: int) -> tuple[Ca
 
 def evaluate_folders(pred: Path, ref: Path, out_dir: Path, labels: Path | None = None, masks: Path | None = None,
                      dataset_json: Path | None = None, reference_phase: int = 1, progress: bool = True,
+                     regression: PhasePredictor | None = None, methods: Sequence[str] = METHODS,
                      allow_missing_phases: bool = False) -> dict:
-    """The whole report; prints the summary table and returns the summary. Every input is read before the
-    first report file is written, so a bad input leaves ``out_dir`` as it was."""
+    """The whole report; prints the summary table and returns the summary. ``regression`` (a fitted voxel-wise
+    kinetic regression, see regression_baseline.load_regression) adds the regression baseline's row. Every
+    input is read before the first report file is written, so a bad input leaves ``out_dir`` as it was."""
     cases = collect_cases(Path(pred), Path(ref), labels, masks, dataset_json, reference_phase, allow_missing_phases)
     evaluations, panels = [], []
     for case in tqdm(cases, desc="evaluating", unit="case", disable=not progress):
-        evaluation, panel = evaluate_folder_case(case, reference_phase)
+        evaluation, panel = evaluate_folder_case(case, reference_phase, regression, methods)
         evaluations.append(evaluation)
         if len(panels) < MONTAGE_CASES:
             panels.append(panel)
@@ -182,5 +200,7 @@ def evaluate_folders(pred: Path, ref: Path, out_dir: Path, labels: Path | None =
     summary = write_report(evaluations, Path(out_dir))
     titles = [f"{t:.0f} s" for t in cases[0].times_s]
     plot_montage(panels, titles, Path(out_dir) / "montage.png")
+    if regression is None and "regression" in methods:
+        print("note: the voxel-wise regression baseline is not reported; pass --regression MODEL_FOLDER")
     print(summary_table(summary))
     return summary
