@@ -155,6 +155,9 @@ ROWS: list[Row] = [
           lambda ws: b.truncate(b.model(ws) / "fold_0" / "checkpoint_latest.pth"), args=("--continue",)),
     train("checkpoint-malicious", ("checkpoint_latest.pth", "refused"),
           lambda ws: b.malicious_checkpoint(b.model(ws) / "fold_0" / "checkpoint_latest.pth"), args=("--continue",)),
+    train("pretrained-missing", ("nothere.pth", "not found"), args=("--pretrained-weights", "{ws}/nothere.pth")),
+    train("pretrained-malicious", ("evil.pth", "refused"), lambda ws: b.malicious_checkpoint(ws / "evil.pth"),
+          args=("--pretrained-weights", "{ws}/evil.pth")),
     train("checkpoint-misfit", ("checkpoint_latest.pth", "do not fit"),
           lambda ws: b.misfit_checkpoint(b.model(ws) / "fold_0" / "checkpoint_latest.pth"), args=("--continue",)),
     # ---------------------------------------------------------------- iterdce_predict
@@ -227,6 +230,8 @@ ROWS: list[Row] = [
     evaluate("output-is-file", ("-o", "not a folder"),
              lambda ws: b.text(ws / "repfile", "x"), args=("-o", "{ws}/repfile")),
     evaluate("flags-missing", ("-p, -r and -o",), base=("-p", "{ws}/pred"), code=2),
+    evaluate("regression-garbage", ("fit.json", "line 1 column 1"), lambda ws: b.text(ws / "fit.json", "?"),
+             args=("--regression", "{ws}/fit.json")),
     evaluate("cv-without-validation", ("per_case.csv", "train the folds first"),
              base=("--cv", "-tr", TRAINER, *ROOTS)),
     # ---------------------------------------------------------------- iterdce_simulate / iterdce_demo
@@ -237,6 +242,9 @@ ROWS: list[Row] = [
     simulate("output-is-file", ("-o", "not a folder"),
              lambda ws: b.text(ws / "simfile", "x"), args=("-o", "{ws}/simfile")),
     simulate("motion-out-of-range", ("motion",), args=("--motion", "50")),
+    simulate("site-profile-garbage", ("site.json", "not valid JSON"), lambda ws: b.text(ws / "site.json", "{"),
+             args=("--site-profile", "{ws}/site.json")),
+    simulate("site-with-fixed-spacing", ("--spacing", "--site"), args=("--site", "A", "--spacing", "1", "1", "1")),
     Row("demo-zero-cases", "demo", ("-o", "{ws}/demo", "-n", "0"), ("--num-cases",), code=2),
     Row("demo-output-is-file", "demo", ("-o", "{ws}/demofile"), ("-o", "not a folder"),
         lambda ws: b.text(ws / "demofile", "x")),
