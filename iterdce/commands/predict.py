@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 from iterdce.commands.common import add_root_arguments, parse_fold, positive_int, roots_from_args, run_guarded
+from iterdce.inference.dicom_output import OUTPUT_FORMATS, DicomExporter
 from iterdce.inference.model_loading import CHECKPOINTS
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings, refuse_output_inside_input
 from iterdce.output_checks import require_writable_folder
@@ -33,8 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     parser.add_argument("--save-kinetic-map", action="store_true", help="also write <case>_kinetics.nii.gz")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--output-format", default="nifti", choices=OUTPUT_FORMATS,
+                        help="nifti (default) or dicom: derived DICOM series; the input is then a DICOM tree, or "
+                             "NIfTI inputs with --dicom-template")
+    parser.add_argument("--dicom-template", metavar="DIR", help="DICOM studies the NIfTI inputs came from "
+                        "(with --output-format dicom)")
     add_root_arguments(parser)
     args = parser.parse_args(argv)
+    if args.dicom_template and args.output_format != "dicom":
+        parser.error("--dicom-template needs --output-format dicom")
     roots = roots_from_args(args)
     warnings.simplefilter("always", UserWarning)
 
@@ -49,7 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = PredictionSettings(folds, args.checkpoint, args.device, args.tile_batch, tta=args.tta,
                                       progress=not args.quiet)
         predictor = IterativePredictor(model_folder, settings)
-        done = predictor.predict_folder(Path(args.input), Path(args.output), args.overwrite, args.save_kinetic_map)
+        if args.output_format == "dicom":
+            exporter = DicomExporter(predictor, f"{model_folder.parent.name}/{model_folder.name}",
+                                     progress=not args.quiet)
+            done = exporter.predict(args.input, args.output, args.dicom_template, args.overwrite,
+                                    args.save_kinetic_map)
+        else:
+            done = predictor.predict_folder(Path(args.input), Path(args.output), args.overwrite,
+                                            args.save_kinetic_map)
         print(f"predicted {len(done)} case(s) into {args.output} with folds {', '.join(predictor.folds)}")
         return 0
 

@@ -7,12 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from iterdce.commands import demo, evaluate, plan_and_preprocess, predict, simulate, train, verify_dataset
+from iterdce.commands import (
+    demo,
+    evaluate,
+    import_dicom,
+    plan_and_preprocess,
+    predict,
+    simulate,
+    train,
+    verify_dataset,
+)
 from tests.bad_inputs.rows import ROWS, Row
 from tests.bad_inputs.workspace import build_workspace, snapshot
 
 MAINS = {"verify": verify_dataset.main, "plan": plan_and_preprocess.main, "train": train.main,
-         "predict": predict.main, "evaluate": evaluate.main, "simulate": simulate.main, "demo": demo.main}
+         "predict": predict.main, "evaluate": evaluate.main, "simulate": simulate.main, "demo": demo.main,
+         "import_dicom": import_dicom.main}
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
