@@ -111,7 +111,8 @@ def copy_atomic(source: str | os.PathLike[str], target: str | os.PathLike[str]) 
     write_atomic(target, lambda tmp: tmp.write_bytes(Path(source).read_bytes()))
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` (on this machine) still runs; this process counts as alive."""
     if pid == os.getpid():
         return True
     try:
@@ -127,7 +128,7 @@ def is_stale_temporary(path: Path, now: float | None = None) -> bool:
     """A temporary file left by a writer that died (its process is gone, or an old one of an older version)."""
     match = TEMPORARY.match(path.name)
     if match:
-        return not _process_alive(int(match["pid"]))
+        return not process_alive(int(match["pid"]))
     if LEGACY_TEMPORARY.match(path.name):
         try:
             age = (now or time.time()) - path.stat().st_mtime
