@@ -175,7 +175,6 @@ class IterativePredictor:
                               case.case_id, mark)
 
 
-
 def refuse_output_inside_input(in_dir: Path, out_dir: Path) -> None:
     """``-o`` must not be ``-i`` nor lie inside it (symbolic links resolved): inputs are never written over."""
     inputs, outputs = in_dir.resolve(), out_dir.resolve()
