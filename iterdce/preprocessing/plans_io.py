@@ -1,10 +1,11 @@
 """Reading, checking and writing plans.json: a versioned schema with errors that name the file and key."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from iterdce.atomic import write_json_atomic
+from iterdce.errors import IterdceError, JSONFileError
+from iterdce.json_io import read_json
 from iterdce.preprocessing.planner import PLANS_VERSION
 
 PLANS_SCHEMA: dict[str, type | tuple[type, ...]] = {
@@ -35,7 +36,7 @@ LOSS_KEYS = ("l1", "ssim", "perceptual", "gradient_difference")
 LOSS_MASKS = ("none", "foreground")
 
 
-class PlansError(ValueError):
+class PlansError(IterdceError, ValueError):
     """plans.json is missing, malformed or from another version."""
 
 
@@ -79,15 +80,15 @@ def plans_problems(plans: dict) -> list[str]:
 def load_plans(path: Path) -> dict:
     """Read and schema-check a plan; PlansError names the file and every problem."""
     path = Path(path)
+    if not path.exists():
+        raise PlansError(f"{path}: no plan found; run iterdce_plan_and_preprocess first", path)
     try:
-        plans = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise PlansError(f"{path}: no plan found; run iterdce_plan_and_preprocess first") from exc
-    except json.JSONDecodeError as exc:
-        raise PlansError(f"{path}: not valid JSON ({exc})") from exc
+        plans = read_json(path)
+    except JSONFileError as exc:
+        raise PlansError(str(exc), path) from exc
     problems = plans_problems(plans) if isinstance(plans, dict) else ["top level must be an object"]
     if problems:
-        raise PlansError(f"{path}: " + "; ".join(problems))
+        raise PlansError(f"{path}: " + "; ".join(problems), path)
     return plans
 
 

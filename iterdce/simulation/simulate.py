@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iterdce.errors import UsageError
+from iterdce.preprocessing.parallel import ignore_interrupts
 from iterdce.simulation.case import case_id_for, simulate_case
 from iterdce.simulation.config import DEFAULT_TIMES_S, SimulationConfig
 from iterdce.simulation.protocol import site_nominal_times
@@ -70,7 +72,7 @@ def simulate_dataset(
     """
     for name, value, low in (("number of cases", num_cases, 1), ("seed", seed, 0), ("jobs", jobs, 1)):
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name} must be an integer of at least {low}, got {value!r}")
+            raise UsageError(f"{name} must be an integer of at least {low}, got {value!r}")
     num_cases, seed, jobs = int(num_cases), int(seed), int(jobs)
     profile = site_profile(site) if isinstance(site, str) else site
     if profile is not None:
@@ -90,8 +92,14 @@ def simulate_dataset(
     else:
         # spawn, not fork: safe when the caller has threads (torch) running
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(jobs, num_cases), mp_context=context) as pool:
+        pool = ProcessPoolExecutor(max_workers=min(jobs, num_cases), mp_context=context,
+                                   initializer=ignore_interrupts)
+        try:
             results = list(pool.map(_simulate_and_write, tasks))
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
     rows = [row for case_rows, _ in results for row in case_rows]
     write_cases_csv(dataset_dir / "cases.csv", rows)
     write_table(dataset_dir / "acquisition.csv", [acquisition for _, acquisition in results], ACQUISITION_COLUMNS)

@@ -7,7 +7,6 @@ be read from JSON (the same field names; ranges as two-element lists, choices as
 """
 from __future__ import annotations
 
-import json
 import math
 import zlib
 from dataclasses import asdict, dataclass, fields, replace
@@ -15,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import dcmri
+
+from iterdce.errors import UsageError
+from iterdce.json_io import read_json
 
 Range = tuple[float, float]
 Choices = dict[str, float]
@@ -87,7 +89,7 @@ class SiteProfile:
             problems.append(f"jitter_s up to {self.jitter_s[1]} s must stay below half the shortest gap "
                             f"minus 0.5 s ({self.gap_s[0] / 2 - 0.5:g} s)")
         if problems:
-            raise ValueError(f"site profile {self.name!r}: " + "; ".join(problems))
+            raise UsageError(f"site profile {self.name!r}: " + "; ".join(problems))
 
     @property
     def stream_key(self) -> int:
@@ -160,22 +162,22 @@ SITES: dict[str, SiteProfile] = {
 def profile_from_json(payload: dict[str, Any]) -> SiteProfile:
     """A validated profile from a JSON object; missing fields are taken from ``base`` (a site name) if given."""
     if not isinstance(payload, dict):
-        raise ValueError("a site profile must be a JSON object")
+        raise UsageError("a site profile must be a JSON object")
     payload = dict(payload)
     base_name = payload.pop("base", None)
     known = {f.name for f in fields(SiteProfile)}
     unknown = sorted(set(payload) - known)
     if unknown:
-        raise ValueError(f"site profile: unknown field(s) {unknown}; expected some of {sorted(known)}")
+        raise UsageError(f"site profile: unknown field(s) {unknown}; expected some of {sorted(known)}")
     if base_name is not None:
         if base_name not in SITES:
-            raise ValueError(f"site profile: base must be one of {sorted(SITES)}, got {base_name!r}")
+            raise UsageError(f"site profile: base must be one of {sorted(SITES)}, got {base_name!r}")
         base = SITES[base_name].to_json()
         base["name"] = payload.get("name", f"{base_name}-custom")
         payload = {**base, **payload}
     missing = sorted(known - set(payload) - {"n_phases"})
     if missing:
-        raise ValueError(f"site profile: missing field(s) {missing} (or give \"base\": \"A\".. \"D\")")
+        raise UsageError(f"site profile: missing field(s) {missing} (or give \"base\": \"A\".. \"D\")")
     try:
         values = {k: tuple(float(x) for x in v) if k in LIMITS else v for k, v in payload.items()}
         values = {k: {str(c): float(w) for c, w in v.items()} if isinstance(v, dict) else v
@@ -185,9 +187,9 @@ def profile_from_json(payload: dict[str, Any]) -> SiteProfile:
                           fat_suppression_prob=float(profile.fat_suppression_prob),
                           malignant_prob=float(profile.malignant_prob))
     except (TypeError, ValueError, AttributeError) as exc:
-        raise ValueError(f"site profile: malformed value ({exc})") from exc
+        raise UsageError(f"site profile: malformed value ({exc})") from exc
     if any(isinstance(v, float) and not math.isfinite(v) for v in asdict(profile).values()):
-        raise ValueError("site profile: values must be finite")
+        raise UsageError("site profile: values must be finite")
     profile.validate()
     return profile
 
@@ -195,18 +197,15 @@ def profile_from_json(payload: dict[str, Any]) -> SiteProfile:
 def load_site_profile(path: str | Path) -> SiteProfile:
     """Read and validate a JSON site profile; errors name the file."""
     path = Path(path)
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read the site profile ({exc})") from exc
+    payload = read_json(path)
     try:
         return profile_from_json(payload)
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+        raise UsageError(f"{path}: {exc}", path) from exc
 
 
 def site_profile(name: str) -> SiteProfile:
     """A built-in site profile by name (A, B, C or D)."""
     if name not in SITES:
-        raise ValueError(f"unknown site {name!r}; choose one of {', '.join(sorted(SITES))} or pass a JSON profile")
+        raise UsageError(f"unknown site {name!r}; choose one of {', '.join(sorted(SITES))} or pass a JSON profile")
     return SITES[name]

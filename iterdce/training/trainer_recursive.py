@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from iterdce.training.checkpoint import CheckpointError, load_checkpoint, unwrap
+from iterdce.training.checkpoint import CheckpointError, load_checkpoint, load_weights, unwrap
 from iterdce.training.trainer_warmup import WarmupTrainer
 
 
@@ -35,6 +35,6 @@ class RecursiveTrainer(WarmupTrainer):
                                   f"run it first (iterdce_train {self.setup.fold} runs both stages)")
         payload = load_checkpoint(path, self.device)
         if payload["model_config"] != self.config:
-            raise CheckpointError(f"{path}: its network does not match this plan's network")
-        unwrap(self.model).load_state_dict(payload["network_state"])
+            raise CheckpointError(f"{path}: its network does not match this plan's network", path)
+        load_weights(unwrap(self.model), payload, path)
         self.log.notes.append(f"initialised from {path}")
