@@ -44,6 +44,7 @@ class Physics:
         flip_angle_deg: float = 12.0,
         field_strength_t: float = 3.0,
         agent: str = "gadopentetate",
+        aif_scale: float = 1.0,
     ) -> None:
         self.times_s = np.asarray(times_s, dtype=np.float64)
         self.bolus_arrival_s = float(bolus_arrival_s)
@@ -51,7 +52,9 @@ class Physics:
         self.flip_angle_deg = float(flip_angle_deg)
         self.t10_scale = T10_SCALE.get(float(field_strength_t), 1.0)
         self.t_fine = np.arange(0.0, max(float(self.times_s.max()), 0.0) + 2 * FINE_DT_S, FINE_DT_S)
-        self.ca_blood = np.asarray(dcmri.aif_parker(self.t_fine, BAT=self.bolus_arrival_s), dtype=np.float64)
+        # aif_scale: the patient's dose per blood volume and cardiac output scale the whole input curve
+        self.ca_blood = float(aif_scale) * np.asarray(dcmri.aif_parker(self.t_fine, BAT=self.bolus_arrival_s),
+                                                      dtype=np.float64)
         # dcmri returns Hz/M; concentrations are in M, so R1 = R10 + r1 * C is in 1/s.
         self.r1 = float(dcmri.relaxivity(field_strength_t, "blood", agent))
 
