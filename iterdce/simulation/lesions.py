@@ -101,6 +101,30 @@ def _pattern(
     return modulation, core, pattern
 
 
+def _fit(
+    rng: np.random.Generator, anatomy: Anatomy, spec: LesionSpec, spacing: np.ndarray,
+    taken: list[tuple[np.ndarray, float]],
+) -> tuple[np.ndarray, float, np.ndarray, float, np.ndarray | None, str]:
+    """Shape ``spec`` and find a centre for it, shrinking it (down to the smallest size) until one fits.
+
+    Returns the local mask, radius (mm), voxel offsets, reach (mm), centre (None if none fits) and host.
+    """
+    max_depth = float(anatomy.interior_depth_mm.max())
+    shape_fn, extent = make_shape(rng, spec.morphology)
+    smallest = MIN_VOXELS_ACROSS * float(spacing.max())
+    diameter = max(min(spec.diameter_mm, 1.9 * max_depth / extent), smallest)
+    for _ in range(MAX_SHRINKS):
+        local, radius = scaled_mask(shape_fn, extent, diameter, spacing)
+        offsets = _local_offsets(local)
+        # thin spike tips may be clipped by the breast interior; the bulk must fit
+        reach = float(np.quantile(np.linalg.norm(offsets * spacing, axis=1), 0.9)) + 0.5 * float(spacing.max())
+        centre, host = _choose_centre(rng, anatomy, spec.host, reach, taken, spacing)
+        if centre is not None or diameter <= smallest:
+            break
+        diameter = max(0.8 * diameter, smallest)
+    return local, radius, offsets, reach, centre, host
+
+
 def place_lesions(
     rng: np.random.Generator, anatomy: Anatomy, specs: Sequence[LesionSpec], spacing: Sequence[float]
 ) -> list[PlacedLesion]:
@@ -114,21 +138,13 @@ def place_lesions(
     occupied = np.zeros(anatomy.tissue.shape, dtype=bool)
     taken: list[tuple[np.ndarray, float]] = []
     placed = []
+    smallest = MIN_VOXELS_ACROSS * float(spacing.max())
     for spec in specs:
-        shape_fn, extent = make_shape(rng, spec.morphology)
-        smallest = MIN_VOXELS_ACROSS * float(spacing.max())
-        diameter = max(min(spec.diameter_mm, 1.9 * max_depth / extent), smallest)
-        for _ in range(MAX_SHRINKS):
-            local, radius = scaled_mask(shape_fn, extent, diameter, spacing)
-            offsets = _local_offsets(local)
-            # thin spike tips may be clipped by the breast interior; the bulk must fit
-            reach = float(np.quantile(np.linalg.norm(offsets * spacing, axis=1), 0.9)) + 0.5 * float(spacing.max())
-            centre, host = _choose_centre(rng, anatomy, spec.host, reach, taken, spacing)
-            if centre is not None:
-                break
-            if diameter <= smallest:
-                break
-            diameter = max(0.8 * diameter, smallest)
+        local, radius, offsets, reach, centre, host = _fit(rng, anatomy, spec, spacing, taken)
+        if centre is None and spec.morphology == "nonmass":
+            # a segment-long region does not fit a small breast; a mass of the same volume may
+            spec = replace(spec, morphology="irregular", pattern="heterogeneous")
+            local, radius, offsets, reach, centre, host = _fit(rng, anatomy, spec, spacing, taken)
         if centre is None:
             raise LesionPlacementError(
                 f"no room for lesion {spec.label} ({morphology_text(spec)}) of at least {smallest:.1f} mm "

@@ -157,7 +157,7 @@ SITES: dict[str, SiteProfile] = {
                               "slices, low SNR (15-30), strong bias, 3 T, gadoteridol, slow protocol "
                               "(gaps 100-120 s), more motion",
         inplane_mm=(1.0, 1.2), slice_mm=(2.5, 3.0), orientation={"sagittal": 1.0},
-        axcodes={"RAS": 0.5, "LPS": 0.5}, oblique_deg=(0.0, 8.0), body_fill=(0.75, 0.9), snr=(15.0, 30.0),
+        axcodes={"RAS": 0.5, "LPS": 0.5}, oblique_deg=(0.0, 8.0), body_fill=(0.9, 1.0), snr=(15.0, 30.0),
         bias=(0.20, 0.35), fat_suppression_prob=0.5, field_strength_t={"3.0": 1.0}, agent={"gadoteridol": 1.0},
         flip_deg=(15.0, 25.0), tr_ms=(5.0, 7.0), first_post_s=(90.0, 120.0), gap_s=(100.0, 120.0),
         jitter_s=(0.0, 10.0), motion_mm=(0.5, 1.2), malignant_prob=0.65,
