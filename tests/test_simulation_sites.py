@@ -13,6 +13,7 @@ import pytest
 
 from iterdce.commands.simulate import main as simulate_main
 from iterdce.dataset.nifti_io import read_image
+from iterdce.dataset.verify import verify_dataset
 from iterdce.kinetics_rule import classify_curve
 from iterdce.preprocessing.orientation import to_canonical
 from iterdce.simulation import simulate_dataset
@@ -128,6 +129,7 @@ def test_stored_arrays_reorient_back_to_the_canonical_anatomy():
 def test_site_dataset_geometry_labels_and_curves(site_d):
     acquisition = {row["case"]: row for row in _table(site_d / "acquisition.csv")}
     lesions = _table(site_d / "cases.csv")
+    assert verify_dataset(site_d, progress=False) == []
     info = json.loads((site_d / "dataset.json").read_text())
     assert info["simulation"]["site"]["name"] == "D" and "Site profile D" in info["description"]
     assert lesions and all(row["malignant"] in {"0", "1"} for row in lesions)
@@ -208,10 +210,14 @@ def test_cli_site_options(tmp_path, capsys):
     profile.write_text(json.dumps({"base": "D", "name": "E", "slice_mm": [2.0, 2.2]}))
     out = tmp_path / "Dataset105_SiteE"
     assert simulate_main(["-o", str(out), "-n", "1", "--shape", *map(str, SHAPE), "--site-profile",
-                          str(profile), "--seed", "2"]) == 0
+                          str(profile), "--seed", "2", "--case-prefix", "siteE"]) == 0
+    assert (out / "labelsTr" / "siteE_000.nii.gz").exists() and (out / "timesTr" / "siteE_000.json").exists()
     row = _table(out / "acquisition.csv")[0]
+    assert row["case"] == "siteE_000"
     assert 2.0 <= float(row["spacing_mm"].split()[2]) <= 2.2
     assert json.loads((out / "dataset.json").read_text())["simulation"]["site"]["name"] == "E"
+    assert simulate_main(["-o", str(tmp_path / "c"), "--case-prefix", "a/b"]) == 1
+    assert "case prefix" in capsys.readouterr().err
     profile.write_text("{not json")
     assert simulate_main(["-o", str(tmp_path / "b"), "--site-profile", str(profile)]) == 1
     assert str(profile) in capsys.readouterr().err

@@ -48,9 +48,9 @@ class SimulatedCase:
     noiseless: np.ndarray | None = field(default=None, repr=False)
 
 
-def case_id_for(index: int) -> str:
+def case_id_for(index: int, prefix: str = "phantom") -> str:
     """The case identifier of case ``index`` (``phantom_000``, ...)."""
-    return f"phantom_{index:03d}"
+    return f"{prefix}_{index:03d}"
 
 
 def _curve_type(ratio: float) -> str:
@@ -99,12 +99,15 @@ def _lesion_prior(protocol: CaseProtocol, malignant: bool | None) -> dict[str, t
 
 
 def simulate_case(
-    seed: int, index: int, config: SimulationConfig, keep_noiseless: bool = False
+    seed: int, index: int, config: SimulationConfig, keep_noiseless: bool = False, case_prefix: str = "phantom"
 ) -> SimulatedCase:
-    """Simulate case ``index`` of the dataset with ``seed``; the result depends only on these and ``config``."""
+    """Simulate case ``index`` of the dataset with ``seed``; the result depends only on these and ``config``.
+
+    ``case_prefix`` only names the case (``<prefix>_007``).
+    """
     protocol = draw_protocol(seed, index, config)
     rng = case_rng(seed, index, site_key=None if protocol.site is None else protocol.site.stream_key)
-    case_id = case_id_for(index)
+    case_id = case_id_for(index, case_prefix)
     shape, spacing = protocol.canonical_shape, protocol.canonical_spacing
     times = jitter_times(rng, protocol.nominal_times_s, protocol.jitter_s)
     bolus_arrival = float(rng.uniform(*protocol.bolus_arrival_range))
