@@ -94,7 +94,8 @@ def test_protocol_draws_within_site_ranges_and_deterministic(name):
         assert _in(float(np.linalg.norm(p.oblique_deg)), site.oblique_deg)
         for value, key in ((p.snr, "snr"), (p.flip_angle_deg, "flip_deg"), (p.tr_s * 1000, "tr_ms"),
                            (p.body_fill, "body_fill"), (p.motion_mm, "motion_mm"), (p.jitter_s, "jitter_s"),
-                           (p.aif_scale, "aif_scale"), (p.vessels, "vessels"), (p.cysts, "cysts")):
+                           (p.aif_scale, "aif_scale"), (p.aif_stretch, "aif_stretch"), (p.vessels, "vessels"),
+                           (p.cysts, "cysts")):
             assert _in(value, getattr(site, key)), key
         assert p.bpe_range == site.bpe_ktrans and p.bias_range == site.bias
         assert site.field_strength_t.get(f"{p.field_strength_t:.1f}", 0) > 0 and site.agent.get(p.agent, 0) > 0

@@ -112,7 +112,7 @@ def simulate_case(
     times = jitter_times(rng, protocol.nominal_times_s, protocol.jitter_s)
     bolus_arrival = float(rng.uniform(*protocol.bolus_arrival_range))
     physics = Physics(times, bolus_arrival, protocol.tr_s, protocol.flip_angle_deg,
-                      protocol.field_strength_t, protocol.agent, protocol.aif_scale)
+                      protocol.field_strength_t, protocol.agent, protocol.aif_scale, protocol.aif_stretch)
     anatomy = build_anatomy(rng, shape, spacing, protocol.body_fill)
     if protocol.site is None:
         specs = draw_lesion_specs(rng, seed, index)

@@ -47,6 +47,7 @@ class CaseProtocol:
     motion_mm: float = 0.0
     bolus_arrival_range: tuple[float, float] = BOLUS_ARRIVAL_S
     aif_scale: float = 1.0
+    aif_stretch: float = 1.0
     bpe_range: tuple[float, float] = BPE_KTRANS
     vessels: int = 0
     cysts: int = 0
@@ -89,6 +90,7 @@ class CaseProtocol:
             "field_strength_t": self.field_strength_t, "agent": self.agent,
             "flip_angle_deg": round(self.flip_angle_deg, 2), "tr_ms": round(self.tr_s * 1000.0, 3),
             "motion_mm": round(self.motion_mm, 3), "aif_scale": round(self.aif_scale, 3),
+            "aif_stretch": round(self.aif_stretch, 3),
             "vessels": self.vessels, "cysts": self.cysts,
         }
 
@@ -138,6 +140,7 @@ def draw_protocol(seed: int, index: int, config: SimulationConfig) -> CaseProtoc
         flip_angle_deg=_uniform(rng, site.flip_deg), tr_s=_uniform(rng, site.tr_ms) / 1000.0,
         nominal_times_s=nominal_times(first_post, gap, site.n_phases), jitter_s=_uniform(rng, site.jitter_s),
         motion_mm=_uniform(rng, site.motion_mm), bolus_arrival_range=site.bolus_arrival_s,
-        aif_scale=_uniform(rng, site.aif_scale), bpe_range=site.bpe_ktrans,
+        aif_scale=_uniform(rng, site.aif_scale), aif_stretch=_uniform(rng, site.aif_stretch),
+        bpe_range=site.bpe_ktrans,
         vessels=int(rng.integers(int(site.vessels[0]), int(site.vessels[1]) + 1)),
         cysts=int(rng.integers(int(site.cysts[0]), int(site.cysts[1]) + 1)), site=site)

@@ -28,7 +28,8 @@ LIMITS: dict[str, Range] = {
     "flip_deg": (5.0, 35.0), "tr_ms": (2.5, 10.0), "first_post_s": (30.0, 150.0), "gap_s": (30.0, 150.0),
     "jitter_s": (0.0, 20.0), "motion_mm": (0.0, 3.0), "bolus_arrival_s": (5.0, 40.0),
     "ktrans_malignant": (0.01, 3.0), "ktrans_benign": (0.01, 3.0), "ve": (0.05, 0.9), "vp": (0.001, 0.2),
-    "aif_scale": (0.3, 3.0), "bpe_ktrans": (0.001, 0.3), "vessels": (0.0, 30.0), "cysts": (0.0, 10.0),
+    "aif_scale": (0.3, 3.0), "aif_stretch": (0.5, 2.0), "bpe_ktrans": (0.001, 0.3), "vessels": (0.0, 30.0),
+    "cysts": (0.0, 10.0),
 }
 PROBABILITIES = ("fat_suppression_prob", "malignant_prob")
 
@@ -65,6 +66,7 @@ class SiteProfile:
     vp: Range
     n_phases: int = 6
     aif_scale: Range = (0.8, 1.2)
+    aif_stretch: Range = (0.9, 1.1)
     bpe_ktrans: Range = (0.005, 0.05)
     vessels: Range = (2.0, 8.0)
     cysts: Range = (0.0, 3.0)
@@ -130,7 +132,7 @@ SITES: dict[str, SiteProfile] = {
         fat_suppression_prob=1.0, field_strength_t={"3.0": 1.0}, agent={"gadobutrol": 1.0},
         flip_deg=(10.0, 15.0), tr_ms=(4.0, 5.0), first_post_s=(60.0, 80.0), gap_s=(60.0, 75.0),
         jitter_s=(0.0, 5.0), motion_mm=(0.0, 0.5), malignant_prob=0.6,
-        ktrans_malignant=(0.08, 1.5), ktrans_benign=(0.03, 0.5), aif_scale=(0.85, 1.15),
+        ktrans_malignant=(0.08, 1.5), ktrans_benign=(0.03, 0.5), aif_scale=(0.85, 1.15), aif_stretch=(0.9, 1.1),
         bpe_ktrans=(0.005, 0.04), vessels=(3.0, 8.0), cysts=(0.0, 3.0), **_COMMON),
     "B": SiteProfile(
         name="B", description="1.5 T community hospital: axial LPS, 0.8-1.0 mm in-plane, 1.5-2.5 mm slices, "
@@ -140,7 +142,7 @@ SITES: dict[str, SiteProfile] = {
         fat_suppression_prob=0.3, field_strength_t={"1.5": 1.0}, agent={"gadoterate": 1.0},
         flip_deg=(10.0, 20.0), tr_ms=(4.5, 6.5), first_post_s=(80.0, 100.0), gap_s=(80.0, 100.0),
         jitter_s=(0.0, 8.0), motion_mm=(0.2, 0.8), malignant_prob=0.5,
-        ktrans_malignant=(0.06, 1.2), ktrans_benign=(0.03, 0.4), aif_scale=(0.75, 1.25),
+        ktrans_malignant=(0.06, 1.2), ktrans_benign=(0.03, 0.4), aif_scale=(0.75, 1.25), aif_stretch=(0.85, 1.2),
         bpe_ktrans=(0.005, 0.05), vessels=(2.0, 6.0), cysts=(0.0, 4.0), **_COMMON),
     "C": SiteProfile(
         name="C", description="mixed 1.5 T / 3 T network: axial, RAS or LPS, 0.7-1.0 mm in-plane, 1-2 mm "
@@ -151,6 +153,7 @@ SITES: dict[str, SiteProfile] = {
         agent={"gadopentetate": 0.5, "gadoterate": 0.5}, flip_deg=(12.0, 18.0), tr_ms=(3.5, 5.0),
         first_post_s=(70.0, 110.0), gap_s=(70.0, 110.0), jitter_s=(0.0, 10.0), motion_mm=(0.0, 1.0),
         malignant_prob=0.55, ktrans_malignant=(0.08, 1.5), ktrans_benign=(0.03, 0.5), aif_scale=(0.8, 1.2),
+        aif_stretch=(0.85, 1.15),
         bpe_ktrans=(0.005, 0.06), vessels=(2.0, 8.0), cysts=(0.0, 3.0), **_COMMON),
     "D": SiteProfile(
         name="D", description="held-out site: sagittal acquisition, coarse 1.0-1.2 mm in-plane and 2.5-3 mm "
@@ -161,7 +164,7 @@ SITES: dict[str, SiteProfile] = {
         bias=(0.20, 0.35), fat_suppression_prob=0.5, field_strength_t={"3.0": 1.0}, agent={"gadoteridol": 1.0},
         flip_deg=(15.0, 25.0), tr_ms=(5.0, 7.0), first_post_s=(90.0, 120.0), gap_s=(100.0, 120.0),
         jitter_s=(0.0, 10.0), motion_mm=(0.5, 1.2), malignant_prob=0.65,
-        ktrans_malignant=(0.06, 1.5), ktrans_benign=(0.03, 0.6), aif_scale=(0.7, 1.3),
+        ktrans_malignant=(0.06, 1.5), ktrans_benign=(0.03, 0.6), aif_scale=(0.7, 1.3), aif_stretch=(0.8, 1.25),
         bpe_ktrans=(0.01, 0.08), vessels=(1.0, 5.0), cysts=(0.0, 2.0), **_COMMON),
 }
 
