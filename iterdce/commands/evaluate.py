@@ -13,6 +13,7 @@ from iterdce.commands.common import add_root_arguments, fail, roots_from_args
 from iterdce.dataset.schema import DatasetSchemaError
 from iterdce.evaluation.cross_validation import cross_validation_summary
 from iterdce.evaluation.folders import EvaluationInputError, evaluate_folders
+from iterdce.evaluation.regression_baseline import RegressionFitError, load_regression
 from iterdce.paths import DatasetNotFoundError, find_dataset
 
 
@@ -26,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, help="report folder")
     parser.add_argument("--dataset-json", type=Path, help="dataset.json with the phase times (default: next to REF)")
     parser.add_argument("--reference-phase", type=int, default=1, help="TI-norm reference phase (default 1)")
+    parser.add_argument("--regression", type=Path,
+                        help="kinetic_regression.json, or a model folder whose fold_*/kinetic_regression.json fits "
+                             "(written by iterdce_train) are averaged: reports the voxel-wise regression baseline")
     parser.add_argument("--cv", action="store_true", help="aggregate the folds' validation results")
     parser.add_argument("-d", "--dataset", default="1", help="with --cv: dataset id, name or path (default 1)")
     parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", help="with --cv: trainer name")
@@ -39,10 +43,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not (args.pred and args.ref and args.output):
             parser.error("-p, -r and -o are required (or use --cv)")
+        regression = load_regression(args.regression) if args.regression else None
         evaluate_folders(args.pred, args.ref, args.output, args.labels, args.masks, args.dataset_json,
-                         args.reference_phase)
+                         args.reference_phase, regression=regression)
         print(f"report written to {args.output}")
-    except (EvaluationInputError, DatasetSchemaError, DatasetNotFoundError, FileNotFoundError) as exc:
+    except (EvaluationInputError, DatasetSchemaError, DatasetNotFoundError, FileNotFoundError,
+            RegressionFitError) as exc:
         return fail(str(exc))
     return 0
 

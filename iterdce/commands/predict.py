@@ -6,11 +6,13 @@ import sys
 import warnings
 
 from iterdce.commands.common import add_root_arguments, fail, parse_fold, roots_from_args
+from iterdce.inference.dicom_output import OUTPUT_FORMATS, DicomExporter
 from iterdce.inference.inputs import PredictionInputError
 from iterdce.inference.model_loading import CHECKPOINTS
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings
 from iterdce.paths import DatasetNotFoundError, find_dataset
 from iterdce.preprocessing.plans_io import PlansError
+from iterdce.pretrained import PRETRAINED_FOLD, pretrained_model_folder
 from iterdce.training.checkpoint import CheckpointError
 
 
@@ -19,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-i", "--input", required=True, help="folder of <case>_0000.nii.gz, <case>_0001.nii.gz, ...")
     parser.add_argument("-o", "--output", required=True, help="folder for <case>_<pppp>.nii.gz outputs")
     parser.add_argument("-d", "--dataset", default="1", help="dataset the model was trained on (default 1)")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="use the model shipped with iterdce (trained on the phantom's site profiles; "
+                             "no training needed) instead of a trained dataset's model")
     parser.add_argument("-f", "--folds", nargs="+", type=parse_fold, default=[0, 1, 2, 3, 4],
                         help="folds to average (default 0 1 2 3 4; missing ones are skipped with a warning)")
     parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", help="trainer name (default RecursiveTrainer)")
@@ -30,17 +35,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     parser.add_argument("--save-kinetic-map", action="store_true", help="also write <case>_kinetics.nii.gz")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--output-format", default="nifti", choices=OUTPUT_FORMATS,
+                        help="nifti (default) or dicom: derived DICOM series; the input is then a DICOM tree, or "
+                             "NIfTI inputs with --dicom-template")
+    parser.add_argument("--dicom-template", metavar="DIR", help="DICOM studies the NIfTI inputs came from "
+                        "(with --output-format dicom)")
     add_root_arguments(parser)
     args = parser.parse_args(argv)
+    if args.dicom_template and args.output_format != "dicom":
+        parser.error("--dicom-template needs --output-format dicom")
     roots = roots_from_args(args)
     warnings.simplefilter("always", UserWarning)
     try:
-        results = find_dataset(args.dataset, roots.results)
-        model_folder = results / f"{args.trainer}__{args.plans_name}"
-        settings = PredictionSettings(args.folds, args.checkpoint, args.device, args.tile_batch, tta=args.tta,
+        if args.pretrained:
+            model_folder, folds = pretrained_model_folder(), [PRETRAINED_FOLD]
+        else:
+            model_folder = find_dataset(args.dataset, roots.results) / f"{args.trainer}__{args.plans_name}"
+            folds = args.folds
+        settings = PredictionSettings(folds, args.checkpoint, args.device, args.tile_batch, tta=args.tta,
                                       progress=not args.quiet)
         predictor = IterativePredictor(model_folder, settings)
-        done = predictor.predict_folder(args.input, args.output, args.overwrite, args.save_kinetic_map)
+        if args.output_format == "dicom":
+            exporter = DicomExporter(predictor, f"{model_folder.parent.name}/{model_folder.name}",
+                                     progress=not args.quiet)
+            done = exporter.predict(args.input, args.output, args.dicom_template, args.overwrite,
+                                    args.save_kinetic_map)
+        else:
+            done = predictor.predict_folder(args.input, args.output, args.overwrite, args.save_kinetic_map)
     except (DatasetNotFoundError, PlansError, CheckpointError, PredictionInputError, ValueError, RuntimeError) as exc:
         return fail(str(exc))
     print(f"predicted {len(done)} case(s) into {args.output} with folds {', '.join(predictor.folds)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from iterdce.commands.common import add_root_arguments, fail, parse_fold, roots_from_args
 from iterdce.evaluation.cross_validation import validate_fold
@@ -33,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="background data workers (default min(2, cores); 0 runs in-process)")
     parser.add_argument("--no-validation", action="store_true",
                         help="skip predicting and scoring the fold's validation cases at the end")
+    parser.add_argument("--pretrained-weights", type=Path, metavar="CHECKPOINT",
+                        help="initialise the first stage from this checkpoint (same network; e.g. the shipped "
+                             "phantom-pretrained model, then fine-tune on your cases)")
     parser.add_argument("--seed", type=int, default=12345, help="random seed (default 12345)")
     add_root_arguments(parser)
     return parser
@@ -48,13 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         preprocessed = find_dataset(args.dataset, roots.preprocessed)
         setup = TrainingSetup(preprocessed, roots.results / preprocessed.name, args.plans_name, args.fold,
-                              args.epochs, args.iterations_per_epoch, workers, args.device, args.seed, args.resume)
+                              args.epochs, args.iterations_per_epoch, workers, args.device, args.seed, args.resume,
+                              pretrained_weights=args.pretrained_weights)
         context = init_distributed(args.device)
         trainer = run_stages(args.trainer, setup, context)
         if context.is_main and not args.no_validation:
-            _, val_cases = setup.fold_cases()
+            train_cases, val_cases = setup.fold_cases()
             summary = validate_fold(trainer.output.parent, args.fold, setup.data_dir, val_cases, setup.plans,
-                                    device=context.device, progress=setup.progress)
+                                    device=context.device, progress=setup.progress, train_case_ids=train_cases)
             print(summary_table(summary))
         if context.is_main:
             print(f"done: {trainer.output}")

@@ -6,6 +6,7 @@ predictor does, scored there in TI-normalized units, and written back in their o
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from tqdm import tqdm
 from iterdce.atomic import write_json_atomic
 from iterdce.dataset.nifti_io import Geometry
 from iterdce.evaluation.case_evaluation import evaluate_case
+from iterdce.evaluation.regression_baseline import ensure_fold_regression
 from iterdce.evaluation.report import summarize, summary_table, write_report
 from iterdce.inference.export import write_phases
 from iterdce.inference.model_loading import load_fold_models
@@ -25,11 +27,18 @@ from iterdce.training.data_loader import load_preprocessed
 
 
 def validate_fold(model_folder: Path, fold: int | str, data_dir: Path, case_ids: list[str], plans: dict,
-                  checkpoint: str = "final", device: str | torch.device = "cpu", progress: bool = True) -> dict:
-    """Predict, export and evaluate the fold's validation cases into ``fold_<k>/validation/``."""
+                  checkpoint: str = "final", device: str | torch.device = "cpu", progress: bool = True,
+                  train_case_ids: Sequence[str] | None = None) -> dict:
+    """Predict, export and evaluate the fold's validation cases into ``fold_<k>/validation/``.
+
+    With ``train_case_ids`` the voxel-wise kinetic regression baseline is fitted on them (once; stored as
+    ``fold_<k>/kinetic_regression.json``) and reported next to the network and the naive baselines."""
     models, _, _ = load_fold_models(model_folder, [fold], checkpoint, device)
     out_dir = model_folder / f"fold_{fold}" / "validation"
     n_in = len(plans["input_phases"])
+    regression = None
+    if train_case_ids:
+        regression = ensure_fold_regression(model_folder / f"fold_{fold}", data_dir, train_case_ids, n_in, progress)
     evaluations = []
     for case_id in tqdm(case_ids, desc=f"validation fold {fold}", unit="case", disable=not progress):
         case = load_preprocessed(data_dir, case_id)
@@ -40,7 +49,7 @@ def validate_fold(model_folder: Path, fold: int | str, data_dir: Path, case_ids:
                                      ).cpu().numpy()
         stats = properties["ti_norm"]
         evaluations.append(evaluate_case(case_id, synthesized, case.data, case.times_s, case.mask > 0, case.lesion,
-                                         (stats["mean"], stats["std"])))
+                                         (stats["mean"], stats["std"]), regression=regression))
         geometry = Geometry(tuple(properties["original_shape"]), np.asarray(properties["original_affine"]),
                             properties["qform_code"], properties["sform_code"])
         write_phases(restore_phases(synthesized, properties), geometry, out_dir, case_id, plans["target_phases"])

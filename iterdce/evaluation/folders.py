@@ -1,6 +1,7 @@
 """``iterdce_evaluate`` on folders: synthesized NIfTIs against the real phases, lesion labels and masks."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from iterdce.dataset.layout import group_phase_files
 from iterdce.dataset.masks import derive_foreground_mask
 from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image
 from iterdce.dataset.schema import load_case_times, load_dataset_json
-from iterdce.evaluation.case_evaluation import CaseEvaluation, evaluate_case
+from iterdce.evaluation.case_evaluation import METHODS, CaseEvaluation, PhasePredictor, evaluate_case
 from iterdce.evaluation.report import plot_montage, summary_table, write_report
 from iterdce.preprocessing.normalization import ti_norm_stats
 
@@ -101,7 +102,8 @@ def geometry_problems(case_id: str, predicted: dict[int, Path], real: dict[int, 
     return problems
 
 
-def evaluate_folder_case(case: EvaluationCase, reference_phase: int) -> tuple[CaseEvaluation, tuple]:
+def evaluate_folder_case(case: EvaluationCase, reference_phase: int, regression: PhasePredictor | None = None,
+                         methods: Sequence[str] = METHODS) -> tuple[CaseEvaluation, tuple]:
     """Load, TI-normalize with the real reference phase, evaluate; also return montage material."""
     real = np.stack([read_image(case.real[p])[0] for p in sorted(case.real)])
     target_phases = sorted(case.predicted)
@@ -111,7 +113,8 @@ def evaluate_folder_case(case: EvaluationCase, reference_phase: int) -> tuple[Ca
     lesion = read_image(case.label)[0].astype(np.int16) if case.label else None
     stats = ti_norm_stats(real, mask, reference_phase)
     real_n, synth_n = (real - stats.mean) / stats.std, (synthesized - stats.mean) / stats.std
-    evaluation = evaluate_case(case.case_id, synth_n, real_n, case.times_s, mask, lesion, (stats.mean, stats.std))
+    evaluation = evaluate_case(case.case_id, synth_n, real_n, case.times_s, mask, lesion, (stats.mean, stats.std),
+                                regression=regression, methods=methods)
     z = int(np.argwhere(lesion > 0)[:, 2].mean()) if lesion is not None and lesion.any() else real.shape[3] // 2
     outline = None if lesion is None else lesion[:, :, z] > 0
     full = np.concatenate([real[:n_in], synthesized])
@@ -119,17 +122,21 @@ def evaluate_folder_case(case: EvaluationCase, reference_phase: int) -> tuple[Ca
 
 
 def evaluate_folders(pred: Path, ref: Path, out_dir: Path, labels: Path | None = None, masks: Path | None = None,
-                     dataset_json: Path | None = None, reference_phase: int = 1, progress: bool = True) -> dict:
-    """The whole report; prints the summary table and returns the summary."""
+                     dataset_json: Path | None = None, reference_phase: int = 1, progress: bool = True,
+                     regression: PhasePredictor | None = None, methods: Sequence[str] = METHODS) -> dict:
+    """The whole report; prints the summary table and returns the summary. ``regression`` (a fitted voxel-wise
+    kinetic regression, see regression_baseline.load_regression) adds the regression baseline's row."""
     cases = collect_cases(Path(pred), Path(ref), labels, masks, dataset_json)
     evaluations, panels = [], []
     for case in tqdm(cases, desc="evaluating", unit="case", disable=not progress):
-        evaluation, panel = evaluate_folder_case(case, reference_phase)
+        evaluation, panel = evaluate_folder_case(case, reference_phase, regression, methods)
         evaluations.append(evaluation)
         if len(panels) < MONTAGE_CASES:
             panels.append(panel)
     summary = write_report(evaluations, Path(out_dir))
     titles = [f"{t:.0f} s" for t in cases[0].times_s]
     plot_montage(panels, titles, Path(out_dir) / "montage.png")
+    if regression is None and "regression" in methods:
+        print("note: the voxel-wise regression baseline is not reported; pass --regression MODEL_FOLDER")
     print(summary_table(summary))
     return summary

@@ -104,6 +104,8 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
     spacings = np.array([c["spacing"] for c in cases], dtype=float)
     cropped = np.array([c["shape_after_crop"] for c in cases], dtype=float)
     spacing = plan_spacing(spacings, cropped)
+    if "min_spacing_mm" in settings:  # a CPU-sized plan resamples coarser so a small patch sees more anatomy
+        spacing = [round(max(s, m), 6) for s, m in zip(spacing, settings["min_spacing_mm"])]
     resampled = cropped * spacings / np.array(spacing)
     median_shape = np.median(resampled, axis=0)
     n_phases = fingerprint["num_phases"]
@@ -152,10 +154,10 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
             "use_time_embedding": True,
             "use_convlstm": True,
         },
-        "loss_weights": dict(LOSS_WEIGHTS),
+        "loss_weights": {**LOSS_WEIGHTS, **settings.get("loss_weights", {})},
         "ssim": {"window_size": 11, "sigma": 1.5},
         "perceptual": {"med3d_weights": med3d_weights},
-        "optimizer": dict(OPTIMIZER),
+        "optimizer": {**OPTIMIZER, **settings.get("optimizer", {})},
         "training": dict(settings["training"]),
         "augmentation": dict(AUGMENTATION),
         "memory_estimate_note": f"{memory:.2f} GB at batch 2; includes {steps} unrolled recursion steps",

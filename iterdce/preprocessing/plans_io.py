@@ -31,6 +31,8 @@ PLANS_SCHEMA: dict[str, type | tuple[type, ...]] = {
 NETWORK_KEYS = ("in_channels", "features_per_stage", "pool_per_stage", "time_embedding_dim", "time_scale_s",
                 "use_time_embedding", "use_convlstm")
 LOSS_KEYS = ("l1", "ssim", "perceptual", "gradient_difference")
+# where the loss is averaged: the whole patch (the paper) or the body foreground of the patch only
+LOSS_MASKS = ("none", "foreground")
 
 
 class PlansError(ValueError):
@@ -64,6 +66,8 @@ def plans_problems(plans: dict) -> list[str]:
         problems.append("normalization.mask must be 'breast', 'foreground' or 'nonzero'")
     problems += [f"network.{k} missing" for k in NETWORK_KEYS if k not in plans["network"]]
     problems += [f"loss_weights.{k} missing" for k in LOSS_KEYS if k not in plans["loss_weights"]]
+    if plans["training"].get("loss_mask", "none") not in LOSS_MASKS:
+        problems.append(f"training.loss_mask must be one of {list(LOSS_MASKS)}")
     if plans["batch_size"] < 1:
         problems.append("batch_size must be >= 1")
     bounds = plans["intensity_range"]

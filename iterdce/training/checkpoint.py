@@ -35,3 +35,25 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The module inside a DistributedDataParallel wrapper (or the model itself)."""
     return model.module if hasattr(model, "module") else model
+
+
+def load_compatible_weights(model: torch.nn.Module, path: Path, map_location: str | torch.device = "cpu") -> int:
+    """Initialise ``model`` from any iterdce checkpoint whose network has the same layers and shapes
+    (``--pretrained-weights``); the plan, data and trainer may differ. Returns the number of tensors loaded.
+
+    Raises CheckpointError naming the file and every missing, unexpected or differently shaped layer."""
+    payload = load_checkpoint(path, map_location)
+    source: dict[str, torch.Tensor] = payload["network_state"]
+    target = model.state_dict()
+    missing = sorted(set(target) - set(source))
+    unexpected = sorted(set(source) - set(target))
+    shapes = sorted(f"{k} {tuple(source[k].shape)} vs {tuple(target[k].shape)}" for k in set(source) & set(target)
+                    if source[k].shape != target[k].shape)
+    if missing or unexpected or shapes:
+        parts = [f"{label}: {', '.join(items[:6])}{' ...' if len(items) > 6 else ''}"
+                 for label, items in (("missing in the checkpoint", missing), ("not in this network", unexpected),
+                                      ("shape (checkpoint vs this network)", shapes)) if items]
+        raise CheckpointError(f"{path}: its network does not fit this plan's ({'; '.join(parts)}); "
+                              "plan with the same preset as the pretrained model")
+    model.load_state_dict(source)
+    return len(source)

@@ -26,6 +26,7 @@ class TrainingSetup:
     resume: bool = False
     progress: bool = True
     plans: dict = field(default_factory=dict)
+    pretrained_weights: Path | None = None  # initialise the first stage from this checkpoint
 
     def __post_init__(self) -> None:
         if not self.plans:

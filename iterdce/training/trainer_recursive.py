@@ -24,8 +24,10 @@ class RecursiveTrainer(WarmupTrainer):
         return model(batch["data"][:, :n_in], batch["times"])
 
     def initial_weights(self) -> None:
-        """The fold's warm-up ``checkpoint_final.pth`` (a clear error if it is missing or does not fit)."""
+        """The fold's warm-up ``checkpoint_final.pth`` (a clear error if it is missing or does not fit); without a
+        warm-up stage, the first stage's starting weights."""
         if self.warmup_class is None:
+            super().initial_weights()  # the first stage: random or --pretrained-weights
             return
         path = self.setup.output_folder(self.warmup_class.name) / "checkpoint_final.pth"
         if not path.is_file():

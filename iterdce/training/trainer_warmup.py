@@ -17,7 +17,13 @@ from tqdm import tqdm
 
 from iterdce.atomic import write_atomic, write_json_atomic
 from iterdce.network.synthesizer import build_synthesizer, model_config
-from iterdce.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, unwrap
+from iterdce.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_compatible_weights,
+    save_checkpoint,
+    unwrap,
+)
 from iterdce.training.data_loader import PatchSampler, make_loader, validation_batches
 from iterdce.training.distributed import DistributedContext, barrier, init_distributed, mean_over_ranks
 from iterdce.training.logger import TrainingLog
@@ -68,7 +74,11 @@ class WarmupTrainer:
         return model(batch["data"][:, :n_in], batch["times"], teacher=batch["data"])
 
     def initial_weights(self) -> None:
-        """Starting weights: the seeded random initialisation."""
+        """Starting weights: the seeded random initialisation, or ``--pretrained-weights`` when given."""
+        path = self.setup.pretrained_weights
+        if path is not None:
+            count = load_compatible_weights(unwrap(self.model), Path(path), self.device)
+            self.log.notes.append(f"initialised {count} tensors from pretrained weights {path}")
 
     # ----- the loop ---------------------------------------------------------------------------------
     def notes(self) -> list[str]:
@@ -81,9 +91,11 @@ class WarmupTrainer:
         exponent = float(self.plans["optimizer"].get("poly_exponent", 0.9))
         return self.base_lr * (1 - epoch / self.total_epochs) ** exponent
 
-    def step_loss(self, predictions: Tensor, target: Tensor) -> Tensor:
-        """Mean synthesis loss over the target steps."""
-        losses = [self.loss(predictions[:, t:t + 1].float(), target[:, t:t + 1])[0]
+    def step_loss(self, predictions: Tensor, target: Tensor, batch: dict[str, Tensor]) -> Tensor:
+        """Mean synthesis loss over the target steps (inside the patch's body foreground when the plan's
+        ``training.loss_mask`` is "foreground"; lesion voxels marked for the lesion term)."""
+        mask = batch["mask"] if self.plans["training"].get("loss_mask", "none") == "foreground" else None
+        losses = [self.loss(predictions[:, t:t + 1].float(), target[:, t:t + 1], mask, batch["lesion"])[0]
                   for t in range(predictions.shape[1])]
         return torch.stack(losses).mean()
 
@@ -93,7 +105,7 @@ class WarmupTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast:
             predictions = self.unroll(model, batch)
-        loss = self.step_loss(predictions, batch["data"][:, n_in:])
+        loss = self.step_loss(predictions, batch["data"][:, n_in:], batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), float(self.plans["optimizer"]["grad_clip_norm"]))
         self.optimizer.step()
@@ -117,7 +129,7 @@ class WarmupTrainer:
             with self.autocast:
                 predictions = model(batch["data"][:, :n_in], batch["times"]).float()
             target = batch["data"][:, n_in:]
-            loss_sum += self.step_loss(predictions, target) * len(target)
+            loss_sum += self.step_loss(predictions, target, batch) * len(target)
             lesion = batch["lesion"]
             voxels = lesion.sum(dim=(1, 2, 3, 4))
             has = (voxels > 0).float()
