@@ -143,6 +143,11 @@ def test_site_dataset_geometry_labels_and_curves(site_d):
         assert geometry.shape == SHAPE and np.allclose(geometry.spacing, spacing, atol=1e-3)
         assert "".join(nib.aff2axcodes(geometry.affine)) == row["axcodes"] and row["orientation"] == "sagittal"
         assert float(row["max_shift_mm"]) <= float(row["motion_mm"]) + 1e-3
+        site = SITES["D"]
+        assert _in(float(row["bias_amplitude"]), site.bias, tol=1e-3) and _in(float(row["snr"]), site.snr, tol=0.01)
+        fat = float(row["fat_factor"])
+        assert fat == 1.0 if row["fat_suppression"] == "0" else _in(fat, site.fat_suppression_efficiency, tol=1e-3)
+        assert _in(int(row["vessels"]), site.vessels) and _in(int(row["cysts"]), site.cysts)
         # anatomy: in world (RAS) coordinates the breasts lie anterior of the rest of the body, on both sides
         canonical_mask, canonical_affine, _ = to_canonical(mask, geometry.affine)
         pre, _, _ = to_canonical(read_image(site_d / "imagesTr" / f"{case}_0000.nii.gz")[0], geometry.affine)
@@ -154,6 +159,9 @@ def test_site_dataset_geometry_labels_and_curves(site_d):
         assert np.all(mask[labels > 0] == 1)
         images = np.stack([read_image(site_d / "imagesTr" / f"{case}_{p:04d}.nii.gz")[0] for p in range(6)])
         for lesion in case_rows:
+            prior = site.ktrans_malignant if lesion["malignant"] == "1" else site.ktrans_benign
+            assert _in(float(lesion["ktrans_per_min"]), prior, tol=1e-4)
+            assert _in(float(lesion["ve"]), site.ve, tol=1e-3) and _in(float(lesion["vp"]), site.vp, tol=1e-3)
             voxels = labels == int(lesion["lesion"])
             assert float(lesion["volume_ml"]) == pytest.approx(voxels.sum() * np.prod(spacing) / 1000, rel=1e-3)
             assert classify_curve(images[:, voxels].mean(axis=1), times) == lesion["curve_type"]
