@@ -69,6 +69,9 @@ def simulate_sites(raw_root: Path, sites: list[str], cases_per_site: list[int], 
     folders = []
     for index, (site, n) in enumerate(zip(sites, cases_per_site)):
         folder = raw_root / f"Dataset{900 + index:03d}_Site{site}"
+        if n == 0:  # skipped (e.g. the test site of a --train-only run); seeds of the others unchanged
+            folders.append(folder)
+            continue
         for attempt in range(5):  # a draw whose lesion does not fit its breast: take the next seed
             if (folder / "dataset.json").is_file():
                 break
@@ -179,11 +182,12 @@ def run_one(job: dict) -> dict:
     """Train one (variant, seed), predict the held-out site, evaluate; runs in its own process."""
     if job["variant"] == "baselines":
         return run_baselines(job)
+    if job.get("model_file"):  # --evaluate-models: a model trained elsewhere
+        folder = import_model(Path(job["model_file"]), Path(job["results"]) / "RecursiveTrainer__plans")
+        return evaluate_model(folder, job, float("nan"), time.perf_counter())
     import torch
 
     torch.set_num_threads(job["threads"])
-    from iterdce.evaluation.folders import evaluate_folders
-    from iterdce.inference.predictor import IterativePredictor, PredictionSettings
     from iterdce.training.run_config import TrainingSetup
     from iterdce.training.variants import run_stages
 
@@ -195,6 +199,18 @@ def run_one(job: dict) -> dict:
     trainer = run_stages("RecursiveTrainer", setup)
     train_s = time.perf_counter() - start
     model_folder = trainer.output.parent
+    if job.get("export_to"):  # train only: the weights travel back, evaluation happens elsewhere
+        export_model(model_folder, Path(job["export_to"]), f"{job['variant']}_seed{job['seed']}")
+        return {"variant": job["variant"], "seed": job["seed"], "train_s": train_s, "total_s": train_s}
+    return evaluate_model(model_folder, job, train_s, start)
+
+
+def evaluate_model(model_folder: Path, job: dict, train_s: float, start: float) -> dict:
+    """Predict the held-out site with a trained model folder and score the network's row."""
+    from iterdce.evaluation.folders import evaluate_folders
+    from iterdce.inference.predictor import IterativePredictor, PredictionSettings
+
+    results = Path(job["results"])
     predictor = IterativePredictor(model_folder, PredictionSettings(folds=["all"], device=job["device"],
                                                                     progress=False))
     pred_dir = results / "test_predictions"
@@ -282,6 +298,11 @@ def main() -> None:
     parser.add_argument("--pretrain-cases", type=int, default=0,
                         help="also train one model on this many new cases of every site (the shipped model)")
     parser.add_argument("--pretrain-variant", default="preset", help="variant of the all-sites model")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train and export each model (<variant>_seed<k>.pth + .plans.json) to --out; "
+                             "no test site, no evaluation (for a machine whose CPUs are the bottleneck)")
+    parser.add_argument("--evaluate-models", type=Path, metavar="DIR",
+                        help="evaluate the exported <variant>_seed<k>.pth models of DIR on the test site")
     parser.add_argument("--quick", action="store_true", help="a tiny rehearsal of the whole benchmark")
     args = parser.parse_args()
     if args.quick:
@@ -297,7 +318,7 @@ def main() -> None:
     clock = time.perf_counter()
     raw_root, preprocessed = args.workdir / "raw", args.workdir / "preprocessed"
     sites = [*args.train_sites, args.test_site]
-    counts = [*args.train_cases, args.test_cases]
+    counts = [*args.train_cases, 0 if args.train_only else args.test_cases]
     extra_sites, extra_counts = [], []
     if args.finetune_cases:
         extra_sites.append(f"{args.test_site}")
@@ -320,7 +341,8 @@ def main() -> None:
         regression_path.write_text(json.dumps(model.to_json()))
     print(f"planned and preprocessed in {time.perf_counter() - clock:.0f} s: patch {plans['patch_size']}, "
           f"spacing {plans['spacing']}, network {plans['network']['features_per_stage']}", flush=True)
-    test_inputs = input_folder(test_dir, args.workdir / "test_inputs", plans["input_phases"])
+    test_inputs = None if args.train_only else input_folder(test_dir, args.workdir / "test_inputs",
+                                                            plans["input_phases"])
     budget = {}
     if args.epochs:
         budget.update(warmup_epochs=args.epochs[0], recursive_epochs=args.epochs[1])
@@ -336,17 +358,25 @@ def main() -> None:
                 "results": str(args.workdir / "results" / f"{tag}_seed{seed}" / preprocessed_dataset.name), **extra}
 
     phase1 = [job(v, s, train_pre, v) for v in args.variants for s in args.seeds]
-    phase1.insert(0, {**common, "variant": "baselines", "seed": 0, "n_inputs": len(plans["input_phases"]),
-                      "results": str(args.workdir / "results" / "baselines")})
+    if args.train_only:
+        phase1 = [{**j, "export_to": str(out)} for j in phase1]
+    elif args.evaluate_models:
+        phase1 = [{**common, "variant": path.stem.rsplit("_seed", 1)[0], "seed": int(path.stem.rsplit("_seed", 1)[1]),
+                   "model_file": str(path), "results": str(args.workdir / "results" / f"eval_{path.stem}")}
+                  for path in sorted(args.evaluate_models.glob("*_seed*.pth"))]
+    if not args.train_only:
+        phase1.insert(0, {**common, "variant": "baselines", "seed": 0, "n_inputs": len(plans["input_phases"]),
+                          "results": str(args.workdir / "results" / "baselines")})
     if pretrain_dirs:
         pre_pre, _, _ = prepare_training_set(pretrain_dirs, raw_root, preprocessed, "Dataset898_PretrainAllSites",
                                              args.preset, args.jobs, plan_from=train_pre / "plans.json")
-        phase1.append(job(args.pretrain_variant, 0, pre_pre, "pretrained_all_sites"))
+        extra = {"export_to": str(out)} if args.train_only else {}
+        phase1.append(job(args.pretrain_variant, 0, pre_pre, "pretrained_all_sites", **extra))
     records: list[dict] = []
     run_jobs(phase1, records, args, out, plans, clock)
-    if pretrain_dirs:
-        export_model(Path(phase1[-1]["results"]) / "RecursiveTrainer__plans", out)
-    if finetune_dirs:
+    if pretrain_dirs and not args.train_only:
+        export_model(Path(phase1[-1]["results"]) / "RecursiveTrainer__plans", out, "pretrained_all_sites")
+    if finetune_dirs and not args.train_only:
         ranked = aggregate(records)
         best = min((v for v in args.variants if v in ranked and ranked[v]["ee_last"]),
                    key=lambda v: ranked[v]["ee_last"]["mean"])
@@ -364,24 +394,35 @@ def main() -> None:
     print(f"total {time.perf_counter() - clock:.0f} s")
 
 
-def export_model(model_folder: Path, out: Path) -> None:
-    """The all-sites model as two flat files (plan + weights-only checkpoint, no optimizer state), the form
-    shipped in iterdce/pretrained/."""
+def export_model(model_folder: Path, out: Path, name: str) -> None:
+    """A trained model as flat files: ``<name>.pth`` (weights-only checkpoint, no optimizer state) and the
+    plan ``<name>.plans.json`` -- the form shipped in iterdce/pretrained/ and read by --evaluate-models."""
     import torch
 
     from iterdce.training.checkpoint import load_checkpoint, save_checkpoint
 
     checkpoint = model_folder / "fold_all" / "checkpoint_final.pth"
     if not checkpoint.is_file():
-        print(f"no all-sites model to export: {checkpoint} is missing", flush=True)
+        print(f"nothing to export: {checkpoint} is missing", flush=True)
         return
+    out.mkdir(parents=True, exist_ok=True)
     payload = load_checkpoint(checkpoint)
     keep = ("trainer", "plans_name", "fold", "model_config", "network_state", "epoch", "total_epochs",
             "iterations_per_epoch", "seed")
-    save_checkpoint(out / "pretrained_checkpoint_final.pth", {k: payload[k] for k in keep})
-    (out / "pretrained_plans.json").write_text((model_folder / "plans.json").read_text())
-    size = (out / "pretrained_checkpoint_final.pth").stat().st_size
-    print(f"exported the all-sites model ({size / 1e6:.2f} MB, torch {torch.__version__})", flush=True)
+    save_checkpoint(out / f"{name}.pth", {k: payload[k] for k in keep})
+    (out / f"{name}.plans.json").write_text((model_folder / "plans.json").read_text())
+    size = (out / f"{name}.pth").stat().st_size
+    print(f"exported {name} ({size / 1e6:.2f} MB, torch {torch.__version__})", flush=True)
+
+
+def import_model(checkpoint: Path, model_folder: Path) -> Path:
+    """The inverse of export_model: a model folder (plans.json + fold_all/checkpoint_final.pth)."""
+    import shutil
+
+    (model_folder / "fold_all").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(checkpoint, model_folder / "fold_all" / "checkpoint_final.pth")
+    shutil.copyfile(checkpoint.with_suffix(".plans.json"), model_folder / "plans.json")
+    return model_folder
 
 
 def run_jobs(jobs: list[dict], records: list[dict], args: argparse.Namespace, out: Path, plans: dict,

@@ -7,11 +7,11 @@ interrupted demo picks up where it stopped.
 """
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from iterdce.atomic import copy_atomic
 from iterdce.dataset.verify import require_valid_dataset
 from iterdce.evaluation.dataset_figures import dataset_figures
 from iterdce.evaluation.folders import evaluate_folders
@@ -82,7 +82,7 @@ def run_demo(out_dir: Path, config: DemoConfig | None = None, log=print) -> dict
             sources.append(raw / "timesTr" / f"{case_id}.json")
         for source in sources:
             if not (inputs / source.name).is_file():
-                shutil.copyfile(source, inputs / source.name)
+                copy_atomic(source, inputs / source.name)  # a killed copy leaves no half file
     log(f"[5/6] predicting the {len(held_out)} held-out cases from their first two phases")
     predictor = IterativePredictor(trainer.output.parent, PredictionSettings(folds=[config.fold], device=config.device,
                                                                              progress=False))

@@ -1,18 +1,18 @@
 """Pieces shared by the command-line modules, so every command spells a flag the same way.
 
 ``-d/--dataset`` (required), ``-p/--plans-name``, ``-np/--num-processes``, ``--quiet``, the root flags, an
-example line in ``--help``, and one-line errors.
+example line in ``--help``, argument types, and error reporting.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from iterdce.errors import IterdceError, JSONFileError, UsageError
 from iterdce.paths import Roots, resolve_roots
-from iterdce.preprocessing.splits import SPLITS_FILE
+from iterdce.preprocessing.splits import SPLITS_FILE, read_splits
 
 
 def new_parser(prog: str, description: str | None, example: str) -> argparse.ArgumentParser:
@@ -33,12 +33,16 @@ def add_plans_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_processes_argument(parser: argparse.ArgumentParser, default: int, what: str) -> None:
     """-np/--num-processes: the one spelling of parallelism."""
-    parser.add_argument("-np", "--num-processes", type=int, default=default, help=f"{what} (default {default})")
+    parser.add_argument("-np", "--num-processes", type=positive_int, default=default,
+                        help=f"{what} (default {default})")
 
 
 def add_quiet_argument(parser: argparse.ArgumentParser) -> None:
     """--quiet: no progress bars."""
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+INTERRUPTED = "interrupted; rerun the same command to resume"
+EXIT_INTERRUPTED = 130
 
 
 def add_root_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +65,18 @@ def fail(message: str, code: int = 1) -> int:
     return code
 
 
+def run_guarded(body: Callable[[], int], interrupted: str = INTERRUPTED) -> int:
+    """Run a command's body: an IterdceError becomes ``error: <message>`` and exit 1, Ctrl-C the one line
+    ``interrupted`` and exit 130; any other exception is a bug in iterdce and propagates with its traceback."""
+    try:
+        return body()
+    except IterdceError as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        print(f"\n{interrupted}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
 def parse_fold(value: str) -> int | str:
     """A fold argument: a non-negative integer or ``all`` (checked against the splits by ``check_folds``)."""
     if value == "all":
@@ -74,8 +90,39 @@ def check_folds(folds: Sequence[int | str], preprocessed_dataset: Path) -> None:
     """Every fold must exist in the dataset's splits (ValueError naming the file and the folds it has)."""
     path = preprocessed_dataset / SPLITS_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no splits; run iterdce_plan_and_preprocess first")
-    count = len(json.loads(path.read_text()))
+        raise JSONFileError(f"{path}: no splits; run iterdce_plan_and_preprocess first", path)
+    count = len(read_splits(path))
     bad = [f for f in folds if f != "all" and not 0 <= int(f) < count]
     if bad:
-        raise ValueError(f"fold {', '.join(map(str, bad))} does not exist: {path} has folds 0-{count - 1} (or 'all')")
+        raise UsageError(f"fold {', '.join(map(str, bad))} does not exist: {path} has folds 0-{count - 1} (or 'all')")
+
+
+def _integer(value: str, low: int, what: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {value!r}") from None
+    if number < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {number}")
+    return number
+
+
+def positive_int(value: str) -> int:
+    """An argument that must be an integer >= 1 (argparse names the flag in its error)."""
+    return _integer(value, 1, "at least 1")
+
+
+def non_negative_int(value: str) -> int:
+    """An argument that must be an integer >= 0."""
+    return _integer(value, 0, "at least 0")
+
+
+def positive_float(value: str) -> float:
+    """An argument that must be a finite number > 0."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {value!r}") from None
+    if not (number > 0 and number != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
+    return number

@@ -16,16 +16,16 @@ from iterdce.commands.common import (
     add_plans_argument,
     add_quiet_argument,
     add_root_arguments,
-    fail,
     new_parser,
     roots_from_args,
+    run_guarded,
 )
-from iterdce.dataset.schema import DatasetSchemaError
 from iterdce.evaluation.cross_validation import cross_validation_summary
-from iterdce.evaluation.folders import EvaluationInputError, evaluate_folders
-from iterdce.evaluation.region import DEFAULT_REGION, REGIONS, RegionError
-from iterdce.evaluation.regression_baseline import RegressionFitError, load_regression
-from iterdce.paths import DatasetNotFoundError, find_dataset, model_folder_name
+from iterdce.evaluation.folders import evaluate_folders
+from iterdce.evaluation.region import DEFAULT_REGION, REGIONS
+from iterdce.evaluation.regression_baseline import load_regression
+from iterdce.output_checks import require_writable_folder
+from iterdce.paths import find_dataset, model_folder_name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, help="report folder")
     parser.add_argument("--dataset-json", type=Path, help="dataset.json with the phase times (default: next to REF)")
     parser.add_argument("--reference-phase", type=int, default=1, help="TI-norm reference phase (default 1)")
+    parser.add_argument("--allow-missing-phases", action="store_true",
+                        help="score a case with missing predicted phases on the phases present (default: error)")
     parser.add_argument("--regression", type=Path,
                         help="kinetic_regression.json, or a model folder whose fold_*/kinetic_regression.json fits "
                              "(written by iterdce_train) are averaged: reports the voxel-wise regression baseline")
@@ -54,21 +56,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--cv needs -d/--dataset")
     if args.masks and args.region != "breast":
         parser.error("-m/--masks is used by --region breast only (the default region is the body foreground)")
-    try:
+    if not args.cv and not (args.pred and args.ref and args.output):
+        parser.error("--pred, -r and -o are required (or use --cv)")
+
+    def body() -> int:
         if args.cv:
             results = find_dataset(args.dataset, roots_from_args(args).results, "results")
-            cross_validation_summary(results / model_folder_name(args.trainer, args.plans_name))
+            model_folder = results / model_folder_name(args.trainer, args.plans_name)
+            require_writable_folder(model_folder, "--cv model folder")
+            cross_validation_summary(model_folder)
             return 0
-        if not (args.pred and args.ref and args.output):
-            parser.error("--pred, -r and -o are required (or use --cv)")
+        require_writable_folder(args.output, "-o")
         regression = load_regression(args.regression) if args.regression else None
         evaluate_folders(args.pred, args.ref, args.output, args.labels, args.masks, args.dataset_json,
-                         args.reference_phase, progress=not args.quiet, regression=regression, region=args.region)
+                         args.reference_phase, progress=not args.quiet, regression=regression,
+                         allow_missing_phases=args.allow_missing_phases, region=args.region)
         print(f"report written to {args.output}")
-    except (EvaluationInputError, DatasetSchemaError, DatasetNotFoundError, FileNotFoundError,
-            RegressionFitError, RegionError, ValueError) as exc:
-        return fail(str(exc))
-    return 0
+        return 0
+
+    return run_guarded(body)
 
 
 if __name__ == "__main__":

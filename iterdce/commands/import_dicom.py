@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from iterdce.commands.common import add_quiet_argument, fail, new_parser
-from iterdce.dicom.importer import DicomImportError, ImportSettings, import_dicom
+from iterdce.commands.common import add_quiet_argument, new_parser, run_guarded
+from iterdce.dicom.importer import ImportSettings, import_dicom
 from iterdce.dicom.report import CASE_ID_SOURCES, REPORT_NAME
+from iterdce.output_checks import require_writable_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,16 +30,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = ImportSettings(args.case_id_from, args.keep_ids, args.include_derived, args.salt, args.overwrite,
                               progress=not args.quiet)
-    try:
+
+    def body() -> int:
+        require_writable_folder(args.output, "-o")
         summary = import_dicom(args.input, args.output, settings)
-    except (DicomImportError, OSError) as exc:
-        return fail(str(exc))
-    for row in summary.skipped:
-        print(f"skipped {row.case or 'a study'} ({row.source}): {row.notes[0] if row.notes else ''}",
-              file=sys.stderr)
-    print(f"imported {len(summary.cases)} case(s) into {summary.dataset_dir} "
-          f"({len(summary.skipped)} study(ies) skipped; see {summary.dataset_dir / REPORT_NAME})")
-    return 0
+        for row in summary.skipped:
+            print(f"skipped {row.case or 'a study'} ({row.source}): {row.notes[0] if row.notes else ''}",
+                  file=sys.stderr)
+        print(f"imported {len(summary.cases)} case(s) into {summary.dataset_dir} "
+              f"({len(summary.skipped)} study(ies) skipped; see {summary.dataset_dir / REPORT_NAME})")
+        return 0
+
+    return run_guarded(body)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,14 @@ from iterdce.commands.common import (
     add_processes_argument,
     add_quiet_argument,
     add_root_arguments,
-    fail,
     new_parser,
+    positive_float,
     roots_from_args,
+    run_guarded,
 )
-from iterdce.dataset.verify import InvalidDatasetError
-from iterdce.paths import DatasetNotFoundError, find_dataset
+from iterdce.output_checks import require_writable_folder
+from iterdce.paths import find_dataset
 from iterdce.preprocessing.pipeline import plan_and_preprocess
-from iterdce.preprocessing.plans_io import PlansError
 from iterdce.preprocessing.presets import PRESETS
 
 
@@ -26,20 +26,22 @@ def main(argv: list[str] | None = None) -> int:
     add_dataset_argument(parser)
     add_processes_argument(parser, 2, "worker processes")
     parser.add_argument("--preset", default="default", choices=sorted(PRESETS), help="planner preset")
-    parser.add_argument("--gpu-memory-gb", type=float, default=8.0, help="training memory budget (default 8)")
+    parser.add_argument("--gpu-memory-gb", type=positive_float, default=8.0, help="training memory budget (default 8)")
     add_plans_argument(parser)
     parser.add_argument("--replan", action="store_true", help="plan anew even if the plan file exists")
     add_quiet_argument(parser)
     add_root_arguments(parser)
     args = parser.parse_args(argv)
     roots = roots_from_args(args)
-    try:
+
+    def body() -> int:
         dataset_dir = find_dataset(args.dataset, roots.raw, "raw")
+        require_writable_folder(roots.preprocessed / dataset_dir.name, "--preprocessed")
         plan_and_preprocess(dataset_dir, roots.preprocessed, args.num_processes, args.preset, args.gpu_memory_gb,
                             args.plans_name, args.replan, progress=not args.quiet)
-    except (DatasetNotFoundError, InvalidDatasetError, PlansError, ValueError) as exc:
-        return fail(str(exc))
-    return 0
+        return 0
+
+    return run_guarded(body)
 
 
 if __name__ == "__main__":

@@ -3,25 +3,25 @@ from __future__ import annotations
 
 import sys
 import warnings
+from pathlib import Path
 
 from iterdce.commands.common import (
     add_dataset_argument,
     add_plans_argument,
     add_quiet_argument,
     add_root_arguments,
-    fail,
     new_parser,
     parse_fold,
+    positive_int,
     roots_from_args,
+    run_guarded,
 )
 from iterdce.inference.dicom_output import OUTPUT_FORMATS, DicomExporter
-from iterdce.inference.inputs import PredictionInputError
 from iterdce.inference.model_loading import CHECKPOINTS
-from iterdce.inference.predictor import IterativePredictor, PredictionSettings
-from iterdce.paths import DatasetNotFoundError, find_dataset, model_folder_name
-from iterdce.preprocessing.plans_io import PlansError
+from iterdce.inference.predictor import IterativePredictor, PredictionSettings, refuse_output_inside_input
+from iterdce.output_checks import require_writable_folder
+from iterdce.paths import find_dataset, model_folder_name
 from iterdce.pretrained import PRETRAINED_FOLD, pretrained_model_folder
-from iterdce.training.checkpoint import CheckpointError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     add_plans_argument(parser)
     parser.add_argument("--checkpoint", default="final", choices=CHECKPOINTS, help="which checkpoint (default final)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--tile-batch", type=int, default=4, help="tiles per forward pass (default 4)")
+    parser.add_argument("--tile-batch", type=positive_int, default=4, help="tiles per forward pass (default 4)")
     parser.add_argument("--step-size", type=float, default=0.5,
                         help="tile step as a fraction of the patch size, in (0, 1] (default 0.5)")
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation")
@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--dicom-template needs --output-format dicom")
     roots = roots_from_args(args)
     warnings.simplefilter("always", UserWarning)
-    try:
+
+    def body() -> int:
+        refuse_output_inside_input(Path(args.input), Path(args.output))
+        require_writable_folder(args.output, "-o")
         if args.pretrained:
             model_folder, folds = pretrained_model_folder(), [PRETRAINED_FOLD]
         else:
@@ -76,11 +79,12 @@ def main(argv: list[str] | None = None) -> int:
             done = exporter.predict(args.input, args.output, args.dicom_template, args.overwrite,
                                     args.save_kinetic_map)
         else:
-            done = predictor.predict_folder(args.input, args.output, args.overwrite, args.save_kinetic_map)
-    except (DatasetNotFoundError, PlansError, CheckpointError, PredictionInputError, ValueError, RuntimeError) as exc:
-        return fail(str(exc))
-    print(f"predicted {len(done)} case(s) into {args.output} with folds {', '.join(predictor.folds)}")
-    return 0
+            done = predictor.predict_folder(Path(args.input), Path(args.output), args.overwrite,
+                                            args.save_kinetic_map)
+        print(f"predicted {len(done)} case(s) into {args.output} with folds {', '.join(predictor.folds)}")
+        return 0
+
+    return run_guarded(body)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,16 @@ from __future__ import annotations
 import argparse
 import time
 
-from iterdce.commands.common import add_processes_argument, add_quiet_argument, fail, new_parser
+from iterdce.commands.common import (
+    add_processes_argument,
+    add_quiet_argument,
+    fail,
+    new_parser,
+    positive_float,
+    positive_int,
+    run_guarded,
+)
+from iterdce.output_checks import require_writable_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,10 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "iterdce_simulate -o iterdce_data/raw/Dataset001_Phantom -n 40 -np 4")
     parser.add_argument("-o", "--output", required=True,
                         help="dataset folder to write, e.g. iterdce_data/raw/Dataset001_Phantom")
-    parser.add_argument("-n", "--num-cases", type=int, default=40, help="number of cases (default 40)")
-    parser.add_argument("--shape", type=int, nargs=3, default=[128, 128, 48], metavar=("X", "Y", "Z"),
+    parser.add_argument("-n", "--num-cases", type=positive_int, default=40, help="number of cases (default 40)")
+    parser.add_argument("--shape", type=positive_int, nargs=3, default=[128, 128, 48], metavar=("X", "Y", "Z"),
                         help="voxel grid (default 128 128 48)")
-    parser.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"),
+    parser.add_argument("--spacing", type=positive_float, nargs=3, default=None, metavar=("X", "Y", "Z"),
                         help="voxel size in mm (default 1.6 1.6 2.0)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same files")
     parser.add_argument("--snr", type=float, default=None,
@@ -35,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "profile (documentation/simulation.md); replaces the fixed acquisition options")
     sites.add_argument("--site-profile", default=None, metavar="FILE.json",
                        help="like --site, with the ranges read from a JSON site profile")
+    parser.add_argument("--case-prefix", default="phantom", metavar="NAME",
+                        help="case ids NAME_000, NAME_001, ... (letters and digits; default phantom), e.g. siteA "
+                             "so that datasets of several sites can be merged")
     add_processes_argument(parser, 1, "worker processes")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a dataset already in the output folder")
@@ -56,26 +68,27 @@ def main(argv: list[str] | None = None) -> int:
     for key, default in FIXED_OPTIONS.items():
         if getattr(args, key) is None:
             setattr(args, key, default)
-    # heavy imports (dcmri) only once the arguments are known to be fine
-    from iterdce.simulation.lesions import LesionPlacementError
-    from iterdce.simulation.simulate import simulate_dataset
-    from iterdce.simulation.sites import load_site_profile
 
-    start = time.perf_counter()
-    try:
+    def body() -> int:
+        require_writable_folder(args.output, "-o")
+        # heavy imports (dcmri) only once the arguments are known to be fine
+        from iterdce.simulation.simulate import simulate_dataset
+        from iterdce.simulation.sites import load_site_profile
+
+        start = time.perf_counter()
         site = load_site_profile(args.site_profile) if args.site_profile is not None else args.site
         summary = simulate_dataset(
             args.output, args.num_cases, shape=args.shape, spacing=args.spacing, seed=args.seed, snr=args.snr,
             timing_jitter_s=args.timing_jitter, fat_suppression=not args.no_fat_suppression,
             motion_mm=args.motion, jobs=args.num_processes, overwrite=args.overwrite, site=site,
-            progress=not args.quiet,
+            case_prefix=args.case_prefix, progress=not args.quiet,
         )
-    except (ValueError, FileExistsError, LesionPlacementError, OSError) as exc:
-        return fail(str(exc))
-    counts = ", ".join(f"{k} {v}" for k, v in summary.curve_type_counts.items())
-    print(f"wrote {len(summary.case_ids)} cases, {len(summary.lesion_rows)} lesions ({counts}) to "
-          f"{summary.dataset_dir} in {time.perf_counter() - start:.1f} s")
-    return 0
+        counts = ", ".join(f"{k} {v}" for k, v in summary.curve_type_counts.items())
+        print(f"wrote {len(summary.case_ids)} cases, {len(summary.lesion_rows)} lesions ({counts}) to "
+              f"{summary.dataset_dir} in {time.perf_counter() - start:.1f} s")
+        return 0
+
+    return run_guarded(body)
 
 
 if __name__ == "__main__":

@@ -9,23 +9,25 @@ import sys
 from pathlib import Path
 
 from iterdce.commands.common import (
+    INTERRUPTED,
     add_dataset_argument,
     add_plans_argument,
     add_quiet_argument,
     add_root_arguments,
     check_folds,
-    fail,
     new_parser,
+    non_negative_int,
     parse_fold,
+    positive_int,
     roots_from_args,
+    run_guarded,
 )
 from iterdce.evaluation.cross_validation import validate_fold
 from iterdce.evaluation.region import DEFAULT_REGION, REGIONS
 from iterdce.evaluation.report import summary_table
 from iterdce.inference.predictor import PredictionSettings
-from iterdce.paths import DatasetNotFoundError, find_dataset
-from iterdce.preprocessing.plans_io import PlansError
-from iterdce.training.checkpoint import CheckpointError
+from iterdce.output_checks import require_writable_folder
+from iterdce.paths import find_dataset
 from iterdce.training.distributed import init_distributed, shutdown
 from iterdce.training.run_config import TrainingSetup
 from iterdce.training.variants import TRAINERS, run_stages
@@ -39,11 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", choices=list(TRAINERS),
                         help="trainer (default RecursiveTrainer: warm-up, then recursion)")
     add_plans_argument(parser)
-    parser.add_argument("--epochs", type=int, help="epochs per stage (default: the plan's)")
-    parser.add_argument("--iterations-per-epoch", type=int, help="iterations per epoch (default: the plan's)")
+    parser.add_argument("--epochs", type=positive_int, help="epochs per stage (default: the plan's)")
+    parser.add_argument("--iterations-per-epoch", type=positive_int, help="iterations per epoch (default: the plan's)")
     parser.add_argument("--continue", dest="resume", action="store_true", help="resume from checkpoint_latest.pth")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("-np", "--num-processes", type=int, default=None,
+    parser.add_argument("-np", "--num-processes", type=non_negative_int, default=None,
                         help="background data-loading processes (default min(2, cores); 0 runs in-process)")
     parser.add_argument("--no-validation", action="store_true",
                         help="skip predicting and scoring the fold's validation cases at the end")
@@ -65,14 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     roots = roots_from_args(args)
     workers = args.num_processes if args.num_processes is not None else min(2, os.cpu_count() or 1)
-    context = None
-    try:
+    contexts = []
+
+    def body() -> int:
         preprocessed = find_dataset(args.dataset, roots.preprocessed, "preprocessed")
         check_folds([args.fold], preprocessed)
+        require_writable_folder(roots.results / preprocessed.name, "--results")
         setup = TrainingSetup(preprocessed, roots.results / preprocessed.name, args.plans_name, args.fold,
                               args.epochs, args.iterations_per_epoch, workers, args.device, args.seed, args.resume,
                               progress=not args.quiet, pretrained_weights=args.pretrained_weights)
-        context = init_distributed(args.device)
+        contexts.append(init_distributed(args.device))
+        context = contexts[0]
         trainer = run_stages(args.trainer, setup, context)
         if context.is_main and not args.no_validation:
             train_cases, val_cases = setup.fold_cases()
@@ -82,12 +87,15 @@ def main(argv: list[str] | None = None) -> int:
             print(summary_table(summary))
         if context.is_main:
             print(f"done: {trainer.output}")
-    except (DatasetNotFoundError, PlansError, CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
-        return fail(str(exc))
+        return 0
+
+    # training resumes from its last checkpoint only when asked to
+    interrupted = INTERRUPTED if args.resume else "interrupted; rerun the same command with --continue to resume"
+    try:
+        return run_guarded(body, interrupted)
     finally:
-        if context is not None:
-            shutdown(context)
-    return 0
+        if contexts:
+            shutdown(contexts[0])
 
 
 if __name__ == "__main__":

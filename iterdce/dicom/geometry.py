@@ -14,6 +14,7 @@ import numpy as np
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
 
 from iterdce.dicom.headers import Slice
+from iterdce.errors import IterdceError
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 ORIENTATION_ATOL = 1e-4  # direction cosines: slices of one volume must agree to this
@@ -24,7 +25,7 @@ SHEAR_ATOL_MM = 0.01  # slice positions off the normal line by more than this: g
 GRID_ATOL = 1e-3  # two grids are the same when affines agree to 1 micrometre
 
 
-class GeometryError(ValueError):
+class GeometryError(IterdceError, ValueError):
     """The slices do not form one regular volume; the message says why (no file name: callers add the series)."""
 
 

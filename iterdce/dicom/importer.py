@@ -15,17 +15,18 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from iterdce.atomic import write_json_atomic
+from iterdce.atomic import process_alive, write_json_atomic
 from iterdce.dataset.nifti_io import write_image
 from iterdce.dicom.phases import Acquisition, StudyRefused, find_acquisition
 from iterdce.dicom.report import REPORT_NAME, StudyRow, case_id_for, write_report
 from iterdce.dicom.scan import Study, scan_tree
 from iterdce.dicom.volume import VolumeError, read_volume
+from iterdce.errors import IterdceError
 
 DATASET_NAME = re.compile(r"^Dataset\d{3}_(?P<name>.+)$")
 
 
-class DicomImportError(ValueError):
+class DicomImportError(IterdceError, ValueError):
     """The import cannot produce a dataset; the message names the folder and the reason."""
 
 
@@ -148,6 +149,10 @@ def import_dicom(root: Path, out_dir: Path, settings: ImportSettings | None = No
         raise DicomImportError(f"{root}: no DICOM images found ({len(scan.not_dicom)} other file(s))")
     found, rows = _choose(scan.studies, settings)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.parent.glob(f".{out_dir.name}.partial-*"):  # left by an import that was killed
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
     staging = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
     imported: list[tuple[str, Acquisition]] = []
     try:

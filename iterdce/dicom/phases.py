@@ -22,6 +22,7 @@ from iterdce.dicom.geometry import GeometryError, Stack, stack_slices
 from iterdce.dicom.headers import Slice
 from iterdce.dicom.scan import Series, Study
 from iterdce.dicom.timing import PhaseTiming, TimingError, clock_order, phase_times, timing_of
+from iterdce.errors import IterdceError
 
 SERIES_PER_PHASE = "series per phase"
 TEMPORAL_SERIES = "temporal positions in one series"
@@ -30,7 +31,7 @@ MIN_PHASES = 3
 POSITION_DECIMALS = 2  # slice positions equal to 0.01 mm are the same position
 
 
-class StudyRefused(ValueError):
+class StudyRefused(IterdceError, ValueError):
     """No usable DCE acquisition in a study; ``skipped`` lists the series that were passed over and why."""
 
     def __init__(self, reason: str, skipped: list[tuple[str, str]]) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from iterdce.dicom.headers import Slice
+from iterdce.errors import IterdceError
 
 TRIGGER_TAG = "TriggerTime (0018,1060)"
 OFFSET_TAG = "TemporalPositionTimeOffset (0020,930D)"
@@ -20,7 +21,7 @@ BOLUS_TAG = "ContrastBolusStartTime (0018,1042)"
 PRE_CONTRAST_REFERENCE = "first (pre-contrast) phase"
 
 
-class TimingError(ValueError):
+class TimingError(IterdceError, ValueError):
     """The phases cannot be timed or ordered from the headers."""
 
 

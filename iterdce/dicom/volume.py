@@ -7,9 +7,10 @@ import numpy as np
 from pydicom import dcmread
 
 from iterdce.dicom.geometry import Stack
+from iterdce.errors import IterdceError
 
 
-class VolumeError(ValueError):
+class VolumeError(IterdceError, ValueError):
     """Pixel data that cannot be read or decoded; the message names the file."""
 
 

@@ -9,6 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
+from iterdce.errors import DataError
 from iterdce.evaluation.baselines import copy_last_phase, linear_extrapolation
 from iterdce.evaluation.kinetics import curve_type, dtw_distance, lesion_curve, spearman
 from iterdce.evaluation.metrics import enhancement_error, mae, psnr, ssim3d_numpy
@@ -44,7 +45,7 @@ def method_predictions(synthesized: np.ndarray, real: np.ndarray, times_s: Seque
     if regression is not None:
         fitted = regression.predict(inputs)
         if fitted.shape != synthesized.shape:
-            raise ValueError(f"the regression baseline predicts {fitted.shape[0]} phases, the network "
+            raise DataError(f"the regression baseline predicts {fitted.shape[0]} phases, the network "
                              f"{synthesized.shape[0]}: it was fitted for another protocol")
         predictions["regression"] = fitted.astype(synthesized.dtype)
     return predictions

@@ -8,7 +8,6 @@ geometry.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,14 +15,17 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from iterdce.atomic import write_json_atomic
+from iterdce.atomic import remove_stale_temporaries, write_json_atomic
 from iterdce.dataset.nifti_io import Geometry
+from iterdce.errors import IterdceError
 from iterdce.evaluation.case_evaluation import evaluate_case
 from iterdce.evaluation.region import DEFAULT_REGION, RegionError, Scoring
 from iterdce.evaluation.regression_baseline import ensure_fold_regression
 from iterdce.evaluation.report import summarize, summary_table, write_report
 from iterdce.inference.export import write_phases
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings
+from iterdce.inference.provenance import description
+from iterdce.json_io import read_json
 from iterdce.preprocessing.preprocessor import restore_phases
 from iterdce.training.data_loader import load_preprocessed
 
@@ -54,6 +56,8 @@ def validate_fold(model_folder: Path, fold: int | str, data_dir: Path, case_ids:
                           f"(its normalization.mask is {plans.normalization.mask!r}); evaluate the exported "
                           "validation cases with iterdce_evaluate --region breast -m MASKS instead")
     out_dir = model_folder / f"fold_{fold}" / "validation"
+    mark = description(predictor.model_id)
+    remove_stale_temporaries(out_dir)
     n_in = len(plans.input_phases)
     regression = None
     if train_case_ids:
@@ -61,7 +65,7 @@ def validate_fold(model_folder: Path, fold: int | str, data_dir: Path, case_ids:
     evaluations = []
     for case_id in tqdm(case_ids, desc=f"validation fold {fold}", unit="case", disable=not progress):
         case = load_preprocessed(data_dir, case_id)
-        properties = json.loads((data_dir / f"{case_id}.json").read_text())
+        properties = read_json(data_dir / f"{case_id}.json", expect=dict)
         synthesized = predictor.synthesize_normalized(case.data[:n_in], case.times_s)
         mask = scoring.mask(case.data[:n_in], case.mask if region == "breast" else None)
         real_n, synth_n, stats = scoring.normalize(case.data, synthesized, mask)
@@ -71,7 +75,8 @@ def validate_fold(model_folder: Path, fold: int | str, data_dir: Path, case_ids:
                                          regression=regression))
         geometry = Geometry(tuple(properties["original_shape"]), np.asarray(properties["original_affine"]),
                             properties["qform_code"], properties["sform_code"])
-        write_phases(restore_phases(synthesized, properties), geometry, out_dir, case_id, plans.target_phases)
+        write_phases(restore_phases(synthesized, properties), geometry, out_dir, case_id, plans.target_phases,
+                     mark)
     return write_report(evaluations, out_dir, scoring)
 
 
@@ -84,25 +89,31 @@ def cross_validation_summary(model_folder: Path, n_folds: int = 5) -> dict:
         if (folder / "per_case.csv").is_file():
             folds.append(fold)
             summary_path = folder / "summary.json"
-            scoring = json.loads(summary_path.read_text()).get("scoring") if summary_path.is_file() else None
+            scoring = read_json(summary_path, expect=dict).get("scoring") if summary_path.is_file() else None
             if scoring is None:
-                raise ValueError(f"{summary_path}: no scoring region recorded; validate the fold again")
+                raise IterdceError(f"{summary_path}: no scoring region recorded; rerun iterdce_train {fold} "
+                                   "--continue to validate the fold again", summary_path)
             scorings.append(scoring)
             for name in tables:
                 try:
                     tables[name].append(pd.read_csv(folder / name))
                 except (FileNotFoundError, pd.errors.EmptyDataError):
                     continue
+                except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+                    raise IterdceError(f"{folder / name}: not a readable CSV table ({type(exc).__name__}); rerun "
+                                       f"iterdce_train {fold} to write it anew", folder / name) from exc
     if not folds:
-        raise FileNotFoundError(f"{model_folder}: no fold_*/validation/per_case.csv; train the folds first")
+        raise IterdceError(f"{model_folder}: no fold_*/validation/per_case.csv; train the folds first", model_folder)
     phase_table = pd.concat(tables["per_case.csv"], ignore_index=True)
     lesion_table = pd.concat(tables["lesions.csv"], ignore_index=True) if tables["lesions.csv"] else pd.DataFrame()
     if any(s != scorings[0] for s in scorings):
-        raise ValueError(f"{model_folder}: the folds were scored in different regions "
-                         f"({sorted({s['region'] for s in scorings})}); validate them again with one --region")
+        raise IterdceError(f"{model_folder}: the folds were scored in different regions "
+                           f"({sorted({s['region'] for s in scorings})}); validate them again with one --region",
+                           model_folder)
     summary = {"folds": folds, **summarize(phase_table, lesion_table, scorings[0])}
     if len(folds) < n_folds:
         summary["warning"] = f"only folds {folds} of {n_folds} have validation results"
+        print(f"warning: {model_folder}: {summary['warning']}; the summary covers those folds only")
     write_json_atomic(model_folder / "cv_summary.json", summary)
     print(summary_table(summary))
     return summary

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from iterdce.dataset.masks import derive_foreground_mask
+from iterdce.errors import IterdceError
 from iterdce.preprocessing.normalization import TINormStats, ti_norm_stats
 
 REGIONS = ("foreground", "breast")
@@ -22,7 +23,7 @@ REGION_TEXT = {"foreground": "the body foreground of the input phases (Otsu, hol
                "breast": "the dataset's breast masks"}
 
 
-class RegionError(ValueError):
+class RegionError(IterdceError, ValueError):
     """The scoring region cannot be built (e.g. ``breast`` without breast masks)."""
 
 

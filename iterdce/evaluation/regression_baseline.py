@@ -2,7 +2,6 @@
 its checkpoints (``fold_<k>/kinetic_regression.json``) and read back by validation and ``iterdce_evaluate``."""
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,11 +9,13 @@ import numpy as np
 from tqdm import tqdm
 
 from iterdce.atomic import write_json_atomic
+from iterdce.errors import IterdceError, JSONFileError
 from iterdce.evaluation.baselines import REGRESSION_FILE, KineticRegression, RegressionFitter
+from iterdce.json_io import read_json
 from iterdce.training.data_loader import load_preprocessed
 
 
-class RegressionFitError(ValueError):
+class RegressionFitError(IterdceError, ValueError):
     """A stored fit that is missing or unreadable; the message names the file."""
 
 
@@ -54,8 +55,8 @@ def ensure_fold_regression(fold_folder: Path, data_dir: Path, case_ids: Sequence
 def load_regression_file(path: Path) -> KineticRegression:
     """One stored fit; errors name the file."""
     try:
-        return KineticRegression.from_json(json.loads(Path(path).read_text()))
-    except (OSError, json.JSONDecodeError, ValueError) as exc:
+        return KineticRegression.from_json(read_json(path, expect=dict))
+    except (JSONFileError, ValueError, KeyError, TypeError) as exc:
         raise RegressionFitError(f"{path}: cannot read the kinetic regression fit ({exc})") from exc
 
 

@@ -14,11 +14,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from iterdce.atomic import remove_stale_temporaries
 from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles
+from iterdce.errors import IterdceError, OutputLocationError, listing
 from iterdce.inference.export import kinetic_map_name, output_name, write_kinetic_map, write_phases
 from iterdce.inference.inputs import PredictionInputError, case_times, discover_inputs, load_input_case
 from iterdce.inference.model_loading import describe_model_folder, load_fold_models
+from iterdce.inference.provenance import OutputState, description, model_id, output_state
 from iterdce.inference.tiled import predict_volume
 from iterdce.preprocessing.case_io import to_canonical_case
 from iterdce.preprocessing.plans_io import load_plans
@@ -39,6 +42,10 @@ class PredictionSettings:
     tta: bool = False
     progress: bool = True
 
+    def provenance(self) -> dict:
+        """The settings that change the output voxels (hashed into the provenance mark with the checkpoints)."""
+        return {"tta": self.tta, "step": self.step_fraction}
+
 
 class IterativePredictor:
     """Loads a model folder once and predicts any number of cases."""
@@ -52,6 +59,8 @@ class IterativePredictor:
         self.device = choose_device(self.settings.device)
         self.models, self.folds, self.model_config = load_fold_models(
             self.model_folder, self.settings.folds, self.settings.checkpoint, self.device)
+        checkpoints = [self.model_folder / fold / f"checkpoint_{self.settings.checkpoint}.pth" for fold in self.folds]
+        self.model_id = model_id(checkpoints, self.settings.provenance())
         self.input_phases = list(self.plans.input_phases)
         self.target_phases = list(self.plans.target_phases)
         expected = (self.input_phases, self.plans.num_phases)
@@ -110,25 +119,48 @@ class IterativePredictor:
 
     def predict_folder(self, in_dir: Path, out_dir: Path, overwrite: bool = False,
                        save_kinetic_map: bool = False) -> list[str]:
-        """Check every input first, then predict each case not done yet; returns the cases predicted."""
-        cases, problems = discover_inputs(Path(in_dir), self.input_phases)
+        """Check every input and every existing output first, then predict each case not done yet; returns the
+        cases predicted. Nothing is written when a check fails."""
+        in_dir, out_dir = Path(in_dir), Path(out_dir)
+        refuse_output_inside_input(in_dir, out_dir)
+        cases, problems = discover_inputs(in_dir, self.input_phases)
         times = {}
         for case_id, files in cases.items():
             try:
                 times[case_id] = case_times(files, self.plans.phase_times_s, len(self.input_phases))
-            except ValueError as exc:
+            except IterdceError as exc:
                 problems.append(str(exc))
         if problems:
-            raise PredictionInputError(f"{in_dir}: {len(problems)} problem(s):\n" +
-                                       "\n".join(f"  - {p}" for p in problems))
-        out_dir = Path(out_dir)
-        todo = [c for c in cases
-                if overwrite or not all(p.is_file() for p in self.outputs_of(out_dir, c, save_kinetic_map))]
+            raise PredictionInputError(listing(str(in_dir), problems), in_dir)
+        todo = self.cases_to_do(list(cases), out_dir, overwrite, save_kinetic_map)
+        remove_stale_temporaries(out_dir)
         if len(todo) < len(cases):
-            print(f"{len(cases) - len(todo)} case(s) already predicted in {out_dir} (use --overwrite to redo)")
+            print(f"{len(cases) - len(todo)} case(s) already predicted with this model in {out_dir} "
+                  "(use --overwrite to redo)")
         out_dir.mkdir(parents=True, exist_ok=True)
         for case_id in tqdm(todo, desc="cases", unit="case", disable=not self.settings.progress):
             self.predict_and_write(cases[case_id], times[case_id], out_dir, save_kinetic_map)
+        return todo
+
+    def cases_to_do(self, case_ids: list[str], out_dir: Path, overwrite: bool, save_kinetic_map: bool
+                    ) -> list[str]:
+        """Cases whose outputs are missing, truncated or (with ``overwrite``) present; an output name holding a
+        file iterdce did not write, or one of another model without ``overwrite``, is refused for all cases."""
+        todo, problems = [], []
+        for case_id in case_ids:
+            states = {path: output_state(path, self.model_id)
+                      for path in self.outputs_of(out_dir, case_id, save_kinetic_map)}
+            for path, state in states.items():
+                if state is OutputState.FOREIGN:
+                    problems.append(f"{path}: exists and was not written by iterdce_predict (no iterdce mark in "
+                                    "its header); it is never overwritten: move it away or choose another -o")
+                elif state is OutputState.OTHER_MODEL and not overwrite:
+                    problems.append(f"{path}: predicted with another model or settings; pass --overwrite to "
+                                    "replace it")
+            if overwrite or any(s is not OutputState.DONE for s in states.values()):
+                todo.append(case_id)
+        if problems:
+            raise OutputLocationError(listing(f"{out_dir}: outputs cannot be written", problems), out_dir)
         return todo
 
     def predict_and_write(self, files: CaseFiles, times_s: np.ndarray, out_dir: Path, save_kinetic_map: bool
@@ -136,8 +168,16 @@ class IterativePredictor:
         """One case from files to written outputs."""
         case = load_input_case(files, self.input_phases, times_s)
         synthesized = self.predict_case(case)
-        write_phases(synthesized, case.geometry, out_dir, case.case_id, self.target_phases)
+        mark = description(self.model_id)
+        write_phases(synthesized, case.geometry, out_dir, case.case_id, self.target_phases, mark)
         if save_kinetic_map:
             write_kinetic_map(np.concatenate([case.image, synthesized]), times_s, case.geometry, out_dir,
-                              case.case_id)
+                              case.case_id, mark)
 
+
+def refuse_output_inside_input(in_dir: Path, out_dir: Path) -> None:
+    """``-o`` must not be ``-i`` nor lie inside it (symbolic links resolved): inputs are never written over."""
+    inputs, outputs = in_dir.resolve(), out_dir.resolve()
+    if outputs == inputs or inputs in outputs.parents:
+        raise OutputLocationError(f"-o {out_dir}: is the input folder {in_dir} or inside it; predictions go to a "
+                                  "separate folder so that no input file can be overwritten", out_dir)

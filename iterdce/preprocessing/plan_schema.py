@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
+from iterdce.errors import IterdceError
 from iterdce.training.losses import DEFAULT_LOSS_WEIGHTS, LOSS_TERMS
 
 PLANS_VERSION = 2
@@ -23,7 +24,7 @@ MASK_KINDS = ("breast", "foreground", "nonzero")
 LOSS_MASKS = ("none", "foreground")
 
 
-class PlansError(ValueError):
+class PlansError(IterdceError, ValueError):
     """plans.json is missing, malformed or from another version."""
 
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from iterdce.dataset.schema import DatasetSchemaError
+from iterdce.errors import DataError, UsageError
 from iterdce.preprocessing.plan_schema import (
     PLANS_VERSION,
     AugmentationPlan,
@@ -115,11 +117,11 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
         med3d_weights: Med3D weights file of the perceptual loss term (None: env ITERDCE_MED3D_WEIGHTS).
     """
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        raise UsageError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     settings = PRESETS[preset]
     cases = fingerprint["cases"]
     if not cases:
-        raise ValueError("the fingerprint holds no cases")
+        raise DataError("the fingerprint holds no cases")
     spacings = np.array([c["spacing"] for c in cases], dtype=float)
     cropped = np.array([c["shape_after_crop"] for c in cases], dtype=float)
     spacing = plan_spacing(spacings, cropped)
@@ -134,8 +136,8 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
     rule = "dataset.json reference_phase" if reference is not None else REFERENCE_RULE
     reference = 1 if reference is None else int(reference)
     if reference not in input_phases:
-        raise ValueError(f"reference phase {reference} must be an input phase {input_phases}: "
-                         "at prediction time only the input phases exist")
+        raise DatasetSchemaError(f"dataset.json of {fingerprint.get('dataset')}: reference phase {reference} must "
+                                 f"be an input phase {input_phases}: at prediction time only the input phases exist")
     times = np.median(np.array([c["phase_times_s"] for c in cases], dtype=float), axis=0)
     # network calls per sample: one per target, plus the warm-up steps between later input phases
     # (IterativeSynthesizer runs from phase 1 to the last phase); each keeps its activations for backprop

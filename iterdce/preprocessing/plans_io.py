@@ -5,11 +5,13 @@ rewritten) and returns the typed ``Plans`` tree of plan_schema.py, which everyth
 """
 from __future__ import annotations
 
-import json
+import copy
 from pathlib import Path
 from typing import Any
 
 from iterdce.atomic import write_json_atomic
+from iterdce.errors import JSONFileError
+from iterdce.json_io import read_json
 from iterdce.preprocessing.plan_schema import PLANS_VERSION, Plans, PlansError
 from iterdce.training.losses import OPTIONAL_LOSS_TERMS
 
@@ -29,7 +31,7 @@ def migrate_plans(raw: dict[str, Any]) -> dict[str, Any]:
     """
     if raw.get("version") != 1:
         return raw
-    out = json.loads(json.dumps(raw))
+    out = copy.deepcopy(raw)
     for path, expected in _V1_FIXED.items():
         holder = out
         for part in path[:-1]:
@@ -60,16 +62,16 @@ def as_plans(plans: Plans | dict[str, Any]) -> Plans:
 def load_plans(path: Path) -> Plans:
     """Read, migrate and check a plan; PlansError names the file and every problem."""
     path = Path(path)
+    if not path.exists():
+        raise PlansError(f"{path}: no plan found; run iterdce_plan_and_preprocess first", path)
     try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise PlansError(f"{path}: no plan found; run iterdce_plan_and_preprocess first") from exc
-    except json.JSONDecodeError as exc:
-        raise PlansError(f"{path}: not valid JSON ({exc})") from exc
+        raw = read_json(path)
+    except JSONFileError as exc:
+        raise PlansError(str(exc), path) from exc
     try:
         return as_plans(raw) if isinstance(raw, dict) else Plans.from_dict(raw)
     except PlansError as exc:
-        raise PlansError(f"{path}: {exc}") from None
+        raise PlansError(f"{path}: {exc}", path) from None
 
 
 def save_plans(plans: Plans | dict[str, Any], path: Path) -> None:
@@ -77,5 +79,5 @@ def save_plans(plans: Plans | dict[str, Any], path: Path) -> None:
     try:
         checked = as_plans(plans)
     except PlansError as exc:
-        raise PlansError(f"{path}: refusing to write an invalid plan: {exc}") from None
+        raise PlansError(f"{path}: refusing to write an invalid plan: {exc}", path) from None
     write_json_atomic(path, checked.to_dict())

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from iterdce.errors import UsageError
 from iterdce.simulation.sites import SiteProfile
 
 DEFAULT_TIMES_S = (0.0, 85.0, 155.0, 225.0, 295.0, 365.0)
@@ -57,7 +58,7 @@ class SimulationConfig:
         if self.site is not None:
             self.site.validate()
         if problems:
-            raise ValueError("invalid simulation settings: " + "; ".join(problems))
+            raise UsageError("invalid simulation settings: " + "; ".join(problems))
 
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form, stored in dataset.json for provenance."""

@@ -13,6 +13,7 @@ import numpy as np
 
 from iterdce.atomic import write_atomic, write_json_atomic
 from iterdce.dataset.nifti_io import Geometry, write_image
+from iterdce.errors import OutputLocationError
 from iterdce.simulation.case import SimulatedCase
 from iterdce.simulation.config import SimulationConfig
 
@@ -23,7 +24,7 @@ CASE_COLUMNS = (
 ACQUISITION_COLUMNS = (
     "case", "orientation", "axcodes", "spacing_mm", "fov_mm", "oblique_deg", "body_fill", "snr", "bias_amplitude",
     "fat_suppression", "fat_factor", "field_strength_t", "agent", "flip_angle_deg", "tr_ms", "phase_times_s",
-    "bolus_arrival_s", "motion_mm", "max_shift_mm",
+    "bolus_arrival_s", "aif_scale", "aif_stretch", "motion_mm", "max_shift_mm", "vessels", "cysts",
 )
 OUTPUTS = ("imagesTr", "labelsTr", "masksTr", "timesTr", "dataset.json", "cases.csv", "acquisition.csv")
 MAX_LESIONS = 2
@@ -32,10 +33,11 @@ MAX_LESIONS = 2
 def prepare_output_dir(dataset_dir: Path, overwrite: bool) -> None:
     """Create ``dataset_dir``; refuse a non-empty one unless ``overwrite``, which removes only phantom outputs."""
     if dataset_dir.exists() and not dataset_dir.is_dir():
-        raise FileExistsError(f"{dataset_dir}: exists and is not a folder")
+        raise OutputLocationError(f"{dataset_dir}: exists and is not a folder", dataset_dir)
     if dataset_dir.is_dir() and any(dataset_dir.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"{dataset_dir}: folder is not empty; choose a new folder or pass --overwrite")
+            raise OutputLocationError(f"{dataset_dir}: folder is not empty; choose a new folder or pass --overwrite",
+                                      dataset_dir)
         for name in OUTPUTS:
             target = dataset_dir / name
             if target.is_dir():

@@ -19,13 +19,16 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from iterdce.atomic import write_atomic, write_json_atomic
+from iterdce.atomic import remove_stale_temporaries, write_atomic, write_json_atomic
+from iterdce.errors import TrainingDivergedError
+from iterdce.fault_injection import fault_point
 from iterdce.network.synthesizer import build_synthesizer, model_config
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_compatible_weights,
+    load_weights,
     save_checkpoint,
     unwrap,
 )
@@ -125,11 +128,11 @@ class Trainer:
         if not path.is_file():
             raise CheckpointError(f"{path}: the {self.previous_stage.name} stage has not finished for fold "
                                   f"{self.setup.fold}; run it first (iterdce_train {self.setup.fold} -tr "
-                                  f"{self.name} runs every stage)")
+                                  f"{self.name} runs every stage)", path)
         payload = load_checkpoint(path, self.device)
         if payload["model_config"] != self.config:
-            raise CheckpointError(f"{path}: its network does not match this plan's network")
-        unwrap(self.model).load_state_dict(payload["network_state"])
+            raise CheckpointError(f"{path}: its network does not match this plan's network", path)
+        load_weights(unwrap(self.model), payload, path)
         self.log.notes.append(f"initialised from {path}")
 
     def stage_config(self) -> dict[str, Any]:
@@ -224,12 +227,15 @@ class Trainer:
         """Load ``checkpoint_latest.pth`` with optimizer, epoch, log and RNG; False when there is none."""
         path = self.output / "checkpoint_latest.pth"
         if not path.is_file():
+            if self.context.is_main:
+                print(f"{self.name}: --continue found no checkpoint_latest.pth in {self.output}; starting from "
+                      "scratch")
             return False
         payload = load_checkpoint(path, self.device)
         if payload["model_config"] != self.config:
             raise CheckpointError(f"{path}: its network differs from this plan's; delete the folder or train "
-                                  "without --continue")
-        unwrap(self.model).load_state_dict(payload["network_state"])
+                                  "without --continue", path)
+        load_weights(unwrap(self.model), payload, path)
         self.optimizer.load_state_dict(payload["optimizer_state"])
         self.epoch, self.best_val = int(payload["epoch"]), float(payload["best_val"])
         torch.set_rng_state(payload["torch_rng"].cpu())
@@ -248,6 +254,7 @@ class Trainer:
         """Train to ``total_epochs`` (resuming when asked); returns the output folder."""
         if self.context.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.output, self.output.parent)
             self.copy_plans()
         resumed = self.setup.resume and self.resume()
         if resumed and self.epoch >= self.total_epochs and (self.output / "checkpoint_final.pth").is_file():
@@ -285,9 +292,11 @@ class Trainer:
         for batch in bar:
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
             loss_sum += self.train_step(model, batch)
+            fault_point("iteration")
         train_loss = float(mean_over_ranks(loss_sum / self.iterations, self.context).item())
         if not np.isfinite(train_loss):
-            raise FloatingPointError(f"{self.name}: training loss became {train_loss} in epoch {self.epoch + 1}")
+            raise TrainingDivergedError(f"{self.name}: training loss became {train_loss} in epoch {self.epoch + 1} "
+                                        f"(last checkpoint: {self.output / 'checkpoint_latest.pth'})", self.output)
         self.epoch += 1
         values = {"train_loss": train_loss, "lr": lr}
         last = self.epoch == self.total_epochs

@@ -4,6 +4,11 @@ A variant is one subclass here: its name, registry entry and output folder come 
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+from iterdce.errors import UsageError
+from iterdce.preprocessing.case_files import verify_cases
+from iterdce.training.checkpoint import load_checkpoint
 from iterdce.training.distributed import DistributedContext
 from iterdce.training.run_config import TrainingSetup
 from iterdce.training.trainer import TRAINERS, Trainer
@@ -48,7 +53,7 @@ class SingleStepTrainer(Trainer):
 def get_trainer(name: str) -> type[Trainer]:
     """The trainer class called ``name`` (clear error listing the known ones)."""
     if name not in TRAINERS:
-        raise ValueError(f"unknown trainer {name!r}; choose one of {', '.join(TRAINERS)}")
+        raise UsageError(f"unknown trainer {name!r}; choose one of {', '.join(TRAINERS)}")
     return TRAINERS[name]
 
 
@@ -62,6 +67,10 @@ def stages(name: str) -> list[type[Trainer]]:
 
 def run_stages(name: str, setup: TrainingSetup, context: DistributedContext | None = None) -> Trainer:
     """Run every stage of ``-tr name`` in order on ``setup``; returns the last stage's trainer."""
+    train_cases, val_cases = setup.fold_cases()
+    verify_cases(setup.data_dir, sorted(set(train_cases) | set(val_cases)), setup.progress)
+    if setup.pretrained_weights is not None:
+        load_checkpoint(Path(setup.pretrained_weights))  # readable and safe, before anything is written
     *earlier, last = stages(name)
     for trainer_class in earlier:
         trainer_class(setup, context).run()
