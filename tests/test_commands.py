@@ -17,6 +17,7 @@ from iterdce.commands import (
     verify_dataset,
 )
 from iterdce.commands.common import check_folds
+from iterdce.errors import JSONFileError
 
 COMMANDS = {"iterdce_demo": demo, "iterdce_evaluate": evaluate, "iterdce_import_dicom": import_dicom,
             "iterdce_plan_and_preprocess": plan_and_preprocess, "iterdce_predict": predict,
@@ -61,7 +62,7 @@ def test_folds_are_checked_against_the_splits(tmp_path):
     check_folds([0, 2, "all"], tmp_path)
     with pytest.raises(ValueError, match=r"fold 3, 7 does not exist: .*splits_final.json has folds 0-2"):
         check_folds([0, 3, 7], tmp_path)
-    with pytest.raises(FileNotFoundError, match="run iterdce_plan_and_preprocess first"):
+    with pytest.raises(JSONFileError, match="run iterdce_plan_and_preprocess first"):
         check_folds([0], tmp_path / "nowhere")
 
 
