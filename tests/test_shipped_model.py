@@ -10,7 +10,7 @@ import torch
 from iterdce.commands.predict import main as predict_main
 from iterdce.pretrained import pretrained_checkpoint, pretrained_model_folder
 from iterdce.training.checkpoint import load_checkpoint
-from tests.conftest import make_raw_dataset
+from tests.helpers import make_raw_dataset
 
 torch.set_num_threads(1)
 
