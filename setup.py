@@ -9,6 +9,7 @@ COMMANDS = {
     "iterdce_predict": "predict",
     "iterdce_evaluate": "evaluate",
     "iterdce_demo": "demo",
+    "iterdce_import_dicom": "import_dicom",
 }
 
 setup(
@@ -16,6 +17,8 @@ setup(
     version="0.1.0",
     description="Self-configuring iterative synthesis of delayed-phase breast DCE-MRI",
     packages=find_packages(include=["iterdce", "iterdce.*"]),
+    # the shipped phantom-pretrained model (iterdce_predict --pretrained)
+    package_data={"iterdce.pretrained": ["*/*.json", "*/fold_all/*.pth", "*/fold_all/*.json"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1",
@@ -29,9 +32,10 @@ setup(
         "matplotlib>=3.7",
         "dcmri>=0.6.20",
         "dtaidistance>=2.3",
+        "pydicom>=3.0,<4",
     ],
     extras_require={
-        "test": ["pytest>=7", "ruff>=0.4"],
+        "test": ["pytest>=7", "ruff>=0.4", "dcm2niix>=1.0.20220720"],
         "bench": ["monai>=1.3", "psutil>=5.9"],
     },
     entry_points={

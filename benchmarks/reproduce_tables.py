@@ -55,9 +55,9 @@ def main() -> None:
                               fold=args.fold, num_workers=1, device=args.device, resume=True, plans=plans,
                               progress=False)
         trainer = run_stages(trainer_name, setup, context)
-        _, val_cases = setup.fold_cases()
+        train_cases, val_cases = setup.fold_cases()
         summaries[label] = validate_fold(trainer.output.parent, args.fold, setup.data_dir, val_cases, plans,
-                                         device=context.device, progress=False)
+                                         device=context.device, progress=False, train_case_ids=train_cases)
     baseline_source = summaries["iterU-Net"]["methods"]
     rows = {label: s["methods"]["iterdce"] for label, s in summaries.items()}
     rows["copy last phase"] = baseline_source["copy_last"]

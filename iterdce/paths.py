@@ -9,11 +9,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from iterdce.errors import IterdceError
+
 ENV_VARS = {"raw": "ITERDCE_RAW", "preprocessed": "ITERDCE_PREPROCESSED", "results": "ITERDCE_RESULTS"}
 DATASET_PATTERN = re.compile(r"^Dataset(\d{3})_(.+)$")
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(IterdceError, FileNotFoundError):
     """A dataset id, name or path did not resolve to exactly one dataset folder."""
 
 

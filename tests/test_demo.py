@@ -12,14 +12,14 @@ from iterdce.demo import DemoConfig, run_demo
 
 def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    config = DemoConfig(num_cases=6, shape=(40, 40, 12), warmup_epochs=1, recursive_epochs=1,
+    config = DemoConfig(num_cases=6, shape=(80, 64, 20), warmup_epochs=1, recursive_epochs=1,
                         iterations_per_epoch=2, num_workers=0, device="cpu")
     lines: list[str] = []
     summary = run_demo(tmp_path, config, log=lines.append)
     report = tmp_path / "report"
     table = pd.read_csv(report / "per_case.csv")
     assert {"psnr", "ssim", "enhancement_error"} <= set(table.columns)
-    assert set(table["method"]) == {"iterdce", "copy_last", "linear"}
+    assert set(table["method"]) == {"iterdce", "copy_last", "linear", "regression"}
     assert json.loads((report / "summary.json").read_text())["methods"].keys() == summary["methods"].keys()
     assert (report / "montage.png").is_file() and any((report / "kinetic_curves").glob("*.png"))
     assert (tmp_path / "phantom_figures" / "montage.png").is_file()
@@ -27,4 +27,6 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
     for case_id in held_out:
         for phase in (2, 3, 4, 5):
             assert (tmp_path / "predictions" / f"{case_id}_{phase:04d}.nii.gz").is_file()
-    assert any("copy-last" in line for line in lines)
+    assert any("last-phase enhancement error" in line and "regression" in line for line in lines)
+    assert (tmp_path / "results" / "Dataset001_Phantom" / "RecursiveTrainer__plans" / "fold_0" /
+            "kinetic_regression.json").is_file()

@@ -151,7 +151,7 @@ def test_med3d_parameter_names_match_medicalnet() -> None:
 def test_med3d_bad_files_raise_clear_errors(tmp_path: Path, med3d_files) -> None:
     net, _, _ = med3d_files
     missing = tmp_path / "nowhere.pth"
-    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+    with pytest.raises(Med3DWeightsError, match="nowhere.pth"):
         load_med3d_weights(ResNet10(), missing)
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")
@@ -161,7 +161,7 @@ def test_med3d_bad_files_raise_clear_errors(tmp_path: Path, med3d_files) -> None
     torch.save({k: v for k, v in net.state_dict().items() if not k.startswith("layer4")}, partial)
     with pytest.raises(Med3DWeightsError, match=r"partial.pth.*layer4\.0\.conv1\.weight"):
         load_med3d_weights(ResNet10(), partial)
-    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+    with pytest.raises(Med3DWeightsError, match="nowhere.pth"):
         SynthesisLoss(DEFAULT_LOSS_WEIGHTS, data_range=1.0, med3d_weights=missing)
 
 

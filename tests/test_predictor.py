@@ -20,8 +20,10 @@ from torch import nn
 
 from iterdce.commands.predict import main as predict_main
 from iterdce.dataset.nifti_io import Geometry, read_image, write_image
+from iterdce.errors import OutputLocationError
 from iterdce.inference.inputs import PredictionInputError, discover_inputs
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings
+from iterdce.inference.provenance import description
 from iterdce.inference.sliding_window import finalize, gaussian_importance_map, tile_grid
 from iterdce.inference.tiled import importance_floor, mirror_sets, predict_volume
 from iterdce.network.synthesizer import build_synthesizer, model_config
@@ -402,17 +404,24 @@ def test_existing_outputs_are_skipped_unless_overwrite(tmp_path, base_plans):
     good_case(tmp_path / "in", "case_b")
     predictor = predictor_for(folder)
     assert predictor.predict_folder(tmp_path / "in", tmp_path / "out") == ["case_a", "case_b"]
+    # a file carrying this model's provenance mark counts as predicted; a missing phase redoes its case
     marked = tmp_path / "out" / "case_a_0003.nii.gz"
-    write_image(marked, np.full((16, 16, 8), -1.0, np.float32), np.diag([0.8, 0.8, 2.0, 1]))
+    write_image(marked, np.full((16, 16, 8), -1.0, np.float32), np.diag([0.8, 0.8, 2.0, 1]),
+                description=description(predictor.model_id))
     (tmp_path / "out" / "case_b_0004.nii.gz").unlink()
     assert predictor.predict_folder(tmp_path / "in", tmp_path / "out") == ["case_b"]  # only the incomplete one
     assert (read_image(marked)[0] == -1.0).all()
     assert (tmp_path / "out" / "case_b_0004.nii.gz").is_file()
     assert predictor.predict_folder(tmp_path / "in", tmp_path / "out", overwrite=True) == ["case_a", "case_b"]
     assert (read_image(marked)[0] != -1.0).any()
-    # asking for kinetic maps later redoes the cases that lack one
-    (tmp_path / "out" / "case_a_kinetics.nii.gz").write_bytes(b"stand-in")
-    assert predictor.predict_folder(tmp_path / "in", tmp_path / "out", save_kinetic_map=True) == ["case_b"]
+    # a file iterdce did not write is never overwritten, not even for a kinetic map asked for later
+    stand_in = tmp_path / "out" / "case_a_kinetics.nii.gz"
+    stand_in.write_bytes(b"stand-in")
+    with pytest.raises(OutputLocationError, match="case_a_kinetics.nii.gz: exists and was not written"):
+        predictor.predict_folder(tmp_path / "in", tmp_path / "out", save_kinetic_map=True, overwrite=True)
+    assert stand_in.read_bytes() == b"stand-in" and not (tmp_path / "out" / "case_b_kinetics.nii.gz").exists()
+    stand_in.unlink()
+    assert predictor.predict_folder(tmp_path / "in", tmp_path / "out", save_kinetic_map=True) == ["case_a", "case_b"]
     assert (tmp_path / "out" / "case_b_kinetics.nii.gz").is_file()
 
 

@@ -330,7 +330,7 @@ def test_cli_runs_with_two_processes_and_reports_broken_datasets(tmp_path: Path,
     code = plan_and_preprocess_main(["-d", "2", "-np", "1", *roots])
     assert code != 0
     error = capsys.readouterr().err
-    assert "error: dataset" in error and "[case_001]" in error and "missing phase file" in error
+    assert "error: [case_001]" in error and "case_001_0002.nii.gz: missing phase file" in error
     assert not (tmp_path / "pre" / broken.name).exists()
     assert plan_and_preprocess_main(["-d", "7", *roots]) != 0
     assert "not found" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from iterdce.commands.train import main as train_main
+from iterdce.network.med3d import Med3DWeightsError
 from iterdce.network.synthesizer import build_synthesizer, model_config
 from iterdce.preprocessing.pipeline import plan_and_preprocess
 from iterdce.preprocessing.plans_io import load_plans, save_plans
@@ -303,7 +304,7 @@ def test_med3d_weights_come_from_the_plan_or_the_environment(preprocessed_root, 
     assert trainer.loss.perceptual_enabled and str(weights) in trainer.loss.describe()
     monkeypatch.setenv("ITERDCE_MED3D_WEIGHTS", str(weights))
     assert WarmupTrainer(make_setup(preprocessed_root, tmp_path)).loss.perceptual_enabled
-    with pytest.raises(FileNotFoundError, match="absent.pth does not exist"):
+    with pytest.raises(Med3DWeightsError, match="absent.pth does not exist"):
         WarmupTrainer(make_setup(preprocessed_root, tmp_path, with_weights(tmp_path / "absent.pth")))
 
 
@@ -328,6 +329,8 @@ def test_cli_trains_both_stages_and_continues(preprocessed_root, tmp_path, capsy
     assert load_checkpoint(recursive / "checkpoint_final.pth")["epoch"] == 1
     out = capsys.readouterr().out
     assert "WarmupTrainer: already finished (1 epochs)" in out and "done: " in out
+    # --continue without a checkpoint (as nnU-Net) starts from scratch, and says where it looked
+    assert f"RecursiveTrainer: --continue found no checkpoint_latest.pth in {recursive}; starting from scratch" in out
     assert any("initialised from" in n and "WarmupTrainer__plans" in n
                for n in json.loads((recursive / "training_log.json").read_text())["notes"])
 

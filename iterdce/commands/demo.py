@@ -5,8 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from iterdce.commands.common import fail
+from iterdce.commands.common import positive_int, run_guarded
 from iterdce.demo import DemoConfig, run_demo
+from iterdce.output_checks import require_writable_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,21 +15,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="iterdce_demo", description=__doc__)
     parser.add_argument("-o", "--output", type=Path, default=Path("iterdce_demo_output"),
                         help="folder for everything the demo writes (default ./iterdce_demo_output)")
-    parser.add_argument("-n", "--num-cases", type=int, default=defaults.num_cases, help="phantom cases")
-    parser.add_argument("--shape", type=int, nargs=3, default=list(defaults.shape), help="phantom voxel grid")
-    parser.add_argument("--epochs", type=int, nargs=2, default=[defaults.warmup_epochs, defaults.recursive_epochs],
+    parser.add_argument("-n", "--num-cases", type=positive_int, default=defaults.num_cases, help="phantom cases")
+    parser.add_argument("--shape", type=positive_int, nargs=3, default=list(defaults.shape), help="phantom voxel grid")
+    parser.add_argument("--epochs", type=positive_int, nargs=2,
+                        default=[defaults.warmup_epochs, defaults.recursive_epochs],
                         metavar=("WARMUP", "RECURSIVE"), help="epochs of each training stage")
-    parser.add_argument("--iterations-per-epoch", type=int, default=defaults.iterations_per_epoch)
+    parser.add_argument("--iterations-per-epoch", type=positive_int, default=defaults.iterations_per_epoch)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     args = parser.parse_args(argv)
     config = DemoConfig(num_cases=args.num_cases, shape=tuple(args.shape), warmup_epochs=args.epochs[0],
                         recursive_epochs=args.epochs[1], iterations_per_epoch=args.iterations_per_epoch,
                         device=args.device)
-    try:
+
+    def body() -> int:
+        require_writable_folder(args.output, "-o")
         run_demo(args.output, config)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        return fail(str(exc))
-    return 0
+        return 0
+
+    return run_guarded(body)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from iterdce.commands.common import add_root_arguments, fail, roots_from_args
-from iterdce.dataset.schema import DatasetSchemaError
+from iterdce.commands.common import add_root_arguments, roots_from_args, run_guarded
 from iterdce.evaluation.cross_validation import cross_validation_summary
-from iterdce.evaluation.folders import EvaluationInputError, evaluate_folders
-from iterdce.paths import DatasetNotFoundError, find_dataset
+from iterdce.evaluation.folders import evaluate_folders
+from iterdce.evaluation.regression_baseline import load_regression
+from iterdce.output_checks import require_writable_folder
+from iterdce.paths import find_dataset
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,25 +27,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, help="report folder")
     parser.add_argument("--dataset-json", type=Path, help="dataset.json with the phase times (default: next to REF)")
     parser.add_argument("--reference-phase", type=int, default=1, help="TI-norm reference phase (default 1)")
+    parser.add_argument("--allow-missing-phases", action="store_true",
+                        help="score a case with missing predicted phases on the phases present (default: error)")
+    parser.add_argument("--regression", type=Path,
+                        help="kinetic_regression.json, or a model folder whose fold_*/kinetic_regression.json fits "
+                             "(written by iterdce_train) are averaged: reports the voxel-wise regression baseline")
     parser.add_argument("--cv", action="store_true", help="aggregate the folds' validation results")
     parser.add_argument("-d", "--dataset", default="1", help="with --cv: dataset id, name or path (default 1)")
     parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", help="with --cv: trainer name")
     parser.add_argument("--plans-name", default="plans", help="with --cv: plan name (default plans)")
     add_root_arguments(parser)
     args = parser.parse_args(argv)
-    try:
+    if not args.cv and not (args.pred and args.ref and args.output):
+        parser.error("-p, -r and -o are required (or use --cv)")
+
+    def body() -> int:
         if args.cv:
             results = find_dataset(args.dataset, roots_from_args(args).results)
-            cross_validation_summary(results / f"{args.trainer}__{args.plans_name}")
+            model_folder = results / f"{args.trainer}__{args.plans_name}"
+            require_writable_folder(model_folder, "--cv model folder")
+            cross_validation_summary(model_folder)
             return 0
-        if not (args.pred and args.ref and args.output):
-            parser.error("-p, -r and -o are required (or use --cv)")
+        require_writable_folder(args.output, "-o")
+        regression = load_regression(args.regression) if args.regression else None
         evaluate_folders(args.pred, args.ref, args.output, args.labels, args.masks, args.dataset_json,
-                         args.reference_phase)
+                         args.reference_phase, regression=regression, allow_missing_phases=args.allow_missing_phases)
         print(f"report written to {args.output}")
-    except (EvaluationInputError, DatasetSchemaError, DatasetNotFoundError, FileNotFoundError) as exc:
-        return fail(str(exc))
-    return 0
+        return 0
+
+    return run_guarded(body)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from iterdce.commands.common import fail
+from iterdce.commands.common import fail, positive_float, positive_int, run_guarded
+from iterdce.output_checks import require_writable_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -12,46 +13,68 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iterdce_simulate", description=__doc__)
     parser.add_argument("-o", "--output", required=True,
                         help="dataset folder to write, e.g. iterdce_data/raw/Dataset001_Phantom")
-    parser.add_argument("-n", "--num-cases", type=int, default=40, help="number of cases (default 40)")
-    parser.add_argument("--shape", type=int, nargs=3, default=[128, 128, 48], metavar=("X", "Y", "Z"),
+    parser.add_argument("-n", "--num-cases", type=positive_int, default=40, help="number of cases (default 40)")
+    parser.add_argument("--shape", type=positive_int, nargs=3, default=[128, 128, 48], metavar=("X", "Y", "Z"),
                         help="voxel grid (default 128 128 48)")
-    parser.add_argument("--spacing", type=float, nargs=3, default=[1.6, 1.6, 2.0], metavar=("X", "Y", "Z"),
+    parser.add_argument("--spacing", type=positive_float, nargs=3, default=None, metavar=("X", "Y", "Z"),
                         help="voxel size in mm (default 1.6 1.6 2.0)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same files")
-    parser.add_argument("--snr", type=float, default=40.0,
+    parser.add_argument("--snr", type=float, default=None,
                         help="mean pre-contrast FGT signal / noise standard deviation (default 40)")
-    parser.add_argument("--timing-jitter", type=float, default=0.0, metavar="SECONDS",
+    parser.add_argument("--timing-jitter", type=float, default=None, metavar="SECONDS",
                         help="per-case uniform jitter of each post-contrast time, +-SECONDS; writes timesTr/ "
                              "(default 0: fixed protocol)")
     parser.add_argument("--no-fat-suppression", action="store_true",
                         help="no spectral fat saturation: fat is the brightest tissue before contrast")
-    parser.add_argument("--motion", type=float, default=0.0, metavar="MM",
+    parser.add_argument("--motion", type=float, default=None, metavar="MM",
                         help="largest random inter-phase translation in mm (default 0)")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    sites = parser.add_mutually_exclusive_group()
+    sites.add_argument("--site", choices=["A", "B", "C", "D"], default=None,
+                       help="draw each case's spacing, orientation, SNR, bias, fat saturation, field strength, "
+                            "agent, flip angle/TR, timing, motion and lesion kinetics from a built-in site "
+                            "profile (documentation/simulation.md); replaces the fixed acquisition options")
+    sites.add_argument("--site-profile", default=None, metavar="FILE.json",
+                       help="like --site, with the ranges read from a JSON site profile")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="worker processes (default 1)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a dataset already in the output folder")
     return parser
 
 
+FIXED_OPTIONS = {"spacing": [1.6, 1.6, 2.0], "snr": 40.0, "timing_jitter": 0.0, "motion": 0.0}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # heavy imports (dcmri) only once the arguments are known to be fine
-    from iterdce.simulation.lesions import LesionPlacementError
-    from iterdce.simulation.simulate import simulate_dataset
+    with_site = args.site is not None or args.site_profile is not None
+    clashing = [f"--{k.replace('_', '-')}" for k in FIXED_OPTIONS if getattr(args, k) is not None]
+    clashing += ["--no-fat-suppression"] if args.no_fat_suppression else []
+    if with_site and clashing:
+        return fail(f"{', '.join(clashing)} cannot be combined with --site/--site-profile: the site profile "
+                    "draws these per case")
+    for key, default in FIXED_OPTIONS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
 
-    start = time.perf_counter()
-    try:
+    def body() -> int:
+        require_writable_folder(args.output, "-o")
+        # heavy imports (dcmri) only once the arguments are known to be fine
+        from iterdce.simulation.simulate import simulate_dataset
+        from iterdce.simulation.sites import load_site_profile
+
+        start = time.perf_counter()
+        site = load_site_profile(args.site_profile) if args.site_profile is not None else args.site
         summary = simulate_dataset(
             args.output, args.num_cases, shape=args.shape, spacing=args.spacing, seed=args.seed, snr=args.snr,
             timing_jitter_s=args.timing_jitter, fat_suppression=not args.no_fat_suppression,
-            motion_mm=args.motion, jobs=args.jobs, overwrite=args.overwrite,
+            motion_mm=args.motion, jobs=args.jobs, overwrite=args.overwrite, site=site,
         )
-    except (ValueError, FileExistsError, LesionPlacementError, OSError) as exc:
-        return fail(str(exc))
-    counts = ", ".join(f"{k} {v}" for k, v in summary.curve_type_counts.items())
-    print(f"wrote {len(summary.case_ids)} cases, {len(summary.lesion_rows)} lesions ({counts}) to "
-          f"{summary.dataset_dir} in {time.perf_counter() - start:.1f} s")
-    return 0
+        counts = ", ".join(f"{k} {v}" for k, v in summary.curve_type_counts.items())
+        print(f"wrote {len(summary.case_ids)} cases, {len(summary.lesion_rows)} lesions ({counts}) to "
+              f"{summary.dataset_dir} in {time.perf_counter() - start:.1f} s")
+        return 0
+
+    return run_guarded(body)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from iterdce.commands.common import add_root_arguments, fail, parse_fold, roots_from_args
+from iterdce.commands.common import (
+    INTERRUPTED,
+    add_root_arguments,
+    non_negative_int,
+    parse_fold,
+    positive_int,
+    roots_from_args,
+    run_guarded,
+)
 from iterdce.evaluation.cross_validation import validate_fold
 from iterdce.evaluation.report import summary_table
-from iterdce.paths import DatasetNotFoundError, find_dataset
-from iterdce.preprocessing.plans_io import PlansError
-from iterdce.training.checkpoint import CheckpointError
+from iterdce.output_checks import require_writable_folder
+from iterdce.paths import find_dataset
 from iterdce.training.distributed import init_distributed, shutdown
 from iterdce.training.setup import TrainingSetup
 from iterdce.training.variants import TRAINERS, run_stages
@@ -25,14 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", choices=list(TRAINERS),
                         help="trainer (default RecursiveTrainer: warm-up, then recursion)")
     parser.add_argument("-p", "--plans-name", default="plans", help="plan name (default plans)")
-    parser.add_argument("--epochs", type=int, help="epochs per stage (default: the plan's)")
-    parser.add_argument("--iterations-per-epoch", type=int, help="iterations per epoch (default: the plan's)")
+    parser.add_argument("--epochs", type=positive_int, help="epochs per stage (default: the plan's)")
+    parser.add_argument("--iterations-per-epoch", type=positive_int, help="iterations per epoch (default: the plan's)")
     parser.add_argument("--continue", dest="resume", action="store_true", help="resume from checkpoint_latest.pth")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("-nw", "--num-workers", type=int, default=None,
+    parser.add_argument("-nw", "--num-workers", type=non_negative_int, default=None,
                         help="background data workers (default min(2, cores); 0 runs in-process)")
     parser.add_argument("--no-validation", action="store_true",
                         help="skip predicting and scoring the fold's validation cases at the end")
+    parser.add_argument("--pretrained-weights", type=Path, metavar="CHECKPOINT",
+                        help="initialise the first stage from this checkpoint (same network; e.g. the shipped "
+                             "phantom-pretrained model, then fine-tune on your cases)")
     parser.add_argument("--seed", type=int, default=12345, help="random seed (default 12345)")
     add_root_arguments(parser)
     return parser
@@ -44,26 +55,33 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     roots = roots_from_args(args)
     workers = args.num_workers if args.num_workers is not None else min(2, os.cpu_count() or 1)
-    context = None
-    try:
+    contexts = []
+
+    def body() -> int:
         preprocessed = find_dataset(args.dataset, roots.preprocessed)
+        require_writable_folder(roots.results / preprocessed.name, "--results")
         setup = TrainingSetup(preprocessed, roots.results / preprocessed.name, args.plans_name, args.fold,
-                              args.epochs, args.iterations_per_epoch, workers, args.device, args.seed, args.resume)
-        context = init_distributed(args.device)
+                              args.epochs, args.iterations_per_epoch, workers, args.device, args.seed, args.resume,
+                              pretrained_weights=args.pretrained_weights)
+        contexts.append(init_distributed(args.device))
+        context = contexts[0]
         trainer = run_stages(args.trainer, setup, context)
         if context.is_main and not args.no_validation:
-            _, val_cases = setup.fold_cases()
+            train_cases, val_cases = setup.fold_cases()
             summary = validate_fold(trainer.output.parent, args.fold, setup.data_dir, val_cases, setup.plans,
-                                    device=context.device, progress=setup.progress)
+                                    device=context.device, progress=setup.progress, train_case_ids=train_cases)
             print(summary_table(summary))
         if context.is_main:
             print(f"done: {trainer.output}")
-    except (DatasetNotFoundError, PlansError, CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
-        return fail(str(exc))
+        return 0
+
+    # training resumes from its last checkpoint only when asked to
+    interrupted = INTERRUPTED if args.resume else "interrupted; rerun the same command with --continue to resume"
+    try:
+        return run_guarded(body, interrupted)
     finally:
-        if context is not None:
-            shutdown(context)
-    return 0
+        if contexts:
+            shutdown(contexts[0])
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from iterdce.commands.common import add_root_arguments, fail, roots_from_args
+from iterdce.commands.common import add_root_arguments, roots_from_args, run_guarded
 from iterdce.dataset.verify import verify_dataset
-from iterdce.paths import DatasetNotFoundError, find_dataset
+from iterdce.paths import find_dataset
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,18 +16,19 @@ def main(argv: list[str] | None = None) -> int:
     add_root_arguments(parser)
     args = parser.parse_args(argv)
     roots = roots_from_args(args)
-    try:
+
+    def body() -> int:
         dataset_dir = find_dataset(args.dataset, roots.raw)
-    except DatasetNotFoundError as exc:
-        return fail(str(exc))
-    problems = verify_dataset(dataset_dir, args.split)
-    if problems:
-        print(f"{dataset_dir}: {len(problems)} problem(s)", file=sys.stderr)
-        for problem in problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return 1
-    print(f"{dataset_dir}: OK")
-    return 0
+        problems = verify_dataset(dataset_dir, args.split)
+        if problems:
+            print(f"{dataset_dir}: {len(problems)} problem(s)", file=sys.stderr)
+            for problem in problems:
+                print(f"  - {problem}", file=sys.stderr)
+            return 1
+        print(f"{dataset_dir}: OK")
+        return 0
+
+    return run_guarded(body)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ import numpy as np
 from iterdce.dataset.layout import CaseFiles
 from iterdce.dataset.nifti_io import Geometry, read_image
 from iterdce.dataset.schema import load_case_times
+from iterdce.errors import IterdceError
 
 
-class CaseLoadError(ValueError):
+class CaseLoadError(IterdceError, ValueError):
     """A case cannot be assembled; the message names the case and the file."""
 
 

@@ -9,9 +9,10 @@ import nibabel as nib
 import numpy as np
 
 from iterdce.atomic import atomic_path
+from iterdce.errors import IterdceError
 
 
-class ImageReadError(ValueError):
+class ImageReadError(IterdceError, ValueError):
     """A NIfTI file could not be read; the message names the file and the reason."""
 
 
@@ -70,10 +71,12 @@ def write_image(
     data: np.ndarray,
     geometry: Geometry | np.ndarray,
     dtype: type | None = None,
+    description: str | None = None,
 ) -> None:
     """Write ``data`` atomically with the affine and qform/sform codes of ``geometry``.
 
-    ``geometry`` may be a bare 4x4 affine (codes default to 1, scanner space).
+    ``geometry`` may be a bare 4x4 affine (codes default to 1, scanner space); ``description`` goes into the
+    header's 80-byte ``descrip`` field (the predictor marks its outputs there).
     """
     if not isinstance(geometry, Geometry):
         geometry = Geometry(shape=tuple(data.shape), affine=np.asarray(geometry, dtype=np.float64))
@@ -84,6 +87,8 @@ def write_image(
     img.set_qform(geometry.affine, code=int(geometry.qform_code))
     img.set_sform(geometry.affine, code=int(geometry.sform_code))
     img.header.set_data_dtype(array.dtype)
+    if description is not None:
+        img.header["descrip"] = description.encode("ascii")[:80]
     name = Path(path).name
     suffix = ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
     with atomic_path(path, suffix=suffix) as tmp:

@@ -1,17 +1,19 @@
 """dataset.json and per-case timing sidecars: reading and schema checks."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iterdce.errors import IterdceError, JSONFileError
+from iterdce.json_io import read_json as read_json_file
+
 REQUIRED_KEYS = ("name", "file_ending", "phase_times_s")
 FILE_ENDINGS = (".nii.gz", ".nii")
 
 
-class DatasetSchemaError(ValueError):
+class DatasetSchemaError(IterdceError, ValueError):
     """dataset.json or a timing sidecar breaks the schema; the message names the file."""
 
 
@@ -58,18 +60,11 @@ def timing_problems(times: Any, expected_length: int | None = None) -> list[str]
 
 
 def read_json(path: Path) -> Any:
-    """Parse a JSON file or raise DatasetSchemaError naming it."""
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError as exc:
-        raise DatasetSchemaError(f"{path}: file not found") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetSchemaError(f"{path}: not valid JSON ({exc})") from exc
-    except OSError as exc:
-        raise DatasetSchemaError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    """Parse a JSON file; errors (JSONFileError) name the file and the position."""
+    return read_json_file(path)
 
 
-def _without_path(exc: DatasetSchemaError, path: Path) -> str:
+def _without_path(exc: Exception, path: Path) -> str:
     """The message of ``exc`` without its leading ``path: `` (callers add the path themselves)."""
     message = str(exc)
     prefix = f"{path}: "
@@ -96,7 +91,7 @@ def check_dataset_json(dataset_dir: Path) -> tuple[DatasetInfo | None, list[str]
     path = Path(dataset_dir) / "dataset.json"
     try:
         payload = read_json(path)
-    except DatasetSchemaError as exc:
+    except JSONFileError as exc:
         return None, [_without_path(exc, path)]
     if not isinstance(payload, dict):
         return None, ["top level must be a JSON object"]

@@ -10,6 +10,8 @@ from tqdm import tqdm
 from iterdce.dataset.layout import CaseFiles, discover_cases
 from iterdce.dataset.nifti_io import Geometry, ImageReadError, read_header, read_image
 from iterdce.dataset.schema import DatasetInfo, DatasetSchemaError, check_dataset_json, load_case_times
+from iterdce.errors import IterdceError, JSONFileError, listing
+from iterdce.output_checks import case_id_problem
 
 
 @dataclass(frozen=True)
@@ -24,21 +26,35 @@ class Problem:
         return f"[{self.case}] {self.file}: {self.message}"
 
 
-class InvalidDatasetError(ValueError):
+MAX_ABS_INTENSITY = 1e35  # float32 reaches 3.4e38; the margin keeps sums and products over a volume finite
+
+
+class InvalidDatasetError(IterdceError, ValueError):
     """Raised by ``require_valid_dataset``; ``problems`` holds every Problem found."""
 
     def __init__(self, dataset_dir: Path, problems: list[Problem]):
         self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"dataset {dataset_dir} has {len(problems)} problem(s):\n{lines}")
+        super().__init__(listing(f"dataset {dataset_dir}", [str(p) for p in problems]), dataset_dir)
+
+
+def intensity_range_problem(data: np.ndarray) -> str | None:
+    """Finite intensities beyond +-MAX_ABS_INTENSITY (float32 sums over a volume could overflow)."""
+    finite = data[np.isfinite(data)]
+    largest = float(np.abs(finite).max()) if finite.size else 0.0
+    if largest > MAX_ABS_INTENSITY:
+        return f"intensities up to {largest:.3g} exceed the supported range +-{MAX_ABS_INTENSITY:g}; rescale the images"
+    return None
 
 
 def _check_values(case: str, path: Path, data: np.ndarray, phase_axis: int | None) -> list[Problem]:
-    """Non-finite voxels and constant phases."""
+    """Non-finite voxels, intensities out of range and constant phases."""
     problems = []
     bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
     if bad:
         problems.append(Problem(case, str(path), f"{bad} NaN/inf voxel(s)"))
+    out_of_range = intensity_range_problem(data)
+    if out_of_range:
+        problems.append(Problem(case, str(path), out_of_range))
     volumes = [data] if phase_axis is None else [np.take(data, i, axis=phase_axis)
                                                  for i in range(data.shape[phase_axis])]
     for index, volume in enumerate(volumes):
@@ -128,11 +144,15 @@ def _check_images(files: CaseFiles, info: DatasetInfo) -> tuple[list[Problem], G
 
 def verify_case(files: CaseFiles, info: DatasetInfo) -> list[Problem]:
     """Every problem of one case."""
+    first = files.image_files[0] if files.image_files else Path(files.case_id)
+    too_long = case_id_problem(files.case_id, first.parent)
+    if too_long is not None:  # its preprocessed and predicted files could not be written
+        return [Problem(files.case_id[:40] + "...", str(first), too_long)]
     problems, geometry = _check_images(files, info)
     if files.times is not None:
         try:
             load_case_times(files.times, info.num_phases)
-        except DatasetSchemaError as exc:
+        except (DatasetSchemaError, JSONFileError) as exc:
             problems.append(Problem(files.case_id, str(files.times), str(exc).split(": ", 1)[-1]))
     if geometry is not None:
         if files.label is not None:

@@ -1,17 +1,26 @@
 """Evaluation of one case in TI-normalized units: image metrics per target phase and lesion kinetic curves,
-for the synthesized phases and for the naive baselines (copy-last, linear extrapolation)."""
+for the synthesized phases and for the baselines (copy-last, linear extrapolation and, when a fit is given,
+the voxel-wise kinetic regression)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
+from iterdce.errors import DataError
 from iterdce.evaluation.baselines import copy_last_phase, linear_extrapolation
 from iterdce.evaluation.kinetics import curve_type, dtw_distance, lesion_curve, spearman
 from iterdce.evaluation.metrics import enhancement_error, mae, psnr, ssim3d_numpy
 
-METHODS = ("iterdce", "copy_last", "linear")
+METHODS = ("iterdce", "copy_last", "linear", "regression")
+
+
+class PhasePredictor(Protocol):
+    """A fitted baseline: TI-normalized input phases ``[P_in, ...]`` -> target phases ``[T, ...]``."""
+
+    def predict(self, input_phases: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass
@@ -23,30 +32,41 @@ class CaseEvaluation:
     lesion_rows: list[dict] = field(default_factory=list)
 
 
-def method_predictions(synthesized: np.ndarray, real: np.ndarray, times_s: Sequence[float]) -> dict[str, np.ndarray]:
-    """Target phases by each method: the network's and the two naive baselines from the real inputs."""
+def method_predictions(synthesized: np.ndarray, real: np.ndarray, times_s: Sequence[float],
+                       regression: PhasePredictor | None = None) -> dict[str, np.ndarray]:
+    """Target phases by each method: the network's and the baselines from the real inputs."""
     n_in = real.shape[0] - synthesized.shape[0]
     inputs = real[:n_in]
-    return {
+    predictions = {
         "iterdce": synthesized,
         "copy_last": copy_last_phase(inputs, synthesized.shape[0]),
         "linear": linear_extrapolation(inputs, list(times_s[:n_in]), list(times_s[n_in:])),
     }
+    if regression is not None:
+        fitted = regression.predict(inputs)
+        if fitted.shape != synthesized.shape:
+            raise DataError(f"the regression baseline predicts {fitted.shape[0]} phases, the network "
+                             f"{synthesized.shape[0]}: it was fitted for another protocol")
+        predictions["regression"] = fitted.astype(synthesized.dtype)
+    return predictions
 
 
 def evaluate_case(case_id: str, synthesized: np.ndarray, real: np.ndarray, times_s: Sequence[float],
                   mask: np.ndarray, lesion: np.ndarray | None, ti_norm: tuple[float, float] = (0.0, 1.0),
-                  phase_indices: Sequence[int] | None = None) -> CaseEvaluation:
+                  phase_indices: Sequence[int] | None = None, regression: PhasePredictor | None = None,
+                  methods: Sequence[str] = METHODS) -> CaseEvaluation:
     """``synthesized`` [T, ...] and ``real`` [P, ...] in TI-normalized units; ``mask`` for image metrics;
     ``lesion`` integer labels (each label one lesion) for enhancement error and curves; ``ti_norm`` (mean,
-    std) undoes the normalization for curve typing, whose rule needs the scanner's intensity scale."""
+    std) undoes the normalization for curve typing, whose rule needs the scanner's intensity scale; ``regression``
+    (a fitted baseline) adds its row; ``methods`` limits the rows to some methods (a benchmark scoring many
+    models on the same cases evaluates the baselines once)."""
     times = [float(t) for t in times_s]
     n_in = real.shape[0] - synthesized.shape[0]
     phases = list(phase_indices) if phase_indices is not None else list(range(real.shape[0]))
     result = CaseEvaluation()
     lesion = np.zeros(real.shape[1:], np.int16) if lesion is None else lesion
     union = lesion > 0
-    predictions = method_predictions(synthesized, real, times)
+    predictions = {m: p for m, p in method_predictions(synthesized, real, times, regression).items() if m in methods}
     for method, predicted in predictions.items():
         for t in range(synthesized.shape[0]):
             ref = real[n_in + t]

@@ -1,35 +1,41 @@
 """``iterdce_evaluate`` on folders: synthesized NIfTIs against the real phases, lesion labels and masks."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from iterdce.atomic import remove_stale_temporaries
 from iterdce.dataset.layout import group_phase_files
 from iterdce.dataset.masks import derive_foreground_mask
 from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image
 from iterdce.dataset.schema import load_case_times, load_dataset_json
-from iterdce.evaluation.case_evaluation import CaseEvaluation, evaluate_case
+from iterdce.errors import IterdceError, listing
+from iterdce.evaluation.case_evaluation import METHODS, CaseEvaluation, PhasePredictor, evaluate_case
 from iterdce.evaluation.report import plot_montage, summary_table, write_report
 from iterdce.preprocessing.normalization import ti_norm_stats
 
 MONTAGE_CASES = 4
 
 
-class EvaluationInputError(ValueError):
+class EvaluationInputError(IterdceError, ValueError):
     """Missing files or mismatched geometry; the message lists every problem."""
 
 
 @dataclass
 class EvaluationCase:
+    """The files of one case; ``predicted`` holds target phases only, keyed by phase index."""
+
     case_id: str
     predicted: dict[int, Path]
     real: dict[int, Path]
     label: Path | None
     mask: Path | None
     times_s: tuple[float, ...]
+    input_phases: tuple[int, ...] = (0, 1)
 
 
 def _phase_files(folder: Path) -> dict[str, dict[int, Path]]:
@@ -47,22 +53,49 @@ def find_dataset_json(reference: Path, explicit: Path | None) -> Path | None:
     return None
 
 
-def collect_cases(pred: Path, ref: Path, labels: Path | None, masks: Path | None, dataset_json: Path | None
-                  ) -> list[EvaluationCase]:
+def prediction_problems(case_id: str, phases: dict[int, Path], pred: Path, inputs: tuple[int, ...],
+                        targets: list[int], allow_missing: bool) -> tuple[dict[int, Path], list[str]]:
+    """The predicted target phases of a case, by phase index, and what is wrong with them.
+
+    Predictions are paired with the real phase of the same index, never by position: a missing phase is an
+    error naming its file (or, with ``allow_missing``, the case is scored on the phases present).
+    """
+    last = max(targets)
+    problems = [f"case {case_id}: {path} is phase {p}, but dataset.json declares phases 0-{last}"
+                for p, path in phases.items() if p > last]
+    present = {p: phases[p] for p in targets if p in phases}
+    missing = [pred / f"{case_id}_{p:04d}.nii.gz" for p in targets if p not in phases]
+    if not present:
+        problems.append(f"case {case_id}: no predicted target phase in {pred} (expected phases {targets})")
+    elif missing and not allow_missing:
+        problems += [f"case {case_id}: missing prediction {m} (phases are paired by index; pass "
+                     "--allow-missing-phases to score the phases present)" for m in missing]
+    return present, problems
+
+
+def collect_cases(pred: Path, ref: Path, labels: Path | None, masks: Path | None, dataset_json: Path | None,
+                  reference_phase: int = 1, allow_missing_phases: bool = False) -> list[EvaluationCase]:
     """Pair every predicted case with its real phases; raise EvaluationInputError listing all problems."""
     problems = [f"{p}: folder not found" for p in (pred, ref, labels, masks) if p is not None and not p.is_dir()]
     if problems:
-        raise EvaluationInputError("\n".join(problems))
+        raise EvaluationInputError(listing("evaluation folders", problems))
     json_path = find_dataset_json(ref, dataset_json)
     if json_path is None:
         raise EvaluationInputError(f"{ref}: no dataset.json here or in its parent; pass --dataset-json for the "
-                                   "phase times")
+                                   "phase times", ref)
     info = load_dataset_json(json_path.parent)
+    if not 0 <= reference_phase < info.num_phases:
+        raise EvaluationInputError(f"--reference-phase {reference_phase}: must be a phase index 0-"
+                                   f"{info.num_phases - 1} ({json_path} declares {info.num_phases} phases)")
+    inputs = tuple(info.input_phases)
+    targets = [p for p in range(info.num_phases) if p > max(inputs)]
     predicted, real = _phase_files(pred), _phase_files(ref)
     if not predicted:
-        raise EvaluationInputError(f"{pred}: no <case>_<pppp>.nii.gz predictions found")
+        raise EvaluationInputError(f"{pred}: no <case>_<pppp>.nii.gz predictions found", pred)
     cases = []
     for case_id, phases in predicted.items():
+        present, case_problems = prediction_problems(case_id, phases, pred, inputs, targets, allow_missing_phases)
+        problems += case_problems
         missing = [f"{ref / f'{case_id}_{p:04d}.nii.gz'}" for p in range(info.num_phases)
                    if p not in real.get(case_id, {})]
         problems += [f"case {case_id}: missing real phase {m}" for m in missing]
@@ -74,10 +107,10 @@ def collect_cases(pred: Path, ref: Path, labels: Path | None, masks: Path | None
         times_file = json_path.parent / "timesTr" / f"{case_id}.json"
         times = load_case_times(times_file, info.num_phases) if times_file.is_file() else info.phase_times_s
         if not missing:
-            problems += geometry_problems(case_id, phases, real[case_id], [label, mask])
-        cases.append(EvaluationCase(case_id, phases, real.get(case_id, {}), label, mask, tuple(times)))
+            problems += geometry_problems(case_id, present, real[case_id], [label, mask])
+        cases.append(EvaluationCase(case_id, present, real.get(case_id, {}), label, mask, tuple(times), inputs))
     if problems:
-        raise EvaluationInputError(f"{len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
+        raise EvaluationInputError(listing(f"{pred} against {ref}", problems))
     return cases
 
 
@@ -101,35 +134,73 @@ def geometry_problems(case_id: str, predicted: dict[int, Path], real: dict[int, 
     return problems
 
 
-def evaluate_folder_case(case: EvaluationCase, reference_phase: int) -> tuple[CaseEvaluation, tuple]:
-    """Load, TI-normalize with the real reference phase, evaluate; also return montage material."""
-    real = np.stack([read_image(case.real[p])[0] for p in sorted(case.real)])
-    target_phases = sorted(case.predicted)
-    synthesized = np.stack([read_image(case.predicted[p])[0] for p in target_phases])
-    n_in = real.shape[0] - len(target_phases)
-    mask = (read_image(case.mask)[0] > 0) if case.mask else derive_foreground_mask(real[:n_in])
+def read_finite(path: Path) -> np.ndarray:
+    """Voxels of ``path``; NaN or infinite values are an error naming the file."""
+    data = read_image(path)[0]
+    bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+    if bad:
+        raise EvaluationInputError(f"{path}: {bad} NaN/inf voxel(s); cannot be scored", path)
+    return data
+
+
+@dataclass
+class TargetSubset:
+    """A phase predictor restricted to some of its target phases (rows of its output)."""
+
+    inner: PhasePredictor
+    rows: list[int]
+
+    def predict(self, input_phases: np.ndarray) -> np.ndarray:
+        return self.inner.predict(input_phases)[self.rows]
+
+
+def evaluate_folder_case(case: EvaluationCase, reference_phase: int, regression: PhasePredictor | None = None,
+                         methods: Sequence[str] = METHODS) -> tuple[CaseEvaluation, tuple]:
+    """Load, TI-normalize with the real reference phase, evaluate; also return montage material.
+
+    Each prediction is scored against the real phase of the same index.
+    """
+    real = np.stack([read_finite(case.real[p]) for p in sorted(case.real)])
+    targets = sorted(case.predicted)
+    synthesized = np.stack([read_finite(case.predicted[p]) for p in targets])
+    inputs = list(case.input_phases)
+    kept = inputs + targets
+    mask = (read_image(case.mask)[0] > 0) if case.mask else derive_foreground_mask(real[inputs])
     lesion = read_image(case.label)[0].astype(np.int16) if case.label else None
     stats = ti_norm_stats(real, mask, reference_phase)
-    real_n, synth_n = (real - stats.mean) / stats.std, (synthesized - stats.mean) / stats.std
-    evaluation = evaluate_case(case.case_id, synth_n, real_n, case.times_s, mask, lesion, (stats.mean, stats.std))
+    real_n, synth_n = (real[kept] - stats.mean) / stats.std, (synthesized - stats.mean) / stats.std
+    all_targets = [p for p in sorted(case.real) if p > max(inputs)]
+    if regression is not None and targets != all_targets:  # --allow-missing-phases: its rows of the phases present
+        regression = TargetSubset(regression, [all_targets.index(t) for t in targets])
+    evaluation = evaluate_case(case.case_id, synth_n, real_n, [case.times_s[p] for p in kept], mask, lesion,
+                               (stats.mean, stats.std), phase_indices=kept, regression=regression, methods=methods)
     z = int(np.argwhere(lesion > 0)[:, 2].mean()) if lesion is not None and lesion.any() else real.shape[3] // 2
     outline = None if lesion is None else lesion[:, :, z] > 0
-    full = np.concatenate([real[:n_in], synthesized])
+    full = np.full(real.shape, np.nan, dtype=np.float32)
+    full[inputs] = real[inputs]
+    full[targets] = synthesized
     return evaluation, (case.case_id, real[:, :, :, z], full[:, :, :, z], outline)
 
 
 def evaluate_folders(pred: Path, ref: Path, out_dir: Path, labels: Path | None = None, masks: Path | None = None,
-                     dataset_json: Path | None = None, reference_phase: int = 1, progress: bool = True) -> dict:
-    """The whole report; prints the summary table and returns the summary."""
-    cases = collect_cases(Path(pred), Path(ref), labels, masks, dataset_json)
+                     dataset_json: Path | None = None, reference_phase: int = 1, progress: bool = True,
+                     regression: PhasePredictor | None = None, methods: Sequence[str] = METHODS,
+                     allow_missing_phases: bool = False) -> dict:
+    """The whole report; prints the summary table and returns the summary. ``regression`` (a fitted voxel-wise
+    kinetic regression, see regression_baseline.load_regression) adds the regression baseline's row. Every
+    input is read before the first report file is written, so a bad input leaves ``out_dir`` as it was."""
+    cases = collect_cases(Path(pred), Path(ref), labels, masks, dataset_json, reference_phase, allow_missing_phases)
     evaluations, panels = [], []
     for case in tqdm(cases, desc="evaluating", unit="case", disable=not progress):
-        evaluation, panel = evaluate_folder_case(case, reference_phase)
+        evaluation, panel = evaluate_folder_case(case, reference_phase, regression, methods)
         evaluations.append(evaluation)
         if len(panels) < MONTAGE_CASES:
             panels.append(panel)
+    remove_stale_temporaries(Path(out_dir))
     summary = write_report(evaluations, Path(out_dir))
     titles = [f"{t:.0f} s" for t in cases[0].times_s]
     plot_montage(panels, titles, Path(out_dir) / "montage.png")
+    if regression is None and "regression" in methods:
+        print("note: the voxel-wise regression baseline is not reported; pass --regression MODEL_FOLDER")
     print(summary_table(summary))
     return summary

@@ -21,6 +21,7 @@ import numpy as np
 from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles
 from iterdce.dataset.nifti_io import Geometry
+from iterdce.errors import UsageError
 from iterdce.inference.export import write_kinetic_map, write_phases
 from iterdce.inference.inputs import load_input_case
 from iterdce.preprocessing.case_io import to_canonical_case
@@ -47,7 +48,7 @@ def rank_device(preference: str) -> str:
 def effective_part(num_parts: int, part_id: int) -> tuple[int, int]:
     """(parts, this process's part): ``--num-parts``/``--part-id`` split further across the torchrun ranks."""
     if num_parts < 1 or not 0 <= part_id < num_parts:
-        raise ValueError(f"--part-id {part_id} must be in 0..{num_parts - 1} (--num-parts {num_parts})")
+        raise UsageError(f"--part-id {part_id} must be in 0..{num_parts - 1} (--num-parts {num_parts})")
     world, rank, _ = launcher_rank()
     return num_parts * world, part_id * world + rank
 
@@ -86,24 +87,25 @@ def prepare_case(files: CaseFiles, times_s: np.ndarray, plans: dict) -> Prepared
 
 
 def finish_case(prepared: PreparedCase, synthesized: np.ndarray, out_dir: Path, target_phases: Sequence[int],
-                save_kinetic_map: bool) -> None:
-    """Undo the preprocessing of the synthesized phases and write them (and the kinetic map) atomically."""
+                save_kinetic_map: bool, mark: str | None = None) -> None:
+    """Undo the preprocessing of the synthesized phases and write them (and the kinetic map) atomically, with
+    ``mark`` (the predictor's provenance description) in each header."""
     restored = restore_phases(synthesized, prepared.properties)
-    write_phases(restored, prepared.geometry, out_dir, prepared.case_id, target_phases)
+    write_phases(restored, prepared.geometry, out_dir, prepared.case_id, target_phases, mark)
     if save_kinetic_map:
         write_kinetic_map(np.concatenate([prepared.image, restored]), prepared.times_s, prepared.geometry, out_dir,
-                          prepared.case_id)
+                          prepared.case_id, mark)
 
 
 def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: dict,
               synthesize: Callable[[PreparedCase], np.ndarray], out_dir: Path, save_kinetic_map: bool,
-              num_processes: int, on_done: Callable[[], None] = lambda: None) -> None:
+              num_processes: int, mark: str | None = None, on_done: Callable[[], None] = lambda: None) -> None:
     """Prepare, synthesize and finish every (files, times) job in order.
 
     ``num_processes`` 0: all in this process. N >= 1: N worker processes prepare up to N cases ahead and
     finish (restore + write) the previous ones while ``synthesize`` runs here. Worker errors are raised here.
     """
-    finish_args = (out_dir, list(plans["target_phases"]), save_kinetic_map)
+    finish_args = (out_dir, list(plans["target_phases"]), save_kinetic_map, mark)
     if num_processes <= 0:
         for files, times in jobs:
             prepared = prepare_case(files, times, plans)

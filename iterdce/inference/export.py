@@ -24,12 +24,13 @@ def kinetic_map_name(case_id: str) -> str:
 
 
 def write_phases(phases: np.ndarray, geometry: Geometry, out_dir: Path, case_id: str,
-                 target_phases: Sequence[int]) -> list[Path]:
-    """``<case>_<pppp>.nii.gz`` per target phase, float32, each written atomically."""
+                 target_phases: Sequence[int], description: str | None = None) -> list[Path]:
+    """``<case>_<pppp>.nii.gz`` per target phase, float32, each written atomically (``description``: the
+    provenance mark of the model that made them)."""
     paths = []
     for phase, volume in zip(target_phases, phases):
         path = out_dir / output_name(case_id, phase)
-        write_image(path, volume.astype(np.float32), geometry)
+        write_image(path, volume.astype(np.float32), geometry, description=description)
         paths.append(path)
     return paths
 
@@ -51,8 +52,8 @@ def kinetic_map(all_phases: np.ndarray, times_s: Sequence[float]) -> np.ndarray:
 
 
 def write_kinetic_map(all_phases: np.ndarray, times_s: Sequence[float], geometry: Geometry, out_dir: Path,
-                      case_id: str) -> Path:
+                      case_id: str, description: str | None = None) -> Path:
     """``<case>_kinetics.nii.gz`` (uint8 curve codes) in the input geometry."""
     path = out_dir / kinetic_map_name(case_id)
-    write_image(path, kinetic_map(all_phases, times_s), geometry, dtype=np.uint8)
+    write_image(path, kinetic_map(all_phases, times_s), geometry, dtype=np.uint8, description=description)
     return path

@@ -11,9 +11,12 @@ from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles, split_phase_name
 from iterdce.dataset.nifti_io import ImageReadError, read_image
 from iterdce.dataset.schema import DatasetSchemaError, read_json, timing_problems
+from iterdce.dataset.verify import intensity_range_problem
+from iterdce.errors import IterdceError
+from iterdce.output_checks import case_id_problem
 
 
-class PredictionInputError(ValueError):
+class PredictionInputError(IterdceError, ValueError):
     """The input folder cannot be predicted; the message lists every problem with its file."""
 
 
@@ -37,6 +40,11 @@ def discover_inputs(folder: Path, input_phases: Sequence[int]) -> tuple[dict[str
         if phase in input_phases:
             cases.setdefault(case_id, CaseFiles(case_id)).phase_files[phase] = path
     for case_id, files in list(cases.items()):
+        too_long = case_id_problem(case_id, folder)
+        if too_long is not None:
+            problems.append(f"{folder / (case_id[:40] + '...')}: {too_long}")
+            del cases[case_id]
+            continue
         if not files.phase_files:
             problems.append(f"{files.times}: timing file of a case with no images")
             del cases[case_id]
@@ -65,8 +73,11 @@ def case_problems(files: CaseFiles, input_phases: Sequence[int]) -> list[str]:
         if len(geometry.shape) != 3:
             problems.append(f"{path}: image is {len(geometry.shape)}D with shape {geometry.shape}, expected 3D")
             continue
+        out_of_range = intensity_range_problem(data)
         if not np.all(np.isfinite(data)):
             problems.append(f"{path}: {int(np.size(data) - np.isfinite(data).sum())} NaN/inf voxel(s)")
+        elif out_of_range:
+            problems.append(f"{path}: {out_of_range}")
         elif data.size and data.min() == data.max():
             problems.append(f"{path}: constant image (every voxel {float(data.flat[0]):g}); cannot be normalized")
         if reference is None:

@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from iterdce.errors import UsageError
 from iterdce.network.synthesizer import build_synthesizer
-from iterdce.training.checkpoint import CheckpointError, load_checkpoint
+from iterdce.training.checkpoint import CheckpointError, load_checkpoint, load_weights
 
 CHECKPOINTS = ("final", "best", "latest")
 
@@ -42,7 +43,7 @@ def load_fold_models(model_folder: Path, folds: Sequence[int | str], checkpoint:
     """The requested folds present on disk (a warning names the missing ones; none is an error listing what
     exists), as eval-mode models on ``device``; also returns the folds used and the shared model config."""
     if checkpoint not in CHECKPOINTS:
-        raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, got {checkpoint!r}")
+        raise UsageError(f"--checkpoint must be one of {CHECKPOINTS}, got {checkpoint!r}")
     wanted = [f"fold_{f}" for f in folds]
     present = available_folds(model_folder, checkpoint)
     used = [f for f in wanted if f in present]
@@ -59,7 +60,11 @@ def load_fold_models(model_folder: Path, folds: Sequence[int | str], checkpoint:
         if config is not None and payload["model_config"] != config:
             raise CheckpointError(f"{model_folder / fold}: its network differs from {used[0]}'s")
         config = payload["model_config"]
-        model = build_synthesizer(config)
-        model.load_state_dict(payload["network_state"])
+        path = model_folder / fold / f"checkpoint_{checkpoint}.pth"
+        try:
+            model = build_synthesizer(config)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CheckpointError(f"{path}: its model_config cannot build a network ({exc})", path) from exc
+        load_weights(model, payload, path)
         models.append(model.to(device).eval())
     return models, used, config

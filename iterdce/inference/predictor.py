@@ -14,11 +14,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from iterdce.atomic import remove_stale_temporaries
 from iterdce.dataset.case import DCECase
+from iterdce.errors import IterdceError, OutputLocationError, UsageError, listing
 from iterdce.inference.case_pipeline import effective_part, preprocess_input, run_cases, select_part
 from iterdce.inference.export import kinetic_map_name, output_name
 from iterdce.inference.inputs import PredictionInputError, case_times, discover_inputs
 from iterdce.inference.model_loading import describe_model_folder, load_fold_models
+from iterdce.inference.provenance import OutputState, description, model_id, output_state
 from iterdce.inference.tiled import predict_volume
 from iterdce.preprocessing.plans_io import load_plans
 from iterdce.preprocessing.preprocessor import restore_phases
@@ -39,6 +42,11 @@ class PredictionSettings:
     progress: bool = True
     tile_size: Sequence[int] | None = None  # None: the plan's training patch
 
+    def provenance(self) -> dict:
+        """The settings that change the output voxels (hashed into the provenance mark with the checkpoints)."""
+        tile = None if self.tile_size is None else [int(v) for v in self.tile_size]
+        return {"tta": self.tta, "step": self.step_fraction, **({"tile": tile} if tile else {})}
+
 
 class IterativePredictor:
     """Loads a model folder once and predicts any number of cases."""
@@ -52,6 +60,8 @@ class IterativePredictor:
         self.device = choose_device(self.settings.device)
         self.models, self.folds, self.model_config = load_fold_models(
             self.model_folder, self.settings.folds, self.settings.checkpoint, self.device)
+        checkpoints = [self.model_folder / fold / f"checkpoint_{self.settings.checkpoint}.pth" for fold in self.folds]
+        self.model_id = model_id(checkpoints, self.settings.provenance())
         self.input_phases = list(self.plans["input_phases"])
         self.target_phases = list(self.plans["target_phases"])
         expected = (self.input_phases, len(self.plans["phase_times_s"]))
@@ -69,16 +79,15 @@ class IterativePredictor:
 
     def check_tiling(self) -> None:
         """One clear error for a tile the network cannot take or a step fraction outside (0, 1]."""
-        pools = self.model_config["network"]["pool_per_stage"]
         divisor = [1, 1, 1]
-        for pool in pools:
+        for pool in self.model_config["network"]["pool_per_stage"]:
             divisor = [d * p for d, p in zip(divisor, pool)]
         tile = self.tile_size
         if len(tile) != 3 or any(t < 1 or t % d for t, d in zip(tile, divisor)):
-            raise ValueError(f"--tile-size {' '.join(map(str, tile))}: each of the 3 sizes must be a positive "
+            raise UsageError(f"--tile-size {' '.join(map(str, tile))}: each of the 3 sizes must be a positive "
                              f"multiple of the network's total pooling {' x '.join(map(str, divisor))}")
         if not 0.0 < self.settings.step_fraction <= 1.0:
-            raise ValueError(f"--step-size {self.settings.step_fraction}: the step is a fraction of the tile, "
+            raise UsageError(f"--step-size {self.settings.step_fraction}: the step is a fraction of the tile, "
                              "in (0, 1]")
 
     @property
@@ -126,33 +135,64 @@ class IterativePredictor:
 
     def predict_folder(self, in_dir: Path, out_dir: Path, overwrite: bool = False, save_kinetic_map: bool = False,
                        num_processes: int = 0, num_parts: int = 1, part_id: int = 0) -> list[str]:
-        """Check every input first, then predict each case of this part not done yet; returns the cases predicted.
+        """Check every input and every existing output first, then predict each case of this part not done yet;
+        returns the cases predicted. Nothing is written when a check fails.
 
         ``num_processes``: worker processes that read/preprocess and write cases around the network (0: none).
         ``num_parts`` / ``part_id``: predict only that part of the folder (split further across torchrun ranks).
         """
         parts, part = effective_part(num_parts, part_id)
-        cases, problems = discover_inputs(Path(in_dir), self.input_phases)
+        in_dir, out_dir = Path(in_dir), Path(out_dir)
+        refuse_output_inside_input(in_dir, out_dir)
+        cases, problems = discover_inputs(in_dir, self.input_phases)
         times = {}
         for case_id, files in cases.items():
             try:
                 times[case_id] = case_times(files, self.plans["phase_times_s"], len(self.input_phases))
-            except ValueError as exc:
+            except IterdceError as exc:
                 problems.append(str(exc))
         if problems:
-            raise PredictionInputError(f"{in_dir}: {len(problems)} problem(s):\n" +
-                                       "\n".join(f"  - {p}" for p in problems))
-        out_dir = Path(out_dir)
+            raise PredictionInputError(listing(str(in_dir), problems), in_dir)
         mine = select_part(list(cases), parts, part)
-        todo = [c for c in mine
-                if overwrite or not all(p.is_file() for p in self.outputs_of(out_dir, c, save_kinetic_map))]
+        todo = self.cases_to_do(mine, out_dir, overwrite, save_kinetic_map)
+        remove_stale_temporaries(out_dir)
         if len(todo) < len(mine):
-            print(f"{len(mine) - len(todo)} case(s) already predicted in {out_dir} (use --overwrite to redo)")
+            print(f"{len(mine) - len(todo)} case(s) already predicted with this model in {out_dir} "
+                  "(use --overwrite to redo)")
         out_dir.mkdir(parents=True, exist_ok=True)
         label = "cases" if parts == 1 else f"cases (part {part + 1}/{parts})"
         bar = tqdm(total=len(todo), desc=label, unit="case", disable=not self.settings.progress)
         run_cases([(cases[c], times[c]) for c in todo], self.plans,
                   lambda prepared: self.synthesize_normalized(prepared.data, prepared.times_s), out_dir,
-                  save_kinetic_map, num_processes, on_done=lambda: bar.update(1))
+                  save_kinetic_map, num_processes, description(self.model_id), on_done=lambda: bar.update(1))
         bar.close()
         return todo
+
+    def cases_to_do(self, case_ids: list[str], out_dir: Path, overwrite: bool, save_kinetic_map: bool
+                    ) -> list[str]:
+        """Cases whose outputs are missing, truncated or (with ``overwrite``) present; an output name holding a
+        file iterdce did not write, or one of another model without ``overwrite``, is refused for all cases."""
+        todo, problems = [], []
+        for case_id in case_ids:
+            states = {path: output_state(path, self.model_id)
+                      for path in self.outputs_of(out_dir, case_id, save_kinetic_map)}
+            for path, state in states.items():
+                if state is OutputState.FOREIGN:
+                    problems.append(f"{path}: exists and was not written by iterdce_predict (no iterdce mark in "
+                                    "its header); it is never overwritten: move it away or choose another -o")
+                elif state is OutputState.OTHER_MODEL and not overwrite:
+                    problems.append(f"{path}: predicted with another model or settings; pass --overwrite to "
+                                    "replace it")
+            if overwrite or any(s is not OutputState.DONE for s in states.values()):
+                todo.append(case_id)
+        if problems:
+            raise OutputLocationError(listing(f"{out_dir}: outputs cannot be written", problems), out_dir)
+        return todo
+
+
+def refuse_output_inside_input(in_dir: Path, out_dir: Path) -> None:
+    """``-o`` must not be ``-i`` nor lie inside it (symbolic links resolved): inputs are never written over."""
+    inputs, outputs = in_dir.resolve(), out_dir.resolve()
+    if outputs == inputs or inputs in outputs.parents:
+        raise OutputLocationError(f"-o {out_dir}: is the input folder {in_dir} or inside it; predictions go to a "
+                                  "separate folder so that no input file can be overwritten", out_dir)

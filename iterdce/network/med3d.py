@@ -13,11 +13,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from iterdce.errors import IterdceError, torch_load_reason
+
 IGNORED_PREFIXES = ("conv_seg.",)
 MODULE_PREFIX = "module."
 
 
-class Med3DWeightsError(ValueError):
+class Med3DWeightsError(IterdceError, ValueError):
     """A Med3D weights file that cannot be read or does not match the ResNet-10 layout."""
 
 
@@ -74,11 +76,11 @@ class ResNet10(nn.Module):
 def _read_state_dict(path: Path) -> dict[str, Tensor]:
     """Read a checkpoint ({"state_dict": {"module.*": ...}} or a bare state dict) with the prefix removed."""
     if not path.is_file():
-        raise FileNotFoundError(f"Med3D weights file {path} does not exist")
+        raise Med3DWeightsError(f"Med3D weights file {path} does not exist", path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unpickling / format problem: report the file
-        raise Med3DWeightsError(f"cannot read Med3D weights file {path}: {exc}") from exc
+        raise Med3DWeightsError(f"cannot read Med3D weights file {path}: {torch_load_reason(exc)}", path) from exc
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):

@@ -27,9 +27,9 @@ class CaseJob:
 
 
 def _phase_statistics(phase: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    values = phase[mask]
+    values = phase[mask].astype(np.float64)  # float64: squares of large intensities overflow float32
     if values.size == 0:
-        values = phase.ravel()
+        values = phase.ravel().astype(np.float64)
     p005, median, p995 = np.percentile(values, [0.5, 50.0, 99.5])
     return {"mean": float(values.mean()), "std": float(values.std()), "median": float(median),
             "percentile_00_5": float(p005), "percentile_99_5": float(p995)}
@@ -39,7 +39,7 @@ def _relative_enhancement(image: np.ndarray, region: np.ndarray) -> list[float] 
     """(mean_k - mean_0) / mean_0 over ``region`` for every phase k; None for an empty region."""
     if not region.any():
         return None
-    means = np.array([float(phase[region].mean()) for phase in image])
+    means = np.array([float(phase[region].mean(dtype=np.float64)) for phase in image])
     return [float(v) for v in (means - means[0]) / max(abs(means[0]), 1e-8)]
 
 

@@ -9,10 +9,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-MIN_STD = 1e-8
+from iterdce.errors import IterdceError
+
+MIN_RELATIVE_STD = 1e-7  # std below this fraction of the largest |value|: the phase is constant
 
 
-class NormalizationError(ValueError):
+class NormalizationError(IterdceError, ValueError):
     """TI-norm statistics cannot be computed (empty mask, constant reference phase)."""
 
 
@@ -33,8 +35,9 @@ def ti_norm_stats(image: np.ndarray, mask: np.ndarray, reference_phase: int) -> 
     values = image[reference_phase][mask.astype(bool)]
     if values.size < 2:
         raise NormalizationError(f"TI-norm mask holds {values.size} voxel(s); cannot compute statistics")
-    mean, std = float(values.mean(dtype=np.float64)), float(values.std(dtype=np.float64))
-    if not np.isfinite(std) or std < MIN_STD:
+    values = values.astype(np.float64)
+    mean, std = float(values.mean()), float(values.std())
+    if not np.isfinite(std) or std <= MIN_RELATIVE_STD * float(np.abs(values).max()):
         raise NormalizationError(f"reference phase {reference_phase} is constant inside the mask (std {std:g})")
     return TINormStats(mean=mean, std=std, reference_phase=reference_phase)
 

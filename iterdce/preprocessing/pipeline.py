@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from iterdce.atomic import write_atomic, write_json_atomic
+from iterdce.atomic import copy_atomic, remove_stale_temporaries, write_atomic, write_json_atomic
 from iterdce.dataset.layout import CaseFiles, discover_cases
 from iterdce.dataset.schema import load_dataset_json
 from iterdce.dataset.verify import require_valid_dataset
+from iterdce.errors import JSONFileError
+from iterdce.json_io import read_json
+from iterdce.preprocessing.case_files import case_problem, save_npz
 from iterdce.preprocessing.case_io import load_canonical
 from iterdce.preprocessing.fingerprint import FINGERPRINT_FILE, compute_fingerprint, write_fingerprint
 from iterdce.preprocessing.normalization import NormalizationError
@@ -25,8 +26,6 @@ from iterdce.preprocessing.planner import plan_experiment, plan_summary
 from iterdce.preprocessing.plans_io import load_plans, save_plans
 from iterdce.preprocessing.preprocessor import preprocess_canonical
 from iterdce.preprocessing.splits import SPLITS_FILE, case_strata, load_or_create_splits
-
-NPZ_KEYS = ("data", "lesion", "mask")
 
 
 def plan_key(plans: dict) -> str:
@@ -52,38 +51,15 @@ def source_signature(cases: dict[str, CaseFiles], dataset_dir: Path) -> str:
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
 
 
-def _array_headers(archive: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shape and dtype of every array in an .npz, read from the headers only (no voxel data)."""
-    headers = {}
-    with zipfile.ZipFile(archive) as zipped:
-        for name in zipped.namelist():
-            with zipped.open(name) as member:
-                major, _ = np.lib.format.read_magic(member)
-                reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-                shape, _, dtype = reader(member)
-            headers[name.removesuffix(".npy")] = (tuple(shape), dtype)
-    return headers
-
-
 def case_is_done(out_dir: Path, case_id: str, key: str) -> bool:
-    """Both files present, the sidecar from this plan, and the archive readable with arrays of the right shape.
+    """Both files present, the sidecar from this plan, and the archive complete with arrays of the right shape.
 
-    Only the array headers are read, so checking a large preprocessed dataset on a rerun stays fast.
+    Only the sizes and array headers are read, so checking a large preprocessed dataset on a rerun stays fast.
     """
-    sidecar, archive = out_dir / f"{case_id}.json", out_dir / f"{case_id}.npz"
-    if not (sidecar.is_file() and archive.is_file()):
+    if case_problem(out_dir, case_id) is not None:
         return False
-    try:
-        properties = json.loads(sidecar.read_text())
-        if properties.get("plan_key") != key:
-            return False
-        headers = _array_headers(archive)
-    except (OSError, ValueError, EOFError, AttributeError, zipfile.BadZipFile):
-        return False
-    if any(k not in headers for k in NPZ_KEYS) or headers["data"][1] != np.float32:
-        return False
-    spatial = tuple(properties.get("resampled_shape", ()))
-    return headers["data"][0][1:] == spatial and all(headers[k][0] == spatial for k in ("lesion", "mask"))
+    properties = read_json(out_dir / f"{case_id}.json", expect=dict)
+    return properties.get("plan_key") == key and "npz_sha256" in properties
 
 
 @dataclass(frozen=True)
@@ -109,21 +85,23 @@ def run_preprocess_job(job: PreprocessJob) -> str:
         raise NormalizationError(f"case {case_id} ({files}): {exc}") from exc
     del canonical
 
+    digest: dict[str, object] = {}
+
     def save(tmp: Path) -> None:
-        with tmp.open("wb") as handle:
-            np.savez(handle, data=result.data, lesion=result.lesion, mask=result.mask.astype(np.uint8))
+        digest.update(save_npz(tmp, {"data": result.data, "lesion": result.lesion,
+                                     "mask": result.mask.astype(np.uint8)}))
 
     write_atomic(job.out_dir / f"{case_id}.npz", save)
-    write_json_atomic(job.out_dir / f"{case_id}.json", {**result.properties, "plan_key": job.key})
+    write_json_atomic(job.out_dir / f"{case_id}.json", {**result.properties, "plan_key": job.key, **digest})
     return case_id
 
 
 def copy_if_changed(source_dir: Path, out_dir: Path, names: tuple[str, ...]) -> None:
-    """Copy the files ``names`` that exist in ``source_dir`` unless an identical copy is there (mtimes kept)."""
+    """Copy the files ``names`` that exist in ``source_dir`` unless an identical copy is there (atomically)."""
     for name in names:
         source, target = source_dir / name, out_dir / name
         if source.is_file() and not (target.is_file() and target.read_bytes() == source.read_bytes()):
-            shutil.copyfile(source, target)
+            copy_atomic(source, target)
 
 
 def fingerprint_for(dataset_dir: Path, out_dir: Path, cases: dict[str, CaseFiles], num_processes: int,
@@ -133,11 +111,11 @@ def fingerprint_for(dataset_dir: Path, out_dir: Path, cases: dict[str, CaseFiles
     path = out_dir / FINGERPRINT_FILE
     if path.is_file():
         try:
-            existing = json.loads(path.read_text())
+            existing = read_json(path, expect=dict)
             if existing.get("source_signature") == signature:
                 return existing
-        except json.JSONDecodeError:
-            pass
+        except JSONFileError:
+            pass  # written anew below
     fingerprint = compute_fingerprint(dataset_dir, num_processes, progress)
     fingerprint["source_signature"] = signature
     write_fingerprint(fingerprint, out_dir)
@@ -153,6 +131,7 @@ def plan_and_preprocess(dataset_dir: Path, preprocessed_root: Path, num_processe
     cases = discover_cases(dataset_dir).cases
     out_dir = preprocessed_root / dataset_dir.name
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir, data_folder(out_dir, plans_name))
     fingerprint = fingerprint_for(dataset_dir, out_dir, cases, num_processes, progress)
     plans_path = out_dir / f"{plans_name}.json"
     if plans_path.is_file() and not replan:

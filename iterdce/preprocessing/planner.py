@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from iterdce.dataset.schema import DatasetSchemaError
+from iterdce.errors import DataError, UsageError
 from iterdce.preprocessing.presets import AUGMENTATION, LOSS_WEIGHTS, OPTIMIZER, PRESETS
 from iterdce.preprocessing.resampling import ANISOTROPY_THRESHOLD
 from iterdce.preprocessing.topology import Topology, conform_patch, estimate_memory_gb, plan_topology
@@ -96,14 +98,16 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
                     plans_name: str = "plans", med3d_weights: str | None = None) -> dict:
     """Every decision of the plan, as a JSON-ready dict."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        raise UsageError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     settings = PRESETS[preset]
     cases = fingerprint["cases"]
     if not cases:
-        raise ValueError("the fingerprint holds no cases")
+        raise DataError("the fingerprint holds no cases")
     spacings = np.array([c["spacing"] for c in cases], dtype=float)
     cropped = np.array([c["shape_after_crop"] for c in cases], dtype=float)
     spacing = plan_spacing(spacings, cropped)
+    if "min_spacing_mm" in settings:  # a CPU-sized plan resamples coarser so a small patch sees more anatomy
+        spacing = [round(max(s, m), 6) for s, m in zip(spacing, settings["min_spacing_mm"])]
     resampled = cropped * spacings / np.array(spacing)
     median_shape = np.median(resampled, axis=0)
     n_phases = fingerprint["num_phases"]
@@ -113,8 +117,8 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
     rule = "dataset.json reference_phase" if reference is not None else REFERENCE_RULE
     reference = 1 if reference is None else int(reference)
     if reference not in input_phases:
-        raise ValueError(f"reference phase {reference} must be an input phase {input_phases}: "
-                         "at prediction time only the input phases exist")
+        raise DatasetSchemaError(f"dataset.json of {fingerprint.get('dataset')}: reference phase {reference} must "
+                                 f"be an input phase {input_phases}: at prediction time only the input phases exist")
     times = np.median(np.array([c["phase_times_s"] for c in cases], dtype=float), axis=0)
     # network calls per sample: one per target, plus the warm-up steps between later input phases
     # (IterativeSynthesizer runs from phase 1 to the last phase); each keeps its activations for backprop
@@ -152,10 +156,10 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
             "use_time_embedding": True,
             "use_convlstm": True,
         },
-        "loss_weights": dict(LOSS_WEIGHTS),
+        "loss_weights": {**LOSS_WEIGHTS, **settings.get("loss_weights", {})},
         "ssim": {"window_size": 11, "sigma": 1.5},
         "perceptual": {"med3d_weights": med3d_weights},
-        "optimizer": dict(OPTIMIZER),
+        "optimizer": {**OPTIMIZER, **settings.get("optimizer", {})},
         "training": dict(settings["training"]),
         "augmentation": dict(AUGMENTATION),
         "memory_estimate_note": f"{memory:.2f} GB at batch 2; includes {steps} unrolled recursion steps",

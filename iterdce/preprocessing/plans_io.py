@@ -1,10 +1,11 @@
 """Reading, checking and writing plans.json: a versioned schema with errors that name the file and key."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from iterdce.atomic import write_json_atomic
+from iterdce.errors import IterdceError, JSONFileError
+from iterdce.json_io import read_json
 from iterdce.preprocessing.planner import PLANS_VERSION
 
 PLANS_SCHEMA: dict[str, type | tuple[type, ...]] = {
@@ -31,9 +32,11 @@ PLANS_SCHEMA: dict[str, type | tuple[type, ...]] = {
 NETWORK_KEYS = ("in_channels", "features_per_stage", "pool_per_stage", "time_embedding_dim", "time_scale_s",
                 "use_time_embedding", "use_convlstm")
 LOSS_KEYS = ("l1", "ssim", "perceptual", "gradient_difference")
+# where the loss is averaged: the whole patch (the paper) or the body foreground of the patch only
+LOSS_MASKS = ("none", "foreground")
 
 
-class PlansError(ValueError):
+class PlansError(IterdceError, ValueError):
     """plans.json is missing, malformed or from another version."""
 
 
@@ -64,6 +67,8 @@ def plans_problems(plans: dict) -> list[str]:
         problems.append("normalization.mask must be 'breast', 'foreground' or 'nonzero'")
     problems += [f"network.{k} missing" for k in NETWORK_KEYS if k not in plans["network"]]
     problems += [f"loss_weights.{k} missing" for k in LOSS_KEYS if k not in plans["loss_weights"]]
+    if plans["training"].get("loss_mask", "none") not in LOSS_MASKS:
+        problems.append(f"training.loss_mask must be one of {list(LOSS_MASKS)}")
     if plans["batch_size"] < 1:
         problems.append("batch_size must be >= 1")
     bounds = plans["intensity_range"]
@@ -75,15 +80,15 @@ def plans_problems(plans: dict) -> list[str]:
 def load_plans(path: Path) -> dict:
     """Read and schema-check a plan; PlansError names the file and every problem."""
     path = Path(path)
+    if not path.exists():
+        raise PlansError(f"{path}: no plan found; run iterdce_plan_and_preprocess first", path)
     try:
-        plans = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise PlansError(f"{path}: no plan found; run iterdce_plan_and_preprocess first") from exc
-    except json.JSONDecodeError as exc:
-        raise PlansError(f"{path}: not valid JSON ({exc})") from exc
+        plans = read_json(path)
+    except JSONFileError as exc:
+        raise PlansError(str(exc), path) from exc
     problems = plans_problems(plans) if isinstance(plans, dict) else ["top level must be an object"]
     if problems:
-        raise PlansError(f"{path}: " + "; ".join(problems))
+        raise PlansError(f"{path}: " + "; ".join(problems), path)
     return plans
 
 

@@ -12,6 +12,19 @@ PRESETS: dict[str, dict] = {
         "training": {"warmup_epochs": 150, "recursive_epochs": 100, "iterations_per_epoch": 250,
                      "validation_every": 10},
     },
+    "cpu": {
+        # a laptop/2-core plan: coarser resampling so a small patch still spans ~7 cm, a narrow 4-stage
+        # network, and a budget that trains 40 cases in under 30 minutes on 2 cores (documentation/training.md)
+        "base_features": 8,
+        "max_features": 64,
+        "max_stages": 4,
+        "initial_patch_voxels": 48 * 48 * 32,
+        "max_batch_size": 2,
+        "time_embedding_dim": 32,
+        "min_spacing_mm": [1.5, 1.5, 2.0],
+        "training": {"warmup_epochs": 12, "recursive_epochs": 12, "iterations_per_epoch": 50,
+                     "validation_every": 4},
+    },
     "tiny": {
         "base_features": 8,
         "max_features": 32,

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from iterdce.atomic import write_json_atomic
+from iterdce.errors import DataError, JSONFileError
+from iterdce.json_io import read_json
 
 SPLITS_FILE = "splits_final.json"
 
@@ -17,10 +18,13 @@ def case_strata(case_ids: list[str], cases_csv: Path | None, lesion_presence: di
     """Stratum per case: its lesions' curve types from ``cases.csv`` when given, else lesion presence."""
     if cases_csv is not None and cases_csv.is_file():
         types: dict[str, list[str]] = defaultdict(list)
-        with cases_csv.open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                if row.get("case") and row.get("curve_type"):
-                    types[row["case"]].append(row["curve_type"])
+        try:
+            with cases_csv.open(newline="") as handle:
+                for row in csv.DictReader(handle):
+                    if row.get("case") and row.get("curve_type"):
+                        types[row["case"]].append(row["curve_type"])
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise DataError(f"{cases_csv}: not a readable CSV table ({type(exc).__name__}: {exc})", cases_csv) from exc
         return {c: "+".join(sorted(set(types[c]))) or "no_lesion" for c in case_ids}
     return {c: "lesion" if lesion_presence.get(c, False) else "no_lesion" for c in case_ids}
 
@@ -32,7 +36,7 @@ def make_splits(strata: dict[str, str], n_folds: int = 5, seed: int = 12345) -> 
     """
     case_ids = sorted(strata)
     if len(case_ids) < 2:
-        raise ValueError(f"cross-validation needs at least 2 cases, found {len(case_ids)}")
+        raise DataError(f"cross-validation needs at least 2 cases, found {len(case_ids)}")
     n_folds = min(n_folds, len(case_ids))
     rng = np.random.default_rng(seed)
     groups: dict[str, list[str]] = defaultdict(list)
@@ -49,12 +53,27 @@ def make_splits(strata: dict[str, str], n_folds: int = 5, seed: int = 12345) -> 
     return [{"train": sorted(c for c in case_ids if c not in set(val)), "val": sorted(val)} for val in folds]
 
 
+def read_splits(path: Path) -> list[dict[str, list[str]]]:
+    """``splits_final.json``: a list of ``{"train": [case, ...], "val": [case, ...]}``; JSONFileError names the
+    file and the first fold that breaks this."""
+    splits = read_json(path, expect=list)
+    if not splits:
+        raise JSONFileError(f"{path}: holds no folds; delete it and rerun iterdce_plan_and_preprocess", path)
+    for index, fold in enumerate(splits):
+        if not (isinstance(fold, dict) and all(isinstance(fold.get(k), list) and all(isinstance(c, str)
+                                                                                     for c in fold[k])
+                                               for k in ("train", "val"))):
+            raise JSONFileError(f"{path}: fold {index} must be {{\"train\": [case ids], \"val\": [case ids]}}; "
+                                "delete the file and rerun iterdce_plan_and_preprocess to split anew", path)
+    return splits
+
+
 def load_or_create_splits(out_dir: Path, strata: dict[str, str], n_folds: int = 5, seed: int = 12345
                           ) -> list[dict[str, list[str]]]:
     """Existing ``splits_final.json`` is kept as it is (reproducible folds); otherwise create and write it."""
     path = out_dir / SPLITS_FILE
     if path.is_file():
-        return json.loads(path.read_text())
+        return read_splits(path)
     splits = make_splits(strata, n_folds, seed)
     write_json_atomic(path, splits)
     return splits

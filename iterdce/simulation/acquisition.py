@@ -22,9 +22,12 @@ def jitter_times(rng: np.random.Generator, times_s: Sequence[float], jitter_s: f
     return times
 
 
-def bias_field(rng: np.random.Generator, shape: Sequence[int]) -> np.ndarray:
+def bias_field(
+    rng: np.random.Generator, shape: Sequence[int], amplitude_range: Sequence[float] = BIAS_AMPLITUDE
+) -> np.ndarray:
     """Smooth multiplicative receive-coil field exp(a * p(x, y, z)), p a random quadratic scaled to [-1, 1].
 
+    The amplitude a is uniform in ``amplitude_range``.
     The same field multiplies every phase, as a coil sensitivity does.
     """
     axes = [np.linspace(-1.0, 1.0, int(n), dtype=np.float32) for n in shape]
@@ -35,7 +38,7 @@ def bias_field(rng: np.random.Generator, shape: Sequence[int]) -> np.ndarray:
     for c, term in zip(coefficients, terms):
         poly += np.float32(c) * term
     peak = float(np.abs(poly).max())
-    amplitude = rng.uniform(*BIAS_AMPLITUDE)
+    amplitude = rng.uniform(float(amplitude_range[0]), float(amplitude_range[1]))
     return np.exp(np.float32(amplitude / peak if peak > 0 else 0.0) * poly)
 
 

@@ -103,13 +103,19 @@ def _thorax(
     return np.broadcast_to(thorax, np.broadcast_shapes(x.shape, y.shape, z.shape))
 
 
-def build_anatomy(rng: np.random.Generator, shape: Sequence[int], spacing: Sequence[float]) -> Anatomy:
-    """Draw one case's anatomy: two half-ellipsoid breasts with skin, fat and FGT on a chest wall."""
+def build_anatomy(
+    rng: np.random.Generator, shape: Sequence[int], spacing: Sequence[float], body_fill: float = 1.0
+) -> Anatomy:
+    """Draw one case's anatomy: two half-ellipsoid breasts with skin, fat and FGT on a chest wall.
+
+    The breasts span ``body_fill`` of the field of view left-right and inferior-superior (1: the whole).
+    """
     shape = tuple(int(s) for s in shape)
     coords = axis_coordinates(shape, spacing)
     x, y, z = coords
     lx, ly, lz = (n * float(s) for n, s in zip(shape, spacing))
     xn = (x - lx / 2) / (lx / 2)
+    bx, bz = body_fill * lx, body_fill * lz
 
     # chest wall: anterior muscle surface curving posteriorly towards the sides
     wall_y0, wall_bend = ly * rng.uniform(0.36, 0.44), ly * rng.uniform(0.03, 0.07)
@@ -120,9 +126,9 @@ def build_anatomy(rng: np.random.Generator, shape: Sequence[int], spacing: Seque
     y_body = y_wall + subcut_t
 
     # breasts: two half-ellipsoids on the chest wall, mildly asymmetric
-    offset = lx * rng.uniform(0.22, 0.26)
-    ax = min(lx * rng.uniform(0.17, 0.21), 0.92 * offset)
-    base_axes = np.array([ax, ax * rng.uniform(1.1, 1.7), lz * rng.uniform(0.34, 0.46)])
+    offset = bx * rng.uniform(0.22, 0.26)
+    ax = min(bx * rng.uniform(0.17, 0.21), 0.92 * offset)
+    base_axes = np.array([ax, ax * rng.uniform(1.1, 1.7), bz * rng.uniform(0.34, 0.46)])
     breasts = []
     for side in (-1, 1):
         cx = lx / 2 + side * offset

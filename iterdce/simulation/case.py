@@ -17,20 +17,24 @@ from iterdce.simulation.acquisition import (
 from iterdce.simulation.anatomy import Tissue, build_anatomy
 from iterdce.simulation.config import SimulationConfig
 from iterdce.simulation.kinetics import Physics
-from iterdce.simulation.lesion_design import case_rng, draw_lesion_specs
+from iterdce.simulation.lesion_design import case_rng, draw_lesion_specs, draw_site_lesion_specs
 from iterdce.simulation.lesion_kinetics import lesion_kinetics
 from iterdce.simulation.lesions import place_lesions
+from iterdce.simulation.protocol import CaseProtocol, draw_protocol
+from iterdce.simulation.scanner_geometry import stored_affine, to_stored
 from iterdce.simulation.tissues import PROTON_DENSITY, tissue_maps
 
 S0_SCALE = 10000.0
-BOLUS_ARRIVAL_S = (10.0, 20.0)
-FAT_SUPPRESSION = (0.10, 0.25)
 CHECK_MARGIN = 0.045
 
 
 @dataclass
 class SimulatedCase:
-    """Images [P, X, Y, Z] float32, lesion labels and breast mask (uint8), times and one row per lesion."""
+    """Images [P, X, Y, Z] float32, lesion labels and breast mask (uint8), times and one row per lesion.
+
+    Arrays are in the stored (acquired) axis order that ``affine`` describes; ``acquisition`` holds the
+    protocol values drawn for the case (one row of acquisition.csv).
+    """
 
     case_id: str
     images: np.ndarray
@@ -38,6 +42,8 @@ class SimulatedCase:
     breast_mask: np.ndarray
     times_s: np.ndarray
     lesion_rows: list[dict[str, Any]]
+    affine: np.ndarray
+    acquisition: dict[str, Any]
     noiseless: np.ndarray | None = field(default=None, repr=False)
 
 
@@ -67,38 +73,52 @@ def _check_lesion_curves(noiseless: np.ndarray, labels: np.ndarray, rows: list[d
 
 
 def _moved(noiseless: np.ndarray, shifts: np.ndarray, labels: np.ndarray, rows: list[dict],
-           times: np.ndarray) -> np.ndarray:
+           times: np.ndarray) -> tuple[np.ndarray, float]:
     """Apply inter-phase motion, halving it (at most 4 times, then none) while it would change a lesion's type.
 
     Motion mixes a lesion's edge with its surroundings; the declared type must stay true of the written images.
+    Returns the moved images and the factor the shifts were scaled by.
     """
     for attempt in range(5):
-        moved = apply_motion(noiseless, shifts * (0.5**attempt if attempt < 4 else 0.0))
+        factor = 0.5**attempt if attempt < 4 else 0.0
+        moved = apply_motion(noiseless, shifts * factor)
         ratios = _lesion_ratios(moved, labels, rows, times)
         if all(_curve_type(r) == row["curve_type"]
                for row, r in zip(rows, ratios)):
-            return moved
-    return moved
+            return moved, factor
+    return moved, factor
+
+
+def _lesion_prior(protocol: CaseProtocol, malignant: bool | None) -> dict[str, tuple[float, float]] | None:
+    """The site's (Ktrans, ve, vp) prior for a lesion, or None for the type's own ranges (no site)."""
+    site = protocol.site
+    if site is None or malignant is None:
+        return None
+    return {"ktrans": site.ktrans_malignant if malignant else site.ktrans_benign, "ve": site.ve, "vp": site.vp}
 
 
 def simulate_case(
     seed: int, index: int, config: SimulationConfig, keep_noiseless: bool = False
 ) -> SimulatedCase:
     """Simulate case ``index`` of the dataset with ``seed``; the result depends only on these and ``config``."""
-    rng = case_rng(seed, index)
+    protocol = draw_protocol(seed, index, config)
+    rng = case_rng(seed, index, site_key=None if protocol.site is None else protocol.site.stream_key)
     case_id = case_id_for(index)
-    spacing = tuple(float(s) for s in config.spacing)
-    times = jitter_times(rng, config.phase_times_s, config.timing_jitter_s)
-    bolus_arrival = float(rng.uniform(*BOLUS_ARRIVAL_S))
-    physics = Physics(times, bolus_arrival, config.tr_s, config.flip_angle_deg,
-                      config.field_strength_t, config.agent)
-    anatomy = build_anatomy(rng, config.shape, spacing)
-    specs = draw_lesion_specs(rng, seed, index)
+    shape, spacing = protocol.canonical_shape, protocol.canonical_spacing
+    times = jitter_times(rng, protocol.nominal_times_s, protocol.jitter_s)
+    bolus_arrival = float(rng.uniform(*protocol.bolus_arrival_range))
+    physics = Physics(times, bolus_arrival, protocol.tr_s, protocol.flip_angle_deg,
+                      protocol.field_strength_t, protocol.agent)
+    anatomy = build_anatomy(rng, shape, spacing, protocol.body_fill)
+    if protocol.site is None:
+        specs = draw_lesion_specs(rng, seed, index)
+    else:
+        specs = draw_site_lesion_specs(rng, protocol.site.malignant_prob)
     lesions = place_lesions(rng, anatomy, specs, spacing)
     maps = tissue_maps(rng, anatomy, spacing)
-    bias = bias_field(rng, config.shape)
-    fat_factor = float(rng.uniform(*FAT_SUPPRESSION))  # drawn either way: same random stream after it
-    fat_factor = fat_factor if config.fat_suppression else 1.0
+    bias = bias_field(rng, shape, protocol.bias_range)
+    fat_factor = float(rng.uniform(*protocol.fat_efficiency_range))  # drawn either way: same stream after it
+    fat_factor = fat_factor if protocol.fat_suppression else 1.0
 
     labels = np.zeros(anatomy.tissue.shape, dtype=np.uint8)
     rows = []
@@ -109,7 +129,7 @@ def simulate_case(
         anatomy.tissue[vox] = Tissue.LESION
         maps.proton_density[vox] = PROTON_DENSITY[Tissue.LESION] * maps.texture[vox]
         weights = maps.proton_density[vox].astype(np.float64) * bias[vox]
-        kinetics = lesion_kinetics(rng, lesion, weights, physics)
+        kinetics = lesion_kinetics(rng, lesion, weights, physics, _lesion_prior(protocol, lesion.spec.malignant))
         maps.set_index[vox] = maps.add_sets(kinetics.sets) + kinetics.voxel_set
         rows.append({
             "case": case_id, "lesion": lesion.spec.label, "curve_type": lesion.spec.curve_type,
@@ -119,6 +139,7 @@ def simulate_case(
             "curve_ratio": round(kinetics.ratio, 4), "diameter_mm": round(lesion.spec.diameter_mm, 2),
             "host_tissue": lesion.spec.host, "t10_s": round(kinetics.base.t10_s, 3),
             "bolus_arrival_s": round(bolus_arrival, 2), "breast_density": anatomy.density,
+            "malignant": "" if lesion.spec.malignant is None else int(lesion.spec.malignant),
         })
 
     curves = physics.signals(maps.param_sets) * S0_SCALE
@@ -130,7 +151,15 @@ def simulate_case(
 
     fgt = anatomy.tissue == Tissue.FGT
     reference = float(noiseless[0][fgt if fgt.any() else anatomy.breast_mask].mean())
-    shifts = motion_shifts(rng, len(times), config.motion_mm, spacing)
-    images = add_rician_noise(rng, _moved(noiseless, shifts, labels, rows, times), reference / config.snr)
-    return SimulatedCase(case_id, images, labels, anatomy.breast_mask.astype(np.uint8), times, rows,
-                         noiseless if keep_noiseless else None)
+    shifts = motion_shifts(rng, len(times), protocol.motion_mm, spacing)
+    moved, factor = _moved(noiseless, shifts, labels, rows, times)
+    images = add_rician_noise(rng, moved, reference / protocol.snr)
+    shift_mm = float(np.linalg.norm(shifts * factor * np.asarray(spacing), axis=1).max())
+    acquisition = {"case": case_id, **protocol.row(), "bias_amplitude": round(float(np.abs(np.log(bias)).max()), 4),
+                   "fat_factor": round(fat_factor, 4), "bolus_arrival_s": round(bolus_arrival, 2),
+                   "phase_times_s": " ".join(f"{t:g}" for t in times),
+                   "max_shift_mm": round(shift_mm, 3)}
+    return SimulatedCase(case_id, to_stored(images, protocol), to_stored(labels, protocol),
+                         to_stored(anatomy.breast_mask.astype(np.uint8), protocol), times, rows,
+                         stored_affine(protocol), acquisition,
+                         to_stored(noiseless, protocol) if keep_noiseless else None)

@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from iterdce.errors import UsageError
+from iterdce.simulation.sites import SiteProfile
+
 DEFAULT_TIMES_S = (0.0, 85.0, 155.0, 225.0, 295.0, 365.0)
 MIN_SHAPE = (24, 24, 8)
 
@@ -23,6 +26,7 @@ class SimulationConfig:
     flip_angle_deg: float = 12.0
     field_strength_t: float = 3.0
     agent: str = "gadopentetate"
+    site: SiteProfile | None = None  # when set, each case draws its protocol from the site's ranges
 
     def validate(self) -> None:
         """Raise ValueError naming every setting that is out of range."""
@@ -51,12 +55,15 @@ class SimulationConfig:
             problems.append(f"motion must be between 0 and 10 mm, got {self.motion_mm}")
         if not (0.001 <= self.tr_s <= 0.1 and 1 <= self.flip_angle_deg <= 90):
             problems.append(f"TR {self.tr_s} s / flip angle {self.flip_angle_deg} deg out of range")
+        if self.site is not None:
+            self.site.validate()
         if problems:
-            raise ValueError("invalid simulation settings: " + "; ".join(problems))
+            raise UsageError("invalid simulation settings: " + "; ".join(problems))
 
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form, stored in dataset.json for provenance."""
         payload = asdict(self)
         for key in ("shape", "spacing", "phase_times_s"):
             payload[key] = list(payload[key])
+        payload["site"] = None if self.site is None else self.site.to_json()
         return payload

@@ -13,6 +13,9 @@ import numpy as np
 
 HEMATOCRIT = 0.45
 FINE_DT_S = 0.5
+# T1 is shorter at lower field: T10(1.5 T) ~ 0.85 x T10(3 T) for breast tissues (Rakow-Penner et al.,
+# JMRI 2006;23:87-91); the tissue tables hold 3 T values.
+T10_SCALE = {1.5: 0.85}
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Physics:
         self.bolus_arrival_s = float(bolus_arrival_s)
         self.tr_s = float(tr_s)
         self.flip_angle_deg = float(flip_angle_deg)
+        self.t10_scale = T10_SCALE.get(float(field_strength_t), 1.0)
         self.t_fine = np.arange(0.0, max(float(self.times_s.max()), 0.0) + 2 * FINE_DT_S, FINE_DT_S)
         self.ca_blood = np.asarray(dcmri.aif_parker(self.t_fine, BAT=self.bolus_arrival_s), dtype=np.float64)
         # dcmri returns Hz/M; concentrations are in M, so R1 = R10 + r1 * C is in 1/s.
@@ -71,7 +75,7 @@ class Physics:
 
     def signal(self, params: ParamSet) -> np.ndarray:
         """Steady-state spoiled gradient-echo signal per phase for unit proton density (S0 = 1)."""
-        r1_total = 1.0 / params.t10_s + self.r1 * self.concentration(params)
+        r1_total = 1.0 / (params.t10_s * self.t10_scale) + self.r1 * self.concentration(params)
         return np.asarray(dcmri.signal_ss(1.0, r1_total, self.tr_s, self.flip_angle_deg), dtype=np.float64)
 
     def signals(self, param_sets: Sequence[ParamSet]) -> np.ndarray:

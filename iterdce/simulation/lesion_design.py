@@ -30,6 +30,23 @@ PATTERN_GIVEN_TYPE = {
 }
 DIAMETER_RANGE_MM = {"persistent": (5.0, 25.0), "plateau": (5.0, 30.0), "washout": (8.0, 30.0)}
 
+# Site profiles: a lesion is malignant or benign first; curve type, morphology, pattern and size each depend
+# on that, so they are related to each other only partially (documentation/simulation.md, "Site profiles").
+SITE_LESION_COUNT_PROBS = (0.08, 0.77, 0.15)  # 0, 1, 2 lesions
+CURVE_GIVEN_MALIGNANCY = {  # Kuhl et al., Radiology 1999;211:101-110 (curve types I, II, III)
+    True: {"persistent": 0.089, "plateau": 0.336, "washout": 0.575},
+    False: {"persistent": 0.830, "plateau": 0.115, "washout": 0.055},
+}
+MORPHOLOGY_GIVEN_MALIGNANCY = {
+    True: {"round": 0.12, "lobulated": 0.18, "irregular": 0.40, "spiculated": 0.30},
+    False: {"round": 0.50, "lobulated": 0.38, "irregular": 0.10, "spiculated": 0.02},
+}
+PATTERN_GIVEN_MALIGNANCY = {
+    True: {"homogeneous": 0.25, "heterogeneous": 0.45, "rim": 0.30},
+    False: {"homogeneous": 0.65, "heterogeneous": 0.32, "rim": 0.03},
+}
+DIAMETER_GIVEN_MALIGNANCY = {True: (8.0, 30.0), False: (5.0, 25.0)}
+
 
 @dataclass(frozen=True)
 class LesionSpec:
@@ -41,11 +58,17 @@ class LesionSpec:
     pattern: str
     diameter_mm: float
     host: str
+    malignant: bool | None = None
 
 
-def case_rng(seed: int, case_index: int) -> np.random.Generator:
-    """The random stream of one case, independent of every other case (parallel runs stay identical)."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed), 0, int(case_index)]))
+def case_rng(seed: int, case_index: int, stream: int = 0, site_key: int | None = None) -> np.random.Generator:
+    """The random stream of one case, independent of every other case (parallel runs stay identical).
+
+    ``stream`` separates independent draws of the same case; ``site_key`` makes every site's cases
+    differ from another site's with the same seed (no shared lesion designs across a held-out split).
+    """
+    entropy = [int(seed), int(stream), int(case_index)] + ([] if site_key is None else [int(site_key)])
+    return np.random.default_rng(np.random.SeedSequence(entropy))
 
 
 def block_plan(seed: int, block: int) -> list[tuple[int, str]]:
@@ -77,5 +100,24 @@ def draw_lesion_specs(rng: np.random.Generator, seed: int, case_index: int) -> l
             pattern=_pick(rng, PATTERN_GIVEN_TYPE[curve_type]),
             diameter_mm=float(np.exp(rng.uniform(np.log(low), np.log(high)))),
             host="fgt" if rng.random() < FGT_HOST_PROB else "fat",
+        ))
+    return specs
+
+
+def draw_site_lesion_specs(rng: np.random.Generator, malignant_prob: float) -> list[LesionSpec]:
+    """The lesions of one site case: malignancy first, then curve type, morphology, pattern and size given it."""
+    count = int(rng.choice(len(SITE_LESION_COUNT_PROBS), p=SITE_LESION_COUNT_PROBS))
+    specs = []
+    for label in range(1, count + 1):
+        malignant = bool(rng.random() < malignant_prob)
+        low, high = DIAMETER_GIVEN_MALIGNANCY[malignant]
+        specs.append(LesionSpec(
+            label=label,
+            curve_type=_pick(rng, CURVE_GIVEN_MALIGNANCY[malignant]),
+            morphology=_pick(rng, MORPHOLOGY_GIVEN_MALIGNANCY[malignant]),
+            pattern=_pick(rng, PATTERN_GIVEN_MALIGNANCY[malignant]),
+            diameter_mm=float(np.exp(rng.uniform(np.log(low), np.log(high)))),
+            host="fgt" if rng.random() < FGT_HOST_PROB else "fat",
+            malignant=malignant,
         ))
     return specs

@@ -56,6 +56,18 @@ def _draw(rng: np.random.Generator, ranges: dict[str, tuple[float, float]]) -> t
     return ktrans, float(rng.uniform(*ranges["ve"])), float(rng.uniform(*ranges["vp"]))
 
 
+def _draw_prior(rng: np.random.Generator, ranges: dict[str, tuple[float, float]]) -> tuple[float, float, float]:
+    """A site prior draw: Ktrans and vp log-uniform (both span more than a decade), ve uniform."""
+    ktrans = float(np.exp(rng.uniform(*np.log(ranges["ktrans"]))))
+    return ktrans, float(rng.uniform(*ranges["ve"])), float(np.exp(rng.uniform(*np.log(ranges["vp"]))))
+
+
+def _roughly(ratio: float, curve_type: str) -> bool:
+    """A cheap pre-check on the homogeneous curve, 0.1 looser than the final band (saves full solves)."""
+    bounds = {"persistent": (0.05, np.inf), "plateau": (-0.15, 0.15), "washout": (-np.inf, -0.05)}[curve_type]
+    return bounds[0] < ratio < bounds[1]
+
+
 def _bin_sets(base: ParamSet, bin_means: np.ndarray) -> list[ParamSet]:
     """Voxel-bin parameter sets: perfusion (Ktrans, vp) scales with the modulation, ve mildly."""
     return [ParamSet(ktrans_per_min=base.ktrans_per_min * m,
@@ -64,9 +76,14 @@ def _bin_sets(base: ParamSet, bin_means: np.ndarray) -> list[ParamSet]:
 
 
 def lesion_kinetics(
-    rng: np.random.Generator, lesion: PlacedLesion, weights: np.ndarray, physics: Physics
+    rng: np.random.Generator, lesion: PlacedLesion, weights: np.ndarray, physics: Physics,
+    ranges: dict[str, tuple[float, float]] | None = None,
 ) -> LesionKinetics:
-    """Draw and verify the kinetics of ``lesion``; ``weights`` is proton density x bias per lesion voxel."""
+    """Draw and verify the kinetics of ``lesion``; ``weights`` is proton density x bias per lesion voxel.
+
+    ``ranges`` (Ktrans, ve, vp) replaces the declared type's own ranges: a draw from a broad prior kept only
+    when it gives the type, so Ktrans (early enhancement) relates to the type only as far as physics makes it.
+    """
     curve_type = lesion.spec.curve_type
     t10 = float(rng.uniform(1.2, 1.6))
     enhancing = ~lesion.core
@@ -78,9 +95,14 @@ def lesion_kinetics(
     bin_weights = np.bincount(voxel_set, weights=weights, minlength=n_sets) / lesion.n_voxels
     core_curves = physics.signals(core_sets)
     for attempt in range(TYPE_TRIES + WIDE_TRIES):
-        ranges = RANGES[curve_type] if attempt < TYPE_TRIES else WIDE_RANGE
-        ktrans, ve, vp = _draw(rng, ranges)
-        base = ParamSet(ktrans_per_min=ktrans, ve=ve, vp=vp, t10_s=t10)
+        if ranges is not None and attempt < TYPE_TRIES:
+            ktrans, ve, vp = _draw_prior(rng, ranges)
+            base = ParamSet(ktrans_per_min=ktrans, ve=ve, vp=vp, t10_s=t10)
+            if not _roughly(float(curve_ratio(physics.signal(base), physics.times_s)), curve_type):
+                continue
+        else:
+            ktrans, ve, vp = _draw(rng, RANGES[curve_type] if attempt < TYPE_TRIES else WIDE_RANGE)
+            base = ParamSet(ktrans_per_min=ktrans, ve=ve, vp=vp, t10_s=t10)
         sets = _bin_sets(base, bin_means)
         curves = np.concatenate([physics.signals(sets), core_curves])
         mean_curve = bin_weights @ curves

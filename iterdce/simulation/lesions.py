@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
+from iterdce.errors import IterdceError
 from iterdce.simulation.anatomy import Anatomy, Tissue
 from iterdce.simulation.fields import smooth_field
 from iterdce.simulation.lesion_design import LesionSpec
@@ -17,7 +18,7 @@ MIN_VOXELS_ACROSS = 2.5
 HOST_TISSUE = {"fgt": Tissue.FGT, "fat": Tissue.FAT}
 
 
-class LesionPlacementError(RuntimeError):
+class LesionPlacementError(IterdceError, RuntimeError):
     """No room for a lesion in the breast: the field of view is too small for the requested geometry."""
 
 

@@ -11,14 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iterdce.errors import UsageError
+from iterdce.preprocessing.parallel import ignore_interrupts
 from iterdce.simulation.case import case_id_for, simulate_case
 from iterdce.simulation.config import DEFAULT_TIMES_S, SimulationConfig
+from iterdce.simulation.protocol import site_nominal_times
+from iterdce.simulation.sites import SiteProfile, site_profile
 from iterdce.simulation.writer import (
-    geometry_for,
+    ACQUISITION_COLUMNS,
     prepare_output_dir,
     write_case,
     write_cases_csv,
     write_dataset_json,
+    write_table,
 )
 
 
@@ -32,12 +37,14 @@ class DatasetSummary:
     curve_type_counts: dict[str, int]
 
 
-def _simulate_and_write(task: tuple[str, int, int, SimulationConfig]) -> list[dict[str, Any]]:
-    """Worker: simulate one case, write its files, return its lesion rows (small, cheap to send back)."""
+def _simulate_and_write(
+    task: tuple[str, int, int, SimulationConfig]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Worker: simulate one case, write its files, return its lesion rows and acquisition row (small)."""
     dataset_dir, seed, index, config = task
     case = simulate_case(seed, index, config)
-    write_case(Path(dataset_dir), case, geometry_for(config.shape, config.spacing), config.timing_jitter_s > 0)
-    return case.lesion_rows
+    write_case(Path(dataset_dir), case, config.timing_jitter_s > 0 or config.site is not None)
+    return case.lesion_rows, case.acquisition
 
 
 def simulate_dataset(
@@ -54,21 +61,27 @@ def simulate_dataset(
     phase_times_s: Sequence[float] = DEFAULT_TIMES_S,
     jobs: int = 1,
     overwrite: bool = False,
+    site: SiteProfile | str | None = None,
 ) -> DatasetSummary:
-    """Write a synthetic raw dataset (PHANTOM.md) into ``dataset_dir`` (e.g. ``.../Dataset001_Phantom``).
+    """Write a synthetic raw dataset (documentation/simulation.md) into ``dataset_dir``.
 
+    With ``site`` (a profile or a built-in name A-D) every case draws spacing, orientation, SNR, protocol
+    and the rest from the site's ranges, and the fixed settings (spacing, snr, ...) are not used.
     Each case depends only on (seed, case index) and the settings, so any ``jobs`` gives identical files.
     dataset.json is written last: a folder without it is an interrupted run.
     """
     for name, value, low in (("number of cases", num_cases, 1), ("seed", seed, 0), ("jobs", jobs, 1)):
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name} must be an integer of at least {low}, got {value!r}")
+            raise UsageError(f"{name} must be an integer of at least {low}, got {value!r}")
     num_cases, seed, jobs = int(num_cases), int(seed), int(jobs)
+    profile = site_profile(site) if isinstance(site, str) else site
+    if profile is not None:
+        phase_times_s = site_nominal_times(profile)
     config = SimulationConfig(
         shape=tuple(int(s) for s in shape), spacing=tuple(float(s) for s in spacing),
         phase_times_s=tuple(float(t) for t in phase_times_s), snr=float(snr),
         timing_jitter_s=float(timing_jitter_s), fat_suppression=bool(fat_suppression),
-        motion_mm=float(motion_mm),
+        motion_mm=float(motion_mm), site=profile,
     )
     config.validate()
     dataset_dir = Path(dataset_dir)
@@ -79,10 +92,17 @@ def simulate_dataset(
     else:
         # spawn, not fork: safe when the caller has threads (torch) running
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(jobs, num_cases), mp_context=context) as pool:
+        pool = ProcessPoolExecutor(max_workers=min(jobs, num_cases), mp_context=context,
+                                   initializer=ignore_interrupts)
+        try:
             results = list(pool.map(_simulate_and_write, tasks))
-    rows = [row for case_rows in results for row in case_rows]
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+    rows = [row for case_rows, _ in results for row in case_rows]
     write_cases_csv(dataset_dir / "cases.csv", rows)
+    write_table(dataset_dir / "acquisition.csv", [acquisition for _, acquisition in results], ACQUISITION_COLUMNS)
     write_dataset_json(dataset_dir, num_cases, seed, config)
     counts = Counter(row["curve_type"] for row in rows)
     return DatasetSummary(

@@ -13,31 +13,31 @@ import numpy as np
 
 from iterdce.atomic import write_atomic, write_json_atomic
 from iterdce.dataset.nifti_io import Geometry, write_image
+from iterdce.errors import OutputLocationError
 from iterdce.simulation.case import SimulatedCase
 from iterdce.simulation.config import SimulationConfig
 
 CASE_COLUMNS = (
     "case", "lesion", "curve_type", "ktrans_per_min", "ve", "vp", "volume_ml", "morphology", "pattern",
-    "curve_ratio", "diameter_mm", "host_tissue", "t10_s", "bolus_arrival_s", "breast_density",
+    "curve_ratio", "diameter_mm", "host_tissue", "t10_s", "bolus_arrival_s", "breast_density", "malignant",
 )
-OUTPUTS = ("imagesTr", "labelsTr", "masksTr", "timesTr", "dataset.json", "cases.csv")
+ACQUISITION_COLUMNS = (
+    "case", "orientation", "axcodes", "spacing_mm", "fov_mm", "oblique_deg", "body_fill", "snr", "bias_amplitude",
+    "fat_suppression", "fat_factor", "field_strength_t", "agent", "flip_angle_deg", "tr_ms", "phase_times_s",
+    "bolus_arrival_s", "motion_mm", "max_shift_mm",
+)
+OUTPUTS = ("imagesTr", "labelsTr", "masksTr", "timesTr", "dataset.json", "cases.csv", "acquisition.csv")
 MAX_LESIONS = 2
-
-
-def geometry_for(shape: Sequence[int], spacing: Sequence[float]) -> Geometry:
-    """RAS diagonal affine with the grid centred on the scanner origin (qform/sform code 1, scanner)."""
-    affine = np.diag([float(s) for s in spacing] + [1.0])
-    affine[:3, 3] = -(np.asarray(shape, dtype=np.float64) - 1.0) / 2.0 * np.asarray(spacing, dtype=np.float64)
-    return Geometry(shape=tuple(int(s) for s in shape), affine=affine)
 
 
 def prepare_output_dir(dataset_dir: Path, overwrite: bool) -> None:
     """Create ``dataset_dir``; refuse a non-empty one unless ``overwrite``, which removes only phantom outputs."""
     if dataset_dir.exists() and not dataset_dir.is_dir():
-        raise FileExistsError(f"{dataset_dir}: exists and is not a folder")
+        raise OutputLocationError(f"{dataset_dir}: exists and is not a folder", dataset_dir)
     if dataset_dir.is_dir() and any(dataset_dir.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"{dataset_dir}: folder is not empty; choose a new folder or pass --overwrite")
+            raise OutputLocationError(f"{dataset_dir}: folder is not empty; choose a new folder or pass --overwrite",
+                                      dataset_dir)
         for name in OUTPUTS:
             target = dataset_dir / name
             if target.is_dir():
@@ -47,8 +47,12 @@ def prepare_output_dir(dataset_dir: Path, overwrite: bool) -> None:
     dataset_dir.mkdir(parents=True, exist_ok=True)
 
 
-def write_case(dataset_dir: Path, case: SimulatedCase, geometry: Geometry, write_times: bool) -> None:
-    """Write one case's phases, lesion labels, breast mask and (with timing jitter) its timing sidecar."""
+def write_case(dataset_dir: Path, case: SimulatedCase, write_times: bool) -> None:
+    """Write one case's phases, lesion labels, breast mask and (if asked) its timing sidecar, with its affine.
+
+    The affine is the scanner's (qform/sform code 1); the grid is centred on the scanner origin.
+    """
+    geometry = Geometry(shape=tuple(int(s) for s in case.labels.shape), affine=case.affine)
     for phase, volume in enumerate(case.images):
         write_image(dataset_dir / "imagesTr" / f"{case.case_id}_{phase:04d}.nii.gz", volume, geometry, np.float32)
     write_image(dataset_dir / "labelsTr" / f"{case.case_id}.nii.gz", case.labels, geometry, np.uint8)
@@ -58,14 +62,19 @@ def write_case(dataset_dir: Path, case: SimulatedCase, geometry: Geometry, write
                           {"phase_times_s": [float(t) for t in case.times_s]})
 
 
+def write_table(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    """A CSV table with ``columns``, rows sorted by case (then lesion), written atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in sorted(rows, key=lambda r: (r["case"], r.get("lesion", 0))):
+        writer.writerow({key: row[key] for key in columns})
+    write_atomic(path, lambda tmp: tmp.write_text(buffer.getvalue()))
+
+
 def write_cases_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Ground-truth table, one row per lesion, in case then label order."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CASE_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in sorted(rows, key=lambda r: (r["case"], r["lesion"])):
-        writer.writerow({key: row[key] for key in CASE_COLUMNS})
-    write_atomic(path, lambda tmp: tmp.write_text(buffer.getvalue()))
+    write_table(path, rows, CASE_COLUMNS)
 
 
 def dataset_name(dataset_dir: Path) -> str:
@@ -78,10 +87,11 @@ def write_dataset_json(
     dataset_dir: Path, num_cases: int, seed: int, config: SimulationConfig
 ) -> None:
     """dataset.json of DATA_FORMAT.md plus a ``simulation`` block recording how the data were made."""
+    site = "" if config.site is None else f" Site profile {config.site.name}: {config.site.description}."
     payload = {
         "name": dataset_name(dataset_dir),
         "description": "Synthetic physics-based breast DCE-MRI phantom (iterdce.simulation): Parker AIF, "
-                       "extended Tofts kinetics, spoiled gradient-echo signal, Rician noise.",
+                       "extended Tofts kinetics, spoiled gradient-echo signal, Rician noise." + site,
         "file_ending": ".nii.gz",
         "phase_times_s": [float(t) for t in config.phase_times_s],
         "numTraining": int(num_cases),

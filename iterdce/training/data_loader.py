@@ -5,7 +5,6 @@ makes a resumed run bit-identical to an uninterrupted one and gives each DDP ran
 """
 from __future__ import annotations
 
-import json
 import random
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from iterdce.preprocessing.case_files import read_case_arrays
 from iterdce.training.augmentation import build_transforms, center_crop, extraction_size
 
 CASE_CACHE_SIZE = 32
@@ -36,10 +36,10 @@ class CaseArrays:
 
 
 def load_preprocessed(folder: Path, case_id: str) -> CaseArrays:
-    """Read ``<case>.npz`` and its sidecar (no pickles)."""
-    with np.load(folder / f"{case_id}.npz", allow_pickle=False) as npz:
-        data, lesion, mask = npz["data"], npz["lesion"], npz["mask"]
-    times = json.loads((folder / f"{case_id}.json").read_text())["phase_times_s"]
+    """Read ``<case>.npz`` and its sidecar (no pickles; the archive's checksum is verified)."""
+    arrays, properties = read_case_arrays(Path(folder), case_id)
+    data, lesion, mask = arrays["data"], arrays["lesion"], arrays["mask"]
+    times = properties["phase_times_s"]
     fill = data.reshape(data.shape[0], -1).min(axis=1)
     seg = np.stack([(lesion > 0).astype(np.float32), mask.astype(np.float32)])
     return CaseArrays(data, lesion, mask, np.asarray(times, np.float32), np.argwhere(lesion > 0), fill, seg)

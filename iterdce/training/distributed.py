@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from iterdce.errors import UsageError
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -30,7 +32,7 @@ def choose_device(preference: str) -> torch.device:
     if preference == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if preference.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but no CUDA device is available")
+        raise UsageError(f"--device {preference}: no CUDA device is available")
     return torch.device(preference)
 
 

@@ -19,8 +19,10 @@ from torch import Tensor, nn
 
 from iterdce.network.med3d import Med3DFeatures
 
-LOSS_TERMS = ("l1", "ssim", "perceptual", "gradient_difference")
-DEFAULT_LOSS_WEIGHTS = {"l1": 0.1, "ssim": 1.0, "perceptual": 1.0, "gradient_difference": 0.1}
+LOSS_TERMS = ("l1", "ssim", "perceptual", "gradient_difference", "lesion_l1")
+DEFAULT_LOSS_WEIGHTS = {"l1": 0.1, "ssim": 1.0, "perceptual": 1.0, "gradient_difference": 0.1, "lesion_l1": 0.0}
+# terms added after the paper's four: a plan without them gets weight 0 (the paper's loss)
+OPTIONAL_LOSS_TERMS = ("lesion_l1",)
 MED3D_ENV = "ITERDCE_MED3D_WEIGHTS"
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 
@@ -141,6 +143,7 @@ def resolve_med3d_path(med3d_weights: str | Path | None) -> Path | None:
 def _validate_weights(weights: Mapping[str, float]) -> dict[str, float]:
     if not isinstance(weights, Mapping):
         raise ValueError(f"loss weights must be a dict with keys {list(LOSS_TERMS)}, got {weights!r}")
+    weights = {**{k: 0.0 for k in OPTIONAL_LOSS_TERMS}, **weights}
     missing = [k for k in LOSS_TERMS if k not in weights]
     unknown = sorted(k for k in weights if k not in LOSS_TERMS)
     if missing or unknown:
@@ -155,7 +158,12 @@ def _validate_weights(weights: Mapping[str, float]) -> dict[str, float]:
 
 
 class SynthesisLoss(nn.Module):
-    """w_l1*L1 + w_ssim*(1 - SSIM) + w_perc*perceptual + w_gd*GDL between predicted and true phases.
+    """w_l1*L1 + w_ssim*(1 - SSIM) + w_perc*perceptual + w_gd*GDL (+ w_les*lesion L1) between predicted and
+    true phases.
+
+    The lesion L1 is the mean absolute error over lesion voxels only: an enhancement-aware term that puts
+    pressure on the lesion intensity level (what enhancement error measures), which SSIM and a whole-patch
+    L1 barely see because lesions are a small share of the voxels.
 
     The perceptual term uses a frozen Med3D ResNet-10 loaded from `med3d_weights` (else env
     ITERDCE_MED3D_WEIGHTS); without a weights file, or with weight 0, that term is disabled.
@@ -191,6 +199,8 @@ class SynthesisLoss(nn.Module):
         """One line for the training log: the weighted terms and whether the perceptual term is on."""
         w = self.weights
         terms = f"{w['l1']}*L1 + {w['ssim']}*(1-SSIM) + {w['gradient_difference']}*GDL"
+        if w["lesion_l1"] > 0:
+            terms += f" + {w['lesion_l1']}*lesion L1"
         if self.perceptual_enabled:
             return f"loss = {terms} + {w['perceptual']}*perceptual (Med3D weights {self.med3d_path})"
         if w["perceptual"] == 0:
@@ -200,10 +210,11 @@ class SynthesisLoss(nn.Module):
         return f"loss = {terms}; perceptual term DISABLED: {why}; SSIM data_range={self.data_range}"
 
     def forward(
-        self, pred: Tensor, target: Tensor, mask: Tensor | None = None
+        self, pred: Tensor, target: Tensor, mask: Tensor | None = None, lesion: Tensor | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss and the unweighted, detached terms ("l1", "ssim" = 1 - SSIM, "gradient_difference",
-        and "perceptual" when enabled). `mask` (broadcastable to pred, 1 = counts) restricts the voxels."""
+        "perceptual" when enabled, "lesion_l1" when weighted and ``lesion`` is given). `mask` (broadcastable to
+        pred, 1 = counts) restricts the voxels; `lesion` (same form) marks the lesion voxels."""
         if pred.shape != target.shape or pred.ndim != 5:
             raise ValueError(f"SynthesisLoss needs equal [B, C, X, Y, Z] shapes, got {pred.shape}, {target.shape}")
         with torch.autocast(device_type=pred.device.type, enabled=False):
@@ -215,6 +226,8 @@ class SynthesisLoss(nn.Module):
                 "ssim": 1.0 - ssim3d(pred, target, self.data_range, mask=mask),
                 "gradient_difference": gradient_difference_loss(pred, target, mask),
             }
+            if lesion is not None and self.weights["lesion_l1"] > 0:
+                terms["lesion_l1"] = _masked_mean((pred - target).abs(), lesion.to(pred.dtype).expand_as(pred))
             if self.med3d is not None:
                 p, t = (pred, target) if mask is None else (pred * mask, target * mask)
                 with torch.no_grad():

@@ -1,13 +1,13 @@
 """What one training run needs besides the plan: folders, fold, budget, device, workers."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from iterdce.errors import JSONFileError, UsageError
 from iterdce.preprocessing.pipeline import data_folder
 from iterdce.preprocessing.plans_io import load_plans
-from iterdce.preprocessing.splits import SPLITS_FILE
+from iterdce.preprocessing.splits import SPLITS_FILE, read_splits
 
 
 @dataclass
@@ -26,8 +26,15 @@ class TrainingSetup:
     resume: bool = False
     progress: bool = True
     plans: dict = field(default_factory=dict)
+    pretrained_weights: Path | None = None  # initialise the first stage from this checkpoint
 
     def __post_init__(self) -> None:
+        for name in ("epochs", "iterations_per_epoch"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if self.num_workers < 0:
+            raise UsageError(f"-nw/--num-workers must be >= 0, got {self.num_workers}")
         if not self.plans:
             self.plans = load_plans(self.preprocessed_dataset / f"{self.plans_name}.json")
 
@@ -39,14 +46,14 @@ class TrainingSetup:
         """(training cases, validation cases) of the fold; fold ``all`` trains and validates on everything."""
         path = self.preprocessed_dataset / SPLITS_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no splits; run iterdce_plan_and_preprocess first")
-        splits = json.loads(path.read_text())
+            raise JSONFileError(f"{path}: no splits; run iterdce_plan_and_preprocess first", path)
+        splits = read_splits(path)
         if self.fold == "all":
             cases = sorted(splits[0]["train"] + splits[0]["val"])
             return cases, cases
         fold = int(self.fold)
         if not 0 <= fold < len(splits):
-            raise ValueError(f"fold {fold} does not exist: {path} has folds 0-{len(splits) - 1}")
+            raise UsageError(f"fold {fold} does not exist: {path} has folds 0-{len(splits) - 1}")
         return list(splits[fold]["train"]), list(splits[fold]["val"])
 
     def output_folder(self, trainer_name: str) -> Path:

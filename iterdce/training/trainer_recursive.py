@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from iterdce.training.checkpoint import CheckpointError, load_checkpoint, unwrap
+from iterdce.training.checkpoint import CheckpointError, load_checkpoint, load_weights, unwrap
 from iterdce.training.trainer_warmup import WarmupTrainer
 
 
@@ -24,8 +24,10 @@ class RecursiveTrainer(WarmupTrainer):
         return model(batch["data"][:, :n_in], batch["times"])
 
     def initial_weights(self) -> None:
-        """The fold's warm-up ``checkpoint_final.pth`` (a clear error if it is missing or does not fit)."""
+        """The fold's warm-up ``checkpoint_final.pth`` (a clear error if it is missing or does not fit); without a
+        warm-up stage, the first stage's starting weights."""
         if self.warmup_class is None:
+            super().initial_weights()  # the first stage: random or --pretrained-weights
             return
         path = self.setup.output_folder(self.warmup_class.name) / "checkpoint_final.pth"
         if not path.is_file():
@@ -33,6 +35,6 @@ class RecursiveTrainer(WarmupTrainer):
                                   f"run it first (iterdce_train {self.setup.fold} runs both stages)")
         payload = load_checkpoint(path, self.device)
         if payload["model_config"] != self.config:
-            raise CheckpointError(f"{path}: its network does not match this plan's network")
-        unwrap(self.model).load_state_dict(payload["network_state"])
+            raise CheckpointError(f"{path}: its network does not match this plan's network", path)
+        load_weights(unwrap(self.model), payload, path)
         self.log.notes.append(f"initialised from {path}")

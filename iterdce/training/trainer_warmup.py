@@ -15,9 +15,18 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from iterdce.atomic import write_atomic, write_json_atomic
+from iterdce.atomic import remove_stale_temporaries, write_atomic, write_json_atomic
+from iterdce.errors import TrainingDivergedError
+from iterdce.fault_injection import fault_point
 from iterdce.network.synthesizer import build_synthesizer, model_config
-from iterdce.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, unwrap
+from iterdce.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_compatible_weights,
+    load_weights,
+    save_checkpoint,
+    unwrap,
+)
 from iterdce.training.data_loader import PatchSampler, make_loader, validation_batches
 from iterdce.training.distributed import DistributedContext, barrier, init_distributed, mean_over_ranks
 from iterdce.training.logger import TrainingLog
@@ -68,7 +77,11 @@ class WarmupTrainer:
         return model(batch["data"][:, :n_in], batch["times"], teacher=batch["data"])
 
     def initial_weights(self) -> None:
-        """Starting weights: the seeded random initialisation."""
+        """Starting weights: the seeded random initialisation, or ``--pretrained-weights`` when given."""
+        path = self.setup.pretrained_weights
+        if path is not None:
+            count = load_compatible_weights(unwrap(self.model), Path(path), self.device)
+            self.log.notes.append(f"initialised {count} tensors from pretrained weights {path}")
 
     # ----- the loop ---------------------------------------------------------------------------------
     def notes(self) -> list[str]:
@@ -81,9 +94,11 @@ class WarmupTrainer:
         exponent = float(self.plans["optimizer"].get("poly_exponent", 0.9))
         return self.base_lr * (1 - epoch / self.total_epochs) ** exponent
 
-    def step_loss(self, predictions: Tensor, target: Tensor) -> Tensor:
-        """Mean synthesis loss over the target steps."""
-        losses = [self.loss(predictions[:, t:t + 1].float(), target[:, t:t + 1])[0]
+    def step_loss(self, predictions: Tensor, target: Tensor, batch: dict[str, Tensor]) -> Tensor:
+        """Mean synthesis loss over the target steps (inside the patch's body foreground when the plan's
+        ``training.loss_mask`` is "foreground"; lesion voxels marked for the lesion term)."""
+        mask = batch["mask"] if self.plans["training"].get("loss_mask", "none") == "foreground" else None
+        losses = [self.loss(predictions[:, t:t + 1].float(), target[:, t:t + 1], mask, batch["lesion"])[0]
                   for t in range(predictions.shape[1])]
         return torch.stack(losses).mean()
 
@@ -93,7 +108,7 @@ class WarmupTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast:
             predictions = self.unroll(model, batch)
-        loss = self.step_loss(predictions, batch["data"][:, n_in:])
+        loss = self.step_loss(predictions, batch["data"][:, n_in:], batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), float(self.plans["optimizer"]["grad_clip_norm"]))
         self.optimizer.step()
@@ -117,7 +132,7 @@ class WarmupTrainer:
             with self.autocast:
                 predictions = model(batch["data"][:, :n_in], batch["times"]).float()
             target = batch["data"][:, n_in:]
-            loss_sum += self.step_loss(predictions, target) * len(target)
+            loss_sum += self.step_loss(predictions, target, batch) * len(target)
             lesion = batch["lesion"]
             voxels = lesion.sum(dim=(1, 2, 3, 4))
             has = (voxels > 0).float()
@@ -157,12 +172,15 @@ class WarmupTrainer:
         """Load ``checkpoint_latest.pth`` with optimizer, epoch, log and RNG; False when there is none."""
         path = self.output / "checkpoint_latest.pth"
         if not path.is_file():
+            if self.context.is_main:
+                print(f"{self.name}: --continue found no checkpoint_latest.pth in {self.output}; starting from "
+                      "scratch")
             return False
         payload = load_checkpoint(path, self.device)
         if payload["model_config"] != self.config:
             raise CheckpointError(f"{path}: its network differs from this plan's; delete the folder or train "
-                                  "without --continue")
-        unwrap(self.model).load_state_dict(payload["network_state"])
+                                  "without --continue", path)
+        load_weights(unwrap(self.model), payload, path)
         self.optimizer.load_state_dict(payload["optimizer_state"])
         self.epoch, self.best_val = int(payload["epoch"]), float(payload["best_val"])
         torch.set_rng_state(payload["torch_rng"].cpu())
@@ -181,6 +199,7 @@ class WarmupTrainer:
         """Train to ``total_epochs`` (resuming when asked); returns the output folder."""
         if self.context.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.output, self.output.parent)
             self.copy_plans()
         resumed = self.setup.resume and self.resume()
         if resumed and self.epoch >= self.total_epochs and (self.output / "checkpoint_final.pth").is_file():
@@ -220,9 +239,11 @@ class WarmupTrainer:
         for batch in bar:
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
             loss_sum += self.train_step(model, batch)
+            fault_point("iteration")
         train_loss = float(mean_over_ranks(loss_sum / self.iterations, self.context).item())
         if not np.isfinite(train_loss):
-            raise FloatingPointError(f"{self.name}: training loss became {train_loss} in epoch {self.epoch + 1}")
+            raise TrainingDivergedError(f"{self.name}: training loss became {train_loss} in epoch {self.epoch + 1} "
+                                        f"(last checkpoint: {self.output / 'checkpoint_latest.pth'})", self.output)
         self.epoch += 1
         values = {"train_loss": train_loss, "lr": lr}
         last = self.epoch == self.total_epochs

@@ -1,6 +1,11 @@
 """Baselines and ablations, chosen by name with ``-tr``; each differs from iterU-Net in one respect."""
 from __future__ import annotations
 
+from pathlib import Path
+
+from iterdce.errors import UsageError
+from iterdce.preprocessing.case_files import verify_cases
+from iterdce.training.checkpoint import load_checkpoint
 from iterdce.training.distributed import DistributedContext
 from iterdce.training.setup import TrainingSetup
 from iterdce.training.trainer_recursive import RecursiveTrainer
@@ -56,7 +61,7 @@ TRAINERS: dict[str, type[WarmupTrainer]] = {cls.name: cls for cls in (
 def get_trainer(name: str) -> type[WarmupTrainer]:
     """The trainer class called ``name`` (clear error listing the known ones)."""
     if name not in TRAINERS:
-        raise ValueError(f"unknown trainer {name!r}; choose one of {', '.join(TRAINERS)}")
+        raise UsageError(f"unknown trainer {name!r}; choose one of {', '.join(TRAINERS)}")
     return TRAINERS[name]
 
 
@@ -69,6 +74,10 @@ def stages(name: str) -> list[type[WarmupTrainer]]:
 
 def run_stages(name: str, setup: TrainingSetup, context: DistributedContext | None = None) -> WarmupTrainer:
     """Run every stage of ``-tr name`` in order on ``setup``; returns the last stage's trainer."""
+    train_cases, val_cases = setup.fold_cases()
+    verify_cases(setup.data_dir, sorted(set(train_cases) | set(val_cases)), setup.progress)
+    if setup.pretrained_weights is not None:
+        load_checkpoint(Path(setup.pretrained_weights))  # readable and safe, before anything is written
     trainer = None
     for trainer_class in stages(name):
         trainer = trainer_class(setup, context)

@@ -1,0 +1,456 @@
+"""Cross-site benchmark: train on phantom sites A-C, test on the held-out site D, against every baseline.
+
+The question it answers is the one a new user asks: does the trained network predict the delayed phases
+of a site it never saw better than copying the last input phase, a straight line in time, or a voxel-wise
+kinetic regression fitted on the same training cases? Each variant (a set of plan overrides, see VARIANTS)
+is trained with every seed on all training cases (fold ``all``), predicts the held-out site through the
+user path (``IterativePredictor.predict_folder``), and is scored with ``evaluate_folders``; the table gives
+mean and spread over seeds and the curve-type confusion matrix.
+
+CPU, the ``cpu`` preset's own budget (one variant, 3 seeds, about 30 min of training each):
+  python benchmarks/cross_site.py --variants preset --seeds 0 1 2
+GPU, the ablation (all variants x 3 seeds in parallel processes sharing one GPU):
+  python benchmarks/cross_site.py --device cuda --parallel 15 --jobs 16
+Quick rehearsal (tiny sizes):
+  python benchmarks/cross_site.py --quick
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
+
+import numpy as np  # noqa: E402
+
+from iterdce.evaluation.baselines import REGRESSION_FILE  # noqa: E402
+from iterdce.evaluation.regression_baseline import fit_fold_regression, load_regression  # noqa: E402
+
+PAPER_LOSS = {"loss_weights": {"l1": 0.1, "ssim": 1.0, "perceptual": 1.0, "gradient_difference": 0.1,
+                               "lesion_l1": 0.0},
+              "training": {"loss_mask": "none"}, "optimizer": {"lr": 3e-4, "recursive_lr": 1e-4}}
+# Each variant changes the plan in one respect more than the one before it (documentation/training.md).
+VARIANTS: dict[str, dict] = {
+    "paper": PAPER_LOSS,
+    "l1": {**PAPER_LOSS, "loss_weights": {**PAPER_LOSS["loss_weights"], "l1": 1.0}},
+    "l1_fg": {**PAPER_LOSS, "loss_weights": {**PAPER_LOSS["loss_weights"], "l1": 1.0},
+              "training": {"loss_mask": "foreground"}},
+    "l1_fg_lesion": {**PAPER_LOSS, "loss_weights": {**PAPER_LOSS["loss_weights"], "l1": 1.0, "lesion_l1": 1.0},
+                     "training": {"loss_mask": "foreground"}},
+    "l1_fg_lesion_lr": {"loss_weights": {**PAPER_LOSS["loss_weights"], "l1": 1.0, "lesion_l1": 1.0},
+                        "training": {"loss_mask": "foreground"}, "optimizer": {"lr": 1e-3, "recursive_lr": 3e-4}},
+    "preset": {},  # the plan exactly as the preset writes it
+}
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """``base`` with ``override``'s keys replaced, recursing into dicts."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else copy.deepcopy(value)
+    return out
+
+
+def simulate_sites(raw_root: Path, sites: list[str], cases_per_site: list[int], shape: list[int], seed: int,
+                   jobs: int) -> list[Path]:
+    """One raw dataset per site (skipped when it exists)."""
+    from iterdce.simulation import simulate_dataset
+    from iterdce.simulation.lesions import LesionPlacementError
+
+    folders = []
+    for index, (site, n) in enumerate(zip(sites, cases_per_site)):
+        folder = raw_root / f"Dataset{900 + index:03d}_Site{site}"
+        if n == 0:  # skipped (e.g. the test site of a --train-only run); seeds of the others unchanged
+            folders.append(folder)
+            continue
+        for attempt in range(5):  # a draw whose lesion does not fit its breast: take the next seed
+            if (folder / "dataset.json").is_file():
+                break
+            try:
+                simulate_dataset(folder, n, shape=shape, seed=seed + 1000 * index + attempt, jobs=jobs, site=site,
+                                 overwrite=True)
+            except LesionPlacementError as exc:
+                print(f"site {site}, seed {seed + 1000 * index + attempt}: {exc}; next seed", flush=True)
+        folders.append(folder)
+    return folders
+
+
+def merge_sites(site_dirs: list[Path], out_dir: Path) -> Path:
+    """A raw dataset holding every case of ``site_dirs`` (symbolic links; case ids prefixed by the site)."""
+    if (out_dir / "dataset.json").is_file():
+        return out_dir
+    import pandas as pd
+
+    from iterdce.dataset.layout import discover_cases
+
+    for sub in ("imagesTr", "labelsTr", "timesTr"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    tables, total = [], 0
+    for site_dir in site_dirs:
+        prefix = site_dir.name.split("_", 1)[1].lower()
+        for case_id, files in discover_cases(site_dir).cases.items():
+            new = f"{prefix}_{case_id}"
+            for phase, path in files.phase_files.items():
+                (out_dir / "imagesTr" / f"{new}_{phase:04d}.nii.gz").symlink_to(path.resolve())
+            if files.label is not None:
+                (out_dir / "labelsTr" / f"{new}.nii.gz").symlink_to(files.label.resolve())
+            if files.times is not None:
+                (out_dir / "timesTr" / f"{new}.json").symlink_to(files.times.resolve())
+            total += 1
+        if (site_dir / "cases.csv").is_file():
+            table = pd.read_csv(site_dir / "cases.csv")
+            table["case"] = prefix + "_" + table["case"].astype(str)
+            tables.append(table)
+    if tables:
+        pd.concat(tables, ignore_index=True).to_csv(out_dir / "cases.csv", index=False)
+    info = json.loads((site_dirs[0] / "dataset.json").read_text())
+    info.update(name=out_dir.name.split("_", 1)[1], numTraining=total)
+    info.pop("simulation", None)
+    (out_dir / "dataset.json").write_text(json.dumps(info, indent=2))
+    return out_dir
+
+
+def input_folder(test_dir: Path, out_dir: Path, input_phases: list[int]) -> Path:
+    """What a user hands the predictor: the input phases and each case's timing sidecar (links)."""
+    from iterdce.dataset.layout import discover_cases
+
+    if out_dir.is_dir():
+        return out_dir
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for case_id, files in discover_cases(test_dir).cases.items():
+        for phase in input_phases:
+            link = tmp / f"{case_id}_{phase:04d}.nii.gz"
+            if not link.exists():
+                link.symlink_to(files.phase_files[phase].resolve())
+        if files.times is not None and not (tmp / f"{case_id}.json").exists():
+            (tmp / f"{case_id}.json").symlink_to(files.times.resolve())
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def prepare_training_set(site_dirs: list[Path], raw_root: Path, preprocessed: Path, name: str, preset: str,
+                         jobs: int, plan_from: Path | None = None) -> tuple[Path, dict, list[str]]:
+    """Merge the sites into one raw dataset and preprocess it (with ``plan_from``'s plan when given, as a
+    user fine-tuning a model does); returns the preprocessed folder, the plan and all case ids."""
+    import shutil
+
+    from iterdce.preprocessing.pipeline import plan_and_preprocess
+    from iterdce.preprocessing.splits import SPLITS_FILE
+
+    raw = merge_sites(site_dirs, raw_root / name)
+    if plan_from is not None:
+        (preprocessed / raw.name).mkdir(parents=True, exist_ok=True)
+        if not (preprocessed / raw.name / "plans.json").is_file():
+            shutil.copyfile(plan_from, preprocessed / raw.name / "plans.json")
+    plans = plan_and_preprocess(raw, preprocessed, num_processes=jobs, preset=preset, progress=False,
+                                log=lambda *_: None)
+    split = json.loads((preprocessed / raw.name / SPLITS_FILE).read_text())[0]
+    return preprocessed / raw.name, plans, sorted(split["train"] + split["val"])
+
+
+BASELINES = ("copy_last", "linear", "regression")
+
+
+def run_baselines(job: dict) -> dict:
+    """Score the baselines on the held-out site once (they do not depend on the network or the seed)."""
+    from iterdce.evaluation.folders import evaluate_folders
+
+    start, results, test_dir = time.perf_counter(), Path(job["results"]), Path(job["test_dir"])
+    targets = results / "real_targets"  # stands in for a prediction folder: only the baselines are scored
+    targets.mkdir(parents=True, exist_ok=True)
+    for path in sorted((test_dir / "imagesTr").glob("*.nii.gz")):
+        if int(path.name[-11:-7]) >= job["n_inputs"] and not (targets / path.name).exists():
+            (targets / path.name).symlink_to(path.resolve())
+    summary = evaluate_folders(targets, test_dir / "imagesTr", results / "report", test_dir / "labelsTr",
+                               progress=False, regression=load_regression(Path(job["regression"])),
+                               methods=BASELINES)
+    return {"variant": "baselines", "seed": 0, "train_s": 0.0, "total_s": time.perf_counter() - start,
+            "summary": summary}
+
+
+def run_one(job: dict) -> dict:
+    """Train one (variant, seed), predict the held-out site, evaluate; runs in its own process."""
+    if job["variant"] == "baselines":
+        return run_baselines(job)
+    if job.get("model_file"):  # --evaluate-models: a model trained elsewhere
+        folder = import_model(Path(job["model_file"]), Path(job["results"]) / "RecursiveTrainer__plans")
+        return evaluate_model(folder, job, float("nan"), time.perf_counter())
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    from iterdce.training.setup import TrainingSetup
+    from iterdce.training.variants import run_stages
+
+    start = time.perf_counter()
+    results = Path(job["results"])
+    setup = TrainingSetup(Path(job["preprocessed"]), results, fold="all", num_workers=job["workers"],
+                          device=job["device"], seed=job["seed"], resume=True, plans=job["plans"], progress=False,
+                          pretrained_weights=job.get("pretrained_weights"))
+    trainer = run_stages("RecursiveTrainer", setup)
+    train_s = time.perf_counter() - start
+    model_folder = trainer.output.parent
+    if job.get("export_to"):  # train only: the weights travel back, evaluation happens elsewhere
+        export_model(model_folder, Path(job["export_to"]), f"{job['variant']}_seed{job['seed']}")
+        return {"variant": job["variant"], "seed": job["seed"], "train_s": train_s, "total_s": train_s}
+    return evaluate_model(model_folder, job, train_s, start)
+
+
+def evaluate_model(model_folder: Path, job: dict, train_s: float, start: float) -> dict:
+    """Predict the held-out site with a trained model folder and score the network's row."""
+    from iterdce.evaluation.folders import evaluate_folders
+    from iterdce.inference.predictor import IterativePredictor, PredictionSettings
+
+    results = Path(job["results"])
+    predictor = IterativePredictor(model_folder, PredictionSettings(folds=["all"], device=job["device"],
+                                                                    progress=False))
+    pred_dir = results / "test_predictions"
+    predictor.predict_folder(Path(job["test_inputs"]), pred_dir)
+    test_dir = Path(job["test_dir"])
+    summary = evaluate_folders(pred_dir, test_dir / "imagesTr", results / "test_report", test_dir / "labelsTr",
+                               progress=False, methods=("iterdce",))
+    return {"variant": job["variant"], "seed": job["seed"], "train_s": train_s,
+            "total_s": time.perf_counter() - start, "summary": summary}
+
+
+def row_values(summary: dict) -> dict[str, dict[str, float | None]]:
+    """Per method: PSNR and enhancement error at the last phase, SCC, curve-type accuracy."""
+    out = {}
+    for method, entry in summary["methods"].items():
+        last = entry["per_phase"][max(entry["per_phase"], key=int)]
+        kinetics = entry.get("kinetics", {})
+        out[method] = {"psnr_last": last["psnr"]["mean"],
+                       "ee_last": kinetics.get("last_phase_enhancement_error", {}).get("mean"),
+                       "scc": kinetics.get("scc", {}).get("mean"),
+                       "type_acc": kinetics.get("curve_type_accuracy")}
+    return out
+
+
+def aggregate(records: list[dict]) -> dict:
+    """Mean and std over seeds per variant (the baselines, which do not depend on the seed, once).
+    Confusion matrices are summed over seeds."""
+    done = [r for r in records if "summary" in r]
+    table: dict[str, dict] = {}
+    for record in done:
+        for method, values in row_values(record["summary"]).items():
+            entry = table.setdefault(record["variant"] if method == "iterdce" else method,
+                                     {**{k: [] for k in values}, "confusion": {}})
+            for key, value in values.items():
+                if value is not None:
+                    entry[key].append(value)
+            matrix = record["summary"]["methods"][method].get("kinetics", {}).get("confusion_matrix", {})
+            for true, row in matrix.get("rows_true_cols_predicted", {}).items():
+                for predicted, count in row.items():
+                    key = f"{true}->{predicted}"
+                    entry["confusion"][key] = entry["confusion"].get(key, 0) + int(count)
+    return {name: {k: v if k == "confusion" else (
+        {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)} if v else None)
+        for k, v in entry.items()} for name, entry in table.items()}
+
+
+def markdown(aggregated: dict) -> str:
+    lines = ["| model | PSNR last | EE last | SCC | type acc. | n |", "|---|---|---|---|---|---|"]
+
+    def fmt(stats, scale=1.0, digits=3):
+        if not stats:
+            return "n/a"
+        return f"{stats['mean'] * scale:.{digits}g} ± {stats['std'] * scale:.{digits - 1}g}"
+
+    for name, entry in aggregated.items():
+        n = entry["psnr_last"]["n"] if entry["psnr_last"] else 0
+        lines.append(f"| {name} | {fmt(entry['psnr_last'])} | {fmt(entry['ee_last'])} | {fmt(entry['scc'])} | "
+                     f"{fmt(entry['type_acc'], 100)} % | {n} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=Path("cross_site_work"))
+    parser.add_argument("--out", type=Path, help="folder for results.json / results.md (default: workdir)")
+    parser.add_argument("--train-sites", nargs="+", default=["A", "B", "C"])
+    parser.add_argument("--train-cases", nargs="+", type=int, default=[14, 13, 13])
+    parser.add_argument("--test-site", default="D")
+    parser.add_argument("--test-cases", type=int, default=24)
+    parser.add_argument("--shape", type=int, nargs=3, default=[160, 128, 48])
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, nargs=2, metavar=("WARMUP", "RECURSIVE"),
+                        help="override the preset's epochs (default: the preset's budget)")
+    parser.add_argument("--iterations", type=int, help="override the preset's iterations per epoch")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--parallel", type=int, default=1, help="(variant, seed) runs at once")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
+    parser.add_argument("--workers", type=int, default=1, help="data workers per run")
+    parser.add_argument("--jobs", type=int, default=2, help="processes for simulation and preprocessing")
+    parser.add_argument("--finetune-cases", type=int, default=0,
+                        help="also fine-tune the best variant's models on this many new cases of the test site, "
+                             "against training from scratch on them")
+    parser.add_argument("--pretrain-cases", type=int, default=0,
+                        help="also train one model on this many new cases of every site (the shipped model)")
+    parser.add_argument("--pretrain-variant", default="preset", help="variant of the all-sites model")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train and export each model (<variant>_seed<k>.pth + .plans.json) to --out; "
+                             "no test site, no evaluation (for a machine whose CPUs are the bottleneck)")
+    parser.add_argument("--evaluate-models", type=Path, metavar="DIR",
+                        help="evaluate the exported <variant>_seed<k>.pth models of DIR on the test site")
+    parser.add_argument("--quick", action="store_true", help="a tiny rehearsal of the whole benchmark")
+    args = parser.parse_args()
+    if args.quick:
+        args.train_cases, args.test_cases, args.shape = [3, 3, 2], 3, [128, 112, 40]
+        args.epochs, args.iterations, args.seeds = (1, 1), 2, args.seeds[:2]
+        args.variants = args.variants[:2]
+        args.finetune_cases = min(args.finetune_cases, 2)
+        args.pretrain_cases = min(args.pretrain_cases, 1)
+    out = args.out or args.workdir
+    out.mkdir(parents=True, exist_ok=True)
+    from iterdce.preprocessing.pipeline import data_folder
+
+    clock = time.perf_counter()
+    raw_root, preprocessed = args.workdir / "raw", args.workdir / "preprocessed"
+    sites = [*args.train_sites, args.test_site]
+    counts = [*args.train_cases, 0 if args.train_only else args.test_cases]
+    extra_sites, extra_counts = [], []
+    if args.finetune_cases:
+        extra_sites.append(f"{args.test_site}")
+        extra_counts.append(args.finetune_cases)
+    if args.pretrain_cases:
+        extra_sites += [*args.train_sites, args.test_site]
+        extra_counts += [args.pretrain_cases] * (len(args.train_sites) + 1)
+    folders = simulate_sites(raw_root, sites + extra_sites, counts + extra_counts, args.shape, seed=2024,
+                             jobs=args.jobs)
+    test_dir = folders[len(args.train_sites)]
+    finetune_dirs = folders[len(sites):len(sites) + (1 if args.finetune_cases else 0)]
+    pretrain_dirs = folders[len(sites) + len(finetune_dirs):]
+    print(f"simulated in {time.perf_counter() - clock:.0f} s", flush=True)
+    train_pre, plans, all_cases = prepare_training_set(folders[:len(args.train_sites)], raw_root, preprocessed,
+                                                       f"Dataset899_Sites{''.join(args.train_sites)}", args.preset,
+                                                       args.jobs)
+    regression_path = args.workdir / REGRESSION_FILE
+    if not regression_path.is_file():
+        model = fit_fold_regression(data_folder(train_pre, "plans"), all_cases, len(plans["input_phases"]))
+        regression_path.write_text(json.dumps(model.to_json()))
+    print(f"planned and preprocessed in {time.perf_counter() - clock:.0f} s: patch {plans['patch_size']}, "
+          f"spacing {plans['spacing']}, network {plans['network']['features_per_stage']}", flush=True)
+    test_inputs = None if args.train_only else input_folder(test_dir, args.workdir / "test_inputs",
+                                                            plans["input_phases"])
+    budget = {}
+    if args.epochs:
+        budget.update(warmup_epochs=args.epochs[0], recursive_epochs=args.epochs[1])
+    if args.iterations:
+        budget.update(iterations_per_epoch=args.iterations)
+    plans = deep_merge(plans, {"training": budget})
+    common = {"threads": args.threads, "workers": args.workers, "device": args.device,
+              "test_inputs": str(test_inputs), "test_dir": str(test_dir), "regression": str(regression_path)}
+
+    def job(variant: str, seed: int, preprocessed_dataset: Path, tag: str, **extra) -> dict:
+        return {**common, "variant": tag, "seed": seed, "plans": deep_merge(plans, VARIANTS[variant]),
+                "preprocessed": str(preprocessed_dataset),
+                "results": str(args.workdir / "results" / f"{tag}_seed{seed}" / preprocessed_dataset.name), **extra}
+
+    phase1 = [job(v, s, train_pre, v) for v in args.variants for s in args.seeds]
+    if args.train_only:
+        phase1 = [{**j, "export_to": str(out)} for j in phase1]
+    elif args.evaluate_models:
+        phase1 = [{**common, "variant": path.stem.rsplit("_seed", 1)[0], "seed": int(path.stem.rsplit("_seed", 1)[1]),
+                   "model_file": str(path), "results": str(args.workdir / "results" / f"eval_{path.stem}")}
+                  for path in sorted(args.evaluate_models.glob("*_seed*.pth"))]
+    if not args.train_only:
+        phase1.insert(0, {**common, "variant": "baselines", "seed": 0, "n_inputs": len(plans["input_phases"]),
+                          "results": str(args.workdir / "results" / "baselines")})
+    if pretrain_dirs:
+        pre_pre, _, _ = prepare_training_set(pretrain_dirs, raw_root, preprocessed, "Dataset898_PretrainAllSites",
+                                             args.preset, args.jobs, plan_from=train_pre / "plans.json")
+        extra = {"export_to": str(out)} if args.train_only else {}
+        phase1.append(job(args.pretrain_variant, 0, pre_pre, "pretrained_all_sites", **extra))
+    records: list[dict] = []
+    run_jobs(phase1, records, args, out, plans, clock)
+    if pretrain_dirs and not args.train_only:
+        export_model(Path(phase1[-1]["results"]) / "RecursiveTrainer__plans", out, "pretrained_all_sites")
+    if finetune_dirs and not args.train_only:
+        ranked = aggregate(records)
+        best = min((v for v in args.variants if v in ranked and ranked[v]["ee_last"]),
+                   key=lambda v: ranked[v]["ee_last"]["mean"])
+        tune_pre, _, _ = prepare_training_set(finetune_dirs, raw_root, preprocessed, "Dataset897_FinetuneSiteD",
+                                              args.preset, args.jobs, plan_from=train_pre / "plans.json")
+        phase2 = []
+        for seed in args.seeds:
+            source = args.workdir / "results" / f"{best}_seed{seed}" / train_pre.name
+            checkpoint = source / "RecursiveTrainer__plans" / "fold_all" / "checkpoint_final.pth"
+            phase2.append(job(best, seed, tune_pre, f"{best}+finetune{args.finetune_cases}",
+                              pretrained_weights=str(checkpoint)))
+            phase2.append(job(best, seed, tune_pre, f"{best}_scratch{args.finetune_cases}"))
+        run_jobs(phase2, records, args, out, plans, clock)
+    print(markdown(aggregate(records)))
+    print(f"total {time.perf_counter() - clock:.0f} s")
+
+
+def export_model(model_folder: Path, out: Path, name: str) -> None:
+    """A trained model as flat files: ``<name>.pth`` (weights-only checkpoint, no optimizer state) and the
+    plan ``<name>.plans.json`` -- the form shipped in iterdce/pretrained/ and read by --evaluate-models."""
+    import torch
+
+    from iterdce.training.checkpoint import load_checkpoint, save_checkpoint
+
+    checkpoint = model_folder / "fold_all" / "checkpoint_final.pth"
+    if not checkpoint.is_file():
+        print(f"nothing to export: {checkpoint} is missing", flush=True)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    payload = load_checkpoint(checkpoint)
+    keep = ("trainer", "plans_name", "fold", "model_config", "network_state", "epoch", "total_epochs",
+            "iterations_per_epoch", "seed")
+    save_checkpoint(out / f"{name}.pth", {k: payload[k] for k in keep})
+    (out / f"{name}.plans.json").write_text((model_folder / "plans.json").read_text())
+    size = (out / f"{name}.pth").stat().st_size
+    print(f"exported {name} ({size / 1e6:.2f} MB, torch {torch.__version__})", flush=True)
+
+
+def import_model(checkpoint: Path, model_folder: Path) -> Path:
+    """The inverse of export_model: a model folder (plans.json + fold_all/checkpoint_final.pth)."""
+    import shutil
+
+    (model_folder / "fold_all").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(checkpoint, model_folder / "fold_all" / "checkpoint_final.pth")
+    shutil.copyfile(checkpoint.with_suffix(".plans.json"), model_folder / "plans.json")
+    return model_folder
+
+
+def run_jobs(jobs: list[dict], records: list[dict], args: argparse.Namespace, out: Path, plans: dict,
+             clock: float) -> None:
+    """Run (variant, seed) jobs in parallel processes; results.json / results.md rewritten after each."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.parallel, mp_context=context) as pool:
+        futures = {pool.submit(run_one, job): job for job in jobs}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                record = future.result()
+                print(f"{job['variant']} seed {job['seed']}: trained in {record['train_s']:.0f} s, done in "
+                      f"{record['total_s']:.0f} s", flush=True)
+            except Exception:  # one failed run must not lose the others' results
+                record = {"variant": job["variant"], "seed": job["seed"], "error": traceback.format_exc()}
+                print(f"{job['variant']} seed {job['seed']}: FAILED\n{record['error']}", flush=True)
+            record["results"] = job["results"]
+            records.append(record)
+            aggregated = aggregate(records)
+            payload = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                       "plan": {k: plans[k] for k in ("spacing", "patch_size", "batch_size", "network", "training")},
+                       "elapsed_s": time.perf_counter() - clock, "aggregated": aggregated,
+                       "runs": [{k: v for k, v in r.items() if k != "summary"} | (
+                           {"rows": row_values(r["summary"])} if "summary" in r else {}) for r in records]}
+            (out / "results.json").write_text(json.dumps(payload, indent=1, default=str))
+            (out / "results.md").write_text(markdown(aggregated) + "\n")
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

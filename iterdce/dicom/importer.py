@@ -1,0 +1,184 @@
+"""``iterdce_import_dicom``: a DICOM tree -> a raw dataset (flat layout) with per-case timing from the headers.
+
+The dataset is assembled in a hidden folder beside the output and renamed into place at the end, so an
+interrupted import leaves no half-written dataset. Every study is reported in ``import_report.csv``.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from iterdce.atomic import process_alive, write_json_atomic
+from iterdce.dataset.nifti_io import write_image
+from iterdce.dicom.phases import Acquisition, StudyRefused, find_acquisition
+from iterdce.dicom.report import REPORT_NAME, StudyRow, case_id_for, write_report
+from iterdce.dicom.scan import Study, scan_tree
+from iterdce.dicom.volume import VolumeError, read_volume
+from iterdce.errors import IterdceError
+
+DATASET_NAME = re.compile(r"^Dataset\d{3}_(?P<name>.+)$")
+
+
+class DicomImportError(IterdceError, ValueError):
+    """The import cannot produce a dataset; the message names the folder and the reason."""
+
+
+@dataclass
+class ImportSettings:
+    """How studies become cases."""
+
+    case_id_from: str = "StudyInstanceUID"
+    keep_ids: bool = False
+    include_derived: bool = False
+    salt: str = ""
+    overwrite: bool = False
+    progress: bool = True
+
+
+@dataclass
+class ImportSummary:
+    """What an import wrote: the dataset folder, the imported case ids and the report rows."""
+
+    dataset_dir: Path
+    cases: list[str]
+    rows: list[StudyRow]
+
+    @property
+    def skipped(self) -> list[StudyRow]:
+        return [r for r in self.rows if r.status != "imported"]
+
+
+def _row(study: Study, case: str, status: str, settings: ImportSettings, **kwargs: object) -> StudyRow:
+    ids = {"study_uid": study.uid, "folder": str(study.folder)} if settings.keep_ids else {}
+    return StudyRow(case, status, **ids, source=str(study.folder), **kwargs)  # type: ignore[arg-type]
+
+
+def _choose(scan_studies: dict[str, Study], settings: ImportSettings
+            ) -> tuple[list[tuple[str, Study, Acquisition]], list[StudyRow]]:
+    """Find every study's acquisition and case id; keep the studies of the most common phase count."""
+    found: list[tuple[str, Study, Acquisition]] = []
+    rows: list[StudyRow] = []
+    used: dict[str, str] = {}
+    for study in scan_studies.values():
+        try:
+            case = case_id_for(study, settings.case_id_from, settings.keep_ids, settings.salt)
+        except ValueError as exc:
+            rows.append(_row(study, "", "skipped", settings, notes=[str(exc)]))
+            continue
+        try:
+            acquisition = find_acquisition(study, settings.include_derived)
+        except StudyRefused as exc:
+            rows.append(_row(study, case, "skipped", settings, skipped=exc.skipped, notes=[str(exc)]))
+            continue
+        if case in used:
+            rows.append(_row(study, case, "skipped", settings, acquisition=acquisition, notes=[
+                f"case id {case} already taken by another study (same {settings.case_id_from}); "
+                f"use --case-id-from StudyInstanceUID"]))
+            continue
+        used[case] = study.uid
+        found.append((case, study, acquisition))
+    counts = Counter(len(a.stacks) for _, _, a in found)
+    if len(counts) > 1:
+        keep = max(counts, key=lambda n: (counts[n], n))
+        for case, study, acquisition in [f for f in found if len(f[2].stacks) != keep]:
+            rows.append(_row(study, case, "skipped", settings, acquisition=acquisition, notes=[
+                f"{len(acquisition.stacks)} phases; the dataset's protocol has {keep} (one phase count per "
+                f"dataset: import the other studies into their own dataset)"]))
+        found = [f for f in found if len(f[2].stacks) == keep]
+    return found, rows
+
+
+def _write_case(staging: Path, case: str, acquisition: Acquisition) -> None:
+    """The phases of one case as imagesTr/<case>_<pppp>.nii.gz and its timing as timesTr/<case>.json."""
+    affine = acquisition.stacks[0].affine
+    for phase, stack in enumerate(acquisition.stacks):
+        volume = read_volume(stack)
+        if not np.all(np.isfinite(volume)):
+            raise VolumeError(f"phase {phase}: NaN/inf voxels after rescaling")
+        write_image(staging / "imagesTr" / f"{case}_{phase:04d}.nii.gz", volume, affine, np.float32)
+    write_json_atomic(staging / "timesTr" / f"{case}.json", {
+        "phase_times_s": acquisition.times_s,
+        "time_tags": acquisition.time_tags,
+        "time_reference": acquisition.time_reference,
+        "convention": acquisition.convention,
+    })
+
+
+def _dataset_json(out_dir: Path, cases: list[str], times: list[list[float]]) -> dict:
+    match = DATASET_NAME.match(out_dir.name)
+    median = np.median(np.asarray(times, dtype=np.float64), axis=0)
+    return {
+        "name": match["name"] if match else out_dir.name,
+        "description": "imported from DICOM by iterdce_import_dicom (per-case times in timesTr/)",
+        "file_ending": ".nii.gz",
+        "phase_times_s": [round(float(t), 3) for t in median],
+        "numTraining": len(cases),
+        "input_phases": [0, 1],
+    }
+
+
+def _replace(staging: Path, out_dir: Path) -> None:
+    """Move the finished dataset into place (an existing one, with ``--overwrite``, only after it is done)."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        out_dir.rename(old)
+    staging.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def import_dicom(root: Path, out_dir: Path, settings: ImportSettings | None = None) -> ImportSummary:
+    """Import every study under ``root`` with a DCE acquisition into the raw dataset ``out_dir``."""
+    settings = settings or ImportSettings()
+    root, out_dir = Path(root), Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not settings.overwrite:
+        raise DicomImportError(f"{out_dir}: exists and is not empty; choose a new folder or pass --overwrite")
+    try:
+        scan = scan_tree(root, settings.progress)
+    except FileNotFoundError as exc:
+        raise DicomImportError(str(exc)) from exc
+    if not scan.studies:
+        raise DicomImportError(f"{root}: no DICOM images found ({len(scan.not_dicom)} other file(s))")
+    found, rows = _choose(scan.studies, settings)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.parent.glob(f".{out_dir.name}.partial-*"):  # left by an import that was killed
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    staging = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
+    imported: list[tuple[str, Acquisition]] = []
+    try:
+        for case, study, acquisition in tqdm(found, desc="importing studies", unit="study",
+                                             disable=not settings.progress):
+            try:
+                _write_case(staging, case, acquisition)
+            except VolumeError as exc:
+                for leftover in (staging / "imagesTr").glob(f"{case}_*.nii.gz"):
+                    leftover.unlink()
+                rows.append(_row(study, case, "skipped", settings, acquisition=acquisition,
+                                 skipped=acquisition.skipped, notes=[str(exc)]))
+                continue
+            rows.append(_row(study, case, "imported", settings, acquisition=acquisition,
+                             skipped=acquisition.skipped, notes=acquisition.notes))
+            imported.append((case, acquisition))
+        if not imported:
+            reasons = "; ".join(f"{r.case or 'a study'} ({r.source}): {r.notes[0] if r.notes else 'skipped'}"
+                                for r in rows)
+            raise DicomImportError(f"{root}: no study could be imported ({reasons})")
+        rows.sort(key=lambda r: (r.status != "imported", r.case))
+        write_report(staging / REPORT_NAME, rows)
+        cases = sorted(case for case, _ in imported)
+        write_json_atomic(staging / "dataset.json", _dataset_json(out_dir, cases, [a.times_s for _, a in imported]))
+        _replace(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return ImportSummary(out_dir, cases, rows)

@@ -1,0 +1,73 @@
+"""The voxel-wise kinetic regression baseline of a fold: fitted on the fold's training cases, stored next to
+its checkpoints (``fold_<k>/kinetic_regression.json``) and read back by validation and ``iterdce_evaluate``."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from iterdce.atomic import write_json_atomic
+from iterdce.errors import IterdceError, JSONFileError
+from iterdce.evaluation.baselines import REGRESSION_FILE, KineticRegression, RegressionFitter
+from iterdce.json_io import read_json
+from iterdce.training.data_loader import load_preprocessed
+
+
+class RegressionFitError(IterdceError, ValueError):
+    """A stored fit that is missing or unreadable; the message names the file."""
+
+
+class RegressionEnsemble:
+    """The mean prediction of one or more fitted regressions (one per fold, like the network's folds)."""
+
+    def __init__(self, members: Sequence[KineticRegression], sources: Sequence[Path] = ()) -> None:
+        if not members:
+            raise ValueError("a regression ensemble needs at least one fit")
+        self.members, self.sources = list(members), list(sources)
+
+    def predict(self, input_phases: np.ndarray) -> np.ndarray:
+        return np.mean([m.predict(input_phases) for m in self.members], axis=0)
+
+
+def fit_fold_regression(data_dir: Path, case_ids: Sequence[str], n_inputs: int, progress: bool = False
+                        ) -> KineticRegression:
+    """Fit the regression on preprocessed (TI-normalized, plan-space) training cases."""
+    fitter = RegressionFitter()
+    for case_id in tqdm(case_ids, desc="fitting the regression baseline", unit="case", disable=not progress):
+        case = load_preprocessed(data_dir, case_id)
+        fitter.add_case(case.data, n_inputs, case.mask > 0, case.lesion)
+    return fitter.fit()
+
+
+def ensure_fold_regression(fold_folder: Path, data_dir: Path, case_ids: Sequence[str], n_inputs: int,
+                           progress: bool = False) -> KineticRegression:
+    """The fold's stored fit, fitted and written first when it does not exist yet."""
+    path = fold_folder / REGRESSION_FILE
+    if path.is_file():
+        return load_regression_file(path)
+    model = fit_fold_regression(data_dir, case_ids, n_inputs, progress)
+    write_json_atomic(path, model.to_json())
+    return model
+
+
+def load_regression_file(path: Path) -> KineticRegression:
+    """One stored fit; errors name the file."""
+    try:
+        return KineticRegression.from_json(read_json(path, expect=dict))
+    except (JSONFileError, ValueError, KeyError, TypeError) as exc:
+        raise RegressionFitError(f"{path}: cannot read the kinetic regression fit ({exc})") from exc
+
+
+def load_regression(path: Path) -> RegressionEnsemble:
+    """A fit file, or a model folder (or fold folder) whose ``fold_*/kinetic_regression.json`` fits are averaged."""
+    path = Path(path)
+    if path.is_file():
+        files = [path]
+    else:
+        files = sorted(path.glob(REGRESSION_FILE)) or sorted(path.glob(f"fold_*/{REGRESSION_FILE}"))
+    if not files:
+        raise RegressionFitError(f"{path}: no {REGRESSION_FILE} here or in its fold_* folders; train a fold first "
+                         "(iterdce_train fits it) or pass the file")
+    return RegressionEnsemble([load_regression_file(f) for f in files], files)

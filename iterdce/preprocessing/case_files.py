@@ -1,0 +1,122 @@
+"""The files of one preprocessed case: ``<case>.npz`` (arrays) and ``<case>.json`` (properties, written last).
+
+The sidecar records the archive's size and SHA-256, so a truncated or altered archive is found before
+training starts (size and zip directory, cheap) and when a case is loaded (checksum of the bytes read).
+The archive is written with fixed zip timestamps, so the same case always gives the same bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from iterdce.errors import CorruptFileError, IterdceError, listing
+from iterdce.json_io import read_json
+
+NPZ_KEYS = ("data", "lesion", "mask")
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, object]:
+    """Write ``arrays`` as an uncompressed .npz with fixed timestamps; returns ``npz_size`` and ``npz_sha256``."""
+    with open(path, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_EPOCH)
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+    return npz_digest(path)
+
+
+def npz_digest(path: Path) -> dict[str, object]:
+    """Size and SHA-256 of a file, as stored in the case sidecar."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"npz_size": Path(path).stat().st_size, "npz_sha256": digest.hexdigest()}
+
+
+def _array_headers(archive: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every array in an .npz, read from the headers only (no voxel data)."""
+    headers = {}
+    with zipfile.ZipFile(archive) as zipped:
+        for name in zipped.namelist():
+            with zipped.open(name) as member:
+                major, _ = np.lib.format.read_magic(member)
+                reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                shape, _, dtype = reader(member)
+            headers[name.removesuffix(".npy")] = (tuple(shape), dtype)
+    return headers
+
+
+def case_problem(folder: Path, case_id: str, checksum: bool = False) -> str | None:
+    """What is wrong with a preprocessed case's two files (None: both present, consistent and complete as far
+    as size, zip directory and array headers show; with ``checksum`` also the SHA-256 of every byte)."""
+    sidecar, archive = folder / f"{case_id}.json", folder / f"{case_id}.npz"
+    if not sidecar.is_file():
+        return f"{sidecar}: missing"
+    if not archive.is_file():
+        return f"{archive}: missing"
+    try:
+        properties = read_json(sidecar, expect=dict)
+    except IterdceError as exc:
+        return str(exc)
+    size = archive.stat().st_size
+    if "npz_size" in properties and size != properties["npz_size"]:
+        return f"{archive}: {size} bytes, but {sidecar.name} records {properties['npz_size']} (truncated or altered)"
+    try:
+        headers = _array_headers(archive)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        return f"{archive}: not a readable .npz archive ({type(exc).__name__}: {exc})"
+    if any(k not in headers for k in NPZ_KEYS) or headers["data"][1] != np.float32:
+        return f"{archive}: does not hold float32 'data', 'lesion' and 'mask' arrays"
+    spatial = tuple(properties.get("resampled_shape", ()))
+    if headers["data"][0][1:] != spatial or any(headers[k][0] != spatial for k in ("lesion", "mask")):
+        return f"{archive}: array shapes differ from resampled_shape {list(spatial)} in {sidecar.name}"
+    if checksum and "npz_sha256" in properties and npz_digest(archive)["npz_sha256"] != properties["npz_sha256"]:
+        return f"{archive}: checksum differs from the one in {sidecar.name} (altered after it was written)"
+    return None
+
+
+def regenerate_hint(folder: Path) -> str:
+    """The command that rewrites the bad cases of a ``<plans>_data`` folder (finished cases are kept)."""
+    plans_name = folder.name.removesuffix("_data")
+    extra = "" if plans_name == "plans" else f" --plans-name {plans_name}"
+    return f"regenerate with: iterdce_plan_and_preprocess -d {folder.parent.name}{extra}"
+
+
+def verify_cases(folder: Path, case_ids: list[str], progress: bool = True) -> None:
+    """Every case of ``case_ids`` is complete and matches its checksum; else one CorruptFileError listing each
+    bad file (with the command that regenerates them)."""
+    checked = (case_problem(folder, c, checksum=True)
+               for c in tqdm(case_ids, desc="checking preprocessed cases", unit="case", disable=not progress))
+    problems = [p for p in checked if p is not None]
+    if problems:
+        raise CorruptFileError(listing(f"{folder}: preprocessed cases unusable", problems)
+                               + f"\n{regenerate_hint(folder)}", folder)
+
+
+def read_case_arrays(folder: Path, case_id: str) -> tuple[dict[str, np.ndarray], dict]:
+    """The arrays and properties of a case; the archive's bytes are checked against the sidecar's checksum."""
+    sidecar, archive = folder / f"{case_id}.json", folder / f"{case_id}.npz"
+    properties = read_json(sidecar, expect=dict)
+    try:
+        raw = archive.read_bytes()
+    except OSError as exc:
+        raise CorruptFileError(f"{archive}: cannot be read ({exc.strerror or exc}); {regenerate_hint(folder)}",
+                               archive) from exc
+    expected = properties.get("npz_sha256")
+    if expected is not None and hashlib.sha256(raw).hexdigest() != expected:
+        raise CorruptFileError(f"{archive}: checksum differs from {sidecar.name} (truncated or altered); "
+                               f"{regenerate_hint(folder)}", archive)
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in NPZ_KEYS}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise CorruptFileError(f"{archive}: not a readable .npz archive ({type(exc).__name__}); "
+                               f"{regenerate_hint(folder)}", archive) from exc
+    return arrays, properties

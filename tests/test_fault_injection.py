@@ -1,0 +1,132 @@
+"""SIGKILL at deterministic points (ITERDCE_TEST_KILL_AT, see iterdce/fault_injection.py), then the same
+command again: the outputs equal an uninterrupted run's, byte for byte (preprocessing, prediction) or weight for
+weight (training resumed with --continue), and no temporary file is left."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from iterdce.commands import plan_and_preprocess, predict, train
+from iterdce.fault_injection import ENV_VAR
+from iterdce.preprocessing.plans_io import load_plans, save_plans
+from iterdce.training.checkpoint import load_checkpoint
+from tests.conftest import make_raw_dataset
+
+DATASET = "Dataset001_Phantom"
+torch.set_num_threads(1)  # as the killed runs (OMP_NUM_THREADS=1): sums in the same order, bit-identical weights
+TRAIN_ARGS = ["0", "-tr", "WarmupTrainer", "--epochs", "2", "--iterations-per-epoch", "2", "--device", "cpu",
+              "-nw", "0", "--no-validation"]
+
+
+def files_of(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` by relative path (temporaries included, so they show up)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def temporaries(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob(".*") if p.is_file()]
+
+
+def killed(module: str, args: list[str], point: str) -> None:
+    """Run ``python -m iterdce.commands.<module> args`` until the kill point; it must die of SIGKILL."""
+    env = {**os.environ, ENV_VAR: point, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", f"iterdce.commands.{module}", *args], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def raw_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("faults") / "raw"
+    make_raw_dataset(root, n_cases=4, shape=(24, 24, 8), n_phases=4)
+    return root
+
+
+def preprocess_args(raw_root: Path, preprocessed: Path) -> list[str]:
+    return ["-d", "1", "-np", "1", "--raw", str(raw_root), "--preprocessed", str(preprocessed)]
+
+
+@pytest.fixture(scope="module")
+def reference_preprocessed(raw_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted plan_and_preprocess run."""
+    preprocessed = tmp_path_factory.mktemp("reference") / "preprocessed"
+    assert plan_and_preprocess.main(preprocess_args(raw_root, preprocessed)) == 0
+    return preprocessed
+
+
+@pytest.mark.parametrize("point", ["before_rename:5", "after_rename:7"])
+def test_preprocessing_killed_then_rerun_equals_an_uninterrupted_run(raw_root, reference_preprocessed, tmp_path,
+                                                                     point):
+    killed("plan_and_preprocess", preprocess_args(raw_root, tmp_path / "resumed"), point)
+    assert plan_and_preprocess.main(preprocess_args(raw_root, tmp_path / "resumed")) == 0
+    assert files_of(tmp_path / "resumed") == files_of(reference_preprocessed)
+    assert not temporaries(tmp_path / "resumed")
+
+
+@pytest.fixture(scope="module")
+def trained(reference_preprocessed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Preprocessed data (a tiny network in the plan) and an uninterrupted reference training."""
+    root = tmp_path_factory.mktemp("trained")
+    shutil.copytree(reference_preprocessed, root / "preprocessed")
+    plans_path = root / "preprocessed" / DATASET / "plans.json"
+    plans = load_plans(plans_path)
+    plans["network"].update(features_per_stage=[4, 8], pool_per_stage=[[2, 2, 1]], time_embedding_dim=8)
+    plans["patch_size"], plans["batch_size"] = [16, 16, 8], 2
+    save_plans(plans, plans_path)
+    assert train.main([*TRAIN_ARGS, "--preprocessed", str(root / "preprocessed"),
+                       "--results", str(root / "results")]) == 0
+    return root
+
+
+def test_training_killed_mid_epoch_then_continued_gives_the_same_weights(trained, tmp_path):
+    args = [*TRAIN_ARGS, "--preprocessed", str(trained / "preprocessed"), "--results", str(tmp_path / "results")]
+    killed("train", args, "iteration:3")  # in the second epoch: the first one's checkpoint is on disk
+    assert train.main([*args, "--continue"]) == 0
+    fold = Path("results") / DATASET / "WarmupTrainer__plans" / "fold_0"
+    reference = load_checkpoint(trained / fold / "checkpoint_final.pth")["network_state"]
+    resumed = load_checkpoint(tmp_path / fold / "checkpoint_final.pth")["network_state"]
+    assert reference.keys() == resumed.keys()
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+    assert not temporaries(tmp_path / "results")
+
+
+@pytest.fixture(scope="module")
+def inputs(raw_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Input phases of three cases, and an uninterrupted prediction of them next to it (``reference``)."""
+    folder = tmp_path_factory.mktemp("predict") / "inputs"
+    folder.mkdir()
+    for case in ("case_000", "case_001", "case_002"):
+        for phase in (0, 1):
+            name = f"{case}_{phase:04d}.nii.gz"
+            (folder / name).write_bytes((raw_root / DATASET / "imagesTr" / name).read_bytes())
+    return folder
+
+
+def predict_args(inputs: Path, out: Path, trained: Path) -> list[str]:
+    return ["-i", str(inputs), "-o", str(out), "-tr", "WarmupTrainer", "-f", "0", "--device", "cpu", "--quiet",
+            "--results", str(trained / "results")]
+
+
+@pytest.fixture(scope="module")
+def reference_predictions(inputs: Path, trained: Path) -> Path:
+    assert predict.main(predict_args(inputs, inputs.parent / "reference", trained)) == 0
+    return inputs.parent / "reference"
+
+
+@pytest.mark.parametrize("point", ["before_rename:1", "after_rename:3"])
+def test_prediction_killed_then_rerun_equals_an_uninterrupted_run(trained, inputs, reference_predictions, tmp_path,
+                                                                  point):
+    killed("predict", predict_args(inputs, tmp_path / "resumed", trained), point)
+    assert predict.main(predict_args(inputs, tmp_path / "resumed", trained)) == 0
+    assert files_of(tmp_path / "resumed") == files_of(reference_predictions)
+    assert len(files_of(reference_predictions)) == 6
+    assert not temporaries(tmp_path / "resumed")
