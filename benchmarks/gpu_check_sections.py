@@ -244,13 +244,15 @@ def predict_oom_cap(ctx: Context) -> tuple[str, str]:
     torch.cuda.empty_cache()
     total = torch.cuda.get_device_properties(ctx.device).total_memory
     cap = torch.cuda.memory_reserved(ctx.device) + (gpu_peak + cpu_peak) // 2
+    # the memory-fraction API needs a device index ("cuda" alone is refused)
+    index = ctx.device.index if ctx.device.index is not None else torch.cuda.current_device()
     try:
-        torch.cuda.set_per_process_memory_fraction(cap / total, ctx.device)
+        torch.cuda.set_per_process_memory_fraction(cap / total, index)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             output = predictor.synthesize_normalized(inputs, times)
     finally:
-        torch.cuda.set_per_process_memory_fraction(1.0, ctx.device)
+        torch.cuda.set_per_process_memory_fraction(1.0, index)
         torch.cuda.empty_cache()
     messages = [str(w.message) for w in caught if "out of memory" in str(w.message)]
     difference = float(np.abs(output - reference).max())

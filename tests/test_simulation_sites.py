@@ -13,18 +13,22 @@ import pytest
 
 from iterdce.commands.simulate import main as simulate_main
 from iterdce.dataset.nifti_io import read_image
+from iterdce.dataset.verify import verify_dataset
 from iterdce.kinetics_rule import classify_curve
 from iterdce.preprocessing.orientation import to_canonical
 from iterdce.simulation import simulate_dataset
+from iterdce.simulation.anatomy import Tissue, build_anatomy
+from iterdce.simulation.breast_structures import add_cysts, add_vessels
 from iterdce.simulation.case import simulate_case
 from iterdce.simulation.config import SimulationConfig
 from iterdce.simulation.kinetics import Physics
 from iterdce.simulation.lesion_design import LesionSpec, draw_site_lesion_specs
 from iterdce.simulation.lesion_kinetics import lesion_kinetics
-from iterdce.simulation.lesions import PlacedLesion
+from iterdce.simulation.lesions import PlacedLesion, place_lesions
 from iterdce.simulation.protocol import CaseProtocol, draw_protocol
 from iterdce.simulation.scanner_geometry import centred_affine, stored_affine, to_stored
 from iterdce.simulation.sites import SITES, load_site_profile, profile_from_json
+from iterdce.simulation.tissues import tissue_maps
 
 SHAPE = (72, 60, 44)  # stored (in-plane, in-plane, slices): room for two breasts with lesions at every site
 
@@ -89,8 +93,11 @@ def test_protocol_draws_within_site_ranges_and_deterministic(name):
         assert site.orientation.get(p.orientation, 0) > 0 and site.axcodes.get(p.axcodes, 0) > 0
         assert _in(float(np.linalg.norm(p.oblique_deg)), site.oblique_deg)
         for value, key in ((p.snr, "snr"), (p.flip_angle_deg, "flip_deg"), (p.tr_s * 1000, "tr_ms"),
-                           (p.body_fill, "body_fill"), (p.motion_mm, "motion_mm"), (p.jitter_s, "jitter_s")):
+                           (p.body_fill, "body_fill"), (p.motion_mm, "motion_mm"), (p.jitter_s, "jitter_s"),
+                           (p.aif_scale, "aif_scale"), (p.aif_stretch, "aif_stretch"), (p.vessels, "vessels"),
+                           (p.cysts, "cysts")):
             assert _in(value, getattr(site, key)), key
+        assert p.bpe_range == site.bpe_ktrans and p.bias_range == site.bias
         assert site.field_strength_t.get(f"{p.field_strength_t:.1f}", 0) > 0 and site.agent.get(p.agent, 0) > 0
         times = np.array(p.nominal_times_s)
         assert times[0] == 0 and _in(times[1], site.first_post_s) and len(times) == site.n_phases
@@ -123,6 +130,7 @@ def test_stored_arrays_reorient_back_to_the_canonical_anatomy():
 def test_site_dataset_geometry_labels_and_curves(site_d):
     acquisition = {row["case"]: row for row in _table(site_d / "acquisition.csv")}
     lesions = _table(site_d / "cases.csv")
+    assert verify_dataset(site_d, progress=False) == []
     info = json.loads((site_d / "dataset.json").read_text())
     assert info["simulation"]["site"]["name"] == "D" and "Site profile D" in info["description"]
     assert lesions and all(row["malignant"] in {"0", "1"} for row in lesions)
@@ -135,6 +143,11 @@ def test_site_dataset_geometry_labels_and_curves(site_d):
         assert geometry.shape == SHAPE and np.allclose(geometry.spacing, spacing, atol=1e-3)
         assert "".join(nib.aff2axcodes(geometry.affine)) == row["axcodes"] and row["orientation"] == "sagittal"
         assert float(row["max_shift_mm"]) <= float(row["motion_mm"]) + 1e-3
+        site = SITES["D"]
+        assert _in(float(row["bias_amplitude"]), site.bias, tol=1e-3) and _in(float(row["snr"]), site.snr, tol=0.01)
+        fat = float(row["fat_factor"])
+        assert fat == 1.0 if row["fat_suppression"] == "0" else _in(fat, site.fat_suppression_efficiency, tol=1e-3)
+        assert _in(int(row["vessels"]), site.vessels) and _in(int(row["cysts"]), site.cysts)
         # anatomy: in world (RAS) coordinates the breasts lie anterior of the rest of the body, on both sides
         canonical_mask, canonical_affine, _ = to_canonical(mask, geometry.affine)
         pre, _, _ = to_canonical(read_image(site_d / "imagesTr" / f"{case}_0000.nii.gz")[0], geometry.affine)
@@ -146,6 +159,9 @@ def test_site_dataset_geometry_labels_and_curves(site_d):
         assert np.all(mask[labels > 0] == 1)
         images = np.stack([read_image(site_d / "imagesTr" / f"{case}_{p:04d}.nii.gz")[0] for p in range(6)])
         for lesion in case_rows:
+            prior = site.ktrans_malignant if lesion["malignant"] == "1" else site.ktrans_benign
+            assert _in(float(lesion["ktrans_per_min"]), prior, tol=1e-4)
+            assert _in(float(lesion["ve"]), site.ve, tol=1e-3) and _in(float(lesion["vp"]), site.vp, tol=1e-3)
             voxels = labels == int(lesion["lesion"])
             assert float(lesion["volume_ml"]) == pytest.approx(voxels.sum() * np.prod(spacing) / 1000, rel=1e-3)
             assert classify_curve(images[:, voxels].mean(axis=1), times) == lesion["curve_type"]
@@ -203,10 +219,53 @@ def test_cli_site_options(tmp_path, capsys):
     profile.write_text(json.dumps({"base": "D", "name": "E", "slice_mm": [2.0, 2.2]}))
     out = tmp_path / "Dataset105_SiteE"
     assert simulate_main(["-o", str(out), "-n", "1", "--shape", *map(str, SHAPE), "--site-profile",
-                          str(profile), "--seed", "2"]) == 0
+                          str(profile), "--seed", "2", "--case-prefix", "siteE"]) == 0
+    assert (out / "labelsTr" / "siteE_000.nii.gz").exists() and (out / "timesTr" / "siteE_000.json").exists()
     row = _table(out / "acquisition.csv")[0]
+    assert row["case"] == "siteE_000"
     assert 2.0 <= float(row["spacing_mm"].split()[2]) <= 2.2
     assert json.loads((out / "dataset.json").read_text())["simulation"]["site"]["name"] == "E"
+    assert simulate_main(["-o", str(tmp_path / "c"), "--case-prefix", "a/b"]) == 1
+    assert "case prefix" in capsys.readouterr().err
     profile.write_text("{not json")
     assert simulate_main(["-o", str(tmp_path / "b"), "--site-profile", str(profile)]) == 1
     assert str(profile) in capsys.readouterr().err
+
+
+def test_vessels_and_cysts_stay_in_the_breast_off_lesions_and_have_their_kinetics():
+    rng = np.random.default_rng(3)
+    spacing = (1.0, 1.0, 2.0)
+    anatomy = build_anatomy(rng, (96, 80, 32), spacing)
+    free = np.ones(anatomy.tissue.shape, dtype=bool)
+    free[40:60, 50:70, 10:20] = False  # stands for a lesion
+    before = anatomy.tissue.copy()
+    assert add_cysts(rng, anatomy, spacing, 3, free) > 0 and add_vessels(rng, anatomy, spacing, 4, free) > 0
+    changed = anatomy.tissue != before
+    assert np.all(anatomy.interior[changed]) and not np.any(changed[40:60, 50:70, 10:20])
+    assert set(np.unique(anatomy.tissue[changed])) == {int(Tissue.BLOOD), int(Tissue.CYST)}
+    maps = tissue_maps(rng, anatomy, spacing, bpe_range=(0.02, 0.02))
+    assert maps.bpe_ktrans_per_min == pytest.approx(0.02)
+    physics = Physics((0.0, 80.0, 160.0, 240.0), bolus_arrival_s=12.0)
+    cyst = physics.signal(maps.param_sets[int(maps.set_index[anatomy.tissue == Tissue.CYST][0])])
+    vessel = physics.signal(maps.param_sets[int(maps.set_index[changed & (anatomy.tissue == Tissue.BLOOD)][0])])
+    np.testing.assert_allclose(cyst, cyst[0])  # fluid never enhances
+    assert vessel[1] > 2 * vessel[0]  # blood enhances strongly and early
+
+
+def test_nonmass_and_septated_lesions():
+    rng = np.random.default_rng(4)
+    spacing = (0.8, 0.8, 1.5)
+    anatomy = build_anatomy(rng, (140, 110, 48), spacing)
+    specs = [LesionSpec(1, "plateau", "nonmass", "heterogeneous", 12.0, "fgt", True),
+             LesionSpec(2, "persistent", "lobulated", "septated", 14.0, "fgt", False)]
+    nonmass, fibroadenoma = place_lesions(rng, anatomy, specs, spacing)
+    for lesion in (nonmass, fibroadenoma):
+        assert lesion.n_voxels > 20 and np.all(anatomy.interior[lesion.voxels])
+    # clumps: the region's bounding box is mostly not lesion
+    box = np.prod([np.ptp(v) + 1 for v in nonmass.voxels])
+    assert nonmass.n_voxels < 0.6 * box
+    assert fibroadenoma.spec.pattern == "septated" and 0 < fibroadenoma.core.mean() <= 0.35
+    specs = [s for _ in range(2000) for s in draw_site_lesion_specs(rng, 0.5)]
+    assert {s.morphology for s in specs} == {"round", "lobulated", "irregular", "spiculated", "nonmass"}
+    assert not any(s.pattern == "septated" and s.malignant for s in specs)
+    assert not any(s.morphology == "nonmass" and s.pattern in ("rim", "septated") for s in specs)

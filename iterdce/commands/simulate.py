@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "profile (documentation/simulation.md); replaces the fixed acquisition options")
     sites.add_argument("--site-profile", default=None, metavar="FILE.json",
                        help="like --site, with the ranges read from a JSON site profile")
+    parser.add_argument("--case-prefix", default="phantom", metavar="NAME",
+                        help="case ids NAME_000, NAME_001, ... (letters and digits; default phantom), e.g. siteA "
+                             "so that datasets of several sites can be merged")
     parser.add_argument("--jobs", type=positive_int, default=1, help="worker processes (default 1)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a dataset already in the output folder")
@@ -68,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             args.output, args.num_cases, shape=args.shape, spacing=args.spacing, seed=args.seed, snr=args.snr,
             timing_jitter_s=args.timing_jitter, fat_suppression=not args.no_fat_suppression,
             motion_mm=args.motion, jobs=args.jobs, overwrite=args.overwrite, site=site,
+            case_prefix=args.case_prefix,
         )
         counts = ", ".join(f"{k} {v}" for k, v in summary.curve_type_counts.items())
         print(f"wrote {len(summary.case_ids)} cases, {len(summary.lesion_rows)} lesions ({counts}) to "

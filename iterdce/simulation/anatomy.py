@@ -30,6 +30,7 @@ class Tissue(IntEnum):
     SKIN = 5
     FGT = 6
     LESION = 7
+    CYST = 8
 
 
 @dataclass

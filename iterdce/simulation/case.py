@@ -15,6 +15,7 @@ from iterdce.simulation.acquisition import (
     motion_shifts,
 )
 from iterdce.simulation.anatomy import Tissue, build_anatomy
+from iterdce.simulation.breast_structures import add_cysts, add_vessels
 from iterdce.simulation.config import SimulationConfig
 from iterdce.simulation.kinetics import Physics
 from iterdce.simulation.lesion_design import case_rng, draw_lesion_specs, draw_site_lesion_specs
@@ -47,9 +48,9 @@ class SimulatedCase:
     noiseless: np.ndarray | None = field(default=None, repr=False)
 
 
-def case_id_for(index: int) -> str:
+def case_id_for(index: int, prefix: str = "phantom") -> str:
     """The case identifier of case ``index`` (``phantom_000``, ...)."""
-    return f"phantom_{index:03d}"
+    return f"{prefix}_{index:03d}"
 
 
 def _curve_type(ratio: float) -> str:
@@ -98,24 +99,33 @@ def _lesion_prior(protocol: CaseProtocol, malignant: bool | None) -> dict[str, t
 
 
 def simulate_case(
-    seed: int, index: int, config: SimulationConfig, keep_noiseless: bool = False
+    seed: int, index: int, config: SimulationConfig, keep_noiseless: bool = False, case_prefix: str = "phantom"
 ) -> SimulatedCase:
-    """Simulate case ``index`` of the dataset with ``seed``; the result depends only on these and ``config``."""
+    """Simulate case ``index`` of the dataset with ``seed``; the result depends only on these and ``config``.
+
+    ``case_prefix`` only names the case (``<prefix>_007``).
+    """
     protocol = draw_protocol(seed, index, config)
     rng = case_rng(seed, index, site_key=None if protocol.site is None else protocol.site.stream_key)
-    case_id = case_id_for(index)
+    case_id = case_id_for(index, case_prefix)
     shape, spacing = protocol.canonical_shape, protocol.canonical_spacing
     times = jitter_times(rng, protocol.nominal_times_s, protocol.jitter_s)
     bolus_arrival = float(rng.uniform(*protocol.bolus_arrival_range))
     physics = Physics(times, bolus_arrival, protocol.tr_s, protocol.flip_angle_deg,
-                      protocol.field_strength_t, protocol.agent)
+                      protocol.field_strength_t, protocol.agent, protocol.aif_scale, protocol.aif_stretch)
     anatomy = build_anatomy(rng, shape, spacing, protocol.body_fill)
     if protocol.site is None:
         specs = draw_lesion_specs(rng, seed, index)
     else:
         specs = draw_site_lesion_specs(rng, protocol.site.malignant_prob)
     lesions = place_lesions(rng, anatomy, specs, spacing)
-    maps = tissue_maps(rng, anatomy, spacing)
+    if protocol.site is not None:
+        free = np.ones(anatomy.tissue.shape, dtype=bool)
+        for lesion in lesions:
+            free[lesion.voxels] = False
+        add_cysts(rng, anatomy, spacing, protocol.cysts, free)
+        add_vessels(rng, anatomy, spacing, protocol.vessels, free)
+    maps = tissue_maps(rng, anatomy, spacing, protocol.bpe_range)
     bias = bias_field(rng, shape, protocol.bias_range)
     fat_factor = float(rng.uniform(*protocol.fat_efficiency_range))  # drawn either way: same stream after it
     fat_factor = fat_factor if protocol.fat_suppression else 1.0

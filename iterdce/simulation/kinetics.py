@@ -44,6 +44,8 @@ class Physics:
         flip_angle_deg: float = 12.0,
         field_strength_t: float = 3.0,
         agent: str = "gadopentetate",
+        aif_scale: float = 1.0,
+        aif_stretch: float = 1.0,
     ) -> None:
         self.times_s = np.asarray(times_s, dtype=np.float64)
         self.bolus_arrival_s = float(bolus_arrival_s)
@@ -51,7 +53,12 @@ class Physics:
         self.flip_angle_deg = float(flip_angle_deg)
         self.t10_scale = T10_SCALE.get(float(field_strength_t), 1.0)
         self.t_fine = np.arange(0.0, max(float(self.times_s.max()), 0.0) + 2 * FINE_DT_S, FINE_DT_S)
-        self.ca_blood = np.asarray(dcmri.aif_parker(self.t_fine, BAT=self.bolus_arrival_s), dtype=np.float64)
+        # aif_scale: the patient's dose per blood volume and cardiac output scale the whole input curve;
+        # aif_stretch: a slower circulation and clearance stretch it in time after the bolus arrives
+        t_aif = self.t_fine if aif_stretch == 1.0 else (
+            self.bolus_arrival_s + (self.t_fine - self.bolus_arrival_s) / float(aif_stretch))
+        self.ca_blood = float(aif_scale) * np.asarray(dcmri.aif_parker(t_aif, BAT=self.bolus_arrival_s),
+                                                      dtype=np.float64)
         # dcmri returns Hz/M; concentrations are in M, so R1 = R10 + r1 * C is in 1/s.
         self.r1 = float(dcmri.relaxivity(field_strength_t, "blood", agent))
 

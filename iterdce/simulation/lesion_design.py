@@ -38,13 +38,14 @@ CURVE_GIVEN_MALIGNANCY = {  # Kuhl et al., Radiology 1999;211:101-110 (curve typ
     False: {"persistent": 0.830, "plateau": 0.115, "washout": 0.055},
 }
 MORPHOLOGY_GIVEN_MALIGNANCY = {
-    True: {"round": 0.12, "lobulated": 0.18, "irregular": 0.40, "spiculated": 0.30},
-    False: {"round": 0.50, "lobulated": 0.38, "irregular": 0.10, "spiculated": 0.02},
+    True: {"round": 0.10, "lobulated": 0.16, "irregular": 0.36, "spiculated": 0.26, "nonmass": 0.12},
+    False: {"round": 0.45, "lobulated": 0.35, "irregular": 0.08, "spiculated": 0.02, "nonmass": 0.10},
 }
-PATTERN_GIVEN_MALIGNANCY = {
-    True: {"homogeneous": 0.25, "heterogeneous": 0.45, "rim": 0.30},
-    False: {"homogeneous": 0.65, "heterogeneous": 0.32, "rim": 0.03},
+PATTERN_GIVEN_MALIGNANCY = {  # septated: the dark internal septations of a fibroadenoma
+    True: {"homogeneous": 0.25, "heterogeneous": 0.45, "rim": 0.30, "septated": 0.0},
+    False: {"homogeneous": 0.50, "heterogeneous": 0.27, "rim": 0.03, "septated": 0.20},
 }
+NONMASS_PATTERNS = {"homogeneous": 0.3, "heterogeneous": 0.7}  # clumped: no rim, no septations
 DIAMETER_GIVEN_MALIGNANCY = {True: (8.0, 30.0), False: (5.0, 25.0)}
 
 
@@ -111,11 +112,14 @@ def draw_site_lesion_specs(rng: np.random.Generator, malignant_prob: float) -> l
     for label in range(1, count + 1):
         malignant = bool(rng.random() < malignant_prob)
         low, high = DIAMETER_GIVEN_MALIGNANCY[malignant]
+        curve_type = _pick(rng, CURVE_GIVEN_MALIGNANCY[malignant])
+        morphology = _pick(rng, MORPHOLOGY_GIVEN_MALIGNANCY[malignant])
+        pattern = _pick(rng, NONMASS_PATTERNS if morphology == "nonmass" else PATTERN_GIVEN_MALIGNANCY[malignant])
         specs.append(LesionSpec(
             label=label,
-            curve_type=_pick(rng, CURVE_GIVEN_MALIGNANCY[malignant]),
-            morphology=_pick(rng, MORPHOLOGY_GIVEN_MALIGNANCY[malignant]),
-            pattern=_pick(rng, PATTERN_GIVEN_MALIGNANCY[malignant]),
+            curve_type=curve_type,
+            morphology=morphology,
+            pattern=pattern,
             diameter_mm=float(np.exp(rng.uniform(np.log(low), np.log(high)))),
             host="fgt" if rng.random() < FGT_HOST_PROB else "fat",
             malignant=malignant,

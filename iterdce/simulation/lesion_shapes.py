@@ -1,7 +1,8 @@
 """Lesion shapes as indicator functions of radius-normalised coordinates, so one design scales to any size.
 
-round (ellipsoid), lobulated (a few broad bumps), irregular (ragged angular and radial modulation) and
-spiculated (a core with thin tapering spikes).
+round (ellipsoid), lobulated (a few broad bumps), irregular (ragged angular and radial modulation),
+spiculated (a core with thin tapering spikes) and nonmass (clumped enhancement scattered through an
+elongated, segment-like region, as in non-mass enhancement).
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-MORPHOLOGIES = ("round", "lobulated", "irregular", "spiculated")
+MORPHOLOGIES = ("round", "lobulated", "irregular", "spiculated", "nonmass")
 Shape = Callable[[np.ndarray], np.ndarray]
 
 
@@ -81,7 +82,22 @@ def _spiculated(rng: np.random.Generator) -> tuple[Shape, float]:
     return inside, float(0.9 + lengths.max())
 
 
-SHAPE_MAKERS = {"round": _round, "lobulated": _lobulated, "irregular": _irregular, "spiculated": _spiculated}
+def _nonmass(rng: np.random.Generator) -> tuple[Shape, float]:
+    """Clumps (a thresholded sum of 8 random plane waves, about a third of the volume) in a long ellipsoid."""
+    scales = np.array([rng.uniform(2.0, 3.0), rng.uniform(0.8, 1.1), rng.uniform(0.6, 0.9)])
+    rot = _rotation(rng)
+    waves = _unit_vectors(rng, 8) * rng.uniform(2.5, 4.5, size=(8, 1))
+    phases = rng.uniform(0, 2 * np.pi, size=8)
+
+    def inside(q: np.ndarray) -> np.ndarray:
+        region = np.sum((q @ rot / scales) ** 2, axis=-1) <= 1.0
+        return region & (np.cos(q @ waves.T + phases).sum(axis=-1) > 0.9)
+
+    return inside, float(scales.max())
+
+
+SHAPE_MAKERS = {"round": _round, "lobulated": _lobulated, "irregular": _irregular, "spiculated": _spiculated,
+                "nonmass": _nonmass}
 
 
 def make_shape(rng: np.random.Generator, morphology: str) -> tuple[Shape, float]:

@@ -66,6 +66,19 @@ def _choose_centre(
     return None, host
 
 
+def _septations(rng: np.random.Generator, local: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
+    """Flags of the voxels of ``local`` on 1-3 thin planes through the lesion: the dark internal septations
+    of a fibroadenoma. Each plane is one voxel thick along its normal, at least 0.8 mm."""
+    offsets = (np.argwhere(local) - np.array(local.shape) // 2) * spacing
+    core = np.zeros(len(offsets), dtype=bool)
+    for _ in range(int(rng.integers(1, 4))):
+        normal = rng.standard_normal(3)
+        normal /= np.linalg.norm(normal)
+        half = max(0.5 * float(np.abs(normal) @ spacing), 0.4)
+        core |= np.abs(offsets @ normal - rng.uniform(-0.4, 0.4) * radius_mm) <= half
+    return core
+
+
 def _pattern(
     rng: np.random.Generator, spec: LesionSpec, local: np.ndarray, spacing: np.ndarray, radius_mm: float
 ) -> tuple[np.ndarray, np.ndarray, str]:
@@ -80,9 +93,37 @@ def _pattern(
         core = (depth >= level) & (depth > float(spacing.min()) * 1.01)
         if not core.any() or core.all():
             pattern, core = "heterogeneous", np.zeros(field.shape, dtype=bool)
-    amplitude = {"homogeneous": 0.08, "heterogeneous": 0.45, "rim": 0.12}[pattern]
+    if pattern == "septated":
+        core = _septations(rng, local, spacing, radius_mm)
+        if not core.any() or core.mean() > 0.35:
+            pattern, core = "homogeneous", np.zeros(field.shape, dtype=bool)
+    amplitude = {"homogeneous": 0.08, "heterogeneous": 0.45, "rim": 0.12, "septated": 0.08}[pattern]
     modulation = np.clip(1.0 + amplitude * field, 0.3, 2.0)
     return modulation, core, pattern
+
+
+def _fit(
+    rng: np.random.Generator, anatomy: Anatomy, spec: LesionSpec, spacing: np.ndarray,
+    taken: list[tuple[np.ndarray, float]],
+) -> tuple[np.ndarray, float, np.ndarray, float, np.ndarray | None, str]:
+    """Shape ``spec`` and find a centre for it, shrinking it (down to the smallest size) until one fits.
+
+    Returns the local mask, radius (mm), voxel offsets, reach (mm), centre (None if none fits) and host.
+    """
+    max_depth = float(anatomy.interior_depth_mm.max())
+    shape_fn, extent = make_shape(rng, spec.morphology)
+    smallest = MIN_VOXELS_ACROSS * float(spacing.max())
+    diameter = max(min(spec.diameter_mm, 1.9 * max_depth / extent), smallest)
+    for _ in range(MAX_SHRINKS):
+        local, radius = scaled_mask(shape_fn, extent, diameter, spacing)
+        offsets = _local_offsets(local)
+        # thin spike tips may be clipped by the breast interior; the bulk must fit
+        reach = float(np.quantile(np.linalg.norm(offsets * spacing, axis=1), 0.9)) + 0.5 * float(spacing.max())
+        centre, host = _choose_centre(rng, anatomy, spec.host, reach, taken, spacing)
+        if centre is not None or diameter <= smallest:
+            break
+        diameter = max(0.8 * diameter, smallest)
+    return local, radius, offsets, reach, centre, host
 
 
 def place_lesions(
@@ -98,21 +139,13 @@ def place_lesions(
     occupied = np.zeros(anatomy.tissue.shape, dtype=bool)
     taken: list[tuple[np.ndarray, float]] = []
     placed = []
+    smallest = MIN_VOXELS_ACROSS * float(spacing.max())
     for spec in specs:
-        shape_fn, extent = make_shape(rng, spec.morphology)
-        smallest = MIN_VOXELS_ACROSS * float(spacing.max())
-        diameter = max(min(spec.diameter_mm, 1.9 * max_depth / extent), smallest)
-        for _ in range(MAX_SHRINKS):
-            local, radius = scaled_mask(shape_fn, extent, diameter, spacing)
-            offsets = _local_offsets(local)
-            # thin spike tips may be clipped by the breast interior; the bulk must fit
-            reach = float(np.quantile(np.linalg.norm(offsets * spacing, axis=1), 0.9)) + 0.5 * float(spacing.max())
-            centre, host = _choose_centre(rng, anatomy, spec.host, reach, taken, spacing)
-            if centre is not None:
-                break
-            if diameter <= smallest:
-                break
-            diameter = max(0.8 * diameter, smallest)
+        local, radius, offsets, reach, centre, host = _fit(rng, anatomy, spec, spacing, taken)
+        if centre is None and spec.morphology == "nonmass":
+            # a segment-long region does not fit a small breast; a mass of the same volume may
+            spec = replace(spec, morphology="irregular", pattern="heterogeneous")
+            local, radius, offsets, reach, centre, host = _fit(rng, anatomy, spec, spacing, taken)
         if centre is None:
             raise LesionPlacementError(
                 f"no room for lesion {spec.label} ({morphology_text(spec)}) of at least {smallest:.1f} mm "

@@ -15,6 +15,7 @@ from iterdce.simulation.acquisition import BIAS_AMPLITUDE
 from iterdce.simulation.config import SimulationConfig
 from iterdce.simulation.lesion_design import case_rng
 from iterdce.simulation.sites import SiteProfile
+from iterdce.simulation.tissues import BPE_KTRANS
 
 FAT_SUPPRESSION = (0.10, 0.25)
 BOLUS_ARRIVAL_S = (10.0, 20.0)
@@ -45,6 +46,11 @@ class CaseProtocol:
     jitter_s: float = 0.0
     motion_mm: float = 0.0
     bolus_arrival_range: tuple[float, float] = BOLUS_ARRIVAL_S
+    aif_scale: float = 1.0
+    aif_stretch: float = 1.0
+    bpe_range: tuple[float, float] = BPE_KTRANS
+    vessels: int = 0
+    cysts: int = 0
     site: SiteProfile | None = None
 
     @property
@@ -83,7 +89,9 @@ class CaseProtocol:
             "snr": round(self.snr, 2), "fat_suppression": int(self.fat_suppression),
             "field_strength_t": self.field_strength_t, "agent": self.agent,
             "flip_angle_deg": round(self.flip_angle_deg, 2), "tr_ms": round(self.tr_s * 1000.0, 3),
-            "motion_mm": round(self.motion_mm, 3),
+            "motion_mm": round(self.motion_mm, 3), "aif_scale": round(self.aif_scale, 3),
+            "aif_stretch": round(self.aif_stretch, 3),
+            "vessels": self.vessels, "cysts": self.cysts,
         }
 
 
@@ -131,4 +139,8 @@ def draw_protocol(seed: int, index: int, config: SimulationConfig) -> CaseProtoc
         field_strength_t=float(_choice(rng, site.field_strength_t)), agent=_choice(rng, site.agent),
         flip_angle_deg=_uniform(rng, site.flip_deg), tr_s=_uniform(rng, site.tr_ms) / 1000.0,
         nominal_times_s=nominal_times(first_post, gap, site.n_phases), jitter_s=_uniform(rng, site.jitter_s),
-        motion_mm=_uniform(rng, site.motion_mm), bolus_arrival_range=site.bolus_arrival_s, site=site)
+        motion_mm=_uniform(rng, site.motion_mm), bolus_arrival_range=site.bolus_arrival_s,
+        aif_scale=_uniform(rng, site.aif_scale), aif_stretch=_uniform(rng, site.aif_stretch),
+        bpe_range=site.bpe_ktrans,
+        vessels=int(rng.integers(int(site.vessels[0]), int(site.vessels[1]) + 1)),
+        cysts=int(rng.integers(int(site.cysts[0]), int(site.cysts[1]) + 1)), site=site)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import multiprocessing
 import numbers
 import os
+import re
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -38,11 +39,11 @@ class DatasetSummary:
 
 
 def _simulate_and_write(
-    task: tuple[str, int, int, SimulationConfig]
+    task: tuple[str, int, int, SimulationConfig, str]
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Worker: simulate one case, write its files, return its lesion rows and acquisition row (small)."""
-    dataset_dir, seed, index, config = task
-    case = simulate_case(seed, index, config)
+    dataset_dir, seed, index, config, prefix = task
+    case = simulate_case(seed, index, config, case_prefix=prefix)
     write_case(Path(dataset_dir), case, config.timing_jitter_s > 0 or config.site is not None)
     return case.lesion_rows, case.acquisition
 
@@ -62,18 +63,22 @@ def simulate_dataset(
     jobs: int = 1,
     overwrite: bool = False,
     site: SiteProfile | str | None = None,
+    case_prefix: str = "phantom",
 ) -> DatasetSummary:
     """Write a synthetic raw dataset (documentation/simulation.md) into ``dataset_dir``.
 
     With ``site`` (a profile or a built-in name A-D) every case draws spacing, orientation, SNR, protocol
     and the rest from the site's ranges, and the fixed settings (spacing, snr, ...) are not used.
     Each case depends only on (seed, case index) and the settings, so any ``jobs`` gives identical files.
+    ``case_prefix`` names the cases ``<prefix>_000``, ... (distinct prefixes let site datasets be merged).
     dataset.json is written last: a folder without it is an interrupted run.
     """
     for name, value, low in (("number of cases", num_cases, 1), ("seed", seed, 0), ("jobs", jobs, 1)):
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
             raise UsageError(f"{name} must be an integer of at least {low}, got {value!r}")
     num_cases, seed, jobs = int(num_cases), int(seed), int(jobs)
+    if not isinstance(case_prefix, str) or not re.fullmatch(r"[A-Za-z0-9]+", case_prefix):
+        raise ValueError(f"case prefix must be letters and digits only, got {case_prefix!r}")
     profile = site_profile(site) if isinstance(site, str) else site
     if profile is not None:
         phase_times_s = site_nominal_times(profile)
@@ -86,7 +91,7 @@ def simulate_dataset(
     config.validate()
     dataset_dir = Path(dataset_dir)
     prepare_output_dir(dataset_dir, overwrite)
-    tasks = [(str(dataset_dir), seed, index, config) for index in range(num_cases)]
+    tasks = [(str(dataset_dir), seed, index, config, case_prefix) for index in range(num_cases)]
     if jobs == 1 or num_cases == 1:
         results = [_simulate_and_write(task) for task in tasks]
     else:
@@ -107,7 +112,7 @@ def simulate_dataset(
     counts = Counter(row["curve_type"] for row in rows)
     return DatasetSummary(
         dataset_dir=dataset_dir,
-        case_ids=[case_id_for(i) for i in range(num_cases)],
+        case_ids=[case_id_for(i, case_prefix) for i in range(num_cases)],
         lesion_rows=rows,
         curve_type_counts={t: counts.get(t, 0) for t in ("persistent", "plateau", "washout")},
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ LIMITS: dict[str, Range] = {
     "flip_deg": (5.0, 35.0), "tr_ms": (2.5, 10.0), "first_post_s": (30.0, 150.0), "gap_s": (30.0, 150.0),
     "jitter_s": (0.0, 20.0), "motion_mm": (0.0, 3.0), "bolus_arrival_s": (5.0, 40.0),
     "ktrans_malignant": (0.01, 3.0), "ktrans_benign": (0.01, 3.0), "ve": (0.05, 0.9), "vp": (0.001, 0.2),
+    "aif_scale": (0.3, 3.0), "aif_stretch": (0.5, 2.0), "bpe_ktrans": (0.001, 0.3), "vessels": (0.0, 30.0),
+    "cysts": (0.0, 10.0),
 }
 PROBABILITIES = ("fat_suppression_prob", "malignant_prob")
 
@@ -65,6 +67,11 @@ class SiteProfile:
     ve: Range
     vp: Range
     n_phases: int = 6
+    aif_scale: Range = (0.8, 1.2)
+    aif_stretch: Range = (0.9, 1.1)
+    bpe_ktrans: Range = (0.005, 0.05)
+    vessels: Range = (2.0, 8.0)
+    cysts: Range = (0.0, 3.0)
 
     def validate(self) -> None:
         """Raise ValueError naming every field that is missing, malformed or outside its hard limits."""
@@ -127,7 +134,8 @@ SITES: dict[str, SiteProfile] = {
         fat_suppression_prob=1.0, field_strength_t={"3.0": 1.0}, agent={"gadobutrol": 1.0},
         flip_deg=(10.0, 15.0), tr_ms=(4.0, 5.0), first_post_s=(60.0, 80.0), gap_s=(60.0, 75.0),
         jitter_s=(0.0, 5.0), motion_mm=(0.0, 0.5), malignant_prob=0.6,
-        ktrans_malignant=(0.08, 1.5), ktrans_benign=(0.03, 0.5), **_COMMON),
+        ktrans_malignant=(0.08, 1.5), ktrans_benign=(0.03, 0.5), aif_scale=(0.85, 1.15), aif_stretch=(0.9, 1.1),
+        bpe_ktrans=(0.005, 0.04), vessels=(3.0, 8.0), cysts=(0.0, 3.0), **_COMMON),
     "B": SiteProfile(
         name="B", description="1.5 T community hospital: axial LPS, 0.8-1.0 mm in-plane, 1.5-2.5 mm slices, "
                               "fat saturation on 30 % of cases, gadoterate, gaps 80-100 s",
@@ -136,7 +144,8 @@ SITES: dict[str, SiteProfile] = {
         fat_suppression_prob=0.3, field_strength_t={"1.5": 1.0}, agent={"gadoterate": 1.0},
         flip_deg=(10.0, 20.0), tr_ms=(4.5, 6.5), first_post_s=(80.0, 100.0), gap_s=(80.0, 100.0),
         jitter_s=(0.0, 8.0), motion_mm=(0.2, 0.8), malignant_prob=0.5,
-        ktrans_malignant=(0.06, 1.2), ktrans_benign=(0.03, 0.4), **_COMMON),
+        ktrans_malignant=(0.06, 1.2), ktrans_benign=(0.03, 0.4), aif_scale=(0.75, 1.25), aif_stretch=(0.85, 1.2),
+        bpe_ktrans=(0.005, 0.05), vessels=(2.0, 6.0), cysts=(0.0, 4.0), **_COMMON),
     "C": SiteProfile(
         name="C", description="mixed 1.5 T / 3 T network: axial, RAS or LPS, 0.7-1.0 mm in-plane, 1-2 mm "
                               "slices, fat saturation on 70 %, gadopentetate or gadoterate, gaps 70-110 s",
@@ -145,17 +154,20 @@ SITES: dict[str, SiteProfile] = {
         bias=(0.10, 0.25), fat_suppression_prob=0.7, field_strength_t={"1.5": 0.5, "3.0": 0.5},
         agent={"gadopentetate": 0.5, "gadoterate": 0.5}, flip_deg=(12.0, 18.0), tr_ms=(3.5, 5.0),
         first_post_s=(70.0, 110.0), gap_s=(70.0, 110.0), jitter_s=(0.0, 10.0), motion_mm=(0.0, 1.0),
-        malignant_prob=0.55, ktrans_malignant=(0.08, 1.5), ktrans_benign=(0.03, 0.5), **_COMMON),
+        malignant_prob=0.55, ktrans_malignant=(0.08, 1.5), ktrans_benign=(0.03, 0.5), aif_scale=(0.8, 1.2),
+        aif_stretch=(0.85, 1.15),
+        bpe_ktrans=(0.005, 0.06), vessels=(2.0, 8.0), cysts=(0.0, 3.0), **_COMMON),
     "D": SiteProfile(
         name="D", description="held-out site: sagittal acquisition, coarse 1.0-1.2 mm in-plane and 2.5-3 mm "
                               "slices, low SNR (15-30), strong bias, 3 T, gadoteridol, slow protocol "
                               "(gaps 100-120 s), more motion",
         inplane_mm=(1.0, 1.2), slice_mm=(2.5, 3.0), orientation={"sagittal": 1.0},
-        axcodes={"RAS": 0.5, "LPS": 0.5}, oblique_deg=(0.0, 8.0), body_fill=(0.75, 0.9), snr=(15.0, 30.0),
+        axcodes={"RAS": 0.5, "LPS": 0.5}, oblique_deg=(0.0, 8.0), body_fill=(0.9, 1.0), snr=(15.0, 30.0),
         bias=(0.20, 0.35), fat_suppression_prob=0.5, field_strength_t={"3.0": 1.0}, agent={"gadoteridol": 1.0},
         flip_deg=(15.0, 25.0), tr_ms=(5.0, 7.0), first_post_s=(90.0, 120.0), gap_s=(100.0, 120.0),
         jitter_s=(0.0, 10.0), motion_mm=(0.5, 1.2), malignant_prob=0.65,
-        ktrans_malignant=(0.06, 1.5), ktrans_benign=(0.03, 0.6), **_COMMON),
+        ktrans_malignant=(0.06, 1.5), ktrans_benign=(0.03, 0.6), aif_scale=(0.7, 1.3), aif_stretch=(0.8, 1.25),
+        bpe_ktrans=(0.01, 0.08), vessels=(1.0, 5.0), cysts=(0.0, 2.0), **_COMMON),
 }
 
 
@@ -175,7 +187,7 @@ def profile_from_json(payload: dict[str, Any]) -> SiteProfile:
         base = SITES[base_name].to_json()
         base["name"] = payload.get("name", f"{base_name}-custom")
         payload = {**base, **payload}
-    missing = sorted(known - set(payload) - {"n_phases"})
+    missing = sorted(known - set(payload) - {f.name for f in fields(SiteProfile) if f.default is not MISSING})
     if missing:
         raise UsageError(f"site profile: missing field(s) {missing} (or give \"base\": \"A\".. \"D\")")
     try:

@@ -24,7 +24,7 @@ CASE_COLUMNS = (
 ACQUISITION_COLUMNS = (
     "case", "orientation", "axcodes", "spacing_mm", "fov_mm", "oblique_deg", "body_fill", "snr", "bias_amplitude",
     "fat_suppression", "fat_factor", "field_strength_t", "agent", "flip_angle_deg", "tr_ms", "phase_times_s",
-    "bolus_arrival_s", "motion_mm", "max_shift_mm",
+    "bolus_arrival_s", "aif_scale", "aif_stretch", "motion_mm", "max_shift_mm", "vessels", "cysts",
 )
 OUTPUTS = ("imagesTr", "labelsTr", "masksTr", "timesTr", "dataset.json", "cases.csv", "acquisition.csv")
 MAX_LESIONS = 2

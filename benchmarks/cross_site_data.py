@@ -1,0 +1,135 @@
+"""Data and model files of the cross-site benchmark (benchmarks/cross_site.py): site datasets, their merge,
+the prediction input folder, and trained models as flat weight files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def simulate_sites(raw_root: Path, sites: list[str], cases_per_site: list[int], shape: list[int], seed: int,
+                   jobs: int) -> list[Path]:
+    """One raw dataset per site (skipped when it exists)."""
+    from iterdce.simulation import simulate_dataset
+    from iterdce.simulation.lesions import LesionPlacementError
+
+    folders = []
+    for index, (site, n) in enumerate(zip(sites, cases_per_site)):
+        folder = raw_root / f"Dataset{900 + index:03d}_Site{site}"
+        if n == 0:  # skipped (e.g. the test site of a --train-only run); seeds of the others unchanged
+            folders.append(folder)
+            continue
+        for attempt in range(5):  # a draw whose lesion does not fit its breast: take the next seed
+            if (folder / "dataset.json").is_file():
+                break
+            try:
+                simulate_dataset(folder, n, shape=shape, seed=seed + 1000 * index + attempt, jobs=jobs, site=site,
+                                 overwrite=True)
+            except LesionPlacementError as exc:
+                print(f"site {site}, seed {seed + 1000 * index + attempt}: {exc}; next seed", flush=True)
+        folders.append(folder)
+    return folders
+
+
+def merge_sites(site_dirs: list[Path], out_dir: Path) -> Path:
+    """A raw dataset holding every case of ``site_dirs`` (symbolic links; case ids prefixed by the site)."""
+    if (out_dir / "dataset.json").is_file():
+        return out_dir
+    import pandas as pd
+
+    from iterdce.dataset.layout import discover_cases
+
+    for sub in ("imagesTr", "labelsTr", "timesTr"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    tables, total = [], 0
+    for site_dir in site_dirs:
+        prefix = site_dir.name.split("_", 1)[1].lower()
+        for case_id, files in discover_cases(site_dir).cases.items():
+            new = f"{prefix}_{case_id}"
+            for phase, path in files.phase_files.items():
+                (out_dir / "imagesTr" / f"{new}_{phase:04d}.nii.gz").symlink_to(path.resolve())
+            if files.label is not None:
+                (out_dir / "labelsTr" / f"{new}.nii.gz").symlink_to(files.label.resolve())
+            if files.times is not None:
+                (out_dir / "timesTr" / f"{new}.json").symlink_to(files.times.resolve())
+            total += 1
+        if (site_dir / "cases.csv").is_file():
+            table = pd.read_csv(site_dir / "cases.csv")
+            table["case"] = prefix + "_" + table["case"].astype(str)
+            tables.append(table)
+    if tables:
+        pd.concat(tables, ignore_index=True).to_csv(out_dir / "cases.csv", index=False)
+    info = json.loads((site_dirs[0] / "dataset.json").read_text())
+    info.update(name=out_dir.name.split("_", 1)[1], numTraining=total)
+    info.pop("simulation", None)
+    (out_dir / "dataset.json").write_text(json.dumps(info, indent=2))
+    return out_dir
+
+
+def input_folder(test_dir: Path, out_dir: Path, input_phases: list[int]) -> Path:
+    """What a user hands the predictor: the input phases and each case's timing sidecar (links)."""
+    from iterdce.dataset.layout import discover_cases
+
+    if out_dir.is_dir():
+        return out_dir
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for case_id, files in discover_cases(test_dir).cases.items():
+        for phase in input_phases:
+            link = tmp / f"{case_id}_{phase:04d}.nii.gz"
+            if not link.exists():
+                link.symlink_to(files.phase_files[phase].resolve())
+        if files.times is not None and not (tmp / f"{case_id}.json").exists():
+            (tmp / f"{case_id}.json").symlink_to(files.times.resolve())
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def prepare_training_set(site_dirs: list[Path], raw_root: Path, preprocessed: Path, name: str, preset: str,
+                         jobs: int, plan_from: Path | None = None) -> tuple[Path, dict, list[str]]:
+    """Merge the sites into one raw dataset and preprocess it (with ``plan_from``'s plan when given, as a
+    user fine-tuning a model does); returns the preprocessed folder, the plan and all case ids."""
+    import shutil
+
+    from iterdce.preprocessing.pipeline import plan_and_preprocess
+    from iterdce.preprocessing.splits import SPLITS_FILE
+
+    raw = merge_sites(site_dirs, raw_root / name)
+    if plan_from is not None:
+        (preprocessed / raw.name).mkdir(parents=True, exist_ok=True)
+        if not (preprocessed / raw.name / "plans.json").is_file():
+            shutil.copyfile(plan_from, preprocessed / raw.name / "plans.json")
+    plans = plan_and_preprocess(raw, preprocessed, num_processes=jobs, preset=preset, progress=False,
+                                log=lambda *_: None)
+    split = json.loads((preprocessed / raw.name / SPLITS_FILE).read_text())[0]
+    return preprocessed / raw.name, plans, sorted(split["train"] + split["val"])
+
+
+def export_model(model_folder: Path, out: Path, name: str) -> None:
+    """A trained model as flat files: ``<name>.pth`` (weights-only checkpoint, no optimizer state) and the
+    plan ``<name>.plans.json`` -- the form shipped in iterdce/pretrained/ and read by --evaluate-models."""
+    import torch
+
+    from iterdce.training.checkpoint import load_checkpoint, save_checkpoint
+
+    checkpoint = model_folder / "fold_all" / "checkpoint_final.pth"
+    if not checkpoint.is_file():
+        print(f"nothing to export: {checkpoint} is missing", flush=True)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    payload = load_checkpoint(checkpoint)
+    keep = ("trainer", "plans_name", "fold", "model_config", "network_state", "epoch", "total_epochs",
+            "iterations_per_epoch", "seed")
+    save_checkpoint(out / f"{name}.pth", {k: payload[k] for k in keep})
+    (out / f"{name}.plans.json").write_text((model_folder / "plans.json").read_text())
+    size = (out / f"{name}.pth").stat().st_size
+    print(f"exported {name} ({size / 1e6:.2f} MB, torch {torch.__version__})", flush=True)
+
+
+def import_model(checkpoint: Path, model_folder: Path) -> Path:
+    """The inverse of export_model: a model folder (plans.json + fold_all/checkpoint_final.pth)."""
+    import shutil
+
+    (model_folder / "fold_all").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(checkpoint, model_folder / "fold_all" / "checkpoint_final.pth")
+    shutil.copyfile(checkpoint.with_suffix(".plans.json"), model_folder / "plans.json")
+    return model_folder
