@@ -78,7 +78,7 @@ def simulate_dataset(
             raise UsageError(f"{name} must be an integer of at least {low}, got {value!r}")
     num_cases, seed, jobs = int(num_cases), int(seed), int(jobs)
     if not isinstance(case_prefix, str) or not re.fullmatch(r"[A-Za-z0-9]+", case_prefix):
-        raise ValueError(f"case prefix must be letters and digits only, got {case_prefix!r}")
+        raise UsageError(f"case prefix must be letters and digits only, got {case_prefix!r}")
     profile = site_profile(site) if isinstance(site, str) else site
     if profile is not None:
         phase_times_s = site_nominal_times(profile)
