@@ -17,8 +17,8 @@ Sections (each guarded: a failure is recorded as FAIL with its one-line error an
 It prints one markdown table (check, status, result, seconds) and writes it as JSON to ``--out`` after every
 section, so a run cut short still leaves what it did. Only the repository and torch (with numpy) are needed: the
 repository root is put on ``sys.path`` here, and a package iterdce imports at module level but that no section
-uses (nibabel, batchgenerators, dcmri, dtaidistance) is replaced by a placeholder that raises when used, if it is
-not installed. The augmentation of the loader section then runs without batchgenerators' transforms (said so).
+uses (nibabel, batchgenerators, dcmri, dtaidistance, pydicom) is replaced by a placeholder that raises when used,
+if it is not installed. The augmentation of the loader section then runs without batchgenerators' transforms (said so).
 
     python3 benchmarks/gpu_check.py --out gpu_check.json                       # on a GPU machine, < 6 min
     python3 benchmarks/gpu_check.py --device cpu --dry-run --out /tmp/gc.json  # every section at toy size, < 30 s
@@ -46,7 +46,7 @@ for _path in (str(REPO), str(BENCHMARKS)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-OPTIONAL_PACKAGES = ("nibabel", "batchgenerators", "dcmri", "dtaidistance")
+OPTIONAL_PACKAGES = ("nibabel", "batchgenerators", "dcmri", "dtaidistance", "pydicom")
 
 
 class _Placeholder(types.ModuleType):

@@ -11,11 +11,13 @@ from iterdce.commands.common import (
     add_quiet_argument,
     add_root_arguments,
     new_parser,
+    non_negative_int,
     parse_fold,
     positive_int,
     roots_from_args,
     run_guarded,
 )
+from iterdce.inference.case_pipeline import rank_device
 from iterdce.inference.dicom_output import OUTPUT_FORMATS, DicomExporter
 from iterdce.inference.model_loading import CHECKPOINTS
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings, refuse_output_inside_input
@@ -40,8 +42,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default="final", choices=CHECKPOINTS, help="which checkpoint (default final)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--tile-batch", type=positive_int, default=4, help="tiles per forward pass (default 4)")
+    parser.add_argument("--tile-size", type=positive_int, nargs=3, metavar=("X", "Y", "Z"),
+                        help="inference tile in plan voxels (default: the training patch); larger tiles are faster, "
+                             "see documentation/prediction.md for their effect on the output")
     parser.add_argument("--step-size", type=float, default=0.5,
-                        help="tile step as a fraction of the patch size, in (0, 1] (default 0.5)")
+                        help="step between tiles as a fraction of the tile (default 0.5: half-tile overlap; "
+                             "larger is faster, with less blending between tiles)")
+    parser.add_argument("-np", "--num-processes", type=non_negative_int, default=0,
+                        help="worker processes that read and preprocess the next cases and write finished ones "
+                             "while the network runs (default 0: all in this process)")
+    parser.add_argument("--num-parts", type=positive_int, default=1,
+                        help="split the input folder into this many parts (e.g. one per machine; default 1)")
+    parser.add_argument("--part-id", type=non_negative_int, default=0,
+                        help="which part this run predicts (0-based, default 0)")
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation")
     parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     parser.add_argument("--save-kinetic-map", action="store_true", help="also write <case>_kinetics.nii.gz")
@@ -70,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             results = find_dataset(args.dataset, roots.results, "results")
             model_folder, folds = results / model_folder_name(args.trainer, args.plans_name), args.folds
-        settings = PredictionSettings(folds, args.checkpoint, args.device, args.tile_batch, args.step_size,
-                                      tta=args.tta, progress=not args.quiet)
+        settings = PredictionSettings(folds, args.checkpoint, rank_device(args.device), args.tile_batch,
+                                      args.step_size, tta=args.tta, progress=not args.quiet, tile_size=args.tile_size)
         predictor = IterativePredictor(model_folder, settings)
         if args.output_format == "dicom":
             exporter = DicomExporter(predictor, f"{model_folder.parent.name}/{model_folder.name}",
@@ -80,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                                     args.save_kinetic_map)
         else:
             done = predictor.predict_folder(Path(args.input), Path(args.output), args.overwrite,
-                                            args.save_kinetic_map)
+                                            args.save_kinetic_map, args.num_processes, args.num_parts, args.part_id)
         print(f"predicted {len(done)} case(s) into {args.output} with folds {', '.join(predictor.folds)}")
         return 0
 

@@ -16,16 +16,15 @@ from tqdm import tqdm
 
 from iterdce.atomic import remove_stale_temporaries
 from iterdce.dataset.case import DCECase
-from iterdce.dataset.layout import CaseFiles
-from iterdce.errors import IterdceError, OutputLocationError, listing
-from iterdce.inference.export import kinetic_map_name, output_name, write_kinetic_map, write_phases
-from iterdce.inference.inputs import PredictionInputError, case_times, discover_inputs, load_input_case
+from iterdce.errors import IterdceError, OutputLocationError, UsageError, listing
+from iterdce.inference.case_pipeline import effective_part, preprocess_input, run_cases, select_part
+from iterdce.inference.export import kinetic_map_name, output_name
+from iterdce.inference.inputs import PredictionInputError, case_times, discover_inputs
 from iterdce.inference.model_loading import describe_model_folder, load_fold_models
 from iterdce.inference.provenance import OutputState, description, model_id, output_state
 from iterdce.inference.tiled import predict_volume
-from iterdce.preprocessing.case_io import to_canonical_case
 from iterdce.preprocessing.plans_io import load_plans
-from iterdce.preprocessing.preprocessor import preprocess_canonical, restore_phases
+from iterdce.preprocessing.preprocessor import restore_phases
 from iterdce.training.checkpoint import CheckpointError
 from iterdce.training.distributed import choose_device
 
@@ -41,10 +40,12 @@ class PredictionSettings:
     step_fraction: float = 0.5
     tta: bool = False
     progress: bool = True
+    tile_size: Sequence[int] | None = None  # None: the plan's training patch
 
     def provenance(self) -> dict:
         """The settings that change the output voxels (hashed into the provenance mark with the checkpoints)."""
-        return {"tta": self.tta, "step": self.step_fraction}
+        tile = None if self.tile_size is None else [int(v) for v in self.tile_size]
+        return {"tta": self.tta, "step": self.step_fraction, **({"tile": tile} if tile else {})}
 
 
 class IterativePredictor:
@@ -69,6 +70,25 @@ class IterativePredictor:
             raise CheckpointError(f"{self.model_folder}: the checkpoints' network (input phases {found[0]}, "
                                   f"{found[1]} phases) does not fit plans.json (input phases {expected[0]}, "
                                   f"{expected[1]} phases)")
+        self.check_tiling()
+
+    @property
+    def tile_size(self) -> list[int]:
+        """Inference tile: ``settings.tile_size`` if given, else the training patch (checked by ``check_tiling``)."""
+        return [int(v) for v in (self.settings.tile_size or self.plans.patch_size)]
+
+    def check_tiling(self) -> None:
+        """One clear error for a tile the network cannot take or a step fraction outside (0, 1]."""
+        divisor = [1, 1, 1]
+        for pool in self.model_config["network"]["pool_per_stage"]:
+            divisor = [d * p for d, p in zip(divisor, pool)]
+        tile = self.tile_size
+        if len(tile) != 3 or any(t < 1 or t % d for t, d in zip(tile, divisor)):
+            raise UsageError(f"--tile-size {' '.join(map(str, tile))}: each of the 3 sizes must be a positive "
+                             f"multiple of the network's total pooling {' x '.join(map(str, divisor))}")
+        if not 0.0 < self.settings.step_fraction <= 1.0:
+            raise UsageError(f"--step-size {self.settings.step_fraction}: the step is a fraction of the tile, "
+                             "in (0, 1]")
 
     @property
     def mirror_axes(self) -> list[int]:
@@ -87,7 +107,7 @@ class IterativePredictor:
             attempts.append((torch.device("cpu"), 1))
 
         def run(stitch_device: torch.device | None, tile_batch: int) -> np.ndarray:
-            return predict_volume(self.models, tensor, times, self.plans.patch_size, len(self.target_phases),
+            return predict_volume(self.models, tensor, times, self.tile_size, len(self.target_phases),
                                   tile_batch, self.settings.step_fraction, self.mirror_axes,
                                   stitch_device=stitch_device, progress=self.settings.progress).cpu().numpy()
 
@@ -104,11 +124,7 @@ class IterativePredictor:
 
     def predict_case(self, case: DCECase) -> np.ndarray:
         """Input phases of ``case`` (original geometry) -> synthesized target phases [n_targets, X, Y, Z]."""
-        mask_kind = self.plans.normalization.mask
-        n_in = len(self.input_phases)
-        canonical = to_canonical_case(case, mask_kind, input_phases=range(n_in))
-        reference = self.input_phases.index(self.plans.reference_phase)
-        pre = preprocess_canonical(canonical, self.plans.spacing, reference, mask_kind)
+        pre = preprocess_input(case, self.plans)
         synthesized = self.synthesize_normalized(pre.data, case.times_s)
         return restore_phases(synthesized, pre.properties)
 
@@ -117,10 +133,15 @@ class IterativePredictor:
         paths = [out_dir / output_name(case_id, p) for p in self.target_phases]
         return paths + [out_dir / kinetic_map_name(case_id)] if kinetic_map else paths
 
-    def predict_folder(self, in_dir: Path, out_dir: Path, overwrite: bool = False,
-                       save_kinetic_map: bool = False) -> list[str]:
-        """Check every input and every existing output first, then predict each case not done yet; returns the
-        cases predicted. Nothing is written when a check fails."""
+    def predict_folder(self, in_dir: Path, out_dir: Path, overwrite: bool = False, save_kinetic_map: bool = False,
+                       num_processes: int = 0, num_parts: int = 1, part_id: int = 0) -> list[str]:
+        """Check every input and every existing output first, then predict each case of this part not done yet;
+        returns the cases predicted. Nothing is written when a check fails.
+
+        ``num_processes``: worker processes that read/preprocess and write cases around the network (0: none).
+        ``num_parts`` / ``part_id``: predict only that part of the folder (split further across torchrun ranks).
+        """
+        parts, part = effective_part(num_parts, part_id)
         in_dir, out_dir = Path(in_dir), Path(out_dir)
         refuse_output_inside_input(in_dir, out_dir)
         cases, problems = discover_inputs(in_dir, self.input_phases)
@@ -132,14 +153,19 @@ class IterativePredictor:
                 problems.append(str(exc))
         if problems:
             raise PredictionInputError(listing(str(in_dir), problems), in_dir)
-        todo = self.cases_to_do(list(cases), out_dir, overwrite, save_kinetic_map)
+        mine = select_part(list(cases), parts, part)
+        todo = self.cases_to_do(mine, out_dir, overwrite, save_kinetic_map)
         remove_stale_temporaries(out_dir)
-        if len(todo) < len(cases):
-            print(f"{len(cases) - len(todo)} case(s) already predicted with this model in {out_dir} "
+        if len(todo) < len(mine):
+            print(f"{len(mine) - len(todo)} case(s) already predicted with this model in {out_dir} "
                   "(use --overwrite to redo)")
         out_dir.mkdir(parents=True, exist_ok=True)
-        for case_id in tqdm(todo, desc="cases", unit="case", disable=not self.settings.progress):
-            self.predict_and_write(cases[case_id], times[case_id], out_dir, save_kinetic_map)
+        label = "cases" if parts == 1 else f"cases (part {part + 1}/{parts})"
+        bar = tqdm(total=len(todo), desc=label, unit="case", disable=not self.settings.progress)
+        run_cases([(cases[c], times[c]) for c in todo], self.plans,
+                  lambda prepared: self.synthesize_normalized(prepared.data, prepared.times_s), out_dir,
+                  save_kinetic_map, num_processes, description(self.model_id), on_done=lambda: bar.update(1))
+        bar.close()
         return todo
 
     def cases_to_do(self, case_ids: list[str], out_dir: Path, overwrite: bool, save_kinetic_map: bool
@@ -162,17 +188,6 @@ class IterativePredictor:
         if problems:
             raise OutputLocationError(listing(f"{out_dir}: outputs cannot be written", problems), out_dir)
         return todo
-
-    def predict_and_write(self, files: CaseFiles, times_s: np.ndarray, out_dir: Path, save_kinetic_map: bool
-                          ) -> None:
-        """One case from files to written outputs."""
-        case = load_input_case(files, self.input_phases, times_s)
-        synthesized = self.predict_case(case)
-        mark = description(self.model_id)
-        write_phases(synthesized, case.geometry, out_dir, case.case_id, self.target_phases, mark)
-        if save_kinetic_map:
-            write_kinetic_map(np.concatenate([case.image, synthesized]), times_s, case.geometry, out_dir,
-                              case.case_id, mark)
 
 
 def refuse_output_inside_input(in_dir: Path, out_dir: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 
 import torch
@@ -30,16 +30,30 @@ def mirror_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
     return [combo for r in range(len(axes) + 1) for combo in itertools.combinations(axes, r)]
 
 
-def synthesize_tiles(models: Sequence[nn.Module], tiles: Tensor, times: Tensor,
+def bind_times(model: nn.Module, times_s: Tensor) -> Callable[[Tensor], Tensor]:
+    """``tiles -> model(tiles, times)`` for tile batches of any size, times_s [P] shared by every tile.
+
+    A model offering ``time_biases`` (IterativeSynthesizer) gets its time embedding computed here, once per
+    volume with batch 1, and broadcast over every tile batch, instead of once per step of every tile batch.
+    """
+    precompute = getattr(model, "time_biases", None)
+    biases = precompute(times_s[None]) if precompute is not None else None
+    if biases is None:
+        return lambda tiles: model(tiles, times_s.expand(len(tiles), -1))
+    return lambda tiles: model(tiles, times_s.expand(len(tiles), -1), time_biases=biases)
+
+
+def synthesize_tiles(models: Sequence[Callable[[Tensor], Tensor]], tiles: Tensor,
                      mirror_axes: Sequence[int] = ()) -> Tensor:
-    """Mean over models (folds) and mirrorings of the synthesized phases of a tile batch [B, n_in, ...]."""
+    """Mean over models (folds, each bound to the case's times by ``bind_times``) and mirrorings of the
+    synthesized phases of a tile batch [B, n_in, ...]."""
     total: Tensor | None = None
     flips = mirror_sets(mirror_axes)
     for model in models:
         for flip in flips:
             dims = [2 + a for a in flip]
             x = torch.flip(tiles, dims) if dims else tiles
-            out = model(x, times).float()
+            out = model(x).float()
             out = torch.flip(out, dims) if dims else out
             total = out if total is None else total + out
     if total is None:
@@ -107,12 +121,14 @@ def predict_volume(models: Sequence[nn.Module], inputs: Tensor, times_s: Tensor,
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     for model in models:
         model.eval()
+    with autocast:
+        bound = [bind_times(model, times) for model in models]
     bar = tqdm(total=len(tiles), desc="tiles", unit="tile", disable=not progress, leave=False)
     for start in range(0, len(tiles), tile_batch):
         chunk = tiles[start:start + tile_batch]
         batch = torch.stack([padded[(slice(None), *tile)] for tile in chunk])
         with autocast:
-            outputs = synthesize_tiles(models, batch, times.expand(len(chunk), -1), mirror_axes)
+            outputs = synthesize_tiles(bound, batch, mirror_axes)
         if tuple(outputs.shape[:2]) != (len(chunk), n_targets):
             raise ValueError(f"the models return {tuple(outputs.shape)} for {len(chunk)} tiles, expected "
                              f"[{len(chunk)}, {n_targets}, *{list(patch)}]")

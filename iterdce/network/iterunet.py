@@ -183,16 +183,19 @@ class IterUNet(nn.Module):
         target_time_s: Tensor,
         source_time_s: Tensor,
         state: LSTMState | None = None,
+        time_biases: list[Tensor] | None = None,
     ) -> tuple[Tensor, LSTMState | None]:
         """One step: x [B, C, X, Y, Z] (channel 0 pre-contrast, last = current phase) -> next phase [B, 1, ...].
 
         Returns the prediction and the ConvLSTM state (None when the ConvLSTM is switched off; a
-        given state is then ignored).
+        given state is then ignored). ``time_biases``: this step's ``time_embedding(target, source)``
+        computed beforehand (batch 1 broadcasts over ``x``), so inference over many tiles with the same
+        times runs the embedding once instead of once per tile batch.
         """
         self._check_inputs(x, target_time_s, source_time_s)
         biases: list[Tensor] | None = None
         if self.time_embedding is not None:
-            biases = self.time_embedding(target_time_s, source_time_s)
+            biases = time_biases if time_biases is not None else self.time_embedding(target_time_s, source_time_s)
         n_enc = len(self.encoder)
         skips: list[Tensor] = []
         new_state: LSTMState | None = None

@@ -28,11 +28,24 @@ class IterativeSynthesizer(nn.Module):
         self.input_phases = [int(p) for p in input_phases]
         self.num_phases = int(num_phases)
 
-    def forward(self, inputs: Tensor, times_s: Tensor, teacher: Tensor | None = None) -> Tensor:
+    def time_biases(self, times_s: Tensor) -> list[list[Tensor]] | None:
+        """Every step's time-embedding biases for times_s [B, P] (None without a time embedding).
+
+        Inference computes them once per volume with B = 1 and passes them to ``forward`` for every tile
+        batch (they broadcast over the tiles): the times are the same for all tiles of a case.
+        """
+        embedding = self.net.time_embedding
+        if embedding is None:
+            return None
+        return [embedding(times_s[:, source + 1], times_s[:, source]) for source in range(1, self.num_phases - 1)]
+
+    def forward(self, inputs: Tensor, times_s: Tensor, teacher: Tensor | None = None,
+                time_biases: list[list[Tensor]] | None = None) -> Tensor:
         """inputs [B, n_in, X, Y, Z], times_s [B, P] -> targets [B, P - n_in, X, Y, Z].
 
         Steps run from phase 1 on: a step whose target is an input phase is always fed the real phase (it
         warms the ConvLSTM state up); ``teacher`` [B, P, ...] feeds real phases to every step.
+        ``time_biases``: ``self.time_biases(times_s)`` computed beforehand (see there).
         """
         pre = inputs[:, :1]
         current = inputs[:, 1:2]
@@ -41,7 +54,8 @@ class IterativeSynthesizer(nn.Module):
         n_in = len(self.input_phases)
         for source in range(1, self.num_phases - 1):
             prediction, state = self.net(torch.cat([pre, current], dim=1), times_s[:, source + 1],
-                                         times_s[:, source], state)
+                                         times_s[:, source], state,
+                                         None if time_biases is None else time_biases[source - 1])
             target = source + 1
             if target >= n_in:
                 outputs.append(prediction)

@@ -1,0 +1,139 @@
+"""Case-parallel prediction: which cases this process predicts, and the CPU work around the network.
+
+- ``select_part``: a folder split into ``num_parts`` parts (``--num-parts K --part-id i``), and one part per
+  process under ``torchrun`` (each rank takes its own share and its own GPU).
+- ``prepare_case`` / ``finish_case``: reading + preprocessing a case, and undoing the preprocessing + writing
+  it. Both are plain functions of picklable arguments, so ``-np N`` worker processes run them for the next and
+  the previous cases while the main process runs the network on the current one. The single-process path calls
+  the same functions, so the outputs are identical.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from iterdce.dataset.case import DCECase
+from iterdce.dataset.layout import CaseFiles
+from iterdce.dataset.nifti_io import Geometry
+from iterdce.errors import UsageError
+from iterdce.inference.export import write_kinetic_map, write_phases
+from iterdce.inference.inputs import load_input_case
+from iterdce.preprocessing.case_io import to_canonical_case
+from iterdce.preprocessing.plan_schema import Plans
+from iterdce.preprocessing.preprocessor import PreprocessedCase, preprocess_canonical, restore_phases
+
+
+def launcher_rank() -> tuple[int, int, int]:
+    """(world size, rank, local rank) set by ``torchrun``; (1, 0, 0) for a plain process."""
+    return (int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0")),
+            int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def rank_device(preference: str) -> str:
+    """Under torchrun each rank predicts on its own GPU (``cuda:LOCAL_RANK``) when ``auto``/``cuda`` is asked."""
+    world, _, local_rank = launcher_rank()
+    if world > 1 and preference in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda:{local_rank % torch.cuda.device_count()}"
+    return preference
+
+
+def effective_part(num_parts: int, part_id: int) -> tuple[int, int]:
+    """(parts, this process's part): ``--num-parts``/``--part-id`` split further across the torchrun ranks."""
+    if num_parts < 1 or not 0 <= part_id < num_parts:
+        raise UsageError(f"--part-id {part_id} must be in 0..{num_parts - 1} (--num-parts {num_parts})")
+    world, rank, _ = launcher_rank()
+    return num_parts * world, part_id * world + rank
+
+
+def select_part(case_ids: Sequence[str], num_parts: int, part_id: int) -> list[str]:
+    """Part ``part_id`` of ``num_parts``: every ``num_parts``-th case of the sorted ids (parts differ by <= 1 case)."""
+    return sorted(case_ids)[part_id::num_parts]
+
+
+@dataclass
+class PreparedCase:
+    """A case read and preprocessed for the network: its inputs in plan space and what undoing needs."""
+
+    case_id: str
+    data: np.ndarray  # TI-normalized input phases [n_in, x, y, z] in plan space
+    times_s: np.ndarray
+    properties: dict
+    geometry: Geometry
+    image: np.ndarray  # the input phases as read, for the kinetic map
+
+
+def preprocess_input(case: DCECase, plans: Plans) -> PreprocessedCase:
+    """The input phases of ``case`` preprocessed exactly as in training (orientation, crop, TI-norm, spacing)."""
+    input_phases = list(plans.input_phases)
+    mask_kind = plans.normalization.mask
+    canonical = to_canonical_case(case, mask_kind, input_phases=range(len(input_phases)))
+    reference = input_phases.index(plans.reference_phase)
+    return preprocess_canonical(canonical, plans.spacing, reference, mask_kind)
+
+
+def prepare_case(files: CaseFiles, times_s: np.ndarray, plans: Plans) -> PreparedCase:
+    """Read the input phases of a case and preprocess them (``preprocess_input``)."""
+    case = load_input_case(files, list(plans.input_phases), times_s)
+    pre = preprocess_input(case, plans)
+    return PreparedCase(case.case_id, pre.data, case.times_s, pre.properties, case.geometry, case.image)
+
+
+def finish_case(prepared: PreparedCase, synthesized: np.ndarray, out_dir: Path, target_phases: Sequence[int],
+                save_kinetic_map: bool, mark: str | None = None) -> None:
+    """Undo the preprocessing of the synthesized phases and write them (and the kinetic map) atomically, with
+    ``mark`` (the predictor's provenance description) in each header."""
+    restored = restore_phases(synthesized, prepared.properties)
+    write_phases(restored, prepared.geometry, out_dir, prepared.case_id, target_phases, mark)
+    if save_kinetic_map:
+        write_kinetic_map(np.concatenate([prepared.image, restored]), prepared.times_s, prepared.geometry, out_dir,
+                          prepared.case_id, mark)
+
+
+def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
+              synthesize: Callable[[PreparedCase], np.ndarray], out_dir: Path, save_kinetic_map: bool,
+              num_processes: int, mark: str | None = None, on_done: Callable[[], None] = lambda: None) -> None:
+    """Prepare, synthesize and finish every (files, times) job in order.
+
+    ``num_processes`` 0: all in this process. N >= 1: N worker processes prepare up to N cases ahead and
+    finish (restore + write) the previous ones while ``synthesize`` runs here. Worker errors are raised here.
+    """
+    finish_args = (out_dir, list(plans.target_phases), save_kinetic_map, mark)
+    if num_processes <= 0:
+        for files, times in jobs:
+            prepared = prepare_case(files, times, plans)
+            finish_case(prepared, synthesize(prepared), *finish_args)
+            on_done()
+        return
+    # spawned workers: the main process holds torch's threads, which forking does not survive reliably
+    with ProcessPoolExecutor(num_processes, mp_context=get_context("spawn")) as pool:
+        pending: list[Future] = []
+        for prepared in _prefetched(pool, jobs, plans, num_processes):
+            pending.append(pool.submit(finish_case, prepared, synthesize(prepared), *finish_args))
+            while len(pending) > num_processes:  # bounded: finished cases do not pile up in memory
+                pending.pop(0).result()
+                on_done()
+        for future in pending:
+            future.result()
+            on_done()
+
+
+def _prefetched(pool: ProcessPoolExecutor, jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
+                ahead: int) -> Iterator[PreparedCase]:
+    """The prepared cases in order, each submitted ``ahead`` cases before it is needed."""
+    futures: list[Future] = []
+    queue = iter(jobs)
+    for files, times in queue:
+        futures.append(pool.submit(prepare_case, files, times, plans))
+        if len(futures) > ahead:
+            yield futures.pop(0).result()
+    for future in futures:
+        yield future.result()
