@@ -27,8 +27,11 @@ PRESETS: dict[str, dict] = {
         "max_batch_size": 2,
         "time_embedding_dim": 32,
         "min_spacing_mm": [1.5, 1.5, 2.0],
+        # the loss that learned the kinetics in the cross-site ablation (documentation/training.md):
+        # a heavier L1, the lesion L1 term, both averaged inside the body foreground
+        "loss_weights": {"l1": 1.0, "lesion_l1": 1.0},
         "training": {"warmup_epochs": 12, "recursive_epochs": 12, "iterations_per_epoch": 50,
-                     "validation_every": 4},
+                     "validation_every": 4, "loss_mask": "foreground"},
     },
     "tiny": {
         "base_features": 8,
