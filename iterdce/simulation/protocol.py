@@ -59,21 +59,22 @@ class CaseProtocol:
         letters = POSITIVE[self.axcodes]
         return tuple(letters[a] for a in STORED_AXES[self.orientation])  # type: ignore[return-value]
 
+    def _patient_order(self, stored_values: tuple) -> tuple:
+        """Per-axis values of the stored array, reordered to patient (RAS) axes."""
+        out = [stored_values[0]] * 3
+        for stored, patient in enumerate(STORED_AXES[self.orientation]):
+            out[patient] = stored_values[stored]
+        return tuple(out)
+
     @property
     def canonical_shape(self) -> tuple[int, int, int]:
         """The grid in patient (RAS) axis order, on which anatomy and physics are built."""
-        out = [0, 0, 0]
-        for stored, patient in enumerate(STORED_AXES[self.orientation]):
-            out[patient] = self.shape[stored]
-        return tuple(out)  # type: ignore[return-value]
+        return self._patient_order(self.shape)  # type: ignore[return-value]
 
     @property
     def canonical_spacing(self) -> tuple[float, float, float]:
         """Voxel size (mm) in patient (RAS) axis order."""
-        out = [0.0, 0.0, 0.0]
-        for stored, patient in enumerate(STORED_AXES[self.orientation]):
-            out[patient] = self.spacing[stored]
-        return tuple(out)  # type: ignore[return-value]
+        return self._patient_order(self.spacing)  # type: ignore[return-value]
 
     def rotation(self) -> np.ndarray:
         """The small oblique rotation (3x3, rotation vector ``oblique_deg``) applied to the scanner-space affine."""
