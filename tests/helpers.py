@@ -14,7 +14,10 @@ import torch
 from scipy import ndimage
 
 from iterdce.dataset.nifti_io import write_image
+from iterdce.preprocessing.fingerprint import compute_fingerprint
 from iterdce.preprocessing.pipeline import plan_and_preprocess
+from iterdce.preprocessing.plan_schema import Plans
+from iterdce.preprocessing.planner import plan_experiment
 from iterdce.preprocessing.plans_io import load_plans, save_plans
 from iterdce.training.data_loader import PatchSampler
 from iterdce.training.run_config import TrainingSetup
@@ -169,3 +172,11 @@ def first_batch(trainer: Trainer) -> dict[str, torch.Tensor]:
     sampler = PatchSampler(trainer.setup.data_dir, trainer.train_cases, trainer.plans.patch_size,
                            trainer.plans.batch_size, None, seed=3)
     return {k: torch.from_numpy(v) for k, v in sampler.batch(0).items() if k != "lesion_centred"}
+
+
+def tiny_model_plans(root: Path, patch: Sequence[int], network: Mapping) -> Plans:
+    """A tiny-preset plan of a 2-case raw dataset written under ``root/raw``, with ``patch`` and ``network``
+    (its ``in_channels`` dropped: the synthesizer sets its own channel count)."""
+    raw = make_raw_dataset(root / "raw", n_cases=2, shape=(16, 16, 8), n_phases=6)
+    plans = plan_experiment(compute_fingerprint(raw, 1, progress=False), preset="tiny")
+    return plans.replace(patch_size=list(patch), network={k: v for k, v in network.items() if k != "in_channels"})

@@ -26,12 +26,10 @@ from iterdce.dicom.scan import scan_tree
 from iterdce.dicom.volume import read_volume
 from iterdce.inference.dicom_output import iterdce_version
 from iterdce.network.synthesizer import build_synthesizer, model_config
-from iterdce.preprocessing.fingerprint import compute_fingerprint
-from iterdce.preprocessing.planner import plan_experiment
 from iterdce.preprocessing.plans_io import save_plans
 from iterdce.training.checkpoint import save_checkpoint
 from tests.dicom_phantom import PATIENT_NAME, StudyWriter, dcm2niix_binary, quantised, run_dcm2niix
-from tests.helpers import make_raw_dataset, synthetic_case
+from tests.helpers import synthetic_case, tiny_model_plans
 
 torch.set_num_threads(1)
 
@@ -47,10 +45,7 @@ AFFINE = np.array([[0.0, 0.0, 2.0, -5.0], [0.8, 0.0, 0.0, -20.0], [0.0, -0.8, 0.
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results root with Dataset001_Phantom/RecursiveTrainer__plans: tiny plan, one fold, random final conv."""
     root = tmp_path_factory.mktemp("model")
-    raw = make_raw_dataset(root / "raw", n_cases=2, shape=(16, 16, 8), n_phases=6)
-    plans = plan_experiment(compute_fingerprint(raw, 1, progress=False), preset="tiny")
-    network = {k: v for k, v in NETWORK.items() if k != "in_channels"}  # the synthesizer's own channel count
-    plans = plans.replace(patch_size=[16, 16, 8], network=network)
+    plans = tiny_model_plans(root, [16, 16, 8], NETWORK)
     config = model_config("iterative", NETWORK, [0, 1], len(TIMES))
     model = build_synthesizer(config)
     generator = torch.Generator().manual_seed(3)

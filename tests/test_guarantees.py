@@ -24,9 +24,7 @@ from iterdce.evaluation.cross_validation import cross_validation_summary
 from iterdce.evaluation.region import Scoring
 from iterdce.evaluation.report import write_report
 from iterdce.inference.provenance import written_by
-from iterdce.preprocessing.fingerprint import compute_fingerprint
-from iterdce.preprocessing.planner import plan_experiment
-from tests.helpers import make_raw_dataset, synthetic_case
+from tests.helpers import make_raw_dataset, synthetic_case, tiny_model_plans
 from tests.test_predictor import NETWORK, PATCH, TIMES, make_model, predictor_for, write_model_folder
 
 AFFINE = np.diag([0.8, 0.8, 2.0, 1.0])
@@ -36,10 +34,7 @@ AFFINE = np.diag([0.8, 0.8, 2.0, 1.0])
 def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model folder with one fold of random (non-identity) final weights."""
     root = tmp_path_factory.mktemp("guarantees")
-    raw = make_raw_dataset(root / "raw", n_cases=2, shape=(16, 16, 8), n_phases=6)
-    plans = plan_experiment(compute_fingerprint(raw, 1, progress=False), preset="tiny")
-    network = {k: v for k, v in NETWORK.items() if k != "in_channels"}  # the synthesizer's own channel count
-    plans = plans.replace(patch_size=list(PATCH), network=network)
+    plans = tiny_model_plans(root, PATCH, NETWORK)
     return write_model_folder(root / "results", plans, {0: make_model(seed=3, scale=0.2)})
 
 
