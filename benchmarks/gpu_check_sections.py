@@ -302,6 +302,7 @@ def ddp_worker(rank: int, port: int, work: str, device_type: str, dry_run: bool)
     if rank == 0:
         Path(work, "ddp.json").write_text(json.dumps({"spread": float(spread), "losses": losses.tolist(),
                                                       "backend": dist.get_backend()}))
+    dist.barrier()  # no rank tears gloo down while the other still talks to it (a SIGABRT race at exit)
     shutdown(trainer.context)
 
 

@@ -38,7 +38,7 @@ def ddp_worker(rank: int, port: int, preprocessed: str, results: str, out: str) 
     torch.set_num_threads(1)
     import iterdce.training.trainer as trainer_module
     from iterdce.training.checkpoint import unwrap
-    from iterdce.training.distributed import shutdown
+    from iterdce.training.distributed import barrier, shutdown
     from iterdce.training.trainer_recursive import WarmupTrainer
 
     written: list[str] = []
@@ -56,6 +56,7 @@ def ddp_worker(rank: int, port: int, preprocessed: str, results: str, out: str) 
     trainer.run()
     torch.save(unwrap(trainer.model).state_dict(), Path(out) / f"rank{rank}.pt")
     (Path(out) / f"rank{rank}.json").write_text(json.dumps({"written": written}))
+    barrier(trainer.context)  # no rank tears gloo down while the other still talks to it (a SIGABRT race at exit)
     shutdown(trainer.context)
 
 
