@@ -83,7 +83,10 @@ def test_bad_sidecar_raises_naming_the_file(tmp_path):
     sidecar = dataset / "timesTr" / "case_000.json"
     sidecar.write_text(json.dumps({"phase_times_s": [0, 60, 130]}))
     files = discover_cases(dataset).cases["case_000"]
-    with pytest.raises(DatasetSchemaError, match="case_000.json.*3 entries, expected one per phase"):
+    with pytest.raises(CaseLoadError, match="case_000_0003.nii.gz is phase 3, but timesTr/case_000.json lists 3"):
+        load_case(files, tuple(default_times(4)))
+    sidecar.write_text(json.dumps({"phase_times_s": [0, 60, 50, 200]}))
+    with pytest.raises(DatasetSchemaError, match="case_000.json.*not strictly increasing"):
         load_case(files, tuple(default_times(4)))
 
 

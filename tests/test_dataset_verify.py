@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 
 from iterdce.commands.verify_dataset import main as verify_main
+from iterdce.dataset.case import load_case
+from iterdce.dataset.layout import discover_cases
+from iterdce.dataset.schema import load_dataset_json
 from iterdce.dataset.nifti_io import read_image, write_image
 from iterdce.dataset.verify import InvalidDatasetError, Problem, require_valid_dataset, verify_dataset
 from tests.helpers import make_raw_dataset
@@ -150,7 +153,7 @@ BREAKERS = [
     Breaker("sidecar_times_not_increasing", lambda d: write_sidecar(d, "case_000", [0, 90, 80, 300]),
             (Expected("case_000", "timesTr/case_000.json", ("not strictly increasing",)),)),
     Breaker("sidecar_times_wrong_length", lambda d: write_sidecar(d, "case_001", [0, 90, 180]),
-            (Expected("case_001", "timesTr/case_001.json", ("3 entries", "one per phase (4)")),)),
+            (Expected("case_001", "timesTr/case_001.json", ("3 entries", "one per phase (4 phase files)")),)),
     Breaker("sidecar_not_json", lambda d: write_sidecar_text(d, "case_001", "[0, 90,"),
             (Expected("case_001", "timesTr/case_001.json", ("not valid JSON",)),)),
     Breaker("corrupt_nifti_garbage", lambda d: (d / IMG / "case_001_0001.nii.gz").write_bytes(b"\x00garbage" * 64),
@@ -273,3 +276,16 @@ def test_folder_without_images_is_reported(tmp_path):
     problems = verify_dataset(dataset, progress=False)
     assert len(problems) == 1
     assert problems[0].file == str(dataset) and "no imagesTr/" in problems[0].message
+
+
+@pytest.mark.parametrize("layout", ["flat", "per_case", "4d"])
+def test_mixed_protocols_verify_and_load(tmp_path, layout):
+    """A case's timing sidecar is its own protocol: 4, 5 and 6 phases in one dataset are valid, and a case
+    without a sidecar follows dataset.json's default protocol."""
+    own = {"case_001": [0.0, 90.0, 190.0, 290.0], "case_002": [0.0, 75.0, 155.0, 235.0, 315.0]}
+    dataset = make_raw_dataset(tmp_path, n_cases=3, n_phases=6, layout=layout, case_times=own)
+    assert verify_dataset(dataset, progress=False) == []
+    info = load_dataset_json(dataset)
+    cases = {cid: load_case(files, info.phase_times_s) for cid, files in discover_cases(dataset).cases.items()}
+    assert [cases[c].num_phases for c in sorted(cases)] == [6, 4, 5]
+    np.testing.assert_array_equal(cases["case_002"].times_s, own["case_002"])

@@ -53,24 +53,39 @@ def _read_mask(path: Path, geometry: Geometry, case_id: str) -> np.ndarray:
     return data.astype(np.int16)
 
 
+def case_times(files: CaseFiles, default_times_s: tuple[float, ...]) -> tuple[tuple[float, ...], str]:
+    """The phase times of a case and where they come from: its timing sidecar (its own protocol, any number of
+    phases >= 3) or, without one, dataset.json's default protocol."""
+    if files.times is not None:
+        return load_case_times(files.times), f"{files.times.parent.name}/{files.times.name}"
+    return tuple(default_times_s), "dataset.json"
+
+
 def load_case(files: CaseFiles, phase_times_s: tuple[float, ...], num_phases: int | None = None) -> DCECase:
     """Read every phase of a case (3D-per-phase or 4D), its masks and its timing into a DCECase.
 
-    ``phase_times_s`` is the dataset default; a per-case timing sidecar overrides it.
+    ``phase_times_s`` is the dataset's default protocol; a per-case timing sidecar overrides it and sets the
+    case's number of phases (``num_phases``, when given, must agree).
     """
-    n_phases = num_phases if num_phases is not None else len(phase_times_s)
+    times, source = case_times(files, phase_times_s)
+    n_phases = num_phases if num_phases is not None else len(times)
     if files.volume_4d is not None:
         data, geometry = read_image(files.volume_4d)
         if data.ndim != 4 or data.shape[3] != n_phases:
             raise CaseLoadError(f"case {files.case_id}: {files.volume_4d} has shape {data.shape}, "
-                                f"expected 4D with {n_phases} frames")
+                                f"expected 4D with {n_phases} frames (one per time in {source})")
         image = np.ascontiguousarray(np.moveaxis(data, 3, 0))
         geometry = Geometry(image.shape[1:], geometry.affine, geometry.qform_code, geometry.sform_code)
     else:
         missing = [p for p in range(n_phases) if p not in files.phase_files]
         if missing:
             raise CaseLoadError(f"case {files.case_id}: missing phase file(s) "
-                                + ", ".join(f"{files.case_id}_{p:04d}" for p in missing))
+                                + ", ".join(f"{files.case_id}_{p:04d}" for p in missing)
+                                + f" ({n_phases} phases in {source})")
+        beyond = sorted(p for p in files.phase_files if p >= n_phases)
+        if beyond:
+            raise CaseLoadError(f"case {files.case_id}: {files.phase_files[beyond[0]].name} is phase {beyond[0]}, "
+                                f"but {source} lists {n_phases} phase times")
         volumes = []
         geometry = None
         for phase in range(n_phases):
@@ -87,9 +102,8 @@ def load_case(files: CaseFiles, phase_times_s: tuple[float, ...], num_phases: in
         image = np.stack(volumes)
     if geometry is None:
         raise CaseLoadError(f"case {files.case_id}: no phases to read")
-    times = load_case_times(files.times, n_phases) if files.times else tuple(phase_times_s)
     if len(times) != n_phases:
-        raise CaseLoadError(f"case {files.case_id}: {len(times)} phase times for {n_phases} phases")
+        raise CaseLoadError(f"case {files.case_id}: {len(times)} phase times in {source} for {n_phases} phases")
     lesion = _read_mask(files.label, geometry, files.case_id) if files.label else None
     breast = _read_mask(files.mask, geometry, files.case_id) if files.mask else None
     return DCECase(

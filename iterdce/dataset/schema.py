@@ -137,8 +137,12 @@ def load_dataset_json(dataset_dir: Path) -> DatasetInfo:
     return info
 
 
-def load_case_times(path: Path, expected_length: int) -> tuple[float, ...]:
-    """Read a per-case timing sidecar ``{"phase_times_s": [...]}`` and check it."""
+def load_case_times(path: Path, expected_length: int | None = None) -> tuple[float, ...]:
+    """Read a per-case timing sidecar ``{"phase_times_s": [...]}`` and check it.
+
+    A sidecar gives the case its own protocol: any number of phases >= 3 (``expected_length`` None), or, when
+    the phase count is known from elsewhere (a 4D file's frames), exactly that many.
+    """
     payload = read_json(path)
     times = payload.get("phase_times_s") if isinstance(payload, dict) else None
     if times is None:

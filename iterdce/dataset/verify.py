@@ -96,32 +96,34 @@ def _check_mask(case: str, path: Path, geometry: Geometry, kind: str) -> list[Pr
     return problems
 
 
-def _check_images(files: CaseFiles, info: DatasetInfo) -> tuple[list[Problem], Geometry | None]:
-    """Presence, readability, geometry agreement and values of a case's phase images."""
+def _check_images(files: CaseFiles, info: DatasetInfo, n_phases: int, source: str
+                  ) -> tuple[list[Problem], Geometry | None]:
+    """Presence, readability, geometry agreement and values of a case's ``n_phases`` phase images (the count
+    comes from ``source``: its timing sidecar or dataset.json)."""
     case, problems = files.case_id, []
     if files.volume_4d is not None:
         try:
             data, geometry = read_image(files.volume_4d)
         except ImageReadError as exc:
             return [Problem(case, str(files.volume_4d), str(exc).split(": ", 1)[-1])], None
-        if data.ndim != 4 or data.shape[3] != info.num_phases:
+        if data.ndim != 4 or data.shape[3] != n_phases:
             frames = data.shape[3] if data.ndim == 4 else 1
-            return [Problem(case, str(files.volume_4d), f"4D file has {frames} frame(s), dataset.json "
-                                                         f"declares {info.num_phases} phases")], None
+            return [Problem(case, str(files.volume_4d), f"4D file has {frames} frame(s), {source} "
+                                                         f"declares {n_phases} phases")], None
         problems += _check_values(case, files.volume_4d, data, phase_axis=3)
         return problems, Geometry(data.shape[:3], geometry.affine, geometry.qform_code, geometry.sform_code)
     folder = next(iter(files.phase_files.values())).parent if files.phase_files else Path()
-    for phase in range(info.num_phases):
+    for phase in range(n_phases):
         if phase not in files.phase_files:
             expected = folder / f"{case}_{phase:04d}{info.file_ending}"
             problems.append(Problem(case, str(expected), f"missing phase file (phase {phase} of "
-                                                         f"{info.num_phases} in dataset.json)"))
+                                                         f"{n_phases} in {source})"))
     for phase, path in files.phase_files.items():
-        if phase >= info.num_phases:
-            problems.append(Problem(case, str(path), f"phase {phase} beyond the {info.num_phases} phases in "
-                                                     "dataset.json (stray file)"))
+        if phase >= n_phases:
+            problems.append(Problem(case, str(path), f"phase {phase} beyond the {n_phases} phases in "
+                                                     f"{source} (stray file)"))
     reference: tuple[Path, Geometry] | None = None
-    for phase in sorted(p for p in files.phase_files if p < info.num_phases):
+    for phase in sorted(p for p in files.phase_files if p < n_phases):
         path = files.phase_files[phase]
         try:
             data, geometry = read_image(path)
@@ -148,12 +150,21 @@ def verify_case(files: CaseFiles, info: DatasetInfo) -> list[Problem]:
     too_long = case_id_problem(files.case_id, first.parent)
     if too_long is not None:  # its preprocessed and predicted files could not be written
         return [Problem(files.case_id[:40] + "...", str(first), too_long)]
-    problems, geometry = _check_images(files, info)
-    if files.times is not None:
+    n_phases, source = info.num_phases, "dataset.json"
+    problems = []
+    if files.times is not None:  # the case's own protocol: its sidecar sets the number of phases
         try:
-            load_case_times(files.times, info.num_phases)
+            n_phases, source = len(load_case_times(files.times)), f"{files.times.parent.name}/{files.times.name}"
         except (DatasetSchemaError, JSONFileError) as exc:
             problems.append(Problem(files.case_id, str(files.times), str(exc).split(": ", 1)[-1]))
+        else:
+            found = 1 + max(files.phase_files, default=-1) if files.volume_4d is None else n_phases
+            if found != n_phases:  # one line on the sidecar instead of a line per missing or extra file
+                problems.append(Problem(files.case_id, str(files.times), f"phase_times_s has {n_phases} entries, "
+                                        f"expected one per phase ({found} phase files)"))
+                n_phases = found
+    image_problems, geometry = _check_images(files, info, n_phases, source)
+    problems += image_problems
     if geometry is not None:
         if files.label is not None:
             problems += _check_mask(files.case_id, files.label, geometry, "lesion mask")
