@@ -14,8 +14,8 @@ import pytest
 from iterdce.commands.verify_dataset import main as verify_main
 from iterdce.dataset.case import load_case
 from iterdce.dataset.layout import discover_cases
-from iterdce.dataset.schema import load_dataset_json
 from iterdce.dataset.nifti_io import read_image, write_image
+from iterdce.dataset.schema import load_dataset_json
 from iterdce.dataset.verify import InvalidDatasetError, Problem, require_valid_dataset, verify_dataset
 from tests.helpers import make_raw_dataset
 
