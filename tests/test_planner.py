@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iterdce.preprocessing.fingerprint import compute_fingerprint
+from iterdce.preprocessing.fingerprint import compute_fingerprint, protocols_found
 from iterdce.preprocessing.planner import plan_experiment, plan_summary
 from iterdce.preprocessing.plans_io import Plans, PlansError, as_plans, load_plans, save_plans
 from iterdce.preprocessing.topology import estimate_memory_gb, plan_topology
@@ -40,7 +40,7 @@ def fingerprint(spacings: Sequence[Sequence[float]], shapes: Sequence[Sequence[i
     return {"dataset": "Dataset001_Hand", "layout": "flat", "num_phases": n_phases, "phase_times_s": times,
             "input_phases": list(input_phases), "reference_phase": reference_phase, "mask_kind": "foreground",
             "has_breast_masks": True, "orientation": "RAS (cases reoriented to the closest canonical voxel order)",
-            "cases": cases}
+            "cases": cases, "protocols": protocols_found(cases)}
 
 
 def test_hand_made_fingerprint_has_the_computed_format(tmp_path: Path) -> None:
@@ -48,6 +48,8 @@ def test_hand_made_fingerprint_has_the_computed_format(tmp_path: Path) -> None:
     computed = compute_fingerprint(dataset, num_processes=1, progress=False)
     hand = fingerprint([(1, 1, 1)], [(16, 16, 8)], n_phases=4)
     assert set(hand) == set(computed)
+    assert computed["protocols"] == [{"num_phases": 4, "cases": 2, "times_min_s": computed["phase_times_s"],
+                                      "times_max_s": computed["phase_times_s"]}]
     assert set(hand["cases"][0]) == set(computed["cases"][0])
     assert set(hand["cases"][0]["phases"][0]) == set(computed["cases"][0]["phases"][0])
     plans = plan_json(computed, preset="tiny")
@@ -129,14 +131,14 @@ def test_more_recursion_steps_raise_the_memory_estimate() -> None:
     assert all(a < b for a, b in zip(estimates, estimates[1:]))
     assert estimate_memory_gb([64, 64, 32], topology, 4, 2) > estimates[1]
     plans = [plan_json(fingerprint([(1.0, 1.0, 1.0)] * 3, [(40, 36, 20)] * 3, n_phases=n)) for n in (4, 6, 8)]
-    assert [len(p["target_phases"]) for p in plans] == [2, 4, 6]
+    assert [len(p["target_times_s"]) for p in plans] == [2, 4, 6]
     assert [p["patch_size"] for p in plans] == [plans[0]["patch_size"]] * 3
     memory = [p["estimated_gpu_memory_gb"] for p in plans]
     assert memory[0] < memory[1] < memory[2]
     assert "4 unrolled recursion steps" in plans[1]["memory_estimate_note"]
     # a third input phase adds a warm-up step (phase 1 -> 2) that is unrolled like the others
     three_inputs = plan_json(fingerprint([(1.0, 1.0, 1.0)] * 3, [(40, 36, 20)] * 3, input_phases=(0, 1, 2)))
-    assert three_inputs["target_phases"] == [3, 4, 5]
+    assert three_inputs["target_times_s"] == TIMES[3:6]
     assert "4 unrolled recursion steps" in three_inputs["memory_estimate_note"]
     assert three_inputs["estimated_gpu_memory_gb"] == plans[1]["estimated_gpu_memory_gb"]
 
@@ -144,11 +146,12 @@ def test_more_recursion_steps_raise_the_memory_estimate() -> None:
 def test_plan_fields_follow_the_fingerprint() -> None:
     plans = plan_json(fingerprint([(1.0, 1.0, 2.0)] * 4, [(64, 64, 32)] * 4), plans_name="myplan")
     assert plans["plans_name"] == "myplan" and plans["dataset"] == "Dataset001_Hand"
-    assert plans["input_phases"] == [0, 1] and plans["target_phases"] == [2, 3, 4, 5]
+    assert plans["input_phases"] == [0, 1] and plans["target_times_s"] == TIMES[2:6]
     assert "reference_phase" not in plans and plans["normalization"]["reference_phase"] == 1
     assert plans["normalization"] == {"scheme": "ti_norm", "reference_phase": 1, "mask": "foreground",
                                       "reference_rule": "first post-contrast phase (phase index 1)"}
-    assert plans["phase_times_s"] == TIMES[:6]
+    assert plans["input_times_s"] == TIMES[:2] and plans["max_phases"] == 6
+    assert plans["trained_target_times_s"] == [TIMES[2], TIMES[5]]
     assert plans["network"]["time_scale_s"] == 365.0
     # phase k has mean 100 + 10k, reference phase 1 mean 110 std 20 -> (5 - 110) / 20 and (300 - 110) / 20
     assert plans["intensity_range"] == pytest.approx([-5.25, 9.5])
@@ -196,13 +199,14 @@ def test_plan_round_trips_and_broken_plans_are_rejected_naming_the_file(tmp_path
         return str(info.value)
 
     assert "missing key patch_size" in broken(lambda p: p.pop("patch_size"))
-    assert "version 3 is not supported" in broken(lambda p: p.update(version=3))
+    assert "version 4 is not supported" in broken(lambda p: p.update(version=4))
     assert "reference_phase must be one of input_phases" in broken(lambda p: p["normalization"].update(
         reference_phase=4))
     assert "batch_size must be an integer, got '8'" in broken(lambda p: p.update(batch_size="8"))
     assert "spacing must hold 3 positive numbers" in broken(lambda p: p.update(spacing=[1.0, -1.0, 2.0]))
     assert "intensity_range" in broken(lambda p: p.update(intensity_range=[3.0]))
-    assert "input_phases + target_phases" in broken(lambda p: p.update(target_phases=[2, 3]))
+    assert "strictly increasing" in broken(lambda p: p.update(target_times_s=[300.0, 200.0]))
+    assert "max_phases (3) must be at least" in broken(lambda p: p.update(max_phases=3))
     # nested sections are checked as strictly as the top level, every problem at once
     both = broken(lambda p: (p["optimizer"].pop("recursive_lr"), p["augmentation"].pop("probability_noise")))
     assert "missing key optimizer.recursive_lr" in both and "missing key augmentation.probability_noise" in both
@@ -222,9 +226,48 @@ def test_plan_round_trips_and_broken_plans_are_rejected_naming_the_file(tmp_path
     assert not (tmp_path / "never.json").exists()
 
 
+def as_version_2(plans: dict) -> dict:
+    """A current plan written as version 2 did: one protocol, ``phase_times_s`` and ``target_phases`` indices."""
+    old = json.loads(json.dumps(plans))
+    times = old.pop("input_times_s") + old.pop("target_times_s")
+    n_in = len(old["input_phases"])
+    del old["max_phases"], old["trained_target_times_s"]
+    old.update(version=2, phase_times_s=times, target_phases=list(range(n_in, len(times))))
+    return old
+
+
+def test_version_2_plans_are_migrated_when_read(tmp_path: Path) -> None:
+    plans = plan_json(fingerprint([(0.8, 0.8, 2.0)] * 4, [(96, 96, 40)] * 4))
+    path = tmp_path / "plans.json"
+    path.write_text(json.dumps(as_version_2(plans)))
+    assert load_plans(path).to_dict() == plans
+    path.write_text(json.dumps({**as_version_2(plans), "target_phases": [2, 9]}))
+    with pytest.raises(PlansError, match=r"target_phases \[2, 9\] are not indices"):
+        load_plans(path)
+
+
+def test_mixed_protocols_are_planned_as_times() -> None:
+    """Cases of 4, 5 and 6 phases: the default protocol is dataset.json's, the longest case sets max_phases
+    and the trained range covers every case's targets."""
+    fp = fingerprint([(1.0, 1.0, 1.0)] * 3, [(40, 36, 20)] * 3)
+    fp["cases"][1]["phase_times_s"] = [0.0, 90.0, 190.0, 290.0]
+    fp["cases"][2]["phase_times_s"] = [0.0, 75.0, 155.0, 235.0, 315.0]
+    for case in fp["cases"][1:]:
+        n = len(case["phase_times_s"])
+        case["phases"], case["breast_relative_enhancement"] = case["phases"][:n], case["breast_relative_enhancement"][:n]
+    plans = plan_json(fp)
+    assert plans["input_times_s"] == TIMES[:2] and plans["target_times_s"] == TIMES[2:6]
+    assert plans["max_phases"] == 6 and plans["trained_target_times_s"] == [155.0, 365.0]
+    fp["cases"][0]["phase_times_s"] = [0.0, 85.0, 400.0, 450.0, 500.0, 600.0]
+    assert plan_json(fp)["trained_target_times_s"] == [155.0, 600.0]
+    fp["cases"][1]["phase_times_s"] = [0.0, 90.0]
+    with pytest.raises(ValueError, match="case_001 have no phase after the 2 input phases"):
+        plan_json(fp)
+
+
 def test_version_1_plans_are_migrated_when_read(tmp_path: Path) -> None:
     plans = plan_json(fingerprint([(0.8, 0.8, 2.0)] * 4, [(96, 96, 40)] * 4))
-    version_1 = json.loads(json.dumps(plans))
+    version_1 = as_version_2(plans)
     version_1.update(version=1, reference_phase=1, ssim={"window_size": 11, "sigma": 1.5})
     version_1["network"]["in_channels"] = 2
     version_1["optimizer"].update(name="adamw", schedule="poly")

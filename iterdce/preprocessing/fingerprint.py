@@ -69,6 +69,18 @@ def fingerprint_case(job: CaseJob) -> dict:
     }
 
 
+def protocols_found(cases: list[dict]) -> list[dict]:
+    """The protocols of the cases, one entry per phase count: how many cases, and the earliest and latest time
+    of each phase among them (equal for a fixed protocol; a spread for per-case timing)."""
+    by_count: dict[int, list[list[float]]] = {}
+    for case in cases:
+        by_count.setdefault(len(case["phase_times_s"]), []).append(case["phase_times_s"])
+    return [{"num_phases": n, "cases": len(times),
+             "times_min_s": [float(t) for t in np.min(times, axis=0)],
+             "times_max_s": [float(t) for t in np.max(times, axis=0)]}
+            for n, times in sorted(by_count.items())]
+
+
 def compute_fingerprint(dataset_dir: Path, num_processes: int = 1, progress: bool = True,
                         mask_kind: str = "foreground") -> dict:
     """Fingerprint of the raw dataset at ``dataset_dir`` (not written); intensities inside the TI-norm mask."""
@@ -81,6 +93,7 @@ def compute_fingerprint(dataset_dir: Path, num_processes: int = 1, progress: boo
         "layout": discovery.layout,
         "num_phases": info.num_phases,
         "phase_times_s": list(info.phase_times_s),
+        "protocols": protocols_found(cases),
         "input_phases": list(info.input_phases),
         "reference_phase": info.reference_phase,
         "mask_kind": mask_kind,

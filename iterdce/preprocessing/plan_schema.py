@@ -18,7 +18,7 @@ from typing import Any, Union
 from iterdce.errors import IterdceError
 from iterdce.training.losses import DEFAULT_LOSS_WEIGHTS, LOSS_TERMS
 
-PLANS_VERSION = 2
+PLANS_VERSION = 3
 MASK_KINDS = ("breast", "foreground", "nonzero")
 # where the loss is averaged: the whole patch (the paper) or the body foreground of the patch only
 LOSS_MASKS = ("none", "foreground")
@@ -164,9 +164,11 @@ class Plans:
     orientation: str
     spacing: tuple[float, ...]
     median_shape_after_resampling: tuple[float, ...]
-    phase_times_s: tuple[float, ...]
     input_phases: tuple[int, ...]
-    target_phases: tuple[int, ...]
+    input_times_s: tuple[float, ...]
+    target_times_s: tuple[float, ...]
+    max_phases: int
+    trained_target_times_s: tuple[float, ...]
     normalization: NormalizationPlan
     intensity_range: tuple[float, ...]
     patch_size: tuple[int, ...]
@@ -187,8 +189,19 @@ class Plans:
         return self.normalization.reference_phase
 
     @property
+    def phase_times_s(self) -> tuple[float, ...]:
+        """The default protocol: input then target times (a case's own times replace it where given)."""
+        return self.input_times_s + self.target_times_s
+
+    @property
     def num_phases(self) -> int:
-        return len(self.phase_times_s)
+        """Phases of the default protocol."""
+        return len(self.input_times_s) + len(self.target_times_s)
+
+    @property
+    def target_phases(self) -> tuple[int, ...]:
+        """Phase indices of the default targets (the outputs' ``_pppp``): the phases after the inputs."""
+        return tuple(range(len(self.input_phases), self.num_phases))
 
     def problems(self) -> list[str]:
         """The rules that tie fields together (the per-section rules run too)."""
@@ -201,10 +214,21 @@ class Plans:
             values = getattr(self, name)
             if len(values) != 3 or not all(v > 0 for v in values):
                 found.append(f"{name} must hold 3 positive numbers, got {list(values)}")
-        phases = sorted(self.input_phases + self.target_phases)
-        if phases != list(range(self.num_phases)):
-            found.append(f"input_phases + target_phases must be 0..{self.num_phases - 1} once each, "
-                         f"got {list(self.input_phases)} + {list(self.target_phases)}")
+        if list(self.input_phases) != list(range(len(self.input_phases))):
+            found.append(f"input_phases must be the first phases 0..k, got {list(self.input_phases)}")
+        if len(self.input_times_s) != len(self.input_phases):
+            found.append(f"input_times_s must hold one time per input phase ({len(self.input_phases)}), "
+                         f"got {list(self.input_times_s)}")
+        times = list(self.phase_times_s)
+        if not self.target_times_s or any(b <= a for a, b in zip(times, times[1:])):
+            found.append(f"input_times_s + target_times_s must be at least one target after the inputs, strictly "
+                         f"increasing, got {list(self.input_times_s)} + {list(self.target_times_s)}")
+        if self.max_phases < self.num_phases:
+            found.append(f"max_phases ({self.max_phases}) must be at least the default protocol's "
+                         f"{self.num_phases} phases")
+        trained = self.trained_target_times_s
+        if len(trained) != 2 or not trained[0] <= trained[1]:
+            found.append(f"trained_target_times_s must be [earliest, latest], got {list(trained)}")
         if len(self.input_phases) < 2:
             found.append("input_phases must hold at least the pre-contrast and one post-contrast phase")
         if self.reference_phase not in self.input_phases:

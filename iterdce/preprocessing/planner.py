@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from collections.abc import Sequence
 
 import numpy as np
@@ -105,6 +106,34 @@ def intensity_range(fingerprint: dict, reference_phase: int) -> list[float]:
     return [float(min(lows)), float(max(highs))]
 
 
+@dataclass(frozen=True)
+class ProtocolChoice:
+    """The plan's timing: the default protocol split into input and target times, the longest case, and the
+    range of target times the training cases cover."""
+
+    input_times_s: tuple[float, ...]
+    target_times_s: tuple[float, ...]
+    max_phases: int
+    trained_target_times_s: tuple[float, float]
+
+
+def choose_protocol(fingerprint: dict, n_inputs: int) -> ProtocolChoice:
+    """Default protocol: the median times of the cases with dataset.json's phase count (dataset.json's own times
+    when no case has it); targets are every phase after the inputs, as times. Cases of other protocols only
+    widen ``max_phases`` and the trained range of target times."""
+    cases = fingerprint["cases"]
+    default = [float(t) for t in fingerprint.get("phase_times_s") or cases[0]["phase_times_s"]]
+    same = [c["phase_times_s"] for c in cases if len(c["phase_times_s"]) == len(default)]
+    times = [float(t) for t in np.median(np.array(same, dtype=float), axis=0)] if same else default
+    too_short = [c["case"] for c in cases if len(c["phase_times_s"]) <= n_inputs]
+    if too_short or len(times) <= n_inputs:
+        raise DataError(f"{fingerprint.get('dataset')}: case(s) {', '.join(too_short) or 'of the default protocol'} "
+                        f"have no phase after the {n_inputs} input phases")
+    targets = [t for c in cases for t in c["phase_times_s"][n_inputs:]]
+    return ProtocolChoice(tuple(times[:n_inputs]), tuple(times[n_inputs:]),
+                          max(len(c["phase_times_s"]) for c in cases), (float(min(targets)), float(max(targets))))
+
+
 def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: float = 8.0,
                     plans_name: str = "plans", med3d_weights: str | None = None) -> Plans:
     """Every decision of the plan, checked as a plan read from disk is.
@@ -129,19 +158,17 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
         spacing = [round(max(s, m), 6) for s, m in zip(spacing, settings["min_spacing_mm"])]
     resampled = cropped * spacings / np.array(spacing)
     median_shape = np.median(resampled, axis=0)
-    n_phases = fingerprint["num_phases"]
     input_phases = list(fingerprint.get("input_phases") or [0, 1])
-    target_phases = [p for p in range(n_phases) if p > max(input_phases)]
     reference = fingerprint.get("reference_phase")
     rule = "dataset.json reference_phase" if reference is not None else REFERENCE_RULE
     reference = 1 if reference is None else int(reference)
     if reference not in input_phases:
         raise DatasetSchemaError(f"dataset.json of {fingerprint.get('dataset')}: reference phase {reference} must "
                                  f"be an input phase {input_phases}: at prediction time only the input phases exist")
-    times = np.median(np.array([c["phase_times_s"] for c in cases], dtype=float), axis=0)
-    # network calls per sample: one per target, plus the warm-up steps between later input phases
-    # (IterativeSynthesizer runs from phase 1 to the last phase); each keeps its activations for backprop
-    steps = len(target_phases) + max(0, len(input_phases) - 2)
+    protocol = choose_protocol(fingerprint, len(input_phases))
+    # network calls per sample: one per step from phase 1 to the longest case's last phase (the warm-up steps
+    # between later input phases included); each keeps its activations for backprop
+    steps = protocol.max_phases - 2
     patch, topology, memory = fit_patch_and_topology(spacing, median_shape, settings, steps, gpu_memory_gb,
                                                      perceptual=True)
     dataset_voxels = float(np.sum(np.prod(resampled, axis=1)))
@@ -155,9 +182,11 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
         orientation="RAS",
         spacing=tuple(spacing),
         median_shape_after_resampling=tuple(float(s) for s in median_shape),
-        phase_times_s=tuple(float(t) for t in times),
         input_phases=tuple(input_phases),
-        target_phases=tuple(target_phases),
+        input_times_s=protocol.input_times_s,
+        target_times_s=protocol.target_times_s,
+        max_phases=protocol.max_phases,
+        trained_target_times_s=protocol.trained_target_times_s,
         normalization=NormalizationPlan("ti_norm", reference, fingerprint["mask_kind"], rule),
         intensity_range=tuple(intensity_range(fingerprint, reference)),
         patch_size=tuple(patch),
@@ -169,7 +198,7 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
             features_per_stage=tuple(topology.features_per_stage),
             pool_per_stage=tuple(tuple(p) for p in topology.pool_per_stage),
             time_embedding_dim=settings["time_embedding_dim"],
-            time_scale_s=float(max(times)),
+            time_scale_s=protocol.target_times_s[-1],
             use_time_embedding=True,
             use_convlstm=True,
         ),
@@ -182,6 +211,10 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
     return Plans.from_dict(plans.to_dict())  # the same checks as a plan read from disk
 
 
+def _seconds(times: Sequence[float], separator: str = ", ") -> str:
+    return separator.join(f"{t:.0f}" for t in times) + " s"
+
+
 def plan_summary(plans: Plans) -> str:
     """A few human-readable lines about the plan."""
     net, norm = plans.network, plans.normalization
@@ -189,8 +222,9 @@ def plan_summary(plans: Plans) -> str:
         f"plan {plans.plans_name!r} for {plans.dataset} (preset {plans.preset})",
         f"  spacing (mm)      {', '.join(f'{s:.3g}' for s in plans.spacing)}   (orientation {plans.orientation})",
         f"  median shape      {' x '.join(f'{s:.0f}' for s in plans.median_shape_after_resampling)}",
-        f"  phases            inputs {list(plans.input_phases)} -> targets {list(plans.target_phases)} at "
-        f"{', '.join(f'{t:.0f}' for t in plans.phase_times_s)} s",
+        f"  phases            inputs {list(plans.input_phases)} at {_seconds(plans.input_times_s)} -> targets at "
+        f"{_seconds(plans.target_times_s)} (default protocol; up to {plans.max_phases} phases, targets trained "
+        f"at {_seconds(plans.trained_target_times_s, ' to ')})",
         f"  normalization     TI-norm on phase {norm.reference_phase} inside the {norm.mask} mask "
         f"({norm.reference_rule})",
         f"  patch / batch     {' x '.join(map(str, plans.patch_size))} / {plans.batch_size}   "

@@ -24,13 +24,42 @@ _V1_FIXED = {("ssim",): None, ("optimizer", "name"): "adamw", ("optimizer", "sch
 
 
 def migrate_plans(raw: dict[str, Any]) -> dict[str, Any]:
-    """A version-1 plan as version 2 (a copy): the fixed keys go, ``reference_phase`` lives in normalization,
-    and the settings added during version 1 (``training.loss_mask``, optional loss terms) get their defaults.
+    """An older plan as the current version (a copy), one version step at a time."""
+    out = raw
+    if out.get("version") == 1:
+        out = _version_1_to_2(out)
+    if out.get("version") == 2:
+        out = _version_2_to_3(out)
+    return out
+
+
+def _version_2_to_3(raw: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 -> 3: the targets are times, not phase indices (mixed protocols). ``phase_times_s`` and
+    ``target_phases`` become ``input_times_s`` and ``target_times_s``; the one protocol of a version-2 plan is
+    its longest (``max_phases``) and its target times are the trained range."""
+    out = copy.deepcopy(raw)
+    times, inputs, targets = out.get("phase_times_s"), out.get("input_phases"), out.get("target_phases")
+    if isinstance(times, list) and isinstance(inputs, list) and isinstance(targets, list):
+        try:
+            out["input_times_s"] = [times[p] for p in inputs]
+            out["target_times_s"] = [times[p] for p in targets]
+        except (IndexError, TypeError):
+            raise PlansError(f"input_phases {inputs} / target_phases {targets} are not indices of phase_times_s "
+                             f"{times}") from None
+        del out["phase_times_s"], out["target_phases"]
+        out["max_phases"] = len(times)
+        out["trained_target_times_s"] = [min(out["target_times_s"], default=0.0),
+                                         max(out["target_times_s"], default=0.0)]
+    out["version"] = 3
+    return out
+
+
+def _version_1_to_2(raw: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 -> 2: the fixed keys go, ``reference_phase`` lives in normalization, and the settings added
+    during version 1 (``training.loss_mask``, optional loss terms) get their defaults.
 
     A version-1 value that version 2 cannot express (another optimizer, in_channels != 2) is an error.
     """
-    if raw.get("version") != 1:
-        return raw
     out = copy.deepcopy(raw)
     for path, expected in _V1_FIXED.items():
         holder = out
