@@ -254,7 +254,7 @@ def test_mixed_protocols_are_planned_as_times() -> None:
     fp["cases"][2]["phase_times_s"] = [0.0, 75.0, 155.0, 235.0, 315.0]
     for case in fp["cases"][1:]:
         n = len(case["phase_times_s"])
-        case["phases"], case["breast_relative_enhancement"] = case["phases"][:n], case["breast_relative_enhancement"][:n]
+        case["phases"] = case["phases"][:n]
     plans = plan_json(fp)
     assert plans["input_times_s"] == TIMES[:2] and plans["target_times_s"] == TIMES[2:6]
     assert plans["max_phases"] == 6 and plans["trained_target_times_s"] == [155.0, 365.0]

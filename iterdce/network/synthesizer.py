@@ -20,7 +20,8 @@ INPUT_CHANNELS = 2  # every step reads [pre-contrast, current phase]
 
 
 class IterativeSynthesizer(nn.Module):
-    """iterU-Net unrolled from the last input phase to the last target phase."""
+    """iterU-Net unrolled from the last input phase to the last target time given (``num_phases``: the longest
+    protocol of the plan, kept for the checkpoint's record)."""
 
     def __init__(self, network: Mapping[str, Any], input_phases: Sequence[int], num_phases: int) -> None:
         super().__init__()
@@ -37,11 +38,14 @@ class IterativeSynthesizer(nn.Module):
         embedding = self.net.time_embedding
         if embedding is None:
             return None
-        return [embedding(times_s[:, source + 1], times_s[:, source]) for source in range(1, self.num_phases - 1)]
+        return [embedding(times_s[:, source + 1], times_s[:, source]) for source in range(1, times_s.shape[1] - 1)]
 
     def forward(self, inputs: Tensor, times_s: Tensor, teacher: Tensor | None = None,
                 time_biases: list[list[Tensor]] | None = None) -> Tensor:
         """inputs [B, n_in, X, Y, Z], times_s [B, P] -> targets [B, P - n_in, X, Y, Z].
+
+        P is the length of ``times_s``, not a fixed count: the recursion runs to the last time given (a batch
+        padded to its longest case, or any requested target times at prediction).
 
         Steps run from phase 1 on: a step whose target is an input phase is always fed the real phase (it
         warms the ConvLSTM state up); ``teacher`` [B, P, ...] feeds real phases to every step.
@@ -52,7 +56,7 @@ class IterativeSynthesizer(nn.Module):
         state = None
         outputs = []
         n_in = len(self.input_phases)
-        for source in range(1, self.num_phases - 1):
+        for source in range(1, times_s.shape[1] - 1):
             prediction, state = self.net(torch.cat([pre, current], dim=1), times_s[:, source + 1],
                                          times_s[:, source], state,
                                          None if time_biases is None else time_biases[source - 1])
@@ -82,8 +86,12 @@ class SingleStepSynthesizer(nn.Module):
         """inputs [B, n_in, ...] -> targets [B, P - n_in, ...]; ``teacher`` is unused (no recursion)."""
         x = torch.cat([inputs[:, :1], inputs[:, -1:]], dim=1)
         last = times_s[:, len(self.input_phases) - 1]
+        if times_s.shape[1] > self.num_phases:
+            raise ValueError(f"the single-step model has one network per target of up to {self.num_phases} phases, "
+                             f"asked for {times_s.shape[1]}")
+        targets = times_s.shape[1] - len(self.input_phases)
         return torch.cat([net(x, times_s[:, len(self.input_phases) + j], last)[0]
-                          for j, net in enumerate(self.nets)], dim=1)
+                          for j, net in enumerate(self.nets[:targets])], dim=1)
 
 
 def model_config(kind: str, network: Mapping[str, Any], input_phases: Sequence[int], num_phases: int

@@ -21,7 +21,7 @@ from iterdce.errors import JSONFileError
 from iterdce.json_io import read_json
 from iterdce.preprocessing.case_files import case_problem, save_npz
 from iterdce.preprocessing.case_io import load_canonical
-from iterdce.preprocessing.fingerprint import FINGERPRINT_FILE, compute_fingerprint, write_fingerprint
+from iterdce.preprocessing.fingerprint import FINGERPRINT_FILE, compute_fingerprint, protocols_found, write_fingerprint
 from iterdce.preprocessing.normalization import NormalizationError
 from iterdce.preprocessing.parallel import map_with_progress
 from iterdce.preprocessing.plan_schema import Plans
@@ -179,6 +179,10 @@ def plan_and_preprocess(dataset_dir: Path, preprocessed_root: Path, num_processe
         log(f"warning: {out_dir / SPLITS_FILE} was written for other cases ({len(split_cases)} in the folds, "
             f"{len(cases)} in the dataset); delete it to split anew")
     log(plan_summary(plans))
+    protocols = protocols_found(fingerprint["cases"])
+    log("  protocols         " + "; ".join(f"{p['num_phases']} phases: {p['cases']} case(s), last at "
+                                           f"{p['times_min_s'][-1]:.0f}-{p['times_max_s'][-1]:.0f} s"
+                                           for p in protocols))
     log(f"  folds             {len(splits)} (validation sizes {[len(s['val']) for s in splits]})")
     log(f"  written to        {out_dir}")
     return plans

@@ -63,6 +63,25 @@ def extract_patch(array: np.ndarray, center: Sequence[int], size: Sequence[int],
     return out
 
 
+def pad_phases(volumes: Sequence[np.ndarray], times: Sequence[np.ndarray]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cases of different protocols in one batch: each ``[P_i, ...]`` padded to the longest, ``[B, P, ...]``.
+
+    A padded phase repeats the case's last phase and its time continues the last gap, so the unrolled steps
+    past a case's end see finite, plausible values; ``valid`` [B, P] (1 for a real phase, 0 for padding) lets
+    the loss leave them out, so nothing is learned from an invented phase.
+    """
+    longest = max(len(t) for t in times)
+    data, padded_times, valid = [], [], []
+    for volume, own in zip(volumes, times):
+        extra = longest - len(own)
+        gap = float(own[-1] - own[-2])
+        data.append(np.concatenate([volume, np.repeat(volume[-1:], extra, axis=0)]) if extra else volume)
+        padded_times.append(np.concatenate([own, own[-1] + gap * np.arange(1, extra + 1)]))
+        valid.append(np.arange(longest) < len(own))
+    return np.stack(data), np.stack(padded_times).astype(np.float32), np.stack(valid).astype(np.float32)
+
+
 def random_center(rng: np.random.Generator, shape: Sequence[int], size: Sequence[int]) -> list[int]:
     """Uniform centre keeping the patch inside the volume where the volume is large enough."""
     centers = []
@@ -73,7 +92,8 @@ def random_center(rng: np.random.Generator, shape: Sequence[int], size: Sequence
 
 
 class PatchSampler:
-    """Builds batch ``index`` of a fold's training cases: pairs of lesion-centred + random patches."""
+    """Builds batch ``index`` of a fold's training cases: pairs of lesion-centred + random patches, padded to the
+    batch's longest case (``pad_phases``) when the cases' protocols differ."""
 
     def __init__(self, folder: Path, case_ids: Sequence[str], patch_size: Sequence[int], batch_size: int,
                  augmentation: AugmentationPlan | None, seed: int, rank: int = 0) -> None:
@@ -119,7 +139,8 @@ class PatchSampler:
             samples.append(self._sample(rng, case, lesion_centred))
             times.append(case.times_s)
             lesion_flags.append(lesion_centred)
-        batch = {k: np.stack([s[k] for s in samples]) for k in ("data", "seg")}
+        data, padded_times, valid = pad_phases([s["data"] for s in samples], times)
+        batch = {"data": data, "seg": np.stack([s["seg"] for s in samples])}
         if self.transforms is not None:
             # batchgenerators draws from numpy's global RNG and (Gaussian noise variance) from Python's
             # ``random``: seed both from the batch's own sequence so no outside state leaks in
@@ -133,7 +154,8 @@ class PatchSampler:
             "data": np.ascontiguousarray(batch["data"], dtype=np.float32),
             "lesion": np.ascontiguousarray(batch["seg"][:, :1] > 0.5, dtype=np.float32),
             "mask": np.ascontiguousarray(batch["seg"][:, 1:2] > 0.5, dtype=np.float32),
-            "times": np.stack(times).astype(np.float32),
+            "times": padded_times,
+            "valid": valid,
             "lesion_centred": np.asarray(lesion_flags),
         }
 
@@ -179,5 +201,8 @@ def validation_batches(folder: Path, case_ids: Sequence[str], patch_size: Sequen
     batches = []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
-        batches.append({k: torch.from_numpy(np.stack([s[k] for s in chunk]).astype(np.float32)) for k in chunk[0]})
+        data, times, valid = pad_phases([s["data"] for s in chunk], [s["times"] for s in chunk])
+        arrays = {"data": data, "times": times, "valid": valid,
+                  **{k: np.stack([s[k] for s in chunk]) for k in ("lesion", "mask")}}
+        batches.append({k: torch.from_numpy(v.astype(np.float32)) for k, v in arrays.items()})
     return batches

@@ -150,12 +150,26 @@ class Trainer:
                 f"world size {self.context.world_size}", self.loss.describe()]
 
     def step_loss(self, predictions: Tensor, target: Tensor, batch: dict[str, Tensor]) -> Tensor:
-        """Mean synthesis loss over the target steps (inside the patch's body foreground when the plan's
-        ``training.loss_mask`` is "foreground"; lesion voxels marked for the lesion term)."""
-        mask = batch["mask"] if self.plans.training.loss_mask == "foreground" else None
-        losses = [self.loss(predictions[:, t:t + 1].float(), target[:, t:t + 1], mask, batch["lesion"])[0]
-                  for t in range(predictions.shape[1])]
-        return torch.stack(losses).mean()
+        """Mean synthesis loss over the target phases each case has (inside the patch's body foreground when the
+        plan's ``training.loss_mask`` is "foreground"; lesion voxels marked for the lesion term).
+
+        Every (sample, target) pair is one loss sample, computed in one call; ``batch["valid"]`` (from
+        ``pad_phases``) gives the padded phases of shorter cases weight 0, so they add neither loss nor gradient.
+        """
+        n, steps = predictions.shape[:2]
+        spatial = predictions.shape[2:]
+
+        def per_pair(volume: Tensor) -> Tensor:  # [B, 1 or T, ...] -> [B * T, 1, ...]
+            return volume.expand(n, steps, *spatial).reshape(n * steps, 1, *spatial)
+
+        mask = per_pair(batch["mask"]) if self.plans.training.loss_mask == "foreground" else None
+        lesion = per_pair(batch["lesion"]) if "lesion" in batch else None
+        losses = self.loss.per_sample(per_pair(predictions.float()), per_pair(target), mask, lesion).reshape(n, steps)
+        valid = batch.get("valid")
+        if valid is None:
+            return losses.mean()
+        weights = valid[:, -steps:].to(losses.dtype)
+        return (losses * weights).sum() / weights.sum().clamp_min(1.0)
 
     def train_step(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         """One optimizer step; returns the detached loss (no host synchronisation)."""
@@ -193,7 +207,9 @@ class Trainer:
             has = (voxels > 0).float()
             mean_pred = (predictions * lesion).sum(dim=(2, 3, 4)) / voxels.clamp(min=1)[:, None]
             mean_true = (target * lesion).sum(dim=(2, 3, 4)) / voxels.clamp(min=1)[:, None]
-            error_sum += (((mean_pred - mean_true) ** 2).mean(dim=1) * has).sum()
+            present = batch["valid"][:, n_in:] if "valid" in batch else torch.ones_like(mean_pred)
+            squared = ((mean_pred - mean_true) ** 2 * present).sum(dim=1) / present.sum(dim=1).clamp(min=1)
+            error_sum += (squared * has).sum()
             lesion_patches += has.sum()
         model.train()
         n_patches = sum(len(b["data"]) for b in batches)

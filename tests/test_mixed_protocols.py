@@ -1,0 +1,125 @@
+"""Mixed protocols in one dataset: cases of 4, 5 and 6 phases are planned, batched and trained together, and
+the loss comes only from the phases each case has."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from iterdce.network.synthesizer import build_synthesizer, model_config
+from iterdce.preprocessing.pipeline import plan_and_preprocess
+from iterdce.preprocessing.plans_io import load_plans, save_plans
+from iterdce.training.data_loader import PatchSampler, load_preprocessed, pad_phases
+from iterdce.training.trainer_recursive import RecursiveTrainer, WarmupTrainer
+from tests.helpers import DATASET, make_raw_dataset, make_setup
+
+torch.set_num_threads(1)
+FOUR = [0.0, 90.0, 190.0, 290.0]
+FIVE = [0.0, 75.0, 155.0, 235.0, 315.0]
+
+
+@pytest.fixture(scope="module")
+def mixed_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 cases of 24x24x8: case_001 and case_004 with 4 phases, case_002 with 5, the rest dataset.json's 6."""
+    root = tmp_path_factory.mktemp("mixed")
+    raw = make_raw_dataset(root / "raw", n_cases=6, shape=(24, 24, 8), n_phases=6,
+                           case_times={"case_001": FOUR, "case_002": FIVE, "case_004": FOUR})
+    preprocessed = root / "preprocessed"
+    plan_and_preprocess(raw, preprocessed, num_processes=1, preset="tiny", progress=False, log=lambda *a: None)
+    path = preprocessed / DATASET / "plans.json"
+    plans = load_plans(path).to_dict()
+    plans["network"].update(features_per_stage=[4, 8], pool_per_stage=[[2, 2, 1]], time_embedding_dim=8)
+    plans.update(patch_size=[16, 16, 8], batch_size=4)
+    save_plans(plans, path)
+    return preprocessed
+
+
+def mixed_batch(trainer, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A batch holding a 4-phase and a 6-phase case (lesion-centred + random patch of each)."""
+    sampler = PatchSampler(trainer.setup.data_dir, ["case_001", "case_000"], trainer.plans.patch_size, 4, None,
+                           seed=seed)
+    for index in range(50):
+        batch = sampler.batch(index)
+        if sorted(batch["valid"].sum(axis=1).tolist()) == [4.0, 4.0, 6.0, 6.0]:
+            return {k: torch.from_numpy(v) for k, v in batch.items() if k != "lesion_centred"}
+    raise AssertionError("no batch with both cases in 50 draws")
+
+
+def test_pad_phases_repeats_the_last_phase_and_continues_the_times() -> None:
+    short, long = np.ones((4, 2, 2, 2), np.float32), np.zeros((6, 2, 2, 2), np.float32)
+    data, times, valid = pad_phases([short, long], [np.array(FOUR), np.array([0, 85, 155, 225, 295, 365.0])])
+    assert data.shape == (2, 6, 2, 2, 2) and np.array_equal(data[0, 4:], np.ones((2, 2, 2, 2)))
+    assert times[0].tolist() == FOUR + [390.0, 490.0]
+    assert valid.tolist() == [[1, 1, 1, 1, 0, 0], [1] * 6]
+
+
+def test_plan_and_preprocessed_cases_keep_each_protocol(mixed_root: Path) -> None:
+    plans = load_plans(mixed_root / DATASET / "plans.json")
+    assert plans.max_phases == 6 and plans.target_times_s == (155.0, 225.0, 295.0, 365.0)
+    assert plans.trained_target_times_s == (155.0, 365.0)
+    data_dir = mixed_root / DATASET / "plans_data"
+    assert load_preprocessed(data_dir, "case_001").times_s.tolist() == FOUR
+    assert load_preprocessed(data_dir, "case_002").data.shape[0] == 5
+
+
+@pytest.mark.parametrize("trainer_class", [WarmupTrainer, RecursiveTrainer])
+def test_four_and_six_phase_cases_train_in_one_batch(mixed_root: Path, tmp_path: Path, trainer_class) -> None:
+    """Same batch: the loss is finite, equals the mean over the phases present, and the padding (the invented
+    phases 4 and 5 of the 4-phase case) gives no gradient at all."""
+    trainer = trainer_class(make_setup(mixed_root, tmp_path, fold="all"))
+    model = trainer.model
+    torch.manual_seed(0)
+    with torch.no_grad():  # not the identity, so every step depends on what it is fed
+        model.net.final_conv.weight.normal_(0.0, 0.3)
+    batch = mixed_batch(trainer)
+    n_in = len(trainer.plans.input_phases)
+
+    def loss_and_grads(b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        loss = trainer.step_loss(trainer.unroll(model, b), b["data"][:, n_in:], b)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    loss, grads = loss_and_grads(batch)
+    assert torch.isfinite(loss)
+    changed = {k: v.clone() for k, v in batch.items()}
+    short = changed["valid"][:, -1] == 0
+    changed["data"][short, 4:] = torch.randn_like(changed["data"][short, 4:]) * 100.0
+    changed["times"][short, 4:] = torch.tensor([1000.0, 5000.0])
+    changed_loss, changed_grads = loss_and_grads(changed)
+    assert torch.equal(loss, changed_loss)
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(grads, changed_grads))
+    # the loss is the mean over (case, present target phase), each case unrolled on its own to its last phase
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for row in range(len(batch["data"])):
+            own = int(batch["valid"][row].sum())
+            alone = {"data": batch["data"][row:row + 1, :own], "times": batch["times"][row:row + 1, :own],
+                     "mask": batch["mask"][row:row + 1], "lesion": batch["lesion"][row:row + 1]}
+            predictions = trainer.unroll(model, alone)
+            assert predictions.shape[1] == own - n_in
+            total += float(trainer.step_loss(predictions, alone["data"][:, n_in:], alone)) * (own - n_in)
+            count += own - n_in
+    assert float(loss) == pytest.approx(total / count, rel=1e-5)
+
+
+def test_a_mixed_batch_stream_trains_and_validates(mixed_root: Path, tmp_path: Path) -> None:
+    trainer = WarmupTrainer(make_setup(mixed_root, tmp_path, fold=0, iterations_per_epoch=3))
+    trainer.run()
+    history = trainer.log.history
+    assert np.isfinite(history["train_loss"][-1]) and np.isfinite(history["val_loss"][-1])
+
+
+def test_the_synthesizers_unroll_to_the_times_given() -> None:
+    network = {"in_channels": 2, "features_per_stage": [4, 8], "pool_per_stage": [[2, 2, 1]],
+               "time_embedding_dim": 8, "time_scale_s": 365.0, "use_time_embedding": True, "use_convlstm": True}
+    inputs = torch.randn(1, 2, 8, 8, 4)
+    for kind in ("iterative", "single_step"):
+        model = build_synthesizer(model_config(kind, network, [0, 1], 6))
+        for n_times in (3, 4, 6):
+            times = torch.linspace(0.0, 300.0, n_times)[None]
+            assert model(inputs, times).shape == (1, n_times - 2, 8, 8, 4)
+    with pytest.raises(ValueError, match="up to 6 phases, asked for 7"):
+        model(inputs, torch.linspace(0.0, 300.0, 7)[None])
