@@ -94,7 +94,7 @@ def base_plans(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A plan from the real planner (tiny preset) with a tiny network and patch put in."""
     raw = make_raw_dataset(tmp_path_factory.mktemp("raw"), n_cases=2, shape=(16, 16, 8), n_phases=6)
     plans = plan_experiment(compute_fingerprint(raw, 1, progress=False), preset="tiny").to_dict()
-    assert plans["phase_times_s"] == TIMES and plans["target_phases"] == [2, 3, 4, 5]
+    assert plans["input_times_s"] + plans["target_times_s"] == TIMES and plans["max_phases"] == 6
     network = {k: v for k, v in NETWORK.items() if k != "in_channels"}  # the synthesizer's own channel count
     return {**plans, "patch_size": list(PATCH), "network": network}
 
@@ -155,7 +155,7 @@ class RecordingIdentity(nn.Module):
 
     def forward(self, inputs: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
         self.times.append(times.clone())
-        return inputs[:, 1:2].expand(-1, len(TIMES) - 2, -1, -1, -1).clone()
+        return inputs[:, 1:2].expand(-1, times.shape[1] - 2, -1, -1, -1).clone()
 
 
 def random_inputs(shape, seed: int = 0) -> torch.Tensor:
@@ -287,12 +287,45 @@ def test_case_timing_sidecar_reaches_the_network(tmp_path, base_plans):
         write_case(tmp_path / "in", case_id, smooth_phases(shape), Geometry(shape, np.diag([0.8, 0.8, 2.0, 1])))
     (tmp_path / "in" / "case_a.json").write_text(json.dumps({"phase_times_s": [-10.0, 60.0]}))
     (tmp_path / "in" / "case_b.json").write_text(json.dumps({"phase_times_s": [0, 70, 140, 210, 280, 350]}))
+    (tmp_path / "in" / "case_c.json").write_text(json.dumps({"phase_times_s": [0, 80, 160, 240]}))  # own protocol
     predictor = predictor_for(folder)
     recorder = RecordingIdentity()
     predictor.models = [recorder]
     predictor.predict_folder(tmp_path / "in", tmp_path / "out")
     seen = [r[0].tolist() for r in recorder.times]
-    assert seen == [[-10.0, 60.0, *TIMES[2:]], [0, 70, 140, 210, 280, 350], TIMES]  # cases in sorted order
+    assert seen == [[-10.0, 60.0, *TIMES[2:]], [0, 70, 140, 210, 280, 350], [0, 80, 160, 240]]  # sorted cases
+    written = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("case_c"))
+    assert written == ["case_c.json", "case_c_0002.nii.gz", "case_c_0003.nii.gz"]
+    sidecar = json.loads((tmp_path / "out" / "case_c.json").read_text())
+    assert sidecar["phase_times_s"] == [0, 80, 160, 240] and sidecar["synthesized_phases"] == [2, 3]
+
+
+def test_requested_target_times_and_the_extrapolation_warning(tmp_path, base_plans):
+    """--target-times: every case is synthesized at those times (inputs keep their own); times beyond the trained
+    range (155-365 s, tolerated 118.5-401.5 s) are predicted with one warning naming them."""
+    folder = write_model_folder(tmp_path / "results", base_plans, {0: make_model()})
+    shape = (16, 16, 8)
+    for case_id in ("case_a", "case_b"):
+        write_case(tmp_path / "in", case_id, smooth_phases(shape), Geometry(shape, np.diag([0.8, 0.8, 2.0, 1])))
+    (tmp_path / "in" / "case_a.json").write_text(json.dumps({"phase_times_s": [0, 90, 190, 290]}))
+    settings = dict(folds=(0,), device="cpu", progress=False)
+    predictor = IterativePredictor(folder, PredictionSettings(**settings, target_times=(120.0, 200.0, 400.0)))
+    recorder = RecordingIdentity()
+    predictor.models = [recorder]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predictor.predict_folder(tmp_path / "in", tmp_path / "out")
+    assert [r[0].tolist() for r in recorder.times] == [[0, 90, 120, 200, 400], [0, 85, 120, 200, 400]]
+    assert (tmp_path / "out" / "case_b_0004.nii.gz").is_file()
+    far = IterativePredictor(folder, PredictionSettings(**settings, target_times=(155.0, 600.0, 900.0)))
+    far.models = [RecordingIdentity()]
+    with pytest.warns(UserWarning, match=r"target time\(s\) 600, 900 s of 2 case\(s\) lie outside the times this "
+                                         r"model was trained on \(155-365 s"):
+        far.predict_folder(tmp_path / "in", tmp_path / "far")
+    with pytest.raises(PredictionInputError, match="not strictly increasing"):
+        IterativePredictor(folder, PredictionSettings(**settings, target_times=(60.0,))).predict_folder(
+            tmp_path / "in", tmp_path / "never")
+    assert not (tmp_path / "never").exists()
 
 
 # ----------------------------------------------------------------------------- bad inputs and model folders
@@ -326,7 +359,7 @@ def shift_affine(path: Path) -> None:
     (lambda d: (d / "case_b.json").write_text("{not json"), "case_b.json: not valid JSON"),
     (lambda d: (d / "case_b.json").write_text('{"phase_times_s": [90, 80]}'), "case_b.json: phase_times_s is "
                                                                                   "not strictly increasing"),
-    (lambda d: (d / "case_b.json").write_text('{"phase_times_s": [0, 90, 120]}'), "case_b.json: phase_times_s must"),
+    (lambda d: (d / "case_b.json").write_text('{"phase_times_s": [0]}'), "case_b.json: phase_times_s must"),
     (lambda d: write_image(d / "case_b_0000.nii.gz", np.full((16, 16, 8), np.nan, np.float32),
                            np.diag([0.8, 0.8, 2.0, 1])), "case_b_0000.nii.gz: 2048 NaN/inf"),
     (lambda d: write_image(d / "case_b_0001.nii.gz", np.full((16, 16, 8), 7.0, np.float32),
@@ -377,7 +410,7 @@ def test_missing_fold_warns_and_predicts_with_the_others(tmp_path, base_plans):
 
 
 def test_checkpoint_that_does_not_fit_the_plan_is_refused(tmp_path, base_plans):
-    plans = {**base_plans, "input_phases": [0, 1, 2], "target_phases": [3, 4, 5]}
+    plans = {**base_plans, "input_phases": [0, 1, 2], "input_times_s": TIMES[:3], "target_times_s": TIMES[3:]}
     folder = write_model_folder(tmp_path / "results", plans, {0: make_model()})
     with pytest.raises(CheckpointError, match="does not fit plans.json"):
         predictor_for(folder)

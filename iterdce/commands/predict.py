@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="split the input folder into this many parts (e.g. one per machine; default 1)")
     parser.add_argument("--part-id", type=non_negative_int, default=0,
                         help="which part this run predicts (0-based, default 0)")
+    parser.add_argument("--target-times", type=float, nargs="+", metavar="SECONDS",
+                        help="synthesize the phases at these acquisition times (s after injection, increasing, "
+                             "after the inputs) for every case (default: a case's own times from <case>.json, else "
+                             "the plan's default protocol); outputs are numbered from the first target phase on")
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation")
     parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     parser.add_argument("--save-kinetic-map", action="store_true", help="also write <case>_kinetics.nii.gz")
@@ -84,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             results = find_dataset(args.dataset, roots.results, "results")
             model_folder, folds = results / model_folder_name(args.trainer, args.plans_name), args.folds
         settings = PredictionSettings(folds, args.checkpoint, rank_device(args.device), args.tile_batch,
-                                      args.step_size, tta=args.tta, progress=not args.quiet, tile_size=args.tile_size)
+                                      args.step_size, tta=args.tta, progress=not args.quiet, tile_size=args.tile_size,
+                                      target_times=args.target_times)
         predictor = IterativePredictor(model_folder, settings)
         if args.output_format == "dicom":
             exporter = DicomExporter(predictor, f"{model_folder.parent.name}/{model_folder.name}",

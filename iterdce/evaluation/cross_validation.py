@@ -75,8 +75,8 @@ def validate_fold(model_folder: Path, fold: int | str, data_dir: Path, case_ids:
                                          regression=regression))
         geometry = Geometry(tuple(properties["original_shape"]), np.asarray(properties["original_affine"]),
                             properties["qform_code"], properties["sform_code"])
-        write_phases(restore_phases(synthesized, properties), geometry, out_dir, case_id, plans.target_phases,
-                     mark)
+        write_phases(restore_phases(synthesized, properties), geometry, out_dir, case_id,
+                     range(n_in, len(case.times_s)), mark)
     return write_report(evaluations, out_dir, scoring)
 
 

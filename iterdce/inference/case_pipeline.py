@@ -22,7 +22,7 @@ from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles
 from iterdce.dataset.nifti_io import Geometry
 from iterdce.errors import UsageError
-from iterdce.inference.export import write_kinetic_map, write_phases
+from iterdce.inference.export import write_kinetic_map, write_phases, write_times
 from iterdce.inference.inputs import load_input_case
 from iterdce.preprocessing.case_io import to_canonical_case
 from iterdce.preprocessing.plan_schema import Plans
@@ -87,12 +87,15 @@ def prepare_case(files: CaseFiles, times_s: np.ndarray, plans: Plans) -> Prepare
     return PreparedCase(case.case_id, pre.data, case.times_s, pre.properties, case.geometry, case.image)
 
 
-def finish_case(prepared: PreparedCase, synthesized: np.ndarray, out_dir: Path, target_phases: Sequence[int],
-                save_kinetic_map: bool, mark: str | None = None) -> None:
+def finish_case(prepared: PreparedCase, synthesized: np.ndarray, out_dir: Path, save_kinetic_map: bool,
+                mark: str | None = None) -> None:
     """Undo the preprocessing of the synthesized phases and write them (and the kinetic map) atomically, with
-    ``mark`` (the predictor's provenance description) in each header."""
+    ``mark`` (the predictor's provenance description) in each header; then ``<case>.json`` with every time
+    (inputs and synthesized phases), which pairs the outputs with real phases by time (iterdce_evaluate)."""
     restored = restore_phases(synthesized, prepared.properties)
-    write_phases(restored, prepared.geometry, out_dir, prepared.case_id, target_phases, mark)
+    first = len(prepared.times_s) - len(restored)
+    write_phases(restored, prepared.geometry, out_dir, prepared.case_id, range(first, len(prepared.times_s)), mark)
+    write_times(out_dir, prepared.case_id, prepared.times_s, first, mark)
     if save_kinetic_map:
         write_kinetic_map(np.concatenate([prepared.image, restored]), prepared.times_s, prepared.geometry, out_dir,
                           prepared.case_id, mark)
@@ -106,7 +109,7 @@ def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
     ``num_processes`` 0: all in this process. N >= 1: N worker processes prepare up to N cases ahead and
     finish (restore + write) the previous ones while ``synthesize`` runs here. Worker errors are raised here.
     """
-    finish_args = (out_dir, list(plans.target_phases), save_kinetic_map, mark)
+    finish_args = (out_dir, save_kinetic_map, mark)
     if num_processes <= 0:
         for files, times in jobs:
             prepared = prepare_case(files, times, plans)

@@ -28,7 +28,7 @@ from iterdce.dicom.report import CASE_ID_SOURCES, case_id_for
 from iterdce.dicom.scan import Study, scan_tree
 from iterdce.dicom.volume import read_volume
 from iterdce.inference.export import kinetic_map_name, output_name
-from iterdce.inference.inputs import PredictionInputError, case_times, discover_inputs
+from iterdce.inference.inputs import PredictionInputError, discover_inputs
 from iterdce.inference.predictor import IterativePredictor
 
 OUTPUT_FORMATS = ("nifti", "dicom")
@@ -144,7 +144,7 @@ class DicomExporter:
 
     def folders_of(self, case_id: str, times_s: np.ndarray, kinetic_map: bool) -> list[str]:
         """The series folders a finished case has."""
-        names = [_phase_folder(p, float(times_s[p])) for p in self.predictor.target_phases]
+        names = [_phase_folder(p, float(times_s[p])) for p in range(self.n_inputs, len(times_s))]
         return names + [KINETICS_FOLDER] if kinetic_map else names
 
     def predict(self, input_dir: Path, out_dir: Path, template_dir: Path | None = None, overwrite: bool = False,
@@ -154,7 +154,8 @@ class DicomExporter:
         plan_times = self.predictor.plans.phase_times_s
         if template_dir is None:
             sources, problems = sources_from_tree(input_dir, self.n_inputs, self.progress)
-            times = {c: np.asarray(list(s.acquisition.times_s[:self.n_inputs]) + list(plan_times[self.n_inputs:]))
+            targets = self.predictor.settings.target_times or plan_times[self.n_inputs:]
+            times = {c: np.asarray(list(s.acquisition.times_s[:self.n_inputs]) + list(targets))
                      for c, s in sources.items()}
             cases: dict[str, CaseFiles] = {}
         else:
@@ -164,7 +165,7 @@ class DicomExporter:
             times = {}
             for case_id, files in cases.items():
                 try:
-                    times[case_id] = case_times(files, plan_times, self.n_inputs)
+                    times[case_id] = self.predictor.case_times(files)
                     self._check_grid(files, sources.get(case_id))
                 except (ValueError, ImageReadError) as exc:
                     problems.append(str(exc))
@@ -224,7 +225,7 @@ class DicomExporter:
         clock = acquisition.clocks[0] if acquisition.clocks else None
         number = source.next_series_number
         versions = f"iterdce {iterdce_version()}"
-        for phase in self.predictor.target_phases:
+        for phase in range(self.n_inputs, len(times_s)):
             time_s = float(times_s[phase])
             volume, geometry = read_image(nifti_dir / output_name(source.case_id, phase))
             acquired = None if clock is None else clock + dt.timedelta(seconds=time_s - float(times_s[0]))

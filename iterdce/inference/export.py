@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from iterdce.atomic import write_json_atomic
 from iterdce.dataset.masks import derive_foreground_mask
 from iterdce.dataset.nifti_io import Geometry, write_image
 from iterdce.kinetics_rule import classify_ratio, curve_ratio, early_index
@@ -33,6 +34,22 @@ def write_phases(phases: np.ndarray, geometry: Geometry, out_dir: Path, case_id:
         write_image(path, volume.astype(np.float32), geometry, description=description)
         paths.append(path)
     return paths
+
+
+def times_name(case_id: str) -> str:
+    """``<case>.json``: the times of a case's inputs and synthesized phases (the timing-sidecar format)."""
+    return f"{case_id}.json"
+
+
+def write_times(out_dir: Path, case_id: str, times_s: Sequence[float] | np.ndarray, first_synthesized: int,
+                description: str | None = None) -> Path:
+    """``<case>.json`` of a prediction: ``phase_times_s`` of every phase (inputs first), which phases were
+    synthesized, and the provenance mark (a file without it is never overwritten)."""
+    path = out_dir / times_name(case_id)
+    write_json_atomic(path, {"phase_times_s": [float(t) for t in times_s],
+                             "synthesized_phases": list(range(first_synthesized, len(times_s))),
+                             "written_by": description})
+    return path
 
 
 def kinetic_map(all_phases: np.ndarray, times_s: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -87,20 +87,36 @@ def case_problems(files: CaseFiles, input_phases: Sequence[int]) -> list[str]:
     return problems
 
 
-def case_times(files: CaseFiles, plan_times: Sequence[float], n_inputs: int) -> np.ndarray:
-    """All phase times of a case: its sidecar (inputs only, or every phase) completed by the plan's protocol."""
-    if files.times is None:
-        return np.asarray(plan_times, dtype=np.float64)
-    payload = read_json(files.times)
-    times = payload.get("phase_times_s") if isinstance(payload, dict) else None
-    if not isinstance(times, list) or len(times) not in (n_inputs, len(plan_times)):
-        raise DatasetSchemaError(f"{files.times}: phase_times_s must list the {n_inputs} input phase times or all "
-                                 f"{len(plan_times)} phase times, in seconds")
-    full = list(times) + list(plan_times[len(times):])
-    problems = timing_problems(full, len(plan_times))
+def case_times(files: CaseFiles, plan_times: Sequence[float], n_inputs: int,
+               target_times: Sequence[float] | None = None) -> np.ndarray:
+    """Every time a case is synthesized along: its input times, then its target times.
+
+    Input times come from the case's ``<case>.json`` (the input phases only, or its whole protocol), else the
+    plan's default protocol. Targets are ``target_times`` when given (``--target-times``), else the later times
+    of a sidecar listing the whole protocol (the case is synthesized at its own times, any number of them),
+    else the plan's default targets.
+    """
+    own: list[float] | None = None
+    if files.times is not None:
+        payload = read_json(files.times)
+        times = payload.get("phase_times_s") if isinstance(payload, dict) else None
+        if not isinstance(times, list) or len(times) < n_inputs:
+            raise DatasetSchemaError(f"{files.times}: phase_times_s must list the {n_inputs} input phase times or "
+                                     f"the case's whole protocol (at least {n_inputs + 1} times), in seconds")
+        own = list(times)
+    inputs = own[:n_inputs] if own is not None else list(plan_times[:n_inputs])
+    if target_times is not None:
+        targets, source = list(target_times), "--target-times"
+    elif own is not None and len(own) > n_inputs:
+        targets, source = own[n_inputs:], str(files.times)
+    else:
+        targets, source = list(plan_times[n_inputs:]), "the plan's default protocol"
+    full = inputs + targets
+    problems = timing_problems(full)
     if problems:
-        raise DatasetSchemaError(f"{files.times}: " + "; ".join(problems)
-                                 + f" (the plan's protocol: {list(plan_times)})")
+        where = files.times if files.times is not None else f"case {files.case_id}"
+        raise DatasetSchemaError(f"{where}: " + "; ".join(problems)
+                                 + f" (input times {inputs}, target times {targets} from {source})")
     return np.asarray(full, dtype=np.float64)
 
 

@@ -16,13 +16,16 @@ from tqdm import tqdm
 
 from iterdce.atomic import remove_stale_temporaries
 from iterdce.dataset.case import DCECase
+from iterdce.dataset.layout import CaseFiles
 from iterdce.errors import IterdceError, OutputLocationError, UsageError, listing
 from iterdce.inference.case_pipeline import effective_part, preprocess_input, run_cases, select_part
-from iterdce.inference.export import kinetic_map_name, output_name
+from iterdce.inference.export import kinetic_map_name, output_name, times_name
 from iterdce.inference.inputs import PredictionInputError, case_times, discover_inputs
 from iterdce.inference.model_loading import describe_model_folder, load_fold_models
-from iterdce.inference.provenance import OutputState, description, model_id, output_state
+from iterdce.inference.provenance import DESCRIPTION_PREFIX, OutputState, description, model_id, output_state
 from iterdce.inference.tiled import predict_volume
+from iterdce.json_io import read_json
+from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.plans_io import load_plans
 from iterdce.preprocessing.preprocessor import restore_phases
 from iterdce.training.checkpoint import CheckpointError
@@ -41,11 +44,14 @@ class PredictionSettings:
     tta: bool = False
     progress: bool = True
     tile_size: Sequence[int] | None = None  # None: the plan's training patch
+    target_times: Sequence[float] | None = None  # None: each case's own times, else the plan's default protocol
 
     def provenance(self) -> dict:
         """The settings that change the output voxels (hashed into the provenance mark with the checkpoints)."""
         tile = None if self.tile_size is None else [int(v) for v in self.tile_size]
-        return {"tta": self.tta, "step": self.step_fraction, **({"tile": tile} if tile else {})}
+        targets = None if self.target_times is None else [float(t) for t in self.target_times]
+        return {"tta": self.tta, "step": self.step_fraction, **({"tile": tile} if tile else {}),
+                **({"target_times": targets} if targets else {})}
 
 
 class IterativePredictor:
@@ -63,8 +69,8 @@ class IterativePredictor:
         checkpoints = [self.model_folder / fold / f"checkpoint_{self.settings.checkpoint}.pth" for fold in self.folds]
         self.model_id = model_id(checkpoints, self.settings.provenance())
         self.input_phases = list(self.plans.input_phases)
-        self.target_phases = list(self.plans.target_phases)
-        expected = (self.input_phases, self.plans.num_phases)
+        self.target_phases = list(self.plans.target_phases)  # the default protocol's; a case may have others
+        expected = (self.input_phases, self.plans.max_phases)
         found = (list(self.model_config["input_phases"]), int(self.model_config["num_phases"]))
         if found != expected:
             raise CheckpointError(f"{self.model_folder}: the checkpoints' network (input phases {found[0]}, "
@@ -95,7 +101,8 @@ class IterativePredictor:
         return list(self.plans.augmentation.mirror_axes) if self.settings.tta else []
 
     def synthesize_normalized(self, inputs: np.ndarray, times_s: np.ndarray) -> np.ndarray:
-        """TI-normalized input phases [n_in, x, y, z] in plan space -> targets [n_targets, x, y, z] (plan space).
+        """TI-normalized input phases [n_in, x, y, z] in plan space -> targets [n_targets, x, y, z] (plan space),
+        one per time of ``times_s`` after the inputs (any number: the recursion runs to the last one).
 
         On a CUDA out-of-memory error the accumulators move to the CPU and the case is retried, then once more
         with one tile per forward pass; on the CPU the error is raised as it is.
@@ -107,7 +114,7 @@ class IterativePredictor:
             attempts.append((torch.device("cpu"), 1))
 
         def run(stitch_device: torch.device | None, tile_batch: int) -> np.ndarray:
-            return predict_volume(self.models, tensor, times, self.tile_size, len(self.target_phases),
+            return predict_volume(self.models, tensor, times, self.tile_size, len(times_s) - len(self.input_phases),
                                   tile_batch, self.settings.step_fraction, self.mirror_axes,
                                   stitch_device=stitch_device, progress=self.settings.progress).cpu().numpy()
 
@@ -128,10 +135,29 @@ class IterativePredictor:
         synthesized = self.synthesize_normalized(pre.data, case.times_s)
         return restore_phases(synthesized, pre.properties)
 
-    def outputs_of(self, out_dir: Path, case_id: str, kinetic_map: bool = False) -> list[Path]:
-        """The files a finished case has in ``out_dir`` (with its kinetic map when one is asked for)."""
-        paths = [out_dir / output_name(case_id, p) for p in self.target_phases]
+    def outputs_of(self, out_dir: Path, case_id: str, times_s: Sequence[float], kinetic_map: bool = False
+                   ) -> list[Path]:
+        """The files a finished case synthesized along ``times_s`` has in ``out_dir`` (with its kinetic map when
+        one is asked for): one per time after the inputs, named by phase index."""
+        paths = [out_dir / output_name(case_id, p) for p in range(len(self.input_phases), len(times_s))]
         return paths + [out_dir / kinetic_map_name(case_id)] if kinetic_map else paths
+
+    def case_times(self, files: CaseFiles) -> np.ndarray:
+        """Input and target times of a case (``inputs.case_times`` with the requested ``target_times``)."""
+        return case_times(files, self.plans.phase_times_s, len(self.input_phases), self.settings.target_times)
+
+    def warn_extrapolation(self, times: dict[str, np.ndarray]) -> None:
+        """One warning naming the target times outside the trained range (``extrapolation_range``)."""
+        low, high = extrapolation_range(self.plans)
+        outside = sorted({float(t) for case in times.values() for t in case[len(self.input_phases):]
+                          if not low <= t <= high})
+        if outside:
+            cases = sum(any(not low <= t <= high for t in case[len(self.input_phases):]) for case in times.values())
+            trained = self.plans.trained_target_times_s
+            warnings.warn(f"target time(s) {', '.join(f'{t:g}' for t in outside)} s of {cases} case(s) lie outside "
+                          f"the times this model was trained on ({trained[0]:g}-{trained[1]:g} s, tolerated "
+                          f"{low:g}-{high:g} s): extrapolated, unvalidated (documentation/prediction.md)",
+                          stacklevel=2)
 
     def predict_folder(self, in_dir: Path, out_dir: Path, overwrite: bool = False, save_kinetic_map: bool = False,
                        num_processes: int = 0, num_parts: int = 1, part_id: int = 0) -> list[str]:
@@ -148,13 +174,14 @@ class IterativePredictor:
         times = {}
         for case_id, files in cases.items():
             try:
-                times[case_id] = case_times(files, self.plans.phase_times_s, len(self.input_phases))
+                times[case_id] = self.case_times(files)
             except IterdceError as exc:
                 problems.append(str(exc))
         if problems:
             raise PredictionInputError(listing(str(in_dir), problems), in_dir)
+        self.warn_extrapolation(times)
         mine = select_part(list(cases), parts, part)
-        todo = self.cases_to_do(mine, out_dir, overwrite, save_kinetic_map)
+        todo = self.cases_to_do(mine, out_dir, overwrite, save_kinetic_map, times)
         remove_stale_temporaries(out_dir)
         if len(todo) < len(mine):
             print(f"{len(mine) - len(todo)} case(s) already predicted with this model in {out_dir} "
@@ -168,14 +195,18 @@ class IterativePredictor:
         bar.close()
         return todo
 
-    def cases_to_do(self, case_ids: list[str], out_dir: Path, overwrite: bool, save_kinetic_map: bool
-                    ) -> list[str]:
+    def cases_to_do(self, case_ids: list[str], out_dir: Path, overwrite: bool, save_kinetic_map: bool,
+                    times: dict[str, np.ndarray]) -> list[str]:
         """Cases whose outputs are missing, truncated or (with ``overwrite``) present; an output name holding a
         file iterdce did not write, or one of another model without ``overwrite``, is refused for all cases."""
         todo, problems = [], []
         for case_id in case_ids:
+            sidecar = out_dir / times_name(case_id)
+            if sidecar.exists() and not json_written_by_iterdce(sidecar):
+                problems.append(f"{sidecar}: exists and was not written by iterdce_predict; it is never "
+                                "overwritten: move it away or choose another -o")
             states = {path: output_state(path, self.model_id)
-                      for path in self.outputs_of(out_dir, case_id, save_kinetic_map)}
+                      for path in self.outputs_of(out_dir, case_id, times[case_id], save_kinetic_map)}
             for path, state in states.items():
                 if state is OutputState.FOREIGN:
                     problems.append(f"{path}: exists and was not written by iterdce_predict (no iterdce mark in "
@@ -188,6 +219,26 @@ class IterativePredictor:
         if problems:
             raise OutputLocationError(listing(f"{out_dir}: outputs cannot be written", problems), out_dir)
         return todo
+
+
+EXTRAPOLATION_MARGIN = 0.1  # of the latest trained target time, tolerated on either side of the trained range
+
+
+def extrapolation_range(plans: Plans) -> tuple[float, float]:
+    """Target times predicted without a warning: the trained range widened by ``EXTRAPOLATION_MARGIN`` of its
+    latest time on each side (documentation/prediction.md says why)."""
+    low, high = plans.trained_target_times_s
+    margin = EXTRAPOLATION_MARGIN * abs(high)
+    return low - margin, high + margin
+
+
+def json_written_by_iterdce(path: Path) -> bool:
+    """Whether ``path`` is a ``<case>.json`` the predictor wrote (it carries the provenance mark)."""
+    try:
+        payload = read_json(path, expect=dict)
+    except IterdceError:
+        return False
+    return str(payload.get("written_by") or "").startswith(DESCRIPTION_PREFIX)
 
 
 def refuse_output_inside_input(in_dir: Path, out_dir: Path) -> None:
