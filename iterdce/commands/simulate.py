@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timing-jitter", type=float, default=None, metavar="SECONDS",
                         help="per-case uniform jitter of each post-contrast time, +-SECONDS; writes timesTr/ "
                              "(default 0: fixed protocol)")
+    parser.add_argument("--protocols", choices=["fixed", "mixed"], default="fixed",
+                        help="fixed (default): every case follows one protocol; mixed: cases cycle through three "
+                             "protocols of 6, 5 and 4 phases with 70, 90 and 120 s gaps, each with its timesTr/ "
+                             "sidecar (a multi-centre collection; documentation/simulation.md)")
     parser.add_argument("--no-fat-suppression", action="store_true",
                         help="no spectral fat saturation: fat is the brightest tissue before contrast")
     parser.add_argument("--motion", type=float, default=None, metavar="MM",
@@ -62,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     with_site = args.site is not None or args.site_profile is not None
     clashing = [f"--{k.replace('_', '-')}" for k in FIXED_OPTIONS if getattr(args, k) is not None]
     clashing += ["--no-fat-suppression"] if args.no_fat_suppression else []
+    if with_site and args.protocols == "mixed":
+        return fail("--protocols mixed cannot be combined with --site/--site-profile: the site profile draws "
+                    "each case's protocol")
     if with_site and clashing:
         return fail(f"{', '.join(clashing)} cannot be combined with --site/--site-profile: the site profile "
                     "draws these per case")
@@ -72,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         require_writable_folder(args.output, "-o")
         # heavy imports (dcmri) only once the arguments are known to be fine
+        from iterdce.simulation.config import MIXED_PROTOCOLS
         from iterdce.simulation.simulate import simulate_dataset
         from iterdce.simulation.sites import load_site_profile
 
@@ -82,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             timing_jitter_s=args.timing_jitter, fat_suppression=not args.no_fat_suppression,
             motion_mm=args.motion, jobs=args.num_processes, overwrite=args.overwrite, site=site,
             case_prefix=args.case_prefix, progress=not args.quiet,
+            protocols=MIXED_PROTOCOLS if args.protocols == "mixed" else (),
         )
         counts = ", ".join(f"{k} {v}" for k, v in summary.curve_type_counts.items())
         print(f"wrote {len(summary.case_ids)} cases, {len(summary.lesion_rows)} lesions ({counts}) to "

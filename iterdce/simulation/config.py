@@ -8,6 +8,8 @@ from iterdce.errors import UsageError
 from iterdce.simulation.sites import SiteProfile
 
 DEFAULT_TIMES_S = (0.0, 85.0, 155.0, 225.0, 295.0, 365.0)
+# ``--protocols mixed``: three protocols of a multi-centre collection (6, 5 and 4 phases; gaps 70, 90, 120 s)
+MIXED_PROTOCOLS = (DEFAULT_TIMES_S, (0.0, 75.0, 165.0, 255.0, 345.0), (0.0, 90.0, 210.0, 330.0))
 MIN_SHAPE = (24, 24, 8)
 
 
@@ -27,6 +29,11 @@ class SimulationConfig:
     field_strength_t: float = 3.0
     agent: str = "gadopentetate"
     site: SiteProfile | None = None  # when set, each case draws its protocol from the site's ranges
+    protocols: tuple[tuple[float, ...], ...] = ()  # when set, case i is acquired with protocols[i % len]
+
+    def case_times(self, index: int) -> tuple[float, ...]:
+        """Nominal phase times of case ``index``: its protocol of ``protocols``, else ``phase_times_s``."""
+        return tuple(self.protocols[index % len(self.protocols)]) if self.protocols else tuple(self.phase_times_s)
 
     def validate(self) -> None:
         """Raise ValueError naming every setting that is out of range."""
@@ -35,14 +42,29 @@ class SimulationConfig:
             problems.append(f"shape must be 3 integers of at least {MIN_SHAPE}, got {tuple(self.shape)}")
         if len(self.spacing) != 3 or any(not (0.05 <= s <= 20.0) for s in self.spacing):
             problems.append(f"spacing must be 3 values between 0.05 and 20 mm, got {tuple(self.spacing)}")
-        times = list(self.phase_times_s)
+        for times in [list(self.phase_times_s), *(list(p) for p in self.protocols)]:
+            problems += self._timing_problems(times)
+        if not self.snr > 0:
+            problems.append(f"snr must be positive, got {self.snr}")
+        if not 0 <= self.motion_mm <= 10:
+            problems.append(f"motion must be between 0 and 10 mm, got {self.motion_mm}")
+        if not (0.001 <= self.tr_s <= 0.1 and 1 <= self.flip_angle_deg <= 90):
+            problems.append(f"TR {self.tr_s} s / flip angle {self.flip_angle_deg} deg out of range")
+        if self.site is not None:
+            self.site.validate()
+            if self.protocols:
+                problems.append("mixed protocols cannot be combined with a site profile (it draws the protocol)")
+        if problems:
+            raise UsageError("invalid simulation settings: " + "; ".join(sorted(set(problems), key=problems.index)))
+
+    def _timing_problems(self, times: list[float]) -> list[str]:
+        """What is wrong with one protocol's times under this run's timing jitter."""
+        problems = []
         gaps = [b - a for a, b in zip(times, times[1:])]
         if len(times) < 3 or any(g <= 0 for g in gaps):
             problems.append(f"phase_times_s must be at least 3 strictly increasing times, got {times}")
         elif times[1] <= 0:
             problems.append(f"the first post-contrast phase must come after injection (t > 0), got {times[1]}")
-        if not self.snr > 0:
-            problems.append(f"snr must be positive, got {self.snr}")
         if gaps and self.timing_jitter_s < 0:
             problems.append(f"timing jitter must be >= 0 s, got {self.timing_jitter_s}")
         elif gaps and min(gaps) > 0 and self.timing_jitter_s >= min(gaps) / 2 - 0.5:
@@ -51,19 +73,13 @@ class SimulationConfig:
         elif len(times) > 1 and times[1] - self.timing_jitter_s <= 1.0:
             problems.append(f"timing jitter {self.timing_jitter_s} s could move the first post-contrast phase "
                             "before injection")
-        if not 0 <= self.motion_mm <= 10:
-            problems.append(f"motion must be between 0 and 10 mm, got {self.motion_mm}")
-        if not (0.001 <= self.tr_s <= 0.1 and 1 <= self.flip_angle_deg <= 90):
-            problems.append(f"TR {self.tr_s} s / flip angle {self.flip_angle_deg} deg out of range")
-        if self.site is not None:
-            self.site.validate()
-        if problems:
-            raise UsageError("invalid simulation settings: " + "; ".join(problems))
+        return problems
 
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form, stored in dataset.json for provenance."""
         payload = asdict(self)
         for key in ("shape", "spacing", "phase_times_s"):
             payload[key] = list(payload[key])
+        payload["protocols"] = [list(p) for p in self.protocols]
         payload["site"] = None if self.site is None else self.site.to_json()
         return payload

@@ -123,7 +123,7 @@ def draw_protocol(seed: int, index: int, config: SimulationConfig) -> CaseProtoc
         return CaseProtocol(
             shape=config.shape, spacing=config.spacing, snr=config.snr, fat_suppression=config.fat_suppression,
             field_strength_t=config.field_strength_t, agent=config.agent, flip_angle_deg=config.flip_angle_deg,
-            tr_s=config.tr_s, nominal_times_s=tuple(config.phase_times_s), jitter_s=config.timing_jitter_s,
+            tr_s=config.tr_s, nominal_times_s=config.case_times(index), jitter_s=config.timing_jitter_s,
             motion_mm=config.motion_mm)
     rng = case_rng(seed, index, stream=2, site_key=site.stream_key)
     inplane, slice_mm = _uniform(rng, site.inplane_mm), _uniform(rng, site.slice_mm)

@@ -46,7 +46,7 @@ def _simulate_and_write(
     """Worker: simulate one case, write its files, return its lesion rows and acquisition row (small)."""
     dataset_dir, seed, index, config, prefix = task
     case = simulate_case(seed, index, config, case_prefix=prefix)
-    write_case(Path(dataset_dir), case, config.timing_jitter_s > 0 or config.site is not None)
+    write_case(Path(dataset_dir), case, config.timing_jitter_s > 0 or config.site is not None or bool(config.protocols))
     return case.lesion_rows, case.acquisition
 
 
@@ -67,6 +67,7 @@ def simulate_dataset(
     progress: bool = False,
     site: SiteProfile | str | None = None,
     case_prefix: str = "phantom",
+    protocols: Sequence[Sequence[float]] = (),
 ) -> DatasetSummary:
     """Write a synthetic raw dataset (documentation/simulation.md) into ``dataset_dir``.
 
@@ -74,6 +75,8 @@ def simulate_dataset(
     and the rest from the site's ranges, and the fixed settings (spacing, snr, ...) are not used.
     Each case depends only on (seed, case index) and the settings, so any ``jobs`` gives identical files.
     ``case_prefix`` names the cases ``<prefix>_000``, ... (distinct prefixes let site datasets be merged).
+    ``protocols`` (e.g. config.MIXED_PROTOCOLS): case i is acquired with protocols[i % len] and gets a timing
+    sidecar; dataset.json's ``phase_times_s`` (the default protocol) is then the first of them.
     dataset.json is written last: a folder without it is an interrupted run.
     """
     for name, value, low in (("number of cases", num_cases, 1), ("seed", seed, 0), ("jobs", jobs, 1)):
@@ -85,11 +88,13 @@ def simulate_dataset(
     profile = site_profile(site) if isinstance(site, str) else site
     if profile is not None:
         phase_times_s = site_nominal_times(profile)
+    if protocols:
+        phase_times_s = protocols[0]
     config = SimulationConfig(
         shape=tuple(int(s) for s in shape), spacing=tuple(float(s) for s in spacing),
         phase_times_s=tuple(float(t) for t in phase_times_s), snr=float(snr),
         timing_jitter_s=float(timing_jitter_s), fat_suppression=bool(fat_suppression),
-        motion_mm=float(motion_mm), site=profile,
+        motion_mm=float(motion_mm), site=profile, protocols=tuple(tuple(float(t) for t in p) for p in protocols),
     )
     config.validate()
     dataset_dir = Path(dataset_dir)
