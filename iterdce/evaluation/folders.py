@@ -11,13 +11,15 @@ from tqdm import tqdm
 from iterdce.atomic import remove_stale_temporaries
 from iterdce.dataset.layout import group_phase_files
 from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image
-from iterdce.dataset.schema import load_case_times, load_dataset_json
-from iterdce.errors import IterdceError, listing
+from iterdce.dataset.schema import DatasetSchemaError, load_case_times, load_dataset_json
+from iterdce.errors import IterdceError, JSONFileError, listing
 from iterdce.evaluation.case_evaluation import METHODS, CaseEvaluation, PhasePredictor, evaluate_case
 from iterdce.evaluation.region import DEFAULT_REGION, Scoring
 from iterdce.evaluation.report import plot_montage, summary_table, write_report
+from iterdce.json_io import read_json
 
 MONTAGE_CASES = 4
+TIME_TOLERANCE_S = 1.0  # a prediction at a real phase's time within this is scored against that phase
 
 
 class EvaluationInputError(IterdceError, ValueError):
@@ -42,6 +44,22 @@ def _phase_files(folder: Path) -> dict[str, dict[int, Path]]:
     return {case_id: files.phase_files for case_id, files in group_phase_files(folder, stray=[]).items()}
 
 
+def prediction_times(path: Path, problems: list[str]) -> list[float] | None:
+    """``phase_times_s`` of a prediction's ``<case>.json`` (written by iterdce_predict), None without one."""
+    if not path.is_file():
+        return None
+    try:
+        payload = read_json(path, expect=dict)
+    except JSONFileError as exc:
+        problems.append(str(exc))
+        return None
+    times = payload.get("phase_times_s")
+    if not isinstance(times, list) or not all(isinstance(t, (int, float)) for t in times):
+        problems.append(f"{path}: phase_times_s must be a list of times in seconds")
+        return None
+    return [float(t) for t in times]
+
+
 def find_dataset_json(reference: Path, explicit: Path | None) -> Path | None:
     """``--dataset-json`` when given, else dataset.json in the reference folder or its parent."""
     if explicit is not None:
@@ -52,15 +70,36 @@ def find_dataset_json(reference: Path, explicit: Path | None) -> Path | None:
     return None
 
 
+def pair_by_time(case_id: str, phases: dict[int, Path], predicted_times: Sequence[float], real_times: Sequence[float],
+                 first_target: int) -> tuple[dict[int, Path], list[str]]:
+    """Predicted phases keyed by the real phase acquired at their time (within ``TIME_TOLERANCE_S``), and a note
+    per prediction at a time no real phase has (it cannot be scored). ``predicted_times`` is the prediction's
+    ``<case>.json`` (every phase's time, inputs first), so outputs of ``--target-times`` find their real phase."""
+    paired, notes = {}, []
+    for phase, path in sorted(phases.items()):
+        if phase >= len(predicted_times):
+            paired[phase] = path  # no time recorded for it: by index (prediction_problems names it)
+            continue
+        time = float(predicted_times[phase])
+        match = [q for q, t in enumerate(real_times) if q >= first_target and abs(t - time) <= TIME_TOLERANCE_S]
+        if match:
+            paired[match[0]] = path
+        else:
+            notes.append(f"case {case_id}: {path.name} at {time:g} s has no real phase at that time (real phases at "
+                         f"{', '.join(f'{t:g}' for t in real_times)} s); not scored")
+    return paired, notes
+
+
 def prediction_problems(case_id: str, phases: dict[int, Path], pred: Path, inputs: tuple[int, ...],
                         targets: list[int], allow_missing: bool) -> tuple[dict[int, Path], list[str]]:
     """The predicted target phases of a case, by phase index, and what is wrong with them.
 
-    Predictions are paired with the real phase of the same index, never by position: a missing phase is an
-    error naming its file (or, with ``allow_missing``, the case is scored on the phases present).
+    Predictions are paired with the real phase of the same index (or time, ``pair_by_time``), never by position:
+    a missing phase is an error naming its file (or, with ``allow_missing``, the case is scored on the phases
+    present).
     """
     last = max(targets)
-    problems = [f"case {case_id}: {path} is phase {p}, but dataset.json declares phases 0-{last}"
+    problems = [f"case {case_id}: {path} is phase {p}, but the case has phases 0-{last}"
                 for p, path in phases.items() if p > last]
     present = {p: phases[p] for p in targets if p in phases}
     missing = [pred / f"{case_id}_{p:04d}.nii.gz" for p in targets if p not in phases]
@@ -87,15 +126,26 @@ def collect_cases(pred: Path, ref: Path, labels: Path | None, masks: Path | None
         raise EvaluationInputError(f"--reference-phase {reference_phase}: must be a phase index 0-"
                                    f"{info.num_phases - 1} ({json_path} declares {info.num_phases} phases)")
     inputs = tuple(info.input_phases)
-    targets = [p for p in range(info.num_phases) if p > max(inputs)]
     predicted, real = _phase_files(pred), _phase_files(ref)
     if not predicted:
         raise EvaluationInputError(f"{pred}: no <case>_<pppp>.nii.gz predictions found", pred)
     cases = []
     for case_id, phases in predicted.items():
+        times_file = json_path.parent / "timesTr" / f"{case_id}.json"
+        try:  # the case's own protocol (any number of phases), else dataset.json's default
+            times = load_case_times(times_file) if times_file.is_file() else info.phase_times_s
+        except (DatasetSchemaError, JSONFileError) as exc:
+            problems.append(str(exc))
+            continue
+        targets = [p for p in range(len(times)) if p > max(inputs)]
+        predicted_times = prediction_times(pred / f"{case_id}.json", problems)
+        if predicted_times is not None:
+            phases, notes = pair_by_time(case_id, phases, predicted_times, times, max(inputs) + 1)
+            for note in notes:
+                print(f"note: {note}")
         present, case_problems = prediction_problems(case_id, phases, pred, inputs, targets, allow_missing_phases)
         problems += case_problems
-        missing = [f"{ref / f'{case_id}_{p:04d}.nii.gz'}" for p in range(info.num_phases)
+        missing = [f"{ref / f'{case_id}_{p:04d}.nii.gz'}" for p in range(len(times))
                    if p not in real.get(case_id, {})]
         problems += [f"case {case_id}: missing real phase {m}" for m in missing]
         label = labels / f"{case_id}.nii.gz" if labels else None
@@ -103,8 +153,6 @@ def collect_cases(pred: Path, ref: Path, labels: Path | None, masks: Path | None
         for path in (label, mask):
             if path is not None and not path.is_file():
                 problems.append(f"case {case_id}: missing {path}")
-        times_file = json_path.parent / "timesTr" / f"{case_id}.json"
-        times = load_case_times(times_file, info.num_phases) if times_file.is_file() else info.phase_times_s
         if not missing:
             problems += geometry_problems(case_id, present, real[case_id], [label, mask])
         cases.append(EvaluationCase(case_id, present, real.get(case_id, {}), label, mask, tuple(times), inputs))
@@ -218,7 +266,7 @@ def evaluate_folders(pred: Path, ref: Path, out_dir: Path, labels: Path | None =
             panels.append(panel)
     remove_stale_temporaries(Path(out_dir))
     summary = write_report(evaluations, Path(out_dir), scoring)
-    titles = [f"{t:.0f} s" for t in cases[0].times_s]
+    titles = [[f"{t:.0f} s" for t in case.times_s] for case in cases[:len(panels)]]
     plot_montage(panels, titles, Path(out_dir) / "montage.png")
     if regression is None and "regression" in methods:
         print("note: the voxel-wise regression baseline is not reported; pass --regression MODEL_FOLDER")

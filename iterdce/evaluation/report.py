@@ -126,16 +126,20 @@ def plot_case_curves(curves: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_montage(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]], titles: Sequence[str],
-                 path: Path) -> None:
-    """Rows of (case, real phases [P, X, Y], synthesized [P, X, Y], lesion outline [X, Y]) as a PNG grid."""
-    n_cols = len(titles)
+def plot_montage(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]],
+                 titles: Sequence[Sequence[str]], path: Path) -> None:
+    """Rows of (case, real phases [P, X, Y], synthesized [P, X, Y], lesion outline [X, Y]) as a PNG grid, with
+    ``titles`` (the phase times) per panel: on the first row, and on any row whose protocol differs from it."""
+    n_cols = max(len(real) for _, real, _, _ in panels)
     fig, axes = plt.subplots(2 * len(panels), n_cols, figsize=(1.9 * n_cols, 3.9 * len(panels)), squeeze=False)
     for row, (case_id, real, synthesized, outline) in enumerate(panels):
         vmin, vmax = np.percentile(real, [1, 99.5])
         for col in range(n_cols):
             for offset, images, label in ((0, real, "real"), (1, synthesized, "synth.")):
                 axis = axes[2 * row + offset][col]
+                if col >= len(images):  # a shorter protocol than the longest shown
+                    axis.axis("off")
+                    continue
                 axis.imshow(images[col].T, cmap="gray", vmin=vmin, vmax=vmax, origin="lower")
                 if outline is not None and outline.any():
                     axis.contour(outline.T, levels=[0.5], colors="red", linewidths=0.6)
@@ -143,8 +147,8 @@ def plot_montage(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray 
                 axis.set_yticks([])
                 if col == 0:
                     axis.set_ylabel(f"{case_id}\n{label}", fontsize=7)
-                if row == 0 and offset == 0:
-                    axis.set_title(titles[col], fontsize=8)
+                if offset == 0 and (row == 0 or list(titles[row]) != list(titles[0])):
+                    axis.set_title(titles[row][col], fontsize=8)
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80), suffix=".png")
     plt.close(fig)
