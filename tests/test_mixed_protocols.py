@@ -2,9 +2,12 @@
 the loss comes only from the phases each case has."""
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -123,3 +126,51 @@ def test_the_synthesizers_unroll_to_the_times_given() -> None:
             assert model(inputs, times).shape == (1, n_times - 2, 8, 8, 4)
     with pytest.raises(ValueError, match="up to 6 phases, asked for 7"):
         model(inputs, torch.linspace(0.0, 300.0, 7)[None])
+
+
+def test_mixed_protocols_end_to_end(tmp_path: Path, capsys) -> None:
+    """iterdce_simulate --protocols mixed -> plan -> train (tiny, a few iterations) -> predict at each case's own
+    times and at requested times -> evaluate, with 4-, 5- and 6-phase cases throughout."""
+    from iterdce.commands.evaluate import main as evaluate_main
+    from iterdce.commands.plan_and_preprocess import main as plan_main
+    from iterdce.commands.predict import main as predict_main
+    from iterdce.commands.simulate import main as simulate_main
+    from iterdce.commands.train import main as train_main
+
+    roots = ["--raw", str(tmp_path / "raw"), "--preprocessed", str(tmp_path / "pre"),
+             "--results", str(tmp_path / "results")]
+    raw = tmp_path / "raw" / "Dataset007_Mixed"
+    assert simulate_main(["-o", str(raw), "-n", "6", "--shape", "32", "32", "16", "--protocols", "mixed",
+                          "--quiet"]) == 0
+    lengths = sorted(len(json.loads(p.read_text())["phase_times_s"]) for p in (raw / "timesTr").iterdir())
+    assert lengths == [4, 4, 5, 5, 6, 6]
+    assert plan_main(["-d", "7", "--preset", "tiny", "-np", "1", "--quiet", *roots]) == 0
+    assert "protocols         4 phases: 2 case(s)" in capsys.readouterr().out
+    assert train_main(["all", "-d", "7", "-tr", "WarmupTrainer", "--epochs", "1", "--iterations-per-epoch", "2",
+                       "--device", "cpu", "-np", "0", "--quiet", *roots]) == 0
+    validation = tmp_path / "results" / "Dataset007_Mixed" / "WarmupTrainer__plans" / "fold_all" / "validation"
+    scored = pd.read_csv(validation / "per_case.csv")
+    assert sorted(scored.groupby("case")["phase"].max().tolist()) == [3, 3, 4, 4, 5, 5]  # every case's own last
+    inputs = tmp_path / "early"
+    inputs.mkdir()
+    for case in sorted({p.name[:-12] for p in (raw / "imagesTr").glob("*_0000.nii.gz")}):
+        for phase in (0, 1):
+            shutil.copy(raw / "imagesTr" / f"{case}_{phase:04d}.nii.gz", inputs)
+        shutil.copy(raw / "timesTr" / f"{case}.json", inputs)
+    common = ["-d", "7", "-tr", "WarmupTrainer", "-f", "all", "--device", "cpu", "--quiet", *roots]
+    assert predict_main(["-i", str(inputs), "-o", str(tmp_path / "own"), *common]) == 0
+    assert len(list((tmp_path / "own").glob("*.nii.gz"))) == 2 * (2 + 3 + 4)
+    assert predict_main(["-i", str(inputs), "-o", str(tmp_path / "asked"), "--target-times", "155", "225", "295",
+                         "365", *common]) == 0
+    assert len(list((tmp_path / "asked").glob("*.nii.gz"))) == 6 * 4
+    labels = ["-l", str(raw / "labelsTr"), "-r", str(raw / "imagesTr")]
+    assert evaluate_main(["--pred", str(tmp_path / "own"), "-o", str(tmp_path / "report_own"), *labels]) == 0
+    own = pd.read_csv(tmp_path / "report_own" / "per_case.csv")
+    assert len(own[own["method"] == "iterdce"]) == 2 * (2 + 3 + 4) and own["psnr"].notna().all()
+    capsys.readouterr()
+    assert evaluate_main(["--pred", str(tmp_path / "asked"), "-o", str(tmp_path / "report_asked"), *labels]) == 0
+    asked = pd.read_csv(tmp_path / "report_asked" / "per_case.csv")
+    network = asked[asked["method"] == "iterdce"]
+    # only the 6-phase cases were acquired at 155-365 s; the others are reported as not scored
+    assert sorted(network["time_s"].unique().tolist()) == [155.0, 225.0, 295.0, 365.0] and len(network) == 8
+    assert "4 case(s) not scored" in capsys.readouterr().out

@@ -129,7 +129,7 @@ def collect_cases(pred: Path, ref: Path, labels: Path | None, masks: Path | None
     predicted, real = _phase_files(pred), _phase_files(ref)
     if not predicted:
         raise EvaluationInputError(f"{pred}: no <case>_<pppp>.nii.gz predictions found", pred)
-    cases = []
+    cases, skipped = [], []
     for case_id, phases in predicted.items():
         times_file = json_path.parent / "timesTr" / f"{case_id}.json"
         try:  # the case's own protocol (any number of phases), else dataset.json's default
@@ -143,6 +143,9 @@ def collect_cases(pred: Path, ref: Path, labels: Path | None, masks: Path | None
             phases, notes = pair_by_time(case_id, phases, predicted_times, times, max(inputs) + 1)
             for note in notes:
                 print(f"note: {note}")
+            if not phases:  # synthesized at other times than the case was acquired: nothing to score it against
+                skipped.append(case_id)
+                continue
         present, case_problems = prediction_problems(case_id, phases, pred, inputs, targets, allow_missing_phases)
         problems += case_problems
         missing = [f"{ref / f'{case_id}_{p:04d}.nii.gz'}" for p in range(len(times))
@@ -158,6 +161,12 @@ def collect_cases(pred: Path, ref: Path, labels: Path | None, masks: Path | None
         cases.append(EvaluationCase(case_id, present, real.get(case_id, {}), label, mask, tuple(times), inputs))
     if problems:
         raise EvaluationInputError(listing(f"{pred} against {ref}", problems))
+    if skipped:
+        print(f"note: {len(skipped)} case(s) not scored, no prediction at a time a real phase was acquired: "
+              f"{', '.join(skipped)}")
+    if not cases:
+        raise EvaluationInputError(f"{pred}: no prediction lies at the time of a real phase of its case (within "
+                                   f"{TIME_TOLERANCE_S:g} s); nothing to score", pred)
     return cases
 
 
