@@ -107,8 +107,9 @@ def make_trainer(ctx: Context, trainer_class: type, plans: dict, results: str, r
 def synthetic_batch(plans: dict, device: torch.device, seed: int) -> dict[str, torch.Tensor]:
     """A training batch as the loader makes it: data [B, P, *patch], times [B, P], lesion and mask [B, 1, ...]."""
     batch, patch = int(plans["batch_size"]), [int(p) for p in plans["patch_size"]]
-    data = np.stack([smooth_phases(patch, len(plans["phase_times_s"]), seed * 100 + b) for b in range(batch)])
-    times = np.tile(np.asarray(plans["phase_times_s"], np.float32), (batch, 1))
+    protocol = plans["input_times_s"] + plans["target_times_s"]
+    data = np.stack([smooth_phases(patch, len(protocol), seed * 100 + b) for b in range(batch)])
+    times = np.tile(np.asarray(protocol, np.float32), (batch, 1))
     ones = np.ones((batch, 1, *patch), np.float32)
     arrays = {"data": data, "times": times, "lesion": ones * 0, "mask": ones}
     return {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}

@@ -334,7 +334,7 @@ def _benchmark_model(ctx: Context, plans: dict) -> torch.nn.Module:
 
     torch.manual_seed(0)
     model = build_synthesizer(model_config("iterative", plans["network"], plans["input_phases"],
-                                           len(plans["phase_times_s"])))
+                                           plans["max_phases"]))
     with torch.no_grad():
         torch.nn.init.normal_(model.net.final_conv.weight, std=0.1)
     return model.to(ctx.device).eval()
@@ -359,7 +359,7 @@ def bench_predict(ctx: Context) -> str:
     plans = make_plan("default", ctx.dry_run)
     patch = [int(p) for p in plans["patch_size"]]
     shape = [32, 32, 16] if ctx.dry_run else [256, 256, 96]
-    steps = len(plans["target_phases"])
+    steps = len(plans["target_times_s"])
     tile_batch, repeats = (2, 1) if ctx.dry_run else (4, 3)
     model = _benchmark_model(ctx, plans)
     inputs, times = bp.make_inputs(shape, steps, ctx.device)
