@@ -128,5 +128,5 @@ def test_prediction_killed_then_rerun_equals_an_uninterrupted_run(trained, input
     killed("predict", predict_args(inputs, tmp_path / "resumed", trained), point)
     assert predict.main(predict_args(inputs, tmp_path / "resumed", trained)) == 0
     assert files_of(tmp_path / "resumed") == files_of(reference_predictions)
-    assert len(files_of(reference_predictions)) == 6
+    assert len(files_of(reference_predictions)) == 9  # 3 cases: 2 phases and the times (<case>.json) each
     assert not temporaries(tmp_path / "resumed")

@@ -161,7 +161,8 @@ def test_a_rerun_of_predict_removes_the_temporaries_of_a_killed_run(model_folder
     stale.parent.mkdir()
     stale.write_bytes(b"half")
     predictor_for(model_folder).predict_folder(tmp_path / "in", tmp_path / "out")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"case_a_{p:04d}.nii.gz" for p in (2, 3, 4, 5)]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["case_a.json", *(f"case_a_{p:04d}.nii.gz"
+                                                                                      for p in (2, 3, 4, 5))]
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])

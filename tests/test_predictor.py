@@ -326,6 +326,10 @@ def test_requested_target_times_and_the_extrapolation_warning(tmp_path, base_pla
         IterativePredictor(folder, PredictionSettings(**settings, target_times=(60.0,))).predict_folder(
             tmp_path / "in", tmp_path / "never")
     assert not (tmp_path / "never").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "case_a.json").write_text('{"phase_times_s": [0, 90, 190, 290]}')  # the user's file
+    with pytest.raises(OutputLocationError, match="case_a.json: exists and was not written by iterdce_predict"):
+        predictor.predict_folder(tmp_path / "in", tmp_path / "mine")
 
 
 # ----------------------------------------------------------------------------- bad inputs and model folders

@@ -214,7 +214,8 @@ class IterativePredictor:
                 elif state is OutputState.OTHER_MODEL and not overwrite:
                     problems.append(f"{path}: predicted with another model or settings; pass --overwrite to "
                                     "replace it")
-            if overwrite or any(s is not OutputState.DONE for s in states.values()):
+            finished = all(s is OutputState.DONE for s in states.values()) and sidecar.exists()
+            if overwrite or not finished:
                 todo.append(case_id)
         if problems:
             raise OutputLocationError(listing(f"{out_dir}: outputs cannot be written", problems), out_dir)

@@ -76,7 +76,7 @@ class Trainer:
         self._validation_batches: list[dict[str, Tensor]] | None = None
         torch.manual_seed(setup.seed)
         self.config = model_config(self.model_kind, {**self.plans.network.as_dict(), **self.network_overrides},
-                                   self.plans.input_phases, self.plans.num_phases)
+                                   self.plans.input_phases, self.plans.max_phases)
         self.model = self.build_model()
         self.loss = self.build_loss()
         self.base_lr = float(getattr(self.plans.optimizer, self.lr_from))
