@@ -196,7 +196,7 @@ def test_plan_round_trips_and_broken_plans_are_rejected_naming_the_file(tmp_path
         return str(info.value)
 
     assert "missing key patch_size" in broken(lambda p: p.pop("patch_size"))
-    assert "version 3 is not supported" in broken(lambda p: p.update(version=3))
+    assert "version 4 is not supported" in broken(lambda p: p.update(version=4))
     assert "reference_phase must be one of input_phases" in broken(lambda p: p["normalization"].update(
         reference_phase=4))
     assert "batch_size must be an integer, got '8'" in broken(lambda p: p.update(batch_size="8"))

@@ -24,13 +24,24 @@ _V1_FIXED = {("ssim",): None, ("optimizer", "name"): "adamw", ("optimizer", "sch
 
 
 def migrate_plans(raw: dict[str, Any]) -> dict[str, Any]:
-    """A version-1 plan as version 2 (a copy): the fixed keys go, ``reference_phase`` lives in normalization,
-    and the settings added during version 1 (``training.loss_mask``, optional loss terms) get their defaults.
+    """An older plan as the current version (a copy), one version step at a time."""
+    out = raw
+    if out.get("version") == 1:
+        out = _version_1_to_2(out)
+    if out.get("version") == 2:
+        out = copy.deepcopy(out)
+        if isinstance(out.get("network"), dict):  # version 3 added the kinetic prior (off: as before)
+            out["network"].setdefault("kinetic_prior", False)
+        out["version"] = 3
+    return out
+
+
+def _version_1_to_2(raw: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 -> 2: the fixed keys go, ``reference_phase`` lives in normalization, and the settings added
+    during version 1 (``training.loss_mask``, optional loss terms) get their defaults.
 
     A version-1 value that version 2 cannot express (another optimizer, in_channels != 2) is an error.
     """
-    if raw.get("version") != 1:
-        return raw
     out = copy.deepcopy(raw)
     for path, expected in _V1_FIXED.items():
         holder = out
