@@ -39,12 +39,13 @@ from cross_site_data import (  # noqa: E402
     simulate_sites,
 )
 
-from iterdce.evaluation.baselines import REGRESSION_FILE  # noqa: E402
+from iterdce.evaluation.baselines import REGRESSION_FILE, REGRESSION_FORMAT  # noqa: E402
 from iterdce.evaluation.regression_baseline import fit_fold_regression, load_regression  # noqa: E402
 
 PAPER_LOSS = {"loss_weights": {"l1": 0.1, "ssim": 1.0, "perceptual": 1.0, "gradient_difference": 0.1,
                                "lesion_l1": 0.0},
-              "training": {"loss_mask": "none"}, "optimizer": {"lr": 3e-4, "recursive_lr": 1e-4}}
+              "training": {"loss_mask": "none"}, "optimizer": {"lr": 3e-4, "recursive_lr": 1e-4},
+              "network": {"kinetic_prior": False}}
 # Each variant changes the plan in one respect more than the one before it (documentation/training.md).
 VARIANTS: dict[str, dict] = {
     "paper": PAPER_LOSS,
@@ -55,6 +56,8 @@ VARIANTS: dict[str, dict] = {
                      "training": {"loss_mask": "foreground"}},
     "l1_fg_lesion_lr": {"loss_weights": {**PAPER_LOSS["loss_weights"], "l1": 1.0, "lesion_l1": 1.0},
                         "training": {"loss_mask": "foreground"}, "optimizer": {"lr": 1e-3, "recursive_lr": 3e-4}},
+    "l1_fg_lesion_prior": {**PAPER_LOSS, "loss_weights": {**PAPER_LOSS["loss_weights"], "l1": 1.0, "lesion_l1": 1.0},
+                           "training": {"loss_mask": "foreground"}, "network": {"kinetic_prior": True}},
     "preset": {},  # the plan exactly as the preset writes it
 }
 
@@ -246,7 +249,7 @@ def main() -> None:
                                                        f"Dataset899_Sites{''.join(args.train_sites)}", args.preset,
                                                        args.jobs)
     regression_path = args.workdir / REGRESSION_FILE
-    if not regression_path.is_file():
+    if not regression_path.is_file() or json.loads(regression_path.read_text()).get("format") != REGRESSION_FORMAT:
         model = fit_fold_regression(data_folder(train_pre, "plans"), all_cases, len(plans["input_phases"]))
         regression_path.write_text(json.dumps(model.to_json()))
     print(f"planned and preprocessed in {time.perf_counter() - clock:.0f} s: patch {plans['patch_size']}, "

@@ -95,7 +95,8 @@ def base_plans(tmp_path_factory: pytest.TempPathFactory) -> dict:
     raw = make_raw_dataset(tmp_path_factory.mktemp("raw"), n_cases=2, shape=(16, 16, 8), n_phases=6)
     plans = plan_experiment(compute_fingerprint(raw, 1, progress=False), preset="tiny").to_dict()
     assert plans["input_times_s"] + plans["target_times_s"] == TIMES and plans["max_phases"] == 6
-    network = {k: v for k, v in NETWORK.items() if k != "in_channels"}  # the synthesizer's own channel count
+    # the synthesizer sets the channel count; no kinetic prior
+    network = {**{k: v for k, v in NETWORK.items() if k != "in_channels"}, "kinetic_prior": False}
     return {**plans, "patch_size": list(PATCH), "network": network}
 
 

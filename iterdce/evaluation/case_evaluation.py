@@ -9,7 +9,6 @@ from typing import Protocol
 
 import numpy as np
 
-from iterdce.errors import DataError
 from iterdce.evaluation.baselines import copy_last_phase, linear_extrapolation
 from iterdce.evaluation.kinetics import curve_type, dtw_distance, lesion_curve, spearman
 from iterdce.evaluation.metrics import enhancement_error, mae, psnr, ssim3d_numpy
@@ -18,9 +17,11 @@ METHODS = ("iterdce", "copy_last", "linear", "regression")
 
 
 class PhasePredictor(Protocol):
-    """A fitted baseline: TI-normalized input phases ``[P_in, ...]`` -> target phases ``[T, ...]``."""
+    """A fitted baseline: TI-normalized input phases ``[P_in, ...]`` at their times -> the phases at the target
+    times ``[T, ...]``."""
 
-    def predict(self, input_phases: np.ndarray) -> np.ndarray: ...
+    def predict(self, input_phases: np.ndarray, input_times_s: Sequence[float],
+                target_times_s: Sequence[float]) -> np.ndarray: ...
 
 
 @dataclass
@@ -43,10 +44,7 @@ def method_predictions(synthesized: np.ndarray, real: np.ndarray, times_s: Seque
         "linear": linear_extrapolation(inputs, list(times_s[:n_in]), list(times_s[n_in:])),
     }
     if regression is not None:
-        fitted = regression.predict(inputs)
-        if fitted.shape != synthesized.shape:
-            raise DataError(f"the regression baseline predicts {fitted.shape[0]} phases, the network "
-                             f"{synthesized.shape[0]}: it was fitted for another protocol")
+        fitted = regression.predict(inputs, list(times_s[:n_in]), list(times_s[n_in:]))
         predictions["regression"] = fitted.astype(synthesized.dtype)
     return predictions
 

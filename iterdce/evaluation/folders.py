@@ -199,17 +199,6 @@ def read_finite(path: Path) -> np.ndarray:
     return data
 
 
-@dataclass
-class TargetSubset:
-    """A phase predictor restricted to some of its target phases (rows of its output)."""
-
-    inner: PhasePredictor
-    rows: list[int]
-
-    def predict(self, input_phases: np.ndarray) -> np.ndarray:
-        return self.inner.predict(input_phases)[self.rows]
-
-
 def evaluate_folder_case(case: EvaluationCase, scoring: Scoring, regression: PhasePredictor | None = None,
                          methods: Sequence[str] = METHODS) -> tuple[CaseEvaluation, tuple]:
     """Load, TI-normalize inside the scoring region (region.py), evaluate; also return montage material.
@@ -226,9 +215,6 @@ def evaluate_folder_case(case: EvaluationCase, scoring: Scoring, regression: Pha
     lesion = read_image(case.label)[0].astype(np.int16) if case.label else None
     real_n, synth_n, stats = scoring.normalize(real, synthesized, mask)
     real_n = real_n[kept]
-    all_targets = [p for p in sorted(case.real) if p > max(inputs)]
-    if regression is not None and targets != all_targets:  # --allow-missing-phases: its rows of the phases present
-        regression = TargetSubset(regression, [all_targets.index(t) for t in targets])
     evaluation = evaluate_case(case.case_id, synth_n, real_n, [case.times_s[p] for p in kept], mask, lesion,
                                (stats.mean, stats.std), phase_indices=kept, regression=regression, methods=methods)
     z = int(np.argwhere(lesion > 0)[:, 2].mean()) if lesion is not None and lesion.any() else real.shape[3] // 2

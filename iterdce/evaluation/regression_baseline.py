@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from iterdce.atomic import write_json_atomic
 from iterdce.errors import IterdceError, JSONFileError
-from iterdce.evaluation.baselines import REGRESSION_FILE, KineticRegression, RegressionFitter
+from iterdce.evaluation.baselines import REGRESSION_FILE, REGRESSION_FORMAT, KineticRegression, RegressionFitter
 from iterdce.json_io import read_json
 from iterdce.training.data_loader import load_preprocessed
 
@@ -27,8 +27,9 @@ class RegressionEnsemble:
             raise ValueError("a regression ensemble needs at least one fit")
         self.members, self.sources = list(members), list(sources)
 
-    def predict(self, input_phases: np.ndarray) -> np.ndarray:
-        return np.mean([m.predict(input_phases) for m in self.members], axis=0)
+    def predict(self, input_phases: np.ndarray, input_times_s: Sequence[float],
+                target_times_s: Sequence[float]) -> np.ndarray:
+        return np.mean([m.predict(input_phases, input_times_s, target_times_s) for m in self.members], axis=0)
 
 
 def fit_fold_regression(data_dir: Path, case_ids: Sequence[str], n_inputs: int, progress: bool = False
@@ -37,16 +38,21 @@ def fit_fold_regression(data_dir: Path, case_ids: Sequence[str], n_inputs: int, 
     fitter = RegressionFitter()
     for case_id in tqdm(case_ids, desc="fitting the regression baseline", unit="case", disable=not progress):
         case = load_preprocessed(data_dir, case_id)
-        fitter.add_case(case.data, n_inputs, case.mask > 0, case.lesion)
+        fitter.add_case(case.data, case.times_s, n_inputs, case.mask > 0, case.lesion)
     return fitter.fit()
 
 
 def ensure_fold_regression(fold_folder: Path, data_dir: Path, case_ids: Sequence[str], n_inputs: int,
                            progress: bool = False) -> KineticRegression:
-    """The fold's stored fit, fitted and written first when it does not exist yet."""
+    """The fold's stored fit, fitted and written first when it does not exist yet (or was written by an older
+    iterdce in another format: the fit is derived data, refitted from the same cases)."""
     path = fold_folder / REGRESSION_FILE
     if path.is_file():
-        return load_regression_file(path)
+        try:
+            return load_regression_file(path)
+        except RegressionFitError:
+            if read_json(path, expect=dict).get("format") == REGRESSION_FORMAT:
+                raise
     model = fit_fold_regression(data_dir, case_ids, n_inputs, progress)
     write_json_atomic(path, model.to_json())
     return model

@@ -67,5 +67,9 @@ def load_fold_models(model_folder: Path, folds: Sequence[int | str], checkpoint:
         except (ValueError, TypeError, KeyError) as exc:
             raise CheckpointError(f"{path}: its model_config cannot build a network ({exc})", path) from exc
         load_weights(model, payload, path)
+        prior = getattr(model, "kinetic_prior", None)
+        if prior is not None and not prior.is_fitted():
+            raise CheckpointError(f"{path}: its kinetic prior was never fitted (not a checkpoint iterdce_train "
+                                  "wrote after its first step)", path)
         models.append(model.to(device).eval())
     return models, used, config

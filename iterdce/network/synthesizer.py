@@ -4,6 +4,10 @@
 ``teacher`` phases it feeds the real phase k at step k (warm-up), without them its own outputs (recursion).
 ``SingleStepSynthesizer`` is the paper's baseline: one plain 3D U-Net per target phase, all fed the inputs.
 Both share one call signature so trainers, validation and the predictor treat them alike.
+
+With ``kinetic_prior`` (a plan option), every step that predicts a target phase also reads the kinetic
+prior's estimate of that phase (network/kinetic_prior.py) as a third channel, last, so the residual output
+(last channel + learned change) starts from the regression's estimate instead of the current phase.
 """
 from __future__ import annotations
 
@@ -14,20 +18,27 @@ import torch
 from torch import Tensor, nn
 
 from iterdce.network.iterunet import IterUNet, build_network, validate_network_config
+from iterdce.network.kinetic_prior import KineticPrior
 
 MODEL_KINDS = ("iterative", "single_step")
-INPUT_CHANNELS = 2  # every step reads [pre-contrast, current phase]
+INPUT_CHANNELS = 2  # every step reads [pre-contrast, current phase] (+ the prior's estimate with a kinetic prior)
+
+
+def input_channels(kinetic_prior: bool) -> int:
+    return INPUT_CHANNELS + int(kinetic_prior)
 
 
 class IterativeSynthesizer(nn.Module):
     """iterU-Net unrolled from the last input phase to the last target time given (``num_phases``: the longest
     protocol of the plan, kept for the checkpoint's record)."""
 
-    def __init__(self, network: Mapping[str, Any], input_phases: Sequence[int], num_phases: int) -> None:
+    def __init__(self, network: Mapping[str, Any], input_phases: Sequence[int], num_phases: int,
+                 kinetic_prior: bool = False) -> None:
         super().__init__()
         self.net = build_network(network)
         self.input_phases = [int(p) for p in input_phases]
         self.num_phases = int(num_phases)
+        self.kinetic_prior = KineticPrior() if kinetic_prior else None
 
     def time_biases(self, times_s: Tensor) -> list[list[Tensor]] | None:
         """Every step's time-embedding biases for times_s [B, P] (None without a time embedding).
@@ -57,10 +68,13 @@ class IterativeSynthesizer(nn.Module):
         outputs = []
         n_in = len(self.input_phases)
         for source in range(1, times_s.shape[1] - 1):
-            prediction, state = self.net(torch.cat([pre, current], dim=1), times_s[:, source + 1],
-                                         times_s[:, source], state,
-                                         None if time_biases is None else time_biases[source - 1])
             target = source + 1
+            channels = [pre, current]
+            if self.kinetic_prior is not None:  # a warm-up step (target is an input) starts from the current phase
+                channels.append(current if target < n_in else self.kinetic_prior(
+                    pre, inputs[:, n_in - 1:n_in], times_s[:, n_in - 1], times_s[:, target]))
+            prediction, state = self.net(torch.cat(channels, dim=1), times_s[:, target], times_s[:, source], state,
+                                         None if time_biases is None else time_biases[source - 1])
             if target >= n_in:
                 outputs.append(prediction)
             if target < n_in:
@@ -75,42 +89,54 @@ class IterativeSynthesizer(nn.Module):
 class SingleStepSynthesizer(nn.Module):
     """One plain U-Net (no time embedding, no ConvLSTM) per target phase, each fed pre + last input."""
 
-    def __init__(self, network: Mapping[str, Any], input_phases: Sequence[int], num_phases: int) -> None:
+    def __init__(self, network: Mapping[str, Any], input_phases: Sequence[int], num_phases: int,
+                 kinetic_prior: bool = False) -> None:
         super().__init__()
         plain = {**validate_network_config(network), "use_time_embedding": False, "use_convlstm": False}
         self.input_phases = [int(p) for p in input_phases]
         self.num_phases = int(num_phases)
         self.nets = nn.ModuleList(IterUNet(**plain) for _ in range(num_phases - len(self.input_phases)))
+        self.kinetic_prior = KineticPrior() if kinetic_prior else None
 
     def forward(self, inputs: Tensor, times_s: Tensor, teacher: Tensor | None = None) -> Tensor:
         """inputs [B, n_in, ...] -> targets [B, P - n_in, ...]; ``teacher`` is unused (no recursion)."""
-        x = torch.cat([inputs[:, :1], inputs[:, -1:]], dim=1)
-        last = times_s[:, len(self.input_phases) - 1]
+        pre, last = inputs[:, :1], inputs[:, -1:]
+        n_in = len(self.input_phases)
         if times_s.shape[1] > self.num_phases:
             raise ValueError(f"the single-step model has one network per target of up to {self.num_phases} phases, "
                              f"asked for {times_s.shape[1]}")
-        targets = times_s.shape[1] - len(self.input_phases)
-        return torch.cat([net(x, times_s[:, len(self.input_phases) + j], last)[0]
-                          for j, net in enumerate(self.nets[:targets])], dim=1)
+        outputs = []
+        for j, net in enumerate(self.nets[:times_s.shape[1] - n_in]):
+            channels = [pre, last]
+            if self.kinetic_prior is not None:
+                channels.append(self.kinetic_prior(pre, last, times_s[:, n_in - 1], times_s[:, n_in + j]))
+            outputs.append(net(torch.cat(channels, dim=1), times_s[:, n_in + j], times_s[:, n_in - 1])[0])
+        return torch.cat(outputs, dim=1)
 
 
 def model_config(kind: str, network: Mapping[str, Any], input_phases: Sequence[int], num_phases: int
                  ) -> dict[str, Any]:
     """Everything needed to rebuild a synthesizer; stored in every checkpoint.
 
-    ``network`` is the plan's network section; the channel count is the synthesizer's own (INPUT_CHANNELS).
+    ``network`` is the plan's network section (its ``kinetic_prior`` flag is the synthesizer's, not the
+    U-Net's); the channel count follows from it (``input_channels``).
     """
     if kind not in MODEL_KINDS:
         raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {kind!r}")
-    if network.get("in_channels", INPUT_CHANNELS) != INPUT_CHANNELS:
-        raise ValueError(f"the synthesizers feed {INPUT_CHANNELS} channels per step, got in_channels "
+    network = dict(network)
+    prior = bool(network.pop("kinetic_prior", False))
+    channels = input_channels(prior)
+    if network.get("in_channels", channels) != channels:
+        raise ValueError(f"the synthesizer feeds {channels} channels per step, got in_channels "
                          f"{network['in_channels']}")
-    network = {**network, "in_channels": INPUT_CHANNELS}
+    network["in_channels"] = channels
     return {"kind": kind, "network": validate_network_config(network), "input_phases": list(input_phases),
-            "num_phases": int(num_phases)}
+            "num_phases": int(num_phases), "kinetic_prior": prior}
 
 
 def build_synthesizer(config: Mapping[str, Any]) -> nn.Module:
-    """Rebuild a synthesizer from ``model_config``'s dict."""
+    """Rebuild a synthesizer from ``model_config``'s dict (checkpoints written before the kinetic prior existed
+    have no ``kinetic_prior`` key: they have none)."""
     cls = IterativeSynthesizer if config["kind"] == "iterative" else SingleStepSynthesizer
-    return cls(config["network"], config["input_phases"], config["num_phases"])
+    return cls(config["network"], config["input_phases"], config["num_phases"],
+               bool(config.get("kinetic_prior", False)))

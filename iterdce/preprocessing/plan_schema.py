@@ -48,7 +48,9 @@ class NormalizationPlan:
 
 @dataclass(frozen=True)
 class NetworkPlan:
-    """The iterU-Net's topology and temporal parts (it always reads two channels: pre-contrast and current)."""
+    """The iterU-Net's topology and temporal parts. It reads two channels, pre-contrast and current, plus the
+    kinetic prior's estimate of the next phase when ``kinetic_prior`` is on (network/kinetic_prior.py): then
+    each step predicts the change from the fold's voxel-wise regression instead of from the current phase."""
 
     features_per_stage: tuple[int, ...]
     pool_per_stage: tuple[tuple[int, ...], ...]
@@ -56,6 +58,7 @@ class NetworkPlan:
     time_scale_s: float
     use_time_embedding: bool
     use_convlstm: bool
+    kinetic_prior: bool
 
     def problems(self) -> list[str]:
         found = []

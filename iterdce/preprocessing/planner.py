@@ -201,6 +201,7 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
             time_scale_s=protocol.target_times_s[-1],
             use_time_embedding=True,
             use_convlstm=True,
+            kinetic_prior=bool(settings.get("kinetic_prior", False)),
         ),
         loss_weights={**DEFAULT_LOSS_WEIGHTS, **settings.get("loss_weights", {})},
         perceptual=PerceptualPlan(med3d_weights),

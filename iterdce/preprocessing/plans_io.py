@@ -34,9 +34,10 @@ def migrate_plans(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _version_2_to_3(raw: dict[str, Any]) -> dict[str, Any]:
-    """Version 2 -> 3: the targets are times, not phase indices (mixed protocols). ``phase_times_s`` and
-    ``target_phases`` become ``input_times_s`` and ``target_times_s``; the one protocol of a version-2 plan is
-    its longest (``max_phases``) and its target times are the trained range."""
+    """Version 2 -> 3: the targets are times, not phase indices (mixed protocols): ``phase_times_s`` and
+    ``target_phases`` become ``input_times_s`` and ``target_times_s``, the one protocol of a version-2 plan is
+    its longest (``max_phases``) and its target times are the trained range; and the network gained the kinetic
+    prior (off, as before)."""
     out = copy.deepcopy(raw)
     times, inputs, targets = out.get("phase_times_s"), out.get("input_phases"), out.get("target_phases")
     if isinstance(times, list) and isinstance(inputs, list) and isinstance(targets, list):
@@ -50,6 +51,8 @@ def _version_2_to_3(raw: dict[str, Any]) -> dict[str, Any]:
         out["max_phases"] = len(times)
         out["trained_target_times_s"] = [min(out["target_times_s"], default=0.0),
                                          max(out["target_times_s"], default=0.0)]
+    if isinstance(out.get("network"), dict):  # the kinetic prior (off: as before)
+        out["network"].setdefault("kinetic_prior", False)
     out["version"] = 3
     return out
 

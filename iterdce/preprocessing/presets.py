@@ -30,6 +30,8 @@ PRESETS: dict[str, dict] = {
         # the loss that learned the kinetics in the cross-site ablation (documentation/training.md):
         # a heavier L1, the lesion L1 term, both averaged inside the body foreground
         "loss_weights": {"l1": 1.0, "lesion_l1": 1.0},
+        # each step predicts the change from the fold's voxel-wise kinetic regression (documentation/training.md)
+        "kinetic_prior": True,
         "training": {"warmup_epochs": 8, "recursive_epochs": 8, "iterations_per_epoch": 50,
                      "validation_every": 4, "loss_mask": "foreground"},
     },

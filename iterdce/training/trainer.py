@@ -21,6 +21,8 @@ from tqdm import tqdm
 
 from iterdce.atomic import remove_stale_temporaries, write_atomic, write_json_atomic
 from iterdce.errors import TrainingDivergedError
+from iterdce.evaluation.baselines import REGRESSION_FILE
+from iterdce.evaluation.regression_baseline import fit_fold_regression
 from iterdce.fault_injection import fault_point
 from iterdce.network.synthesizer import build_synthesizer, model_config
 from iterdce.preprocessing.plan_schema import Plans
@@ -123,6 +125,7 @@ class Trainer:
             if pretrained is not None:
                 count = load_compatible_weights(unwrap(self.model), Path(pretrained), self.device)
                 self.log.notes.append(f"initialised {count} tensors from pretrained weights {pretrained}")
+            self.fit_kinetic_prior()
             return
         path = self.setup.output_folder(self.previous_stage.name) / "checkpoint_final.pth"
         if not path.is_file():
@@ -134,6 +137,21 @@ class Trainer:
             raise CheckpointError(f"{path}: its network does not match this plan's network", path)
         load_weights(unwrap(self.model), payload, path)
         self.log.notes.append(f"initialised from {path}")
+
+    def fit_kinetic_prior(self) -> None:
+        """With the plan's kinetic prior, fit it on this fold's training cases (after any pretrained weights: a
+        fine-tuned model uses the new cohort's kinetics); the main process stores the fit beside the
+        checkpoints. Every rank fits the same (seeded) regression, so no broadcast is needed."""
+        prior = getattr(unwrap(self.model), "kinetic_prior", None)
+        if prior is None:
+            return
+        fit = fit_fold_regression(self.setup.data_dir, self.train_cases, len(self.plans.input_phases),
+                                  progress=self.setup.progress and self.context.is_main)
+        prior.set_fit(fit.degree, fit.time_degree, fit.coefficients, fit.feature_low, fit.feature_high)
+        if self.context.is_main:
+            write_json_atomic(self.output / REGRESSION_FILE, fit.to_json())
+        self.log.notes.append(f"kinetic prior: the voxel-wise regression fitted on the fold's {len(self.train_cases)} "
+                              "training cases")
 
     def stage_config(self) -> dict[str, Any]:
         """What defines this stage's training (for comparing variants): everything but the names."""

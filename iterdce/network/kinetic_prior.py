@@ -1,0 +1,60 @@
+"""The kinetic prior: the fold's voxel-wise kinetic regression (evaluation/baselines.py) as a torch module,
+so the synthesizer can start each step from the regression's estimate of the next phase and learn only
+what the regression misses (spatial context: lesion morphology, noise, partial volume).
+
+The coefficients and clip limits are buffers: they travel in every checkpoint's state dict, so a trained
+model predicts without the fit file. A new module is unfitted (``fitted`` is 0); the trainer fills it
+from the fold's training cases before the first step, and model loading refuses an unfitted prior.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from iterdce.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, kinetic_terms, n_terms
+
+
+class KineticPrior(nn.Module):
+    """``early + sum_j c_j * u**a v**b tau**m`` with the inputs clipped to the fitted range (no parameters)."""
+
+    coefficients: Tensor
+    low: Tensor
+    high: Tensor
+    fitted: Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("coefficients", torch.zeros(n_terms()))
+        self.register_buffer("low", torch.zeros(3))  # (u, v, tau)
+        self.register_buffer("high", torch.zeros(3))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.uint8))
+
+    def set_fit(self, degree: int, time_degree: int, coefficients: Sequence[float], low: Sequence[float],
+                high: Sequence[float]) -> None:
+        """Copy a fit in (a KineticRegression's fields); it must use this module's terms."""
+        if (degree, time_degree) != (DEGREE, TIME_DEGREE) or len(coefficients) != n_terms():
+            raise ValueError(f"the kinetic prior uses degree {DEGREE} and time degree {TIME_DEGREE} "
+                             f"({n_terms()} terms), got a fit of degree {degree}, time degree {time_degree}")
+        with torch.no_grad():
+            self.coefficients.copy_(torch.as_tensor(list(coefficients), dtype=torch.float32))
+            self.low.copy_(torch.as_tensor(list(low), dtype=torch.float32))
+            self.high.copy_(torch.as_tensor(list(high), dtype=torch.float32))
+            self.fitted.fill_(1)
+
+    def is_fitted(self) -> bool:
+        """Whether a fit was set (one host read: call it when loading a model, not per step)."""
+        return bool(self.fitted.item())
+
+    def forward(self, pre: Tensor, early: Tensor, early_time_s: Tensor, target_time_s: Tensor) -> Tensor:
+        """pre, early [B, 1, X, Y, Z] (TI-normalized), times [B] in seconds -> the estimate at the target time."""
+        shape = (-1,) + (1,) * (early.ndim - 1)
+        tau = ((target_time_s - early_time_s) / TIME_UNIT_S).clamp(self.low[2], self.high[2]).reshape(shape)
+        u = (early - pre).clamp(self.low[0], self.high[0])
+        v = pre.clamp(self.low[1], self.high[1])
+        terms = kinetic_terms(u.float(), v.float(), tau.float())
+        change = torch.zeros_like(u, dtype=torch.float32)
+        for c, term in zip(self.coefficients.unbind(), terms):
+            change = change + c * term
+        return early + change.to(early.dtype)
