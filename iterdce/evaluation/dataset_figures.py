@@ -34,7 +34,7 @@ def dataset_figures(dataset_dir: Path, out_dir: Path, max_cases: int = 4) -> lis
     cases = list(discover_cases(dataset_dir).cases.values())
     declared = _declared_types(dataset_dir)
     shown = [load_case(files, info.phase_times_s) for files in cases[:max_cases]]
-    n_phases = info.num_phases
+    n_phases = max(case.num_phases for case in shown)  # cases of shorter protocols leave their last cells empty
     fig, axes = plt.subplots(len(shown), n_phases, figsize=(1.9 * n_phases, 2.0 * len(shown)), squeeze=False)
     for row, case in enumerate(shown):
         lesion = case.lesion if case.lesion is not None else np.zeros(case.spatial_shape, np.int16)
@@ -42,12 +42,15 @@ def dataset_figures(dataset_dir: Path, out_dir: Path, max_cases: int = 4) -> lis
         vmin, vmax = np.percentile(case.image[:, :, :, z], [1, 99.5])
         for col in range(n_phases):
             axis = axes[row][col]
+            if col >= case.num_phases:
+                axis.axis("off")
+                continue
             axis.imshow(case.image[col, :, :, z].T, cmap="gray", vmin=vmin, vmax=vmax, origin="lower")
             if lesion[:, :, z].any():
                 axis.contour((lesion[:, :, z] > 0).T, levels=[0.5], colors="red", linewidths=0.6)
             axis.set_xticks([])
             axis.set_yticks([])
-            if row == 0:
+            if row == 0 or not np.array_equal(case.times_s, shown[0].times_s):
                 axis.set_title("pre" if col == 0 else f"{case.times_s[col]:.0f} s", fontsize=8)
             if col == 0:
                 axis.set_ylabel(case.case_id, fontsize=7)
