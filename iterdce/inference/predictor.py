@@ -156,7 +156,8 @@ class IterativePredictor:
             trained = self.plans.trained_target_times_s
             warnings.warn(f"target time(s) {', '.join(f'{t:g}' for t in outside)} s of {cases} case(s) lie outside "
                           f"the times this model was trained on ({trained[0]:g}-{trained[1]:g} s, tolerated "
-                          f"{low:g}-{high:g} s): extrapolated, unvalidated (documentation/prediction.md)",
+                          f"{low:g}-{high:g} s): extrapolated; see documentation/prediction.md for how far it held "
+                          "on the phantom",
                           stacklevel=2)
 
     def predict_folder(self, in_dir: Path, out_dir: Path, overwrite: bool = False, save_kinetic_map: bool = False,
