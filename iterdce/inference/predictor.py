@@ -135,7 +135,7 @@ class IterativePredictor:
         synthesized = self.synthesize_normalized(pre.data, case.times_s)
         return restore_phases(synthesized, pre.properties)
 
-    def outputs_of(self, out_dir: Path, case_id: str, times_s: Sequence[float], kinetic_map: bool = False
+    def outputs_of(self, out_dir: Path, case_id: str, times_s: Sequence[float] | np.ndarray, kinetic_map: bool = False
                    ) -> list[Path]:
         """The files a finished case synthesized along ``times_s`` has in ``out_dir`` (with its kinetic map when
         one is asked for): one per time after the inputs, named by phase index."""
