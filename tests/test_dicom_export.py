@@ -271,3 +271,13 @@ def test_rescale_spans_the_range_without_clipping(low: float, high: float):
     assert rescale(codes, integer_codes=True)[1:] == (1.0, 0.0)
     with pytest.raises(ValueError, match="integers"):
         rescale(codes + 0.5, integer_codes=True)
+
+
+def test_dicom_output_at_requested_times(results: Path, exam: dict, tmp_path: Path):
+    """--target-times with DICOM output: one series per requested time, named and described by it."""
+    assert _predict(results, "-i", str(exam["dicom"]), "-o", str(tmp_path / "out"), "--output-format", "dicom",
+                    "--target-times", "120", "300") == 0
+    folders = sorted(p.name for p in (tmp_path / "out" / exam["case"]).iterdir())
+    assert folders == ["SYNTHETIC_phase_0002_t120s", "SYNTHETIC_phase_0003_t300s"]
+    first = next((tmp_path / "out" / exam["case"] / folders[1]).iterdir())
+    assert dcmread(first).SeriesDescription == "SYNTHETIC phase 3 t=300s"
