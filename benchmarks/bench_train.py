@@ -133,7 +133,7 @@ def bench_preset(raw: Path, work: Path, preset: str, iterations: int, patch_scal
         "preset": preset, "device": str(device_), "torch_threads": torch.get_num_threads(),
         "num_workers": num_workers, "planned_patch": planned_patch, "patch": list(plans.patch_size),
         "batch_size": plans.batch_size, "features": list(plans.network.features_per_stage),
-        "unrolled_steps": plans.num_phases - 2, "iterations": iterations,
+        "unrolled_steps": plans.max_phases - 2, "iterations": iterations,
         "s_per_iteration": per_iteration, "mean_s_per_iteration": total_s / iterations,
         "data_wait_fraction": wait_s / total_s,
         "loader_startup_s": startup_s, "forward_gflop": flops / 1e9,
