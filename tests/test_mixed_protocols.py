@@ -174,3 +174,21 @@ def test_mixed_protocols_end_to_end(tmp_path: Path, capsys) -> None:
     # only the 6-phase cases were acquired at 155-365 s; the others are reported as not scored
     assert sorted(network["time_s"].unique().tolist()) == [155.0, 225.0, 295.0, 365.0] and len(network) == 8
     assert "4 case(s) not scored" in capsys.readouterr().out
+
+
+def test_one_protocol_batches_keep_the_loss_they_had(mixed_root: Path, tmp_path: Path) -> None:
+    """All phases present: the one-call loss is the mean over targets of each target's loss over the batch (the
+    loss before mixed protocols), with the foreground mask and the lesion term on as in the cpu preset."""
+    def foreground_and_lesion(plans: dict) -> None:
+        plans["training"]["loss_mask"] = "foreground"
+        plans["loss_weights"].update(l1=1.0, lesion_l1=1.0)
+
+    trainer = WarmupTrainer(make_setup(mixed_root, tmp_path, plans_change=foreground_and_lesion, fold="all"))
+    sampler = PatchSampler(trainer.setup.data_dir, ["case_000", "case_003"], trainer.plans.patch_size, 4, None, seed=1)
+    batch = {k: torch.from_numpy(v) for k, v in sampler.batch(0).items() if k != "lesion_centred"}
+    assert bool(batch["valid"].all()) and bool(batch["lesion"].any())
+    predictions = batch["data"][:, 2:] + 0.1 * torch.randn_like(batch["data"][:, 2:])
+    target = batch["data"][:, 2:]
+    before = torch.stack([trainer.loss(predictions[:, t:t + 1], target[:, t:t + 1], batch["mask"], batch["lesion"])[0]
+                          for t in range(target.shape[1])]).mean()
+    assert float(trainer.step_loss(predictions, target, batch)) == pytest.approx(float(before), rel=1e-5)

@@ -54,13 +54,11 @@ def _gaussian_filter(x: Tensor, kernels: list[Tensor]) -> Tensor:
     return x
 
 
-def _masked_mean(values: Tensor, mask: Tensor | None, per_sample: bool = False) -> Tensor:
-    """Mean of ``values`` (inside ``mask``): a scalar, or one mean per sample [B] with ``per_sample``."""
-    dims = tuple(range(1, values.ndim)) if per_sample else tuple(range(values.ndim))
+def _masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
     if mask is None:
-        return values.mean(dim=dims)
+        return values.mean()
     weights = mask.to(values.dtype).expand_as(values)
-    return (values * weights).sum(dim=dims) / weights.sum(dim=dims).clamp_min(1.0)
+    return (values * weights).sum() / weights.sum().clamp_min(1.0)
 
 
 def ssim3d(
@@ -70,10 +68,8 @@ def ssim3d(
     window_size: int = SSIM_WINDOW,
     sigma: float = SSIM_SIGMA,
     mask: Tensor | None = None,
-    per_sample: bool = False,
 ) -> Tensor:
-    """Mean 3D SSIM of [B, C, X, Y, Z] volumes (one per sample [B] with ``per_sample``) with a separable
-    Gaussian window (valid region only).
+    """Mean 3D SSIM of [B, C, X, Y, Z] volumes with a separable Gaussian window (valid region only).
 
     data_range is the intensity range of the data (required: normalised MRI is not 0..255). The
     window shrinks (staying odd) on axes smaller than window_size. With a mask, the SSIM map is
@@ -99,10 +95,10 @@ def ssim3d(
     if mask is not None:
         r = [(w - 1) // 2 for w in sizes]
         mask = mask[..., r[0] : mask.shape[2] - r[0], r[1] : mask.shape[3] - r[1], r[2] : mask.shape[4] - r[2]]
-    return _masked_mean(ssim_map, mask, per_sample)
+    return _masked_mean(ssim_map, mask)
 
 
-def gradient_difference_loss(x: Tensor, y: Tensor, mask: Tensor | None = None, per_sample: bool = False) -> Tensor:
+def gradient_difference_loss(x: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
     """Gradient difference loss (Mathieu et al. 2016, alpha=1): sum over the three axes of the mean
     | |d x| - |d y| | of forward differences; zero for identical volumes and for a constant offset.
 
@@ -110,7 +106,7 @@ def gradient_difference_loss(x: Tensor, y: Tensor, mask: Tensor | None = None, p
     """
     if x.shape != y.shape or x.ndim != 5:
         raise ValueError(f"gradient_difference_loss needs equal [B, C, X, Y, Z] tensors, got {x.shape}, {y.shape}")
-    total = x.new_zeros((x.shape[0],) if per_sample else (), dtype=torch.float32)
+    total = x.new_zeros((), dtype=torch.float32)
     x, y = x.float(), y.float()
     for dim in (2, 3, 4):
         n = x.shape[dim]
@@ -121,21 +117,26 @@ def gradient_difference_loss(x: Tensor, y: Tensor, mask: Tensor | None = None, p
         m = None
         if mask is not None:
             m = mask.narrow(dim, 1, n - 1).float() * mask.narrow(dim, 0, n - 1).float()
-        total = total + _masked_mean((gx - gy).abs(), m, per_sample)
+        total = total + _masked_mean((gx - gy).abs(), m)
     return total
 
 
-def perceptual_distance(features_a: list[Tensor], features_b: list[Tensor], per_sample: bool = False) -> Tensor:
+def perceptual_distance(features_a: list[Tensor], features_b: list[Tensor], sample_weights: Tensor | None = None
+                        ) -> Tensor:
     """Mean over layers of the squared difference of channel-unit-normalised features (LPIPS-style):
-    summed over channels, averaged over batch and voxels. Normalising each voxel's feature vector keeps
-    layers of different magnitude on one scale."""
+    summed over channels, averaged over batch (weighted by ``sample_weights`` [B] when given) and voxels.
+    Normalising each voxel's feature vector keeps layers of different magnitude on one scale."""
     terms = []
     for fa, fb in zip(features_a, features_b):
         na = fa / torch.sqrt((fa * fa).sum(dim=1, keepdim=True) + 1e-10)
         nb = fb / torch.sqrt((fb * fb).sum(dim=1, keepdim=True) + 1e-10)
         distance = ((na - nb) ** 2).sum(dim=1)
-        terms.append(distance.flatten(1).mean(dim=1) if per_sample else distance.mean())
-    return torch.stack(terms).mean(dim=0)
+        if sample_weights is None:
+            terms.append(distance.mean())
+        else:
+            per_sample = distance.flatten(1).mean(dim=1)
+            terms.append((per_sample * sample_weights).sum() / sample_weights.sum().clamp_min(1e-12))
+    return torch.stack(terms).mean()
 
 
 def resolve_med3d_path(med3d_weights: str | Path | None) -> Path | None:
@@ -215,52 +216,46 @@ class SynthesisLoss(nn.Module):
         return f"loss = {terms}; perceptual term DISABLED: {why}; SSIM data_range={self.data_range}"
 
     def terms(self, pred: Tensor, target: Tensor, mask: Tensor | None, lesion: Tensor | None = None,
-              per_sample: bool = False) -> dict[str, Tensor]:
-        """Each enabled term, unweighted (float32 inputs, mask expanded to pred's shape): scalars, or one value
-        per sample [B] with ``per_sample``. A new term is one entry here plus its default weight in
+              sample_weights: Tensor | None = None) -> dict[str, Tensor]:
+        """Each enabled term, unweighted (float32 inputs, mask expanded to pred's shape, already multiplied by
+        ``sample_weights`` when given, see ``forward``). A new term is one entry here plus its default weight in
         DEFAULT_LOSS_WEIGHTS (documentation/architecture.md)."""
         terms = {
-            "l1": _masked_mean((pred - target).abs(), mask, per_sample),
-            "ssim": 1.0 - ssim3d(pred, target, self.data_range, mask=mask, per_sample=per_sample),
-            "gradient_difference": gradient_difference_loss(pred, target, mask, per_sample),
+            "l1": _masked_mean((pred - target).abs(), mask),
+            "ssim": 1.0 - ssim3d(pred, target, self.data_range, mask=mask),
+            "gradient_difference": gradient_difference_loss(pred, target, mask),
         }
         if lesion is not None and self.weights["lesion_l1"] > 0:
-            terms["lesion_l1"] = _masked_mean((pred - target).abs(), lesion.to(pred.dtype).expand_as(pred),
-                                              per_sample)
+            terms["lesion_l1"] = _masked_mean((pred - target).abs(), lesion.to(pred.dtype).expand_as(pred))
         if self.med3d is not None:
             p, t = (pred, target) if mask is None else (pred * mask, target * mask)
             with torch.no_grad():
                 target_features = self.med3d(t)
-            terms["perceptual"] = perceptual_distance(self.med3d(p), target_features, per_sample)
+            terms["perceptual"] = perceptual_distance(self.med3d(p), target_features, sample_weights)
         return terms
 
-    def per_sample(self, pred: Tensor, target: Tensor, mask: Tensor | None = None, lesion: Tensor | None = None
-                   ) -> Tensor:
-        """The weighted loss of every sample [B] of ``pred`` [B, C, X, Y, Z], so a caller can weight or mask
-        samples (the trainer leaves out the padded phases of shorter cases). Averaged over samples it equals
-        ``forward``'s total without masks; with masks each sample is averaged over its own mask voxels (and
-        the lesion term over its own lesion voxels, 0 for a sample without any)."""
-        if pred.shape != target.shape or pred.ndim != 5:
-            raise ValueError(f"SynthesisLoss needs equal [B, C, X, Y, Z] shapes, got {pred.shape}, {target.shape}")
-        with torch.autocast(device_type=pred.device.type, enabled=False):
-            pred, target = pred.float(), target.float()
-            if mask is not None:
-                mask = mask.to(pred.dtype).expand_as(pred)
-            terms = self.terms(pred, target, mask, lesion, per_sample=True)
-            return torch.stack([self.weights[k] * v for k, v in terms.items()]).sum(dim=0)
-
     def forward(
-        self, pred: Tensor, target: Tensor, mask: Tensor | None = None, lesion: Tensor | None = None
+        self, pred: Tensor, target: Tensor, mask: Tensor | None = None, lesion: Tensor | None = None,
+        sample_weights: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss and the unweighted, detached terms ("l1", "ssim" = 1 - SSIM, "gradient_difference",
         "perceptual" when enabled, "lesion_l1" when weighted and ``lesion`` is given). `mask` (broadcastable to
-        pred, 1 = counts) restricts the voxels; `lesion` (same form) marks the lesion voxels."""
+        pred, 1 = counts) restricts the voxels; `lesion` (same form) marks the lesion voxels.
+
+        ``sample_weights`` [B] (0 or 1: whether a sample counts) multiply the mask and the lesion voxels, so a
+        sample of weight 0 adds neither loss nor gradient, and the others are pooled exactly as without it (the
+        trainer leaves out the padded phases of shorter cases this way; no host synchronisation)."""
         if pred.shape != target.shape or pred.ndim != 5:
             raise ValueError(f"SynthesisLoss needs equal [B, C, X, Y, Z] shapes, got {pred.shape}, {target.shape}")
         with torch.autocast(device_type=pred.device.type, enabled=False):
             pred, target = pred.float(), target.float()
+            if sample_weights is not None:
+                sample_weights = sample_weights.float().reshape(-1)
+                counts = sample_weights.reshape(-1, 1, 1, 1, 1)
+                mask = counts if mask is None else mask.to(pred.dtype) * counts
+                lesion = None if lesion is None else lesion.to(pred.dtype) * counts
             if mask is not None:
                 mask = mask.to(pred.dtype).expand_as(pred)
-            terms = self.terms(pred, target, mask, lesion)
+            terms = self.terms(pred, target, mask, lesion, sample_weights)
             total = torch.stack([self.weights[k] * v for k, v in terms.items()]).sum()
         return total, {k: v.detach() for k, v in terms.items()}

@@ -171,8 +171,9 @@ class Trainer:
         """Mean synthesis loss over the target phases each case has (inside the patch's body foreground when the
         plan's ``training.loss_mask`` is "foreground"; lesion voxels marked for the lesion term).
 
-        Every (sample, target) pair is one loss sample, computed in one call; ``batch["valid"]`` (from
-        ``pad_phases``) gives the padded phases of shorter cases weight 0, so they add neither loss nor gradient.
+        The (sample, target) pairs go through the loss in one call; ``batch["valid"]`` (from ``pad_phases``) gives
+        the padded phases of shorter cases weight 0, so they add neither loss nor gradient. With every phase
+        present this is the mean over targets of each target's loss over the batch, as before mixed protocols.
         """
         n, steps = predictions.shape[:2]
         spatial = predictions.shape[2:]
@@ -182,12 +183,9 @@ class Trainer:
 
         mask = per_pair(batch["mask"]) if self.plans.training.loss_mask == "foreground" else None
         lesion = per_pair(batch["lesion"]) if "lesion" in batch else None
-        losses = self.loss.per_sample(per_pair(predictions.float()), per_pair(target), mask, lesion).reshape(n, steps)
         valid = batch.get("valid")
-        if valid is None:
-            return losses.mean()
-        weights = valid[:, -steps:].to(losses.dtype)
-        return (losses * weights).sum() / weights.sum().clamp_min(1.0)
+        weights = None if valid is None else valid[:, -steps:].reshape(n * steps)
+        return self.loss(per_pair(predictions.float()), per_pair(target), mask, lesion, weights)[0]
 
     def train_step(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         """One optimizer step; returns the detached loss (no host synchronisation)."""
