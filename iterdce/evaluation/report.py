@@ -82,7 +82,9 @@ def verdict(summary: dict) -> str:
 
 
 def summary_table(summary: dict, last_phase: int | None = None) -> str:
-    """Markdown table: each method's mean metrics over target phases and at the last phase."""
+    """Markdown table: each method's mean metrics over target phases; "enh. error (last)" is the per-lesion
+    last-phase enhancement error that the verdict line compares (the per-case value of the last phase when
+    the report has no lesion curves)."""
     lines = [summary["verdict"]] if "verdict" in summary else []
     if "scoring" in summary:
         scoring = summary["scoring"]
@@ -101,7 +103,8 @@ def summary_table(summary: dict, last_phase: int | None = None) -> str:
         lines.append("| " + " | ".join([
             method, fmt(overall["psnr"]["mean"]), fmt(overall["ssim"]["mean"]), fmt(overall["mae"]["mean"]),
             fmt(overall["enhancement_error"]["mean"]),
-            fmt(last.get("enhancement_error", {}).get("mean")) if last else "n/a",
+            fmt(_last_phase_error(entry) if _last_phase_error(entry) is not None
+                else last.get("enhancement_error", {}).get("mean") if last else None),
             fmt(kinetics.get("scc", {}).get("mean")), fmt(kinetics.get("dtw", {}).get("mean")),
             fmt(kinetics.get("curve_type_accuracy")),
         ]) + " |")
