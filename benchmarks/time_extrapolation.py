@@ -1,5 +1,5 @@
 """How far outside its trained times a model's predictions hold: the shipped pretrained model (trained on
-target times of ~166-407 s, median protocol) predicts phantom cases acquired out to 645 s, and every synthesized
+target times of 123-512 s) predicts phantom cases acquired out to 645 s, and every synthesized
 phase is scored against the real one, next to the copy-last and linear baselines, per acquisition time.
 
     python benchmarks/time_extrapolation.py --work /tmp/extrapolation [-n 4] [--shape 96 96 32]
