@@ -108,3 +108,5 @@ def test_training_with_a_kinetic_prior_fits_it_on_the_fold_and_the_recursive_sta
     recursive = RecursiveTrainer(setup)
     recursive.initial_weights()
     assert torch.equal(recursive.model.kinetic_prior.coefficients.cpu(), state["kinetic_prior.coefficients"])
+    # the fit file follows the weights, so the fold validation of the final model finds it instead of refitting
+    assert (recursive.output / REGRESSION_FILE).read_bytes() == (warm.output / REGRESSION_FILE).read_bytes()

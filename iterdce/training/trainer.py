@@ -137,6 +137,10 @@ class Trainer:
             raise CheckpointError(f"{path}: its network does not match this plan's network", path)
         load_weights(unwrap(self.model), payload, path)
         self.log.notes.append(f"initialised from {path}")
+        fit = path.parent / REGRESSION_FILE  # the prior came with the weights; its fit file follows, so the
+        if self.context.is_main and fit.is_file():  # fold validation does not refit it
+            self.output.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.output / REGRESSION_FILE, lambda tmp: shutil.copyfile(fit, tmp), suffix=".json")
 
     def fit_kinetic_prior(self) -> None:
         """With the plan's kinetic prior, fit it on this fold's training cases (after any pretrained weights: a
