@@ -1,5 +1,6 @@
 """Tests of the predictor: tile-major blending, fold averaging, TTA, end-to-end geometry and intensity through
-preprocessing and export, input checks that write nothing, skipping, and the ``iterdce_predict`` command.
+preprocessing and export, case timing and requested target times (refusals, skipping and the
+``iterdce_predict`` command: tests/test_predictor_errors.py).
 
 Model folders are written by hand (plans.json from the planner on a tiny dataset, tiny networks with features
 [4, 8]); a fresh IterUNet has a zero final conv, so it returns its input phase at every step ("identity").
