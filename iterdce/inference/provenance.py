@@ -10,10 +10,10 @@ import hashlib
 from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
-import nibabel as nib
 import numpy as np
+
+from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image
 
 DESCRIPTION_PREFIX = "iterdce-predict model "
 
@@ -47,10 +47,10 @@ def description(identifier: str) -> str:
 def written_by(path: Path) -> str | None:
     """The model id in the header of ``path``, or None when it has no iterdce mark or no readable header."""
     try:
-        image: Any = nib.load(str(path))
-        text = bytes(np.asarray(image.header["descrip"]).tobytes()).split(b"\0", 1)[0].decode("ascii", "replace")
-    except Exception:  # any unreadable header means: not provably ours
+        image, _ = read_header(path)
+    except ImageReadError:  # an unreadable header means: not provably ours
         return None
+    text = bytes(np.asarray(image.header["descrip"]).tobytes()).split(b"\0", 1)[0].decode("ascii", "replace")
     return text[len(DESCRIPTION_PREFIX):].strip() if text.startswith(DESCRIPTION_PREFIX) else None
 
 
@@ -64,8 +64,7 @@ def output_state(path: Path, identifier: str) -> OutputState:
     if owner != identifier:
         return OutputState.OTHER_MODEL
     try:
-        loaded: Any = nib.load(str(path))
-        data = np.asarray(loaded.dataobj)
-    except Exception:  # truncated gzip, short file: any failure to read means the file must be redone
+        data, _ = read_image(path)
+    except ImageReadError:  # truncated gzip, short file: a file that does not read completely is redone
         return OutputState.REDO
     return OutputState.DONE if data.size else OutputState.REDO
