@@ -165,7 +165,7 @@ def _predictor(ctx: Context, patch: list[int] | None = None):
     from iterdce.inference.predictor import IterativePredictor, PredictionSettings
 
     plans = make_plan("tiny", ctx.dry_run)
-    settings = PredictionSettings(folds=[0], device=str(ctx.device), tile_batch=4, progress=False)
+    settings = PredictionSettings(folds=[0], device=str(ctx.device), tile_batch=4, progress=False, tile_size="patch")
     predictor = IterativePredictor(model_folder(ctx, plans), settings)
     if patch is not None:
         predictor.plans = predictor.plans.replace(patch_size=patch)

@@ -1,6 +1,7 @@
 """``iterdce_predict -i early_phase_dir -o synthesized_dir``: synthesize the delayed phases of new cases."""
 from __future__ import annotations
 
+import argparse
 import sys
 import warnings
 from pathlib import Path
@@ -13,6 +14,7 @@ from iterdce.commands.common import (
     new_parser,
     non_negative_int,
     parse_fold,
+    positive_float,
     positive_int,
     roots_from_args,
     run_guarded,
@@ -21,6 +23,7 @@ from iterdce.inference.case_pipeline import rank_device
 from iterdce.inference.dicom_output import OUTPUT_FORMATS, DicomExporter
 from iterdce.inference.model_loading import CHECKPOINTS
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings, refuse_output_inside_input
+from iterdce.inference.tile_choice import AUTO, CPU_BUDGET_GB, CUDA_FREE_FRACTION, TILE_CHOICES
 from iterdce.output_checks import require_writable_folder
 from iterdce.paths import find_dataset, model_folder_name
 from iterdce.pretrained import PRETRAINED_FOLD, pretrained_model_folder
@@ -42,9 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default="final", choices=CHECKPOINTS, help="which checkpoint (default final)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--tile-batch", type=positive_int, default=4, help="tiles per forward pass (default 4)")
-    parser.add_argument("--tile-size", type=positive_int, nargs=3, metavar=("X", "Y", "Z"),
-                        help="inference tile in plan voxels (default: the training patch); larger tiles are faster, "
-                             "see documentation/prediction.md for their effect on the output")
+    parser.add_argument("--tile-size", nargs="+", default=[AUTO], metavar="SIZE",
+                        help="inference tile: 'auto' (default: the largest tile up to the whole volume whose forward "
+                             "pass fits --tile-memory-gb), 'patch' (the training patch) or X Y Z in plan voxels; "
+                             "documentation/prediction.md has the effect on speed and output")
+    parser.add_argument("--tile-memory-gb", type=positive_float, metavar="GB",
+                        help=f"memory one forward pass may use with --tile-size auto (default {CPU_BUDGET_GB:g} on "
+                             f"the CPU, {CUDA_FREE_FRACTION:g} of the free memory on CUDA)")
     parser.add_argument("--step-size", type=float, default=0.5,
                         help="step between tiles as a fraction of the tile (default 0.5: half-tile overlap; "
                              "larger is faster, with less blending between tiles)")
@@ -74,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("-d/--dataset is required (or --pretrained)")
     if not 0 < args.step_size <= 1:
         parser.error(f"--step-size must be in (0, 1], got {args.step_size}")
+    args.tile_size = parse_tile_size(parser, args.tile_size)
     if args.dicom_template and args.output_format != "dicom":
         parser.error("--dicom-template needs --output-format dicom")
     roots = roots_from_args(args)
@@ -89,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             model_folder, folds = results / model_folder_name(args.trainer, args.plans_name), args.folds
         settings = PredictionSettings(folds, args.checkpoint, rank_device(args.device), args.tile_batch,
                                       args.step_size, tta=args.tta, progress=not args.quiet, tile_size=args.tile_size,
-                                      target_times=args.target_times)
+                                      target_times=args.target_times, tile_memory_gb=args.tile_memory_gb)
         predictor = IterativePredictor(model_folder, settings)
         if args.output_format == "dicom":
             exporter = DicomExporter(predictor, f"{model_folder.parent.name}/{model_folder.name}",
@@ -103,6 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return run_guarded(body)
+
+
+def parse_tile_size(parser: argparse.ArgumentParser, values: list[str]) -> str | list[int]:
+    """``--tile-size``: one of ``TILE_CHOICES``, or three positive integers."""
+    if len(values) == 1 and values[0] in TILE_CHOICES:
+        return values[0]
+    if len(values) == 3 and all(v.isdigit() and int(v) > 0 for v in values):
+        return [int(v) for v in values]
+    parser.error(f"--tile-size {' '.join(values)}: give {' or '.join(TILE_CHOICES)}, or 3 positive integers X Y Z")
 
 
 if __name__ == "__main__":

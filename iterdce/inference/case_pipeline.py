@@ -88,14 +88,15 @@ def prepare_case(files: CaseFiles, times_s: np.ndarray, plans: Plans) -> Prepare
 
 
 def finish_case(prepared: PreparedCase, synthesized: np.ndarray, out_dir: Path, save_kinetic_map: bool,
-                mark: str | None = None) -> None:
+                mark: str | None = None, record: dict | None = None) -> None:
     """Undo the preprocessing of the synthesized phases and write them (and the kinetic map) atomically, with
     ``mark`` (the predictor's provenance description) in each header; then ``<case>.json`` with every time
-    (inputs and synthesized phases), which pairs the outputs with real phases by time (iterdce_evaluate)."""
+    (inputs and synthesized phases), which pairs the outputs with real phases by time (iterdce_evaluate), and
+    ``record`` (how the case was predicted, e.g. its tile)."""
     restored = restore_phases(synthesized, prepared.properties)
     first = len(prepared.times_s) - len(restored)
     write_phases(restored, prepared.geometry, out_dir, prepared.case_id, range(first, len(prepared.times_s)), mark)
-    write_times(out_dir, prepared.case_id, prepared.times_s, first, mark)
+    write_times(out_dir, prepared.case_id, prepared.times_s, first, mark, record)
     if save_kinetic_map:
         write_kinetic_map(np.concatenate([prepared.image, restored]), prepared.times_s, prepared.geometry, out_dir,
                           prepared.case_id, mark)
@@ -103,8 +104,10 @@ def finish_case(prepared: PreparedCase, synthesized: np.ndarray, out_dir: Path, 
 
 def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
               synthesize: Callable[[PreparedCase], np.ndarray], out_dir: Path, save_kinetic_map: bool,
-              num_processes: int, mark: str | None = None, on_done: Callable[[], None] = lambda: None) -> None:
-    """Prepare, synthesize and finish every (files, times) job in order.
+              num_processes: int, mark: str | None = None, on_done: Callable[[], None] = lambda: None,
+              record: Callable[[PreparedCase], dict] = lambda prepared: {}) -> None:
+    """Prepare, synthesize and finish every (files, times) job in order; ``record(prepared)`` goes into the
+    case's ``<case>.json``.
 
     ``num_processes`` 0: all in this process. N >= 1: N worker processes prepare up to N cases ahead and
     finish (restore + write) the previous ones while ``synthesize`` runs here. Worker errors are raised here.
@@ -113,14 +116,14 @@ def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
     if num_processes <= 0:
         for files, times in jobs:
             prepared = prepare_case(files, times, plans)
-            finish_case(prepared, synthesize(prepared), *finish_args)
+            finish_case(prepared, synthesize(prepared), *finish_args, record(prepared))
             on_done()
         return
     # spawned workers: the main process holds torch's threads, which forking does not survive reliably
     with ProcessPoolExecutor(num_processes, mp_context=get_context("spawn")) as pool:
         pending: list[Future] = []
         for prepared in _prefetched(pool, jobs, plans, num_processes):
-            pending.append(pool.submit(finish_case, prepared, synthesize(prepared), *finish_args))
+            pending.append(pool.submit(finish_case, prepared, synthesize(prepared), *finish_args, record(prepared)))
             while len(pending) > num_processes:  # bounded: finished cases do not pile up in memory
                 pending.pop(0).result()
                 on_done()

@@ -42,13 +42,14 @@ def times_name(case_id: str) -> str:
 
 
 def write_times(out_dir: Path, case_id: str, times_s: Sequence[float] | np.ndarray, first_synthesized: int,
-                description: str | None = None) -> Path:
+                description: str | None = None, record: dict | None = None) -> Path:
     """``<case>.json`` of a prediction: ``phase_times_s`` of every phase (inputs first), which phases were
-    synthesized, and the provenance mark (a file without it is never overwritten)."""
+    synthesized, the provenance mark (a file without it is never overwritten) and ``record`` (how the case
+    was predicted: its inference tile)."""
     path = out_dir / times_name(case_id)
     write_json_atomic(path, {"phase_times_s": [float(t) for t in times_s],
                              "synthesized_phases": list(range(first_synthesized, len(times_s))),
-                             "written_by": description})
+                             "written_by": description, **(record or {})})
     return path
 
 

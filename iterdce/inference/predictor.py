@@ -23,6 +23,7 @@ from iterdce.inference.export import kinetic_map_name, output_name, times_name
 from iterdce.inference.inputs import PredictionInputError, case_times, discover_inputs
 from iterdce.inference.model_loading import describe_model_folder, load_fold_models
 from iterdce.inference.provenance import DESCRIPTION_PREFIX, OutputState, description, model_id, output_state
+from iterdce.inference.tile_choice import AUTO, PATCH, NetworkShape, choose_tile, memory_budget
 from iterdce.inference.tiled import predict_volume
 from iterdce.json_io import read_json
 from iterdce.preprocessing.plan_schema import Plans
@@ -43,14 +44,21 @@ class PredictionSettings:
     step_fraction: float = 0.5
     tta: bool = False
     progress: bool = True
-    tile_size: Sequence[int] | None = None  # None: the plan's training patch
+    # "auto": the largest tile up to the whole volume that fits tile_memory_gb (tile_choice.py); "patch": the
+    # plan's training patch; or 3 sizes in plan voxels
+    tile_size: Sequence[int] | str = AUTO
     target_times: Sequence[float] | None = None  # None: each case's own times, else the plan's default protocol
+    tile_memory_gb: float | None = None  # auto tiles' budget per forward (None: tile_choice's default)
 
     def provenance(self) -> dict:
-        """The settings that change the output voxels (hashed into the provenance mark with the checkpoints)."""
-        tile = None if self.tile_size is None else [int(v) for v in self.tile_size]
+        """The settings that change the output voxels (hashed into the provenance mark with the checkpoints).
+
+        The training patch adds nothing (the mark of outputs predicted before tiles could be chosen); with
+        ``auto`` the tile each case got is written into its ``<case>.json``.
+        """
+        tile = self.tile_size if isinstance(self.tile_size, str) else [int(v) for v in self.tile_size]
         targets = None if self.target_times is None else [float(t) for t in self.target_times]
-        return {"tta": self.tta, "step": self.step_fraction, **({"tile": tile} if tile else {}),
+        return {"tta": self.tta, "step": self.step_fraction, **({"tile": tile} if tile != PATCH else {}),
                 **({"target_times": targets} if targets else {})}
 
 
@@ -76,25 +84,40 @@ class IterativePredictor:
             raise CheckpointError(f"{self.model_folder}: the checkpoints' network (input phases {found[0]}, "
                                   f"{found[1]} phases) does not fit plans.json (input phases {expected[0]}, "
                                   f"{expected[1]} phases)")
+        self.network_shape = NetworkShape.from_config(self.model_config["network"],
+                                                      self.model_config["network"]["in_channels"],
+                                                      len(self.target_phases))
+        # fixed for the whole run, so that a case's tile does not depend on what else is in memory
+        free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
+        self.memory_budget = memory_budget(self.device.type, self.settings.tile_memory_gb, free)
         self.check_tiling()
 
-    @property
-    def tile_size(self) -> list[int]:
-        """Inference tile: ``settings.tile_size`` if given, else the training patch (checked by ``check_tiling``)."""
-        return [int(v) for v in (self.settings.tile_size or self.plans.patch_size)]
+    def tile_for(self, volume: Sequence[int]) -> list[int]:
+        """The inference tile of a plan-space ``volume``: ``settings.tile_size`` when it names sizes, the
+        training patch for ``patch``, else (``auto``) ``tile_choice.choose_tile`` within ``memory_budget``."""
+        setting = self.settings.tile_size
+        if setting == PATCH:
+            return [int(v) for v in self.plans.patch_size]
+        if setting == AUTO:
+            return choose_tile(volume, self.plans.patch_size, self.network_shape, self.memory_budget,
+                               self.settings.tile_batch, self.settings.step_fraction)
+        return [int(v) for v in setting]
 
     def check_tiling(self) -> None:
         """One clear error for a tile the network cannot take or a step fraction outside (0, 1]."""
-        divisor = [1, 1, 1]
-        for pool in self.model_config["network"]["pool_per_stage"]:
-            divisor = [d * p for d, p in zip(divisor, pool)]
-        tile = self.tile_size
+        setting = self.settings.tile_size
+        if isinstance(setting, str) and setting not in (AUTO, PATCH):
+            raise UsageError(f"--tile-size {setting}: give 3 sizes, '{AUTO}' or '{PATCH}'")
+        divisor = self.network_shape.divisor
+        tile = self.tile_for(self.plans.patch_size)
         if len(tile) != 3 or any(t < 1 or t % d for t, d in zip(tile, divisor)):
             raise UsageError(f"--tile-size {' '.join(map(str, tile))}: each of the 3 sizes must be a positive "
                              f"multiple of the network's total pooling {' x '.join(map(str, divisor))}")
         if not 0.0 < self.settings.step_fraction <= 1.0:
             raise UsageError(f"--step-size {self.settings.step_fraction}: the step is a fraction of the tile, "
                              "in (0, 1]")
+        if self.settings.tile_memory_gb is not None and not self.settings.tile_memory_gb > 0:
+            raise UsageError(f"--tile-memory-gb {self.settings.tile_memory_gb}: must be positive")
 
     @property
     def mirror_axes(self) -> list[int]:
@@ -105,16 +128,21 @@ class IterativePredictor:
         one per time of ``times_s`` after the inputs (any number: the recursion runs to the last one).
 
         On a CUDA out-of-memory error the accumulators move to the CPU and the case is retried, then once more
-        with one tile per forward pass; on the CPU the error is raised as it is.
+        with one tile per forward pass, and (for an ``auto`` tile larger than the training patch) once more with
+        the training patch; on the CPU the error is raised as it is.
         """
         tensor = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(self.device)
         times = torch.as_tensor(times_s, dtype=torch.float32, device=self.device)
-        attempts = [(None, self.settings.tile_batch), (torch.device("cpu"), self.settings.tile_batch)]
+        tile, cpu = self.tile_for(inputs.shape[1:]), torch.device("cpu")
+        attempts = [(None, self.settings.tile_batch, tile), (cpu, self.settings.tile_batch, tile)]
         if self.settings.tile_batch > 1:
-            attempts.append((torch.device("cpu"), 1))
+            attempts.append((cpu, 1, tile))
+        patch = [int(v) for v in self.plans.patch_size]
+        if self.settings.tile_size == AUTO and tile != patch:
+            attempts.append((cpu, 1, patch))
 
-        def run(stitch_device: torch.device | None, tile_batch: int) -> np.ndarray:
-            return predict_volume(self.models, tensor, times, self.tile_size, len(times_s) - len(self.input_phases),
+        def run(stitch_device: torch.device | None, tile_batch: int, tile: list[int]) -> np.ndarray:
+            return predict_volume(self.models, tensor, times, tile, len(times_s) - len(self.input_phases),
                                   tile_batch, self.settings.step_fraction, self.mirror_axes,
                                   stitch_device=stitch_device, progress=self.settings.progress).cpu().numpy()
 
@@ -125,8 +153,9 @@ class IterativePredictor:
                 if self.device.type != "cuda":
                     raise
             torch.cuda.empty_cache()  # outside the except block: the failed attempt's tensors are released
-            warnings.warn(f"CUDA out of memory; retrying with stitching on {attempts[index + 1][0]} and "
-                          f"{attempts[index + 1][1]} tile(s) per forward pass", stacklevel=2)
+            retry = attempts[index + 1]
+            warnings.warn(f"CUDA out of memory; retrying with stitching on {retry[0]}, {retry[1]} tile(s) per "
+                          f"forward pass and tile {' x '.join(map(str, retry[2]))}", stacklevel=2)
         return run(*attempts[-1])
 
     def predict_case(self, case: DCECase) -> np.ndarray:
@@ -192,7 +221,8 @@ class IterativePredictor:
         bar = tqdm(total=len(todo), desc=label, unit="case", disable=not self.settings.progress)
         run_cases([(cases[c], times[c]) for c in todo], self.plans,
                   lambda prepared: self.synthesize_normalized(prepared.data, prepared.times_s), out_dir,
-                  save_kinetic_map, num_processes, description(self.model_id), on_done=lambda: bar.update(1))
+                  save_kinetic_map, num_processes, description(self.model_id), on_done=lambda: bar.update(1),
+                  record=lambda prepared: {"tile_size": self.tile_for(prepared.data.shape[1:])})
         bar.close()
         return todo
 
