@@ -10,7 +10,7 @@ setting. Errors and differences are in TI-normalized units (each case's raw diff
 standard deviation of its own input, as the network sees it), so cases of different scanners weigh alike.
 
     .venv/bin/python benchmarks/tile_quality.py --model-folder RESULTS/Dataset899_SitesABC/RecursiveTrainer__plans \\
-        --folds all --inputs TEST_INPUTS --truth RAW/Dataset903_SiteD --out OUT --tiles patch auto
+        --folds all --inputs TEST_INPUTS --truth RAW/Dataset903_SiteD --out OUT --tiles patch auto [--num-parts 3]
 """
 from __future__ import annotations
 
@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--tiles", nargs="+", default=["patch", "auto"], help="patch, auto or XxYxZ (first: reference)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tile-memory-gb", type=float)
+    parser.add_argument("--num-parts", type=int, default=1, help="predict only every K-th case (default 1: all)")
     args = parser.parse_args()
     rows, scales, first = {}, None, None
     for name in args.tiles:
@@ -92,7 +93,7 @@ def main() -> None:
         scales = scales or case_scales(predictor, args.inputs)
         folder = args.out / f"tile_{name}"
         wall, cpu = time.perf_counter(), time.process_time()
-        done = predictor.predict_folder(args.inputs, folder)
+        done = predictor.predict_folder(args.inputs, folder, num_parts=args.num_parts)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         summary = evaluate_folders(folder, args.truth / "imagesTr", args.out / f"report_{name}",
                                    args.truth / "labelsTr", progress=False, methods=("iterdce",))
