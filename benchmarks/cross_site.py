@@ -59,6 +59,8 @@ VARIANTS: dict[str, dict] = {
     "l1_fg_lesion_prior": {**PAPER_LOSS, "loss_weights": {**PAPER_LOSS["loss_weights"], "l1": 1.0, "lesion_l1": 1.0},
                            "training": {"loss_mask": "foreground"}, "network": {"kinetic_prior": True}},
     "preset": {},  # the plan exactly as the preset writes it
+    # the preset with 3x the lesion term and 3x the learning rates (documentation/training.md, hypothesis 3)
+    "preset_lesion3_lr3": {"loss_weights": {"lesion_l1": 3.0}, "optimizer": {"lr": 9e-4, "recursive_lr": 3e-4}},
 }
 
 
