@@ -197,7 +197,8 @@ def main() -> None:
     parser.add_argument("--test-cases", type=int, default=24)
     parser.add_argument("--shape", type=int, nargs=3, default=[160, 128, 48])
     parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS),
+                        help="variants to train (none: only the baselines and any --pretrain-cases model)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, nargs=2, metavar=("WARMUP", "RECURSIVE"),
                         help="override the preset's epochs (default: the preset's budget)")
