@@ -59,6 +59,8 @@ VARIANTS: dict[str, dict] = {
     "l1_fg_lesion_prior": {**PAPER_LOSS, "loss_weights": {**PAPER_LOSS["loss_weights"], "l1": 1.0, "lesion_l1": 1.0},
                            "training": {"loss_mask": "foreground"}, "network": {"kinetic_prior": True}},
     "preset": {},  # the plan exactly as the preset writes it
+    # the preset with 3x the lesion term and 3x the learning rates (documentation/training.md, hypothesis 3)
+    "preset_lesion3_lr3": {"loss_weights": {"lesion_l1": 3.0}, "optimizer": {"lr": 9e-4, "recursive_lr": 3e-4}},
 }
 
 
@@ -195,7 +197,8 @@ def main() -> None:
     parser.add_argument("--test-cases", type=int, default=24)
     parser.add_argument("--shape", type=int, nargs=3, default=[160, 128, 48])
     parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS),
+                        help="variants to train (none: only the baselines and any --pretrain-cases model)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, nargs=2, metavar=("WARMUP", "RECURSIVE"),
                         help="override the preset's epochs (default: the preset's budget)")

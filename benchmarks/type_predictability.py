@@ -1,0 +1,121 @@
+"""How much of a lesion's curve type can any model read from the early phases? A ceiling for the cross-site benchmark.
+
+A network that predicts the delayed phases from the pre-contrast and first post-contrast images gets a lesion's
+curve type right only as far as the type is written in those two images. This script measures that with a
+deliberately generous, transparent reader: per-lesion features computed *with the true lesion segmentation*
+(which the network does not get) -- mean and 90th percentile of the early enhancement, mean pre-contrast
+intensity, heterogeneity (coefficient of variation), rim-to-core enhancement ratio, log volume, and the
+mean enhancement of the whole body foreground -- and a multinomial logistic regression (scikit-learn, a
+benchmark extra). Scored two ways: cross-validated inside the training sites (grouped by case) and trained on
+the training sites, tested on the held-out site; both against always answering the most frequent type.
+
+Run after ``benchmarks/cross_site.py`` on the same workdir (it reuses the simulated sites and the training plan;
+the held-out site is preprocessed here with the training plan, as a user applying a model would):
+
+  python benchmarks/type_predictability.py --workdir cross_site_work
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from cross_site_data import prepare_training_set  # noqa: E402
+from scipy import ndimage  # noqa: E402
+
+from iterdce.evaluation.kinetics import curve_type, lesion_curve  # noqa: E402
+from iterdce.preprocessing.pipeline import data_folder  # noqa: E402
+from iterdce.training.data_loader import load_preprocessed  # noqa: E402
+
+FEATURES = ("mean early enhancement", "mean pre-contrast", "heterogeneity (CV)", "log volume", "rim / core",
+            "p90 early enhancement", "foreground mean enhancement")
+FEATURE_SETS = {"early enhancement only": [0], "enhancement + pre-contrast": [0, 1],
+                "enhancement + morphology": [0, 2, 3, 4], "all seven": list(range(len(FEATURES)))}
+
+
+def lesion_table(folder: Path, n_inputs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features [L, 7], true curve types [L] and the case index of each lesion of a preprocessed folder."""
+    rows, types, groups = [], [], []
+    for index, sidecar in enumerate(sorted(folder.glob("*.json"))):
+        case = load_preprocessed(folder, sidecar.stem)
+        ti = json.loads(sidecar.read_text())["ti_norm"]
+        early = case.data[n_inputs - 1] - case.data[0]
+        foreground = case.mask > 0
+        for label in [int(v) for v in np.unique(case.lesion) if v > 0]:
+            region = case.lesion == label
+            if region.sum() < 5:
+                continue
+            core = ndimage.binary_erosion(region)
+            rim = region & ~core
+            values = early[region]
+            rim_ratio = float(early[rim].mean() / (abs(early[core].mean()) + 1e-3)) if core.any() else 1.0
+            rows.append([values.mean(), case.data[0][region].mean(), values.std() / (abs(values.mean()) + 1e-3),
+                         np.log(region.sum()), rim_ratio, np.percentile(values, 90), early[foreground].mean()])
+            curve = lesion_curve(case.data, region) * ti["std"] + ti["mean"]
+            types.append(curve_type(curve, case.times_s))
+            groups.append(index)
+    return np.asarray(rows), np.asarray(types), np.asarray(groups)
+
+
+def accuracies(train: tuple, test: tuple, columns: list[int]) -> dict[str, float]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def model():
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+
+    (x_train, y_train, groups), (x_test, y_test, _) = train, test
+    inside = cross_val_predict(model(), x_train[:, columns], y_train, groups=groups, cv=GroupKFold(5))
+    fitted = model().fit(x_train[:, columns], y_train)
+    return {"cv_inside_training_sites": float((inside == y_train).mean()),
+            "held_out_site": float((fitted.predict(x_test[:, columns]) == y_test).mean())}
+
+
+def majority(types: np.ndarray) -> float:
+    return max(float((types == t).mean()) for t in set(types.tolist()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=Path("cross_site_work"))
+    parser.add_argument("--train-dataset", default="Dataset899_SitesABC")
+    parser.add_argument("--test-site-dir", type=Path, help="raw held-out site (default: <workdir>/raw/*_SiteD)")
+    parser.add_argument("--out", type=Path, help="results.json / results.md folder (default: workdir)")
+    args = parser.parse_args()
+    train_pre = args.workdir / "preprocessed" / args.train_dataset
+    plans = json.loads((train_pre / "plans.json").read_text())
+    test_raw = args.test_site_dir or sorted((args.workdir / "raw").glob("Dataset9*_SiteD"))[-1]
+    test_pre, _, _ = prepare_training_set([test_raw], args.workdir / "raw", args.workdir / "preprocessed",
+                                          "Dataset896_HeldOutSitePlanned", plans["preset"], 2,
+                                          plan_from=train_pre / "plans.json")
+    n_inputs = len(plans["input_phases"]) if "input_phases" in plans else len(plans["input_times_s"])
+    train = lesion_table(data_folder(train_pre, "plans"), n_inputs)
+    test = lesion_table(data_folder(test_pre, "plans"), n_inputs)
+    feature_sets = {name: accuracies(train, test, cols) for name, cols in FEATURE_SETS.items()}
+    result = {"train_lesions": {t: int((train[1] == t).sum()) for t in sorted(set(train[1].tolist()))},
+              "test_lesions": {t: int((test[1] == t).sum()) for t in sorted(set(test[1].tolist()))},
+              "majority_inside": majority(train[1]), "majority_held_out": majority(test[1]),
+              "feature_sets": feature_sets}
+    lines = [f"lesions: training sites {result['train_lesions']}, held-out site {result['test_lesions']}", "",
+             "| features (true lesion masks) | accuracy, 5-fold CV inside the training sites "
+             "| accuracy, held-out site |",
+             "|---|---|---|",
+             f"| always the most frequent type | {result['majority_inside']:.2f} | {result['majority_held_out']:.2f} |"]
+    lines += [f"| {name} | {acc['cv_inside_training_sites']:.2f} | {acc['held_out_site']:.2f} |"
+              for name, acc in feature_sets.items()]
+    out = args.out or args.workdir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "type_predictability.json").write_text(json.dumps(result, indent=1))
+    (out / "type_predictability.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
