@@ -1,5 +1,5 @@
-"""The predictor's inference tile: ``auto`` (the default), ``patch`` (the training patch, as before ``auto``),
-explicit sizes; the provenance of each, the record in ``<case>.json`` and the ``--tile-size`` flag."""
+"""The predictor's inference tile: ``patch`` (the default: the training patch, as before tiles could be chosen),
+``auto``, explicit sizes; the provenance of each, the record in ``<case>.json`` and the ``--tile-size`` flag."""
 from __future__ import annotations
 
 import json
@@ -36,8 +36,9 @@ def folder(tmp_path, base_plans):  # noqa: F811
     return write_model_folder(tmp_path / "results", base_plans, {0: make_model(seed=5)})
 
 
-def test_patch_gives_the_output_of_training_patch_tiles_and_the_mark_of_before(folder):
-    predictor = predictor_for(folder, tile_size="patch")
+def test_patch_is_the_default_with_the_output_and_the_mark_of_before(folder):
+    predictor = predictor_for(folder)
+    assert predictor.settings.tile_size == "patch"
     assert predictor.tile_for(VOLUME[1:]) == PATCH
     reference = predict_volume(predictor.models, torch.from_numpy(inputs()), torch.tensor(TIMES), PATCH, 4)
     np.testing.assert_array_equal(predictor.synthesize_normalized(inputs(), np.array(TIMES)), reference.numpy())
@@ -46,23 +47,22 @@ def test_patch_gives_the_output_of_training_patch_tiles_and_the_mark_of_before(f
     assert predictor.model_id == before
 
 
-def test_auto_is_the_default_and_takes_the_whole_volume_rounded_up(folder):
-    predictor = predictor_for(folder)
-    assert predictor.settings.tile_size == "auto"
+def test_auto_takes_the_whole_volume_rounded_up(folder):
+    predictor = predictor_for(folder, tile_size="auto")
     assert predictor.tile_for([40, 36, 12]) == [40, 36, 12]
     assert predictor.tile_for([39, 33, 11]) == [40, 34, 12]  # the network pools once by 2: even sizes
     whole = predict_volume(predictor.models, torch.from_numpy(inputs()), torch.tensor(TIMES), [40, 36, 12], 4)
     np.testing.assert_array_equal(predictor.synthesize_normalized(inputs(), np.array(TIMES)), whole.numpy())
-    assert predictor.model_id not in (predictor_for(folder, tile_size="patch").model_id,
+    assert predictor.model_id not in (predictor_for(folder).model_id,
                                       predictor_for(folder, tile_size=[40, 36, 12]).model_id)
 
 
 def test_auto_respects_a_small_budget(folder):
-    whole = forward_bytes([40, 36, 12], 1, predictor_for(folder).network_shape)
-    predictor = predictor_for(folder, tile_memory_gb=0.6 * whole / 2**30)
+    whole = forward_bytes([40, 36, 12], 1, predictor_for(folder, tile_size="auto").network_shape)
+    predictor = predictor_for(folder, tile_size="auto", tile_memory_gb=0.6 * whole / 2**30)
     tile = predictor.tile_for([40, 36, 12])
     assert tile != [40, 36, 12] and all(p <= t for p, t in zip(PATCH, tile))
-    tiny = predictor_for(folder, tile_memory_gb=1e-9)
+    tiny = predictor_for(folder, tile_size="auto", tile_memory_gb=1e-9)
     assert tiny.tile_for([40, 36, 12]) == PATCH
 
 
@@ -75,10 +75,10 @@ def test_bad_tile_settings_are_refused(folder):
         predictor_for(folder, tile_memory_gb=0)
 
 
-@pytest.mark.parametrize("flag, expected", [([], [16, 16, 8]), (["--tile-size", "patch"], [16, 16, 8]),
-                                            (["--tile-size", "16", "16", "8"], [16, 16, 8])])
+@pytest.mark.parametrize("flag, expected", [([], PATCH), (["--tile-size", "auto"], [32, 24, 8]),
+                                            (["--tile-size", "8", "16", "8"], [8, 16, 8])])
 def test_cli_tile_size_reaches_the_case_record(tmp_path, folder, flag, expected):
-    good_case(tmp_path / "in", "case_a")  # 16 x 16 x 8 after preprocessing: auto takes it whole
+    good_case(tmp_path / "in", "case_a", shape=(32, 24, 8))  # auto: the plan-space volume rounded up, whole
     argv = ["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-d", "1", "-f", "0", "--device", "cpu",
             "--quiet", "--results", str(folder.parents[1]), *flag]
     assert predict_main(argv) == 0

@@ -23,7 +23,7 @@ from iterdce.inference.case_pipeline import rank_device
 from iterdce.inference.dicom_output import OUTPUT_FORMATS, DicomExporter
 from iterdce.inference.model_loading import CHECKPOINTS
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings, refuse_output_inside_input
-from iterdce.inference.tile_choice import AUTO, CPU_BUDGET_GB, CUDA_FREE_FRACTION, TILE_CHOICES
+from iterdce.inference.tile_choice import CPU_BUDGET_GB, CUDA_FREE_FRACTION, PATCH, TILE_CHOICES
 from iterdce.output_checks import require_writable_folder
 from iterdce.paths import find_dataset, model_folder_name
 from iterdce.pretrained import PRETRAINED_FOLD, pretrained_model_folder
@@ -45,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default="final", choices=CHECKPOINTS, help="which checkpoint (default final)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--tile-batch", type=positive_int, default=4, help="tiles per forward pass (default 4)")
-    parser.add_argument("--tile-size", nargs="+", default=[AUTO], metavar="SIZE",
-                        help="inference tile: 'auto' (default: the largest tile up to the whole volume whose forward "
-                             "pass fits --tile-memory-gb), 'patch' (the training patch) or X Y Z in plan voxels; "
-                             "documentation/prediction.md has the effect on speed and output")
+    parser.add_argument("--tile-size", nargs="+", default=[PATCH], metavar="SIZE",
+                        help="inference tile: 'patch' (default: the training patch), 'auto' (the largest tile up to "
+                             "the whole volume whose forward pass fits --tile-memory-gb: several times faster, "
+                             "output slightly different) or X Y Z in plan voxels; documentation/prediction.md")
     parser.add_argument("--tile-memory-gb", type=positive_float, metavar="GB",
                         help=f"memory one forward pass may use with --tile-size auto (default {CPU_BUDGET_GB:g} on "
                              f"the CPU, {CUDA_FREE_FRACTION:g} of the free memory on CUDA)")

@@ -44,9 +44,10 @@ class PredictionSettings:
     step_fraction: float = 0.5
     tta: bool = False
     progress: bool = True
-    # "auto": the largest tile up to the whole volume that fits tile_memory_gb (tile_choice.py); "patch": the
-    # plan's training patch; or 3 sizes in plan voxels
-    tile_size: Sequence[int] | str = AUTO
+    # "patch": the plan's training patch; "auto": the largest tile up to the whole volume that fits
+    # tile_memory_gb (tile_choice.py; not the default: on a cross-site test it moved the output beyond the
+    # documented tolerance, documentation/performance.md); or 3 sizes in plan voxels
+    tile_size: Sequence[int] | str = PATCH
     target_times: Sequence[float] | None = None  # None: each case's own times, else the plan's default protocol
     tile_memory_gb: float | None = None  # auto tiles' budget per forward (None: tile_choice's default)
 
