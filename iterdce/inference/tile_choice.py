@@ -17,6 +17,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from iterdce.inference.sliding_window import tile_starts
+
 AUTO = "auto"
 PATCH = "patch"
 TILE_CHOICES = (AUTO, PATCH)
@@ -78,12 +80,8 @@ def forward_bytes(tile: Sequence[int], tiles_per_forward: int, net: NetworkShape
 
 
 def tiles_along(volume: Sequence[int], tile: Sequence[int], step_fraction: float) -> int:
-    """Number of tiles covering ``volume`` (``sliding_window.tile_starts``' count, without building them)."""
-    count = 1
-    for size, length in zip(volume, tile):
-        if size > length:
-            count *= math.ceil((size - length) / max(1, math.floor(length * step_fraction))) + 1
-    return count
+    """Number of tiles covering ``volume`` (the grid of ``sliding_window.tile_starts``)."""
+    return math.prod(len(tile_starts(int(size), int(length), step_fraction)) for size, length in zip(volume, tile))
 
 
 def choose_tile(volume: Sequence[int], patch: Sequence[int], net: NetworkShape, budget_bytes: float,
