@@ -26,6 +26,7 @@ import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,7 +43,7 @@ from cross_site_data import (  # noqa: E402
 from iterdce.evaluation.baselines import REGRESSION_FILE, REGRESSION_FORMAT  # noqa: E402
 from iterdce.evaluation.regression_baseline import fit_fold_regression, load_regression  # noqa: E402
 
-PAPER_LOSS = {"loss_weights": {"l1": 0.1, "ssim": 1.0, "perceptual": 1.0, "gradient_difference": 0.1,
+PAPER_LOSS: dict[str, Any] = {"loss_weights": {"l1": 0.1, "ssim": 1.0, "perceptual": 1.0, "gradient_difference": 0.1,
                                "lesion_l1": 0.0},
               "training": {"loss_mask": "none"}, "optimizer": {"lr": 3e-4, "recursive_lr": 1e-4},
               "network": {"kinetic_prior": False}}
@@ -259,7 +260,7 @@ def main() -> None:
           f"spacing {plans['spacing']}, network {plans['network']['features_per_stage']}", flush=True)
     test_inputs = None if args.train_only else input_folder(test_dir, args.workdir / "test_inputs",
                                                             plans["input_phases"])
-    budget = {}
+    budget: dict[str, int] = {}
     if args.epochs:
         budget.update(warmup_epochs=args.epochs[0], recursive_epochs=args.epochs[1])
     if args.iterations:

@@ -21,8 +21,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
+from cross_site import row_values  # noqa: E402
 
 from iterdce.commands.common import parse_fold  # noqa: E402
 from iterdce.dataset.nifti_io import read_image  # noqa: E402
@@ -40,12 +42,7 @@ def tile_setting(text: str) -> str | list[int]:
 
 def scores(summary: dict) -> dict:
     """PSNR and enhancement error at the last phase, SCC and curve-type accuracy of the network's row."""
-    entry = summary["methods"]["iterdce"]
-    last = entry["per_phase"][max(entry["per_phase"], key=int)]
-    kinetics = entry.get("kinetics", {})
-    return {"psnr_last": last["psnr"]["mean"],
-            "ee_last": kinetics.get("last_phase_enhancement_error", {}).get("mean"),
-            "scc": kinetics.get("scc", {}).get("mean"), "type_acc": kinetics.get("curve_type_accuracy")}
+    return row_values(summary)["iterdce"]
 
 
 def case_scales(predictor: IterativePredictor, inputs: Path) -> dict[str, float]:

@@ -30,6 +30,7 @@ from scipy import ndimage  # noqa: E402
 
 from iterdce.evaluation.kinetics import curve_type, lesion_curve  # noqa: E402
 from iterdce.preprocessing.pipeline import data_folder  # noqa: E402
+from iterdce.preprocessing.plans_io import load_plans  # noqa: E402
 from iterdce.training.data_loader import load_preprocessed  # noqa: E402
 
 FEATURES = ("mean early enhancement", "mean pre-contrast", "heterogeneity (CV)", "log volume", "rim / core",
@@ -90,12 +91,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="results.json / results.md folder (default: workdir)")
     args = parser.parse_args()
     train_pre = args.workdir / "preprocessed" / args.train_dataset
-    plans = json.loads((train_pre / "plans.json").read_text())
+    plans = load_plans(train_pre / "plans.json")  # older plan versions migrate
     test_raw = args.test_site_dir or sorted((args.workdir / "raw").glob("Dataset9*_SiteD"))[-1]
     test_pre, _, _ = prepare_training_set([test_raw], args.workdir / "raw", args.workdir / "preprocessed",
-                                          "Dataset896_HeldOutSitePlanned", plans["preset"], 2,
+                                          "Dataset896_HeldOutSitePlanned", plans.preset, 2,
                                           plan_from=train_pre / "plans.json")
-    n_inputs = len(plans["input_phases"]) if "input_phases" in plans else len(plans["input_times_s"])
+    n_inputs = len(plans.input_phases)
     train = lesion_table(data_folder(train_pre, "plans"), n_inputs)
     test = lesion_table(data_folder(test_pre, "plans"), n_inputs)
     feature_sets = {name: accuracies(train, test, cols) for name, cols in FEATURE_SETS.items()}
