@@ -9,7 +9,8 @@ own ``train_step`` on batches from the trainer's own loader. Reported per preset
 - data wait: time blocked in ``next(loader)`` divided by the total;
 - GFLOP/s: forward FLOPs of the unrolled synthesizer (torch.utils.flop_counter, convolutions and matmuls)
   x 3 for forward + backward, per second; the loss is not counted. Compared with a float32 2048x2048 matmul
-  measured in the same run (and a bf16 one on CUDA, where training runs under bf16 autocast).
+  measured in the same run (and a bf16 one where training runs under bf16 autocast: ``--precision``, whose
+  ``auto`` picks bf16 on CUDA and on CPUs with AMX bf16 units, as ``iterdce_train``).
 
 The default plan is sized for a GPU; on CPU its patch is scaled down (``--default-patch-scale``, 0.5 per axis
 unless given) and only a few iterations run. Every number printed says which patch and device it used.
@@ -24,11 +25,13 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from iterdce.network.precision import PRECISIONS, resolve_precision
 from iterdce.preprocessing.pipeline import plan_and_preprocess
 from iterdce.training.data_loader import PatchSampler, make_loader
 from iterdce.training.run_config import TrainingSetup
@@ -70,7 +73,7 @@ def make_phantom(work: Path, cases: int, shape: list[int]) -> Path:
     return simulate_dataset(raw, cases, shape=shape, seed=0, overwrite=True).dataset_dir
 
 
-def scaled_patch(patch: list[int], pools: list[list[int]], scale: float) -> list[int]:
+def scaled_patch(patch: Sequence[int], pools: Sequence[Sequence[int]], scale: float) -> list[int]:
     """``patch`` x ``scale`` per axis, rounded down to a multiple of the network's total pooling (at least one)."""
     divisor = [1, 1, 1]
     for pool in pools:
@@ -86,7 +89,7 @@ def forward_flops(trainer: WarmupTrainer, batch: dict[str, torch.Tensor]) -> int
 
 
 def bench_preset(raw: Path, work: Path, preset: str, iterations: int, patch_scale: float, device: str,
-                 num_workers: int) -> dict:
+                 num_workers: int, precision: str = "auto") -> dict:
     """Plan + preprocess ``raw`` with ``preset``, then time ``iterations`` training steps."""
     plans_name = f"plans_{preset}"
     plans = plan_and_preprocess(raw, work / "preprocessed", num_processes=min(4, os.cpu_count() or 1),
@@ -96,7 +99,7 @@ def bench_preset(raw: Path, work: Path, preset: str, iterations: int, patch_scal
         plans = plans.replace(patch_size=scaled_patch(planned_patch, plans.network.pool_per_stage, patch_scale))
     setup = TrainingSetup(work / "preprocessed" / DATASET, work / "results" / DATASET, plans_name, fold=0,
                           epochs=1, iterations_per_epoch=iterations, num_workers=num_workers, device=device,
-                          progress=False, plans=plans)
+                          progress=False, plans=plans, precision=precision)
     trainer = WarmupTrainer(setup)
     device_ = trainer.device
     sampler = PatchSampler(setup.data_dir, trainer.train_cases, plans.patch_size, plans.batch_size,
@@ -130,7 +133,8 @@ def bench_preset(raw: Path, work: Path, preset: str, iterations: int, patch_scal
     total_s = time.perf_counter() - start
     per_iteration = statistics.median(step_times)  # robust to other processes stealing the CPU now and then
     result = {
-        "preset": preset, "device": str(device_), "torch_threads": torch.get_num_threads(),
+        "preset": preset, "device": str(device_), "precision": trainer.precision,
+        "torch_threads": torch.get_num_threads(),
         "num_workers": num_workers, "planned_patch": planned_patch, "patch": list(plans.patch_size),
         "batch_size": plans.batch_size, "features": list(plans.network.features_per_stage),
         "unrolled_steps": plans.max_phases - 2, "iterations": iterations,
@@ -157,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-nw", "--num-workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="background data workers (default as iterdce_train: min(2, cores))")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="as iterdce_train (default auto)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if args.threads:
@@ -171,25 +176,26 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for preset in args.presets:
         reference = {"matmul_fp32_gflops": matmul_gflops(device)}  # measured next to each preset's timing
-        if cuda:
+        bf16 = resolve_precision(args.precision, device) == "bf16"
+        if bf16:
             reference["matmul_bf16_gflops"] = matmul_gflops(device, torch.bfloat16)
         if preset == "default":
             iterations = args.default_iterations or (20 if cuda else 3)
             scale = args.default_patch_scale if args.default_patch_scale is not None else (1.0 if cuda else 0.5)
         else:
             iterations, scale = args.iterations, 1.0
-        r = bench_preset(raw, args.work, preset, iterations, scale, str(device), args.num_workers)
+        r = bench_preset(raw, args.work, preset, iterations, scale, str(device), args.num_workers, args.precision)
         r.update(reference, fraction_of_matmul=r["achieved_gflops"] / reference["matmul_fp32_gflops"])
         results.append(r)
         patch = "x".join(map(str, r["patch"]))
         note = "" if r["patch"] == r["planned_patch"] else f" (plan: {'x'.join(map(str, r['planned_patch']))})"
-        print(f"{preset:8s} patch {patch}{note}, batch {r['batch_size']}, features {r['features']}, "
+        print(f"{preset:8s} ({r['precision']}) patch {patch}{note}, batch {r['batch_size']}, features {r['features']}, "
               f"{r['unrolled_steps']} steps, {r['iterations']} it: {r['s_per_iteration']:.3f} s/it "
               f"(mean {r['mean_s_per_iteration']:.3f}), "
               f"data wait {100 * r['data_wait_fraction']:.1f}% (loader start-up {r['loader_startup_s']:.2f} s), "
               f"{r['forward_gflop']:.2f} GFLOP fwd -> {r['achieved_gflops']:.1f} GFLOP/s = "
               f"{100 * r['fraction_of_matmul']:.0f}% of fp32 matmul ({r['matmul_fp32_gflops']:.1f} GFLOP/s"
-              + (f", bf16 {r['matmul_bf16_gflops']:.1f}" if cuda else "") + ")")
+              + (f", bf16 {r['matmul_bf16_gflops']:.1f}" if bf16 else "") + ")")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -103,6 +103,7 @@ def worker(args: argparse.Namespace) -> None:
     """Time ``--steps`` training steps of one method in this fresh process; print a JSON line."""
     from bench_predict import PeakSampler
 
+    from iterdce.network.precision import autocast_context, resolve_precision
     from iterdce.training.losses import SynthesisLoss
 
     torch.set_num_threads(args.threads)
@@ -113,7 +114,8 @@ def worker(args: argparse.Namespace) -> None:
     generator = torch.Generator().manual_seed(1)
     data = torch.randn(args.batch, len(TIMES_S), *args.patch, generator=generator).to(device)
     times = torch.tensor(TIMES_S).expand(args.batch, -1).to(device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    chosen = resolve_precision(args.precision if args.worker == "iterdce" else args.peer_precision, device)
+    autocast = autocast_context(chosen, device)
 
     def step() -> Tensor:
         optimizer.zero_grad(set_to_none=True)
@@ -135,12 +137,15 @@ def worker(args: argparse.Namespace) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    print(json.dumps({"method": args.worker, "s_per_step": seconds / args.steps, "cpu_s_per_step": cpu / args.steps,
+    print(json.dumps({"method": args.worker, "precision": chosen, "s_per_step": seconds / args.steps,
+                      "cpu_s_per_step": cpu / args.steps,
                       "peak_mb": memory.peak / 2**20, "parameters": sum(p.numel() for p in model.parameters()),
                       "final_loss": float(losses[-1])}))
 
 
 def main() -> None:
+    from iterdce.network.precision import PRECISIONS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patch", type=int, nargs=3, default=[64, 64, 32])
     parser.add_argument("--batch", type=int, default=2)
@@ -148,6 +153,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each method (median reported)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="iterdce's arithmetic, as iterdce_train's flag (default auto)")
+    parser.add_argument("--peer-precision", default="auto", choices=PRECISIONS,
+                        help="the peer's arithmetic (default auto: the same rule as iterdce's)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--worker", choices=["iterdce", "monai"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -159,6 +168,7 @@ def main() -> None:
         for method in runs:  # alternating, so a change in machine load hits both
             command = [sys.executable, __file__, "--worker", method, "--device", args.device, "--threads",
                        str(args.threads), "--batch", str(args.batch), "--steps", str(args.steps),
+                       "--precision", args.precision, "--peer-precision", args.peer_precision,
                        "--patch", *map(str, args.patch)]
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode:
@@ -167,13 +177,14 @@ def main() -> None:
             print(f"  {method:8s} {runs[method][-1]}", flush=True)
     summary = {m: {"s_per_step": statistics.median(r["s_per_step"] for r in rs),
                    "cpu_s_per_step": statistics.median(r["cpu_s_per_step"] for r in rs),
-                   "peak_mb": max(r["peak_mb"] for r in rs), "parameters": rs[0]["parameters"]}
+                   "peak_mb": max(r["peak_mb"] for r in rs), "parameters": rs[0]["parameters"],
+                   "precision": rs[0]["precision"]}
                for m, rs in runs.items()}
     print(f"device {args.device} ({args.threads} threads), patch {args.patch}, batch {args.batch}, "
           f"features {FEATURES}, {len(TIMES_S) - 2} unrolled steps, {args.steps} timed steps x {args.repeats} runs; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     for method, s in summary.items():
-        print(f"  {method:8s} {s['s_per_step']:7.2f} s/step (CPU {s['cpu_s_per_step']:.2f} s)  "
+        print(f"  {method:8s} ({s['precision']}) {s['s_per_step']:7.2f} s/step (CPU {s['cpu_s_per_step']:.2f} s)  "
               f"peak +{s['peak_mb']:.0f} MB  {s['parameters'] / 1e6:.2f} M parameters")
     ratio = summary["iterdce"]["s_per_step"] / summary["monai"]["s_per_step"]
     print(f"iterdce / MONAI peer: time {ratio:.2f}x, CPU time "

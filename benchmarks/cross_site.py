@@ -42,6 +42,7 @@ from cross_site_data import (  # noqa: E402
 
 from iterdce.evaluation.baselines import REGRESSION_FILE, REGRESSION_FORMAT  # noqa: E402
 from iterdce.evaluation.regression_baseline import fit_fold_regression, load_regression  # noqa: E402
+from iterdce.network.precision import PRECISIONS  # noqa: E402
 
 PAPER_LOSS: dict[str, Any] = {"loss_weights": {"l1": 0.1, "ssim": 1.0, "perceptual": 1.0, "gradient_difference": 0.1,
                                "lesion_l1": 0.0},
@@ -62,6 +63,8 @@ VARIANTS: dict[str, dict] = {
     "preset": {},  # the plan exactly as the preset writes it
     # the preset with 3x the lesion term and 3x the learning rates (documentation/training.md, hypothesis 3)
     "preset_lesion3_lr3": {"loss_weights": {"lesion_l1": 3.0}, "optimizer": {"lr": 9e-4, "recursive_lr": 3e-4}},
+    # the preset with the contrast-uptake augmentation on half the samples (training.md, hypothesis 4)
+    "preset_enhscale": {"augmentation": {"probability_enhancement_scale": 0.5}},
 }
 
 
@@ -111,7 +114,7 @@ def run_one(job: dict) -> dict:
     results = Path(job["results"])
     setup = TrainingSetup(Path(job["preprocessed"]), results, fold="all", num_workers=job["workers"],
                           device=job["device"], seed=job["seed"], resume=True, plans=job["plans"], progress=False,
-                          pretrained_weights=job.get("pretrained_weights"))
+                          pretrained_weights=job.get("pretrained_weights"), precision=job.get("precision", "auto"))
     trainer = run_stages("RecursiveTrainer", setup)
     train_s = time.perf_counter() - start
     model_folder = trainer.output.parent
@@ -128,7 +131,8 @@ def evaluate_model(model_folder: Path, job: dict, train_s: float, start: float) 
 
     results = Path(job["results"])
     predictor = IterativePredictor(model_folder, PredictionSettings(folds=["all"], device=job["device"],
-                                                                    progress=False))
+                                                                    progress=False,
+                                                                    precision=job.get("precision", "auto")))
     pred_dir = results / "test_predictions"
     predictor.predict_folder(Path(job["test_inputs"]), pred_dir)
     test_dir = Path(job["test_dir"])
@@ -205,6 +209,8 @@ def main() -> None:
                         help="override the preset's epochs (default: the preset's budget)")
     parser.add_argument("--iterations", type=int, help="override the preset's iterations per epoch")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="network arithmetic; other than auto, it is added to each run's name (preset_bf16)")
     parser.add_argument("--parallel", type=int, default=1, help="(variant, seed) runs at once")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per run")
     parser.add_argument("--workers", type=int, default=1, help="data workers per run")
@@ -266,10 +272,13 @@ def main() -> None:
     if args.iterations:
         budget.update(iterations_per_epoch=args.iterations)
     plans = deep_merge(plans, {"training": budget})
-    common = {"threads": args.threads, "workers": args.workers, "device": args.device,
+    common = {"threads": args.threads, "workers": args.workers, "device": args.device, "precision": args.precision,
               "test_inputs": str(test_inputs), "test_dir": str(test_dir), "regression": str(regression_path)}
 
+    suffix = "" if args.precision == "auto" else f"_{args.precision}"
+
     def job(variant: str, seed: int, preprocessed_dataset: Path, tag: str, **extra) -> dict:
+        tag += suffix
         return {**common, "variant": tag, "seed": seed, "plans": deep_merge(plans, VARIANTS[variant]),
                 "preprocessed": str(preprocessed_dataset),
                 "results": str(args.workdir / "results" / f"{tag}_seed{seed}" / preprocessed_dataset.name), **extra}
@@ -292,16 +301,16 @@ def main() -> None:
     records: list[dict] = []
     run_jobs(phase1, records, args, out, plans, clock)
     if pretrain_dirs and not args.train_only:
-        export_model(Path(phase1[-1]["results"]) / "RecursiveTrainer__plans", out, "pretrained_all_sites")
+        export_model(Path(phase1[-1]["results"]) / "RecursiveTrainer__plans", out, f"pretrained_all_sites{suffix}")
     if finetune_dirs and not args.train_only:
         ranked = aggregate(records)
-        best = min((v for v in args.variants if v in ranked and ranked[v]["ee_last"]),
-                   key=lambda v: ranked[v]["ee_last"]["mean"])
+        best = min((v for v in args.variants if v + suffix in ranked and ranked[v + suffix]["ee_last"]),
+                   key=lambda v: ranked[v + suffix]["ee_last"]["mean"])
         tune_pre, _, _ = prepare_training_set(finetune_dirs, raw_root, preprocessed, "Dataset897_FinetuneSiteD",
                                               args.preset, args.jobs, plan_from=train_pre / "plans.json")
         phase2 = []
         for seed in args.seeds:
-            source = args.workdir / "results" / f"{best}_seed{seed}" / train_pre.name
+            source = args.workdir / "results" / f"{best}{suffix}_seed{seed}" / train_pre.name
             checkpoint = source / "RecursiveTrainer__plans" / "fold_all" / "checkpoint_final.pth"
             phase2.append(job(best, seed, tune_pre, f"{best}+finetune{args.finetune_cases}",
                               pretrained_weights=str(checkpoint)))

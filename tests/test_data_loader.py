@@ -232,3 +232,36 @@ def test_bias_field_is_smooth_bounded_and_shared_by_all_phases() -> None:
     inside[0, 0, 0] = False
     for k, c in enumerate(factors):
         np.testing.assert_allclose(out[k][inside], out[0][inside] * c, rtol=1e-5)
+
+
+def test_enhancement_scale_changes_only_the_height_of_every_curve() -> None:
+    from iterdce.training.enhancement_scale import EnhancementScaleTransform
+
+    rng = np.random.default_rng(4)
+    data = rng.normal(0.0, 1.0, (3, 5, 6, 6, 4)).astype(np.float32)  # [B, phases, X, Y, Z]
+    doubled = EnhancementScaleTransform((2.0, 2.0), 1.0)(data=data.copy())["data"]
+    np.testing.assert_array_equal(doubled[:, 0], data[:, 0])  # the pre-contrast phase is kept
+    np.testing.assert_allclose(doubled[:, 1:] - doubled[:, :1], 2.0 * (data[:, 1:] - data[:, :1]), rtol=1e-5,
+                               atol=1e-5)
+    np.random.seed(7)
+    drawn = EnhancementScaleTransform((0.67, 1.5), 1.0)(data=data.copy())["data"]
+    for b in range(3):  # one factor per sample, within the range, shared by every phase and voxel
+        factor = (drawn[b, 1:] - drawn[b, :1]) / (data[b, 1:] - data[b, :1])
+        assert 0.67 - 1e-4 <= float(np.median(factor)) <= 1.5 + 1e-4
+        np.testing.assert_allclose(factor, np.median(factor), rtol=1e-3)
+    np.random.seed(7)
+    again = EnhancementScaleTransform((0.67, 1.5), 1.0)(data=data.copy())["data"]
+    np.testing.assert_array_equal(drawn, again)  # deterministic per seed
+    np.random.seed(7)
+    state = np.random.get_state()[1].copy()
+    off = EnhancementScaleTransform((0.67, 1.5), 0.0)(data=data.copy())["data"]
+    np.testing.assert_array_equal(off, data)
+    assert np.array_equal(np.random.get_state()[1], state)  # off draws nothing: older runs keep their streams
+
+
+def test_enhancement_scale_is_off_by_default_and_checked_by_the_plan() -> None:
+    assert AugmentationPlan().probability_enhancement_scale == 0.0
+    bad = AugmentationPlan(enhancement_scale_range=(0.0, 1.5))
+    assert any("enhancement_scale_range must be positive" in p for p in bad.problems())
+    names = [type(t).__name__ for t in build_transforms([8, 8, 4], AugmentationPlan()).transforms]
+    assert names.index("EnhancementScaleTransform") < names.index("GammaTransform")

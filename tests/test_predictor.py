@@ -167,7 +167,7 @@ def random_inputs(shape, seed: int = 0) -> torch.Tensor:
 def test_single_tile_prediction_equals_whole_volume_forward():
     model = make_model(seed=1, scale=0.5)
     inputs, times = random_inputs(PATCH), torch.tensor(TIMES)
-    tiled = predict_volume([model], inputs, times, PATCH, n_targets=4)
+    tiled = predict_volume([model], inputs, times, PATCH, n_targets=4, precision="fp32")
     with torch.no_grad():
         whole = model(inputs[None], times[None])[0]
     assert tiled.shape == (4, *PATCH)
@@ -179,7 +179,7 @@ def test_multi_tile_prediction_matches_per_tile_reference():
     """Tile-major: every tile runs all steps on its own, then each step is Gaussian-blended into its phase."""
     model, shape = make_model(seed=2, scale=0.5), (24, 20, 11)
     inputs, times = random_inputs(shape, seed=3), torch.tensor(TIMES)
-    result = predict_volume([model], inputs, times, PATCH, n_targets=4, tile_batch=3)
+    result = predict_volume([model], inputs, times, PATCH, n_targets=4, tile_batch=3, precision="fp32")
     weights = gaussian_importance_map(PATCH, min_weight=importance_floor(PATCH))
     accumulator, weight_sum = torch.zeros(4, *shape), torch.zeros(shape)
     with torch.no_grad():

@@ -37,10 +37,11 @@ def folder(tmp_path, base_plans):  # noqa: F811
 
 
 def test_patch_is_the_default_with_the_output_and_the_mark_of_before(folder):
-    predictor = predictor_for(folder)
+    predictor = predictor_for(folder, precision="fp32")  # the CPU's arithmetic before --precision
     assert predictor.settings.tile_size == "patch"
     assert predictor.tile_for(VOLUME[1:]) == PATCH
-    reference = predict_volume(predictor.models, torch.from_numpy(inputs()), torch.tensor(TIMES), PATCH, 4)
+    reference = predict_volume(predictor.models, torch.from_numpy(inputs()), torch.tensor(TIMES), PATCH, 4,
+                               precision="fp32")
     np.testing.assert_array_equal(predictor.synthesize_normalized(inputs(), np.array(TIMES)), reference.numpy())
     # the provenance of 'patch' is that of the settings before tiles could be chosen: outputs stay 'done'
     before = model_id([folder / "fold_0" / "checkpoint_final.pth"], {"tta": False, "step": 0.5})

@@ -1,7 +1,7 @@
 """Pieces shared by the command-line modules, so every command spells a flag the same way.
 
-``-d/--dataset`` (required), ``-p/--plans-name``, ``-np/--num-processes``, ``--quiet``, the root flags, an
-example line in ``--help``, argument types, and error reporting.
+``-d/--dataset`` (required), ``-p/--plans-name``, ``-np/--num-processes``, ``--precision``, ``--quiet``, the
+root flags, an example line in ``--help``, argument types, and error reporting.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from iterdce.errors import IterdceError, JSONFileError, UsageError
+from iterdce.network.precision import PRECISIONS
 from iterdce.paths import Roots, resolve_roots
 from iterdce.preprocessing.splits import SPLITS_FILE, read_splits
 
@@ -35,6 +36,13 @@ def add_processes_argument(parser: argparse.ArgumentParser, default: int, what: 
     """-np/--num-processes: the one spelling of parallelism."""
     parser.add_argument("-np", "--num-processes", type=positive_int, default=default,
                         help=f"{what} (default {default})")
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """--precision: the network's arithmetic (network/precision.py)."""
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="network arithmetic: bf16 autocast or float32 (default auto: bf16 on CUDA and on CPUs "
+                             "with AMX bf16 units, else float32)")
 
 
 def add_quiet_argument(parser: argparse.ArgumentParser) -> None:

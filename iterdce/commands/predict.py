@@ -9,6 +9,7 @@ from pathlib import Path
 from iterdce.commands.common import (
     add_dataset_argument,
     add_plans_argument,
+    add_precision_argument,
     add_quiet_argument,
     add_root_arguments,
     new_parser,
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="synthesize the phases at these acquisition times (s after injection, increasing, "
                              "after the inputs) for every case (default: a case's own times from <case>.json, else "
                              "the plan's default protocol); outputs are numbered from the first target phase on")
+    add_precision_argument(parser)
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation")
     parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     parser.add_argument("--save-kinetic-map", action="store_true", help="also write <case>_kinetics.nii.gz")
@@ -97,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             model_folder, folds = results / model_folder_name(args.trainer, args.plans_name), args.folds
         settings = PredictionSettings(folds, args.checkpoint, rank_device(args.device), args.tile_batch,
                                       args.step_size, tta=args.tta, progress=not args.quiet, tile_size=args.tile_size,
-                                      target_times=args.target_times, tile_memory_gb=args.tile_memory_gb)
+                                      target_times=args.target_times, tile_memory_gb=args.tile_memory_gb,
+                                      precision=args.precision)
         predictor = IterativePredictor(model_folder, settings)
         if args.output_format == "dicom":
             exporter = DicomExporter(predictor, f"{model_folder.parent.name}/{model_folder.name}",

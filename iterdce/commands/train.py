@@ -12,6 +12,7 @@ from iterdce.commands.common import (
     INTERRUPTED,
     add_dataset_argument,
     add_plans_argument,
+    add_precision_argument,
     add_quiet_argument,
     add_root_arguments,
     check_folds,
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="initialise the first stage from this checkpoint (same network; e.g. the shipped "
                              "phantom-pretrained model, then fine-tune on your cases)")
     parser.add_argument("--seed", type=int, default=12345, help="random seed (default 12345)")
+    add_precision_argument(parser)
     add_quiet_argument(parser)
     add_root_arguments(parser)
     return parser
@@ -75,13 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         require_writable_folder(roots.results / preprocessed.name, "--results")
         setup = TrainingSetup(preprocessed, roots.results / preprocessed.name, args.plans_name, args.fold,
                               args.epochs, args.iterations_per_epoch, workers, args.device, args.seed, args.resume,
-                              progress=not args.quiet, pretrained_weights=args.pretrained_weights)
+                              progress=not args.quiet, pretrained_weights=args.pretrained_weights,
+                              precision=args.precision)
         contexts.append(init_distributed(args.device))
         context = contexts[0]
         trainer = run_stages(args.trainer, setup, context)
         if context.is_main and not args.no_validation:
             train_cases, val_cases = setup.fold_cases()
-            settings = PredictionSettings(device=str(context.device), progress=setup.progress)
+            settings = PredictionSettings(device=str(context.device), progress=setup.progress,
+                                          precision=args.precision)
             summary = validate_fold(trainer.output.parent, args.fold, setup.data_dir, val_cases, settings,
                                     train_case_ids=train_cases, region=args.region)
             print(summary_table(summary))

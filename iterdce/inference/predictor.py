@@ -26,6 +26,7 @@ from iterdce.inference.provenance import DESCRIPTION_PREFIX, OutputState, descri
 from iterdce.inference.tile_choice import AUTO, PATCH, NetworkShape, choose_tile, memory_budget
 from iterdce.inference.tiled import predict_volume
 from iterdce.json_io import read_json
+from iterdce.network.precision import resolve_precision
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.plans_io import load_plans
 from iterdce.preprocessing.preprocessor import restore_phases
@@ -50,6 +51,7 @@ class PredictionSettings:
     tile_size: Sequence[int] | str = PATCH
     target_times: Sequence[float] | None = None  # None: each case's own times, else the plan's default protocol
     tile_memory_gb: float | None = None  # auto tiles' budget per forward (None: tile_choice's default)
+    precision: str = "auto"  # the network's arithmetic (network/precision.py)
 
     def provenance(self) -> dict:
         """The settings that change the output voxels (hashed into the provenance mark with the checkpoints).
@@ -76,7 +78,11 @@ class IterativePredictor:
         self.models, self.folds, self.model_config = load_fold_models(
             self.model_folder, self.settings.folds, self.settings.checkpoint, self.device)
         checkpoints = [self.model_folder / fold / f"checkpoint_{self.settings.checkpoint}.pth" for fold in self.folds]
-        self.model_id = model_id(checkpoints, self.settings.provenance())
+        self.precision = resolve_precision(self.settings.precision, self.device)
+        # the mark of outputs predicted before --precision existed holds: bf16 on CUDA, float32 on the CPU
+        usual = "bf16" if self.device.type == "cuda" else "fp32"
+        marked = {} if self.precision == usual else {"precision": self.precision}
+        self.model_id = model_id(checkpoints, {**self.settings.provenance(), **marked})
         self.input_phases = list(self.plans.input_phases)
         self.target_phases = list(self.plans.target_phases)  # the default protocol's; a case may have others
         expected = (self.input_phases, self.plans.max_phases)
@@ -145,7 +151,8 @@ class IterativePredictor:
         def run(stitch_device: torch.device | None, tile_batch: int, tile: list[int]) -> np.ndarray:
             return predict_volume(self.models, tensor, times, tile, len(times_s) - len(self.input_phases),
                                   tile_batch, self.settings.step_fraction, self.mirror_axes,
-                                  stitch_device=stitch_device, progress=self.settings.progress).cpu().numpy()
+                                  stitch_device=stitch_device, progress=self.settings.progress,
+                                  precision=self.precision).cpu().numpy()
 
         for index, attempt in enumerate(attempts[:-1]):
             try:

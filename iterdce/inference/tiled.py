@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +22,7 @@ from iterdce.inference.sliding_window import (
     pad_to_patch,
     tile_grid,
 )
+from iterdce.network.precision import autocast_context, resolve_precision
 
 
 def mirror_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
@@ -88,7 +88,7 @@ def blend_batch(accumulator: Tensor, weight_sum: Tensor, outputs: Tensor, tiles:
 def predict_volume(models: Sequence[nn.Module], inputs: Tensor, times_s: Tensor, patch_size: Sequence[int],
                    n_targets: int, tile_batch: int = 4, step_fraction: float = 0.5,
                    mirror_axes: Sequence[int] = (), stitch_device: torch.device | None = None,
-                   progress: bool = False) -> Tensor:
+                   progress: bool = False, precision: str = "auto") -> Tensor:
     """Synthesized phases [n_targets, X, Y, Z] (float32, on ``stitch_device``) for ``inputs`` [n_in, X, Y, Z].
 
     Volumes smaller than the patch are padded with their minimum and cropped back. Tiles are weighted with a
@@ -105,6 +105,7 @@ def predict_volume(models: Sequence[nn.Module], inputs: Tensor, times_s: Tensor,
         mirror_axes: test-time mirroring over every subset of these axes (empty: none).
         stitch_device: where the accumulators live (default: the inputs' device; the CPU saves GPU memory).
         progress: show a progress bar over tile batches.
+        precision: the network's arithmetic (``auto``, ``bf16``, ``fp32``; network/precision.py).
     """
     if tile_batch < 1:
         raise ValueError(f"tile_batch must be >= 1, got {tile_batch}")
@@ -118,7 +119,7 @@ def predict_volume(models: Sequence[nn.Module], inputs: Tensor, times_s: Tensor,
     accumulator = torch.zeros((n_targets, *spatial), dtype=torch.float32, device=stitch_device)
     weight_sum = torch.zeros(spatial, dtype=torch.float32, device=stitch_device)
     times = times_s.to(device=device, dtype=torch.float32)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    autocast = autocast_context(resolve_precision(precision, device), device)
     for model in models:
         model.eval()
     with autocast:

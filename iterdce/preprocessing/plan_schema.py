@@ -143,14 +143,22 @@ class AugmentationPlan:
     probability_bias_field: float = 0.2
     noise_variance: tuple[float, ...] = (0.0, 0.05)
     probability_noise: float = 0.15
+    # contrast uptake differs between sites (agent, dose, flip angle, AIF): every post-contrast phase's
+    # change from the pre-contrast phase is multiplied by one log-uniform factor per sample (off by default)
+    enhancement_scale_range: tuple[float, ...] = (0.67, 1.5)
+    probability_enhancement_scale: float = 0.0
 
     def problems(self) -> list[str]:
         found = [f"augmentation.{f.name} must be in [0, 1]" for f in dataclasses.fields(self)
                  if f.name.startswith("probability_") and not 0 <= getattr(self, f.name) <= 1]
-        for name in ("scale_range", "gamma_range", "multiplicative_range", "noise_variance"):
+        for name in ("scale_range", "gamma_range", "multiplicative_range", "noise_variance",
+                     "enhancement_scale_range"):
             low_high = getattr(self, name)
             if len(low_high) != 2 or low_high[0] > low_high[1] or low_high[0] < 0:
                 found.append(f"augmentation.{name} must be [low, high] with 0 <= low <= high, got {list(low_high)}")
+        if len(self.enhancement_scale_range) == 2 and self.enhancement_scale_range[0] <= 0:
+            found.append("augmentation.enhancement_scale_range must be positive (a log-uniform factor), got "
+                         f"{list(self.enhancement_scale_range)}")
         if any(a not in (0, 1, 2) for a in self.mirror_axes):
             found.append(f"augmentation.mirror_axes must be among 0, 1, 2, got {list(self.mirror_axes)}")
         return found

@@ -1,6 +1,7 @@
 """Augmentation with batchgenerators: one spatial transform shared by every phase and mask of a sample,
 intensity changes (gamma, brightness, a receive-coil bias field) shared by all phases, so the enhancement
-kinetics between phases survive; noise is drawn independently per phase, as on a scanner.
+kinetics between phases survive; optionally one contrast-uptake factor on every phase's enhancement
+(enhancement_scale.py); noise is drawn independently per phase, as on a scanner.
 
 Rotation is in-plane (about the canonical inferior-superior axis): breast DCE slabs are acquired axially
 or sagittally with thick slices, and out-of-plane rotation would interpolate across them. Mirroring is
@@ -20,6 +21,7 @@ from batchgenerators.transforms.spatial_transforms import MirrorTransform, Spati
 
 from iterdce.preprocessing.plan_schema import AugmentationPlan
 from iterdce.training.bias_field import BiasFieldTransform
+from iterdce.training.enhancement_scale import EnhancementScaleTransform
 
 
 def extraction_size(patch_size: Sequence[int], augmentation: AugmentationPlan | None) -> list[int]:
@@ -48,6 +50,7 @@ def build_transforms(patch_size: Sequence[int], augmentation: AugmentationPlan |
             border_mode_seg="constant", border_cval_seg=0, order_seg=0, random_crop=False,
             p_rot_per_sample=p_spatial, p_scale_per_sample=p_spatial,
         ),
+        EnhancementScaleTransform(tuple(a.enhancement_scale_range), a.probability_enhancement_scale),
         GammaTransform(tuple(a.gamma_range), per_channel=False, retain_stats=True,
                        p_per_sample=a.probability_gamma),
         BrightnessMultiplicativeTransform(tuple(a.multiplicative_range), per_channel=False,

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from iterdce.errors import JSONFileError, UsageError
+from iterdce.network.precision import PRECISIONS
 from iterdce.paths import model_folder_name
 from iterdce.preprocessing.pipeline import data_folder
 from iterdce.preprocessing.plan_schema import Plans
@@ -30,6 +31,7 @@ class TrainingSetup:
     progress: bool = True
     plans: Plans | dict[str, Any] | None = None
     pretrained_weights: Path | None = None  # initialise the first stage from this checkpoint
+    precision: str = "auto"  # network arithmetic: auto, bf16 or fp32 (network/precision.py)
 
     def __post_init__(self) -> None:
         """Check the budget flags; read the plan when none is given (a given plan, typed or in JSON form, is
@@ -38,6 +40,8 @@ class TrainingSetup:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.num_workers < 0:
             raise UsageError(f"-np/--num-processes must be >= 0, got {self.num_workers}")
         if self.plans is None:

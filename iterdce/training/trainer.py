@@ -9,7 +9,6 @@ A variant is one subclass (variants.py); its name, registry entry and output fol
 from __future__ import annotations
 
 import shutil
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -24,6 +23,7 @@ from iterdce.errors import TrainingDivergedError
 from iterdce.evaluation.baselines import REGRESSION_FILE
 from iterdce.evaluation.regression_baseline import fit_fold_regression
 from iterdce.fault_injection import fault_point
+from iterdce.network.precision import autocast_context, resolve_precision
 from iterdce.network.synthesizer import build_synthesizer, model_config
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.training.checkpoint import (
@@ -83,8 +83,8 @@ class Trainer:
         self.loss = self.build_loss()
         self.base_lr = float(getattr(self.plans.optimizer, self.lr_from))
         self.optimizer = self.build_optimizer()
-        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
-                         else nullcontext())
+        self.precision = resolve_precision(setup.precision, self.device)
+        self.autocast = autocast_context(self.precision, self.device)
 
     # ----- extension points: a variant overrides one of these ------------------------------------------
     def build_model(self) -> nn.Module:
@@ -168,8 +168,8 @@ class Trainer:
     # ----- the loop ---------------------------------------------------------------------------------
     def notes(self) -> list[str]:
         return [f"{self.name} fold {self.setup.fold}: {len(self.train_cases)} training / {len(self.val_cases)} "
-                f"validation cases, {self.total_epochs} epochs x {self.iterations} iterations, device {self.device}, "
-                f"world size {self.context.world_size}", self.loss.describe()]
+                f"validation cases, {self.total_epochs} epochs x {self.iterations} iterations, device {self.device} "
+                f"({self.precision}), world size {self.context.world_size}", self.loss.describe()]
 
     def step_loss(self, predictions: Tensor, target: Tensor, batch: dict[str, Tensor]) -> Tensor:
         """Mean synthesis loss over the target phases each case has (inside the patch's body foreground when the
