@@ -84,7 +84,7 @@ def test_a_prior_of_other_terms_is_refused():
 def test_version_2_plans_migrate_without_a_prior():
     raw = {"version": 2, "network": dict(NETWORK)}
     migrated = migrate_plans(raw)
-    assert migrated["version"] == 3 and migrated["network"]["kinetic_prior"] is False
+    assert migrated["version"] == 4 and migrated["network"]["kinetic_prior"] is False
     assert "kinetic_prior" not in raw["network"]  # a copy
 
 

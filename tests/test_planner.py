@@ -199,7 +199,7 @@ def test_plan_round_trips_and_broken_plans_are_rejected_naming_the_file(tmp_path
         return str(info.value)
 
     assert "missing key patch_size" in broken(lambda p: p.pop("patch_size"))
-    assert "version 4 is not supported" in broken(lambda p: p.update(version=4))
+    assert "version 5 is not supported" in broken(lambda p: p.update(version=5))
     assert "reference_phase must be one of input_phases" in broken(lambda p: p["normalization"].update(
         reference_phase=4))
     assert "batch_size must be an integer, got '8'" in broken(lambda p: p.update(batch_size="8"))
@@ -226,14 +226,33 @@ def test_plan_round_trips_and_broken_plans_are_rejected_naming_the_file(tmp_path
     assert not (tmp_path / "never.json").exists()
 
 
+def as_version_3(plans: dict) -> dict:
+    """A current plan written as version 3 did: no contrast-uptake augmentation keys."""
+    old = json.loads(json.dumps(plans))
+    del old["augmentation"]["enhancement_scale_range"], old["augmentation"]["probability_enhancement_scale"]
+    old["version"] = 3
+    return old
+
+
 def as_version_2(plans: dict) -> dict:
     """A current plan written as version 2 did: one protocol, ``phase_times_s`` and ``target_phases`` indices."""
-    old = json.loads(json.dumps(plans))
+    old = as_version_3(plans)
     times = old.pop("input_times_s") + old.pop("target_times_s")
     n_in = len(old["input_phases"])
     del old["max_phases"], old["trained_target_times_s"]
     old.update(version=2, phase_times_s=times, target_phases=list(range(n_in, len(times))))
     return old
+
+
+def test_version_3_plans_are_migrated_with_the_uptake_augmentation_off(tmp_path: Path) -> None:
+    plans = plan_json(fingerprint([(0.8, 0.8, 2.0)] * 4, [(96, 96, 40)] * 4))
+    assert plans["version"] == 4 and plans["augmentation"]["probability_enhancement_scale"] == 0.0
+    path = tmp_path / "plans.json"
+    path.write_text(json.dumps(as_version_3(plans)))
+    assert load_plans(path).to_dict() == plans
+    shipped = load_plans(Path(__file__).resolve().parents[1] / "iterdce" / "pretrained" / "phantom_sites" /
+                         "plans.json")  # the shipped model's plan, written as version 3
+    assert shipped.augmentation.probability_enhancement_scale == 0.0
 
 
 def test_version_2_plans_are_migrated_when_read(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Union
 from iterdce.errors import IterdceError
 from iterdce.training.losses import DEFAULT_LOSS_WEIGHTS, LOSS_TERMS
 
-PLANS_VERSION = 3
+PLANS_VERSION = 4
 MASK_KINDS = ("breast", "foreground", "nonzero")
 # where the loss is averaged: the whole patch (the paper) or the body foreground of the patch only
 LOSS_MASKS = ("none", "foreground")

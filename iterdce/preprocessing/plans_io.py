@@ -12,7 +12,7 @@ from typing import Any
 from iterdce.atomic import write_json_atomic
 from iterdce.errors import JSONFileError
 from iterdce.json_io import read_json
-from iterdce.preprocessing.plan_schema import PLANS_VERSION, Plans, PlansError
+from iterdce.preprocessing.plan_schema import PLANS_VERSION, AugmentationPlan, Plans, PlansError
 from iterdce.training.losses import OPTIONAL_LOSS_TERMS
 
 __all__ = ["PLANS_VERSION", "Plans", "PlansError", "as_plans", "load_plans", "migrate_plans", "save_plans"]
@@ -30,6 +30,19 @@ def migrate_plans(raw: dict[str, Any]) -> dict[str, Any]:
         out = _version_1_to_2(out)
     if out.get("version") == 2:
         out = _version_2_to_3(out)
+    if out.get("version") == 3:
+        out = _version_3_to_4(out)
+    return out
+
+
+def _version_3_to_4(raw: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 -> 4: the augmentation gained the contrast-uptake factor (off, as before)."""
+    out = copy.deepcopy(raw)
+    if isinstance(out.get("augmentation"), dict):
+        defaults = AugmentationPlan()
+        out["augmentation"].setdefault("enhancement_scale_range", list(defaults.enhancement_scale_range))
+        out["augmentation"].setdefault("probability_enhancement_scale", 0.0)
+    out["version"] = 4
     return out
 
 
