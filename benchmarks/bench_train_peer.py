@@ -5,7 +5,9 @@ with a ConvLSTM on the full-resolution features and a time embedding projected p
 of target and source time -> MLP -> 16 channels broadcast over the volume and concatenated to the input).
 iterdce's ``IterativeSynthesizer`` gets the same widths (28/32/64/128/256). Both unroll the same recursion with
 teacher forcing (the warm-up stage), use the same loss (iterdce's SynthesisLoss without the perceptual term),
-AdamW and gradient clipping, on the same random batch, patch and batch size.
+AdamW and gradient clipping, on the same random batch, patch and batch size. ``--precision`` is iterdce's
+arithmetic (``auto`` as ``iterdce_train``: bf16 autocast on CUDA and on CPUs with AMX bf16 units) and
+``--peer-precision`` the peer's (default the same rule; ``fp32`` for a peer run in plain float32).
 
 Each measurement runs in its own child process (the methods alternating), so peak memory (RSS above the level
 after the model is built, sampled every 2 ms; CUDA's allocator peak on a GPU) is not hidden by memory the other
