@@ -1,7 +1,7 @@
 """Which arithmetic the network runs in: bf16 autocast or float32, one rule for training and prediction.
 
 ``auto`` picks bf16 autocast on CUDA (as before) and on CPUs with native bf16 matrix units (Intel AMX with
-AVX-512 BF16), where oneDNN runs the 3D convolutions about 2.5x faster than in float32
+AVX-512 BF16), where oneDNN made a default-plan training step 1.5-2.7x faster than in float32
 (documentation/performance.md, "bf16 on the CPU"); on other CPUs bf16 would be emulated and slower, so
 ``auto`` stays float32 there. Weights, optimiser state, ConvLSTM states and the loss stay float32 either way
 (autocast only lowers the matrix products and convolutions).
