@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         if context.is_main and not args.no_validation:
             train_cases, val_cases = setup.fold_cases()
             settings = PredictionSettings(device=str(context.device), progress=setup.progress,
-                                          precision=args.precision)
+                                          precision=setup.precision)
             summary = validate_fold(trainer.output.parent, args.fold, setup.data_dir, val_cases, settings,
                                     train_case_ids=train_cases, region=args.region)
             print(summary_table(summary))
