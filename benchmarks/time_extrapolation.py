@@ -1,6 +1,7 @@
-"""How far outside its trained times a model's predictions hold: the shipped pretrained model (trained on
-target times of 123-512 s) predicts phantom cases acquired out to 645 s, and every synthesized
-phase is scored against the real one, next to the copy-last and linear baselines, per acquisition time.
+"""How far outside its trained times a model's predictions hold: the shipped pretrained model of sites A-C
+(``phantom_sites_abc``, trained on target times of 123-512 s) predicts phantom cases acquired out to 645 s, and
+every synthesized phase is scored against the real one, next to the copy-last and linear baselines, per
+acquisition time.
 
     python benchmarks/time_extrapolation.py --work /tmp/extrapolation [-n 4] [--shape 96 96 32]
 
@@ -24,6 +25,7 @@ def main() -> None:
     parser.add_argument("-n", "--num-cases", type=int, default=4)
     parser.add_argument("--shape", type=int, nargs=3, default=[96, 96, 32])
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--model", default="phantom_sites_abc", help="which shipped model (iterdce.pretrained)")
     args = parser.parse_args()
 
     from iterdce.evaluation.folders import evaluate_folders
@@ -42,8 +44,8 @@ def main() -> None:
         shutil.copy(path, early)
     for case in sorted({p.name[:-12] for p in early.glob("*_0000.nii.gz")}):  # the whole protocol: its own times
         (early / f"{case}.json").write_text(f'{{"phase_times_s": {list(TIMES_S)}}}')
-    predictor = IterativePredictor(pretrained_model_folder(), PredictionSettings(folds=[PRETRAINED_FOLD],
-                                                                                 device="cpu", progress=False))
+    settings = PredictionSettings(folds=[PRETRAINED_FOLD], device="cpu", progress=False)
+    predictor = IterativePredictor(pretrained_model_folder(args.model), settings)
     print(f"trained target times {predictor.plans.trained_target_times_s} s; predicting at {TIMES_S[2:]} s")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -12,6 +12,7 @@ from iterdce.preprocessing.fingerprint import compute_fingerprint, protocols_fou
 from iterdce.preprocessing.planner import plan_experiment, plan_summary
 from iterdce.preprocessing.plans_io import Plans, PlansError, as_plans, load_plans, save_plans
 from iterdce.preprocessing.topology import estimate_memory_gb, plan_topology
+from iterdce.pretrained import pretrained_model_folder
 from tests.helpers import make_raw_dataset
 
 TIMES = [0.0, 85.0, 155.0, 225.0, 295.0, 365.0, 435.0, 505.0]
@@ -250,8 +251,7 @@ def test_version_3_plans_are_migrated_with_the_uptake_augmentation_off(tmp_path:
     path = tmp_path / "plans.json"
     path.write_text(json.dumps(as_version_3(plans)))
     assert load_plans(path).to_dict() == plans
-    shipped = load_plans(Path(__file__).resolve().parents[1] / "iterdce" / "pretrained" / "phantom_sites" /
-                         "plans.json")  # the shipped model's plan, written as version 3
+    shipped = load_plans(pretrained_model_folder("phantom_sites_abc") / "plans.json")  # written as version 3
     assert shipped.augmentation.probability_enhancement_scale == 0.0
 
 

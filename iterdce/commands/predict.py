@@ -27,7 +27,7 @@ from iterdce.inference.predictor import IterativePredictor, PredictionSettings, 
 from iterdce.inference.tile_choice import CPU_BUDGET_GB, CUDA_FREE_FRACTION, PATCH, TILE_CHOICES
 from iterdce.output_checks import require_writable_folder
 from iterdce.paths import find_dataset, model_folder_name
-from iterdce.pretrained import PRETRAINED_FOLD, pretrained_model_folder
+from iterdce.pretrained import DEFAULT_PRETRAINED, PRETRAINED_FOLD, PRETRAINED_MODELS, pretrained_model_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,9 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-i", "--input", required=True, help="folder of <case>_0000.nii.gz, <case>_0001.nii.gz, ...")
     parser.add_argument("-o", "--output", required=True, help="folder for <case>_<pppp>.nii.gz outputs")
     add_dataset_argument(parser, required=False)
-    parser.add_argument("--pretrained", action="store_true",
-                        help="use the model shipped with iterdce (trained on the phantom's site profiles; "
-                             "no training needed) instead of a trained dataset's model")
+    parser.add_argument("--pretrained", nargs="?", const=DEFAULT_PRETRAINED, choices=list(PRETRAINED_MODELS),
+                        metavar="NAME", help="use a model shipped with iterdce (no training needed) instead of a "
+                        "trained dataset's model: " + "; ".join(f"{name}: {what}" for name, what in
+                                                                PRETRAINED_MODELS.items()))
     parser.add_argument("-f", "--folds", nargs="+", type=parse_fold, default=[0, 1, 2, 3, 4],
                         help="folds to average (default 0 1 2 3 4; missing ones are skipped with a warning)")
     parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", help="trainer name (default RecursiveTrainer)")
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         refuse_output_inside_input(Path(args.input), Path(args.output))
         require_writable_folder(args.output, "-o")
         if args.pretrained:
-            model_folder, folds = pretrained_model_folder(), [PRETRAINED_FOLD]
+            model_folder, folds = pretrained_model_folder(args.pretrained), [PRETRAINED_FOLD]
         else:
             results = find_dataset(args.dataset, roots.results, "results")
             model_folder, folds = results / model_folder_name(args.trainer, args.plans_name), args.folds
