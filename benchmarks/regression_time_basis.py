@@ -1,0 +1,94 @@
+"""Which time basis lets the voxel-wise kinetic regression (the baseline, and the network's kinetic prior) carry
+over to a protocol slower than the training sites'? Chosen without the held-out site, then shown on it.
+
+The regression models a voxel's change after the last input as a polynomial in time (``tau**1 .. tau**m``,
+kinetic_terms.py), with ``tau`` clipped to the training range. The held-out site of the cross-site benchmark is
+acquired later than every training site (site D's last phase 503-592 s; sites A-C at most 512 s), so its last
+phase is an extrapolation in time. This script fits each basis (time degree 1-3, with and without the clip) on
+training-site subsets and scores it on a training site left out -- above all on site A -> B and A -> C, where the
+test site's times lie beyond the fit's, as site D's lie beyond A-C's -- and only then on site D.
+
+Run after ``benchmarks/cross_site.py`` on the same workdir (it reuses the simulated sites and the A-C plan's
+preprocessed cases); no training, about 30 minutes on one core:
+
+  python benchmarks/regression_time_basis.py --workdir cross_site_work --out time_basis.json
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
+
+from iterdce.evaluation.baselines import KineticRegression, RegressionFitter  # noqa: E402
+from iterdce.evaluation.folders import evaluate_folders  # noqa: E402
+from iterdce.kinetic_terms import DEGREE  # noqa: E402
+from iterdce.training.data_loader import load_preprocessed  # noqa: E402
+
+SITE_FOLDERS = {"A": "Dataset900_SiteA", "B": "Dataset901_SiteB", "C": "Dataset902_SiteC", "D": "Dataset903_SiteD"}
+# (fitted on, scored on): leave one training site out, then the two extrapolations in time, then the held-out site
+SPLITS = (("BC", "A"), ("AC", "B"), ("AB", "C"), ("A", "B"), ("A", "C"), ("ABC", "D"))
+BASES = ((3, True), (3, False), (2, True), (2, False), (1, True))  # (time degree, clip tau to the fitted range)
+UNCLIPPED = 1e9
+
+
+def fit(data: Path, sites: str, time_degree: int, n_inputs: int) -> KineticRegression:
+    """The regression fitted on the preprocessed cases of ``sites`` (case names start with ``site<x>_``)."""
+    fitter = RegressionFitter(DEGREE, time_degree)
+    for path in sorted(data.glob("*.npz")):
+        if path.name[4].upper() in sites:
+            case = load_preprocessed(data, path.name[:-4])
+            fitter.add_case(case.data, case.times_s, n_inputs, case.mask > 0, case.lesion)
+    return fitter.fit()
+
+
+def score(model: KineticRegression, site_dir: Path, scratch: Path, n_inputs: int, name: str) -> dict[str, float]:
+    """Last-phase lesion enhancement error, SCC, curve-type accuracy and last-phase PSNR on one site's cases."""
+    targets = scratch / f"targets_{site_dir.name}"  # stands in for a prediction folder: only the baseline is scored
+    targets.mkdir(parents=True, exist_ok=True)
+    for path in sorted((site_dir / "imagesTr").glob("*.nii.gz")):
+        if int(path.name[-11:-7]) >= n_inputs and not (targets / path.name).exists():
+            (targets / path.name).symlink_to(path.resolve())
+    with contextlib.redirect_stdout(io.StringIO()):
+        summary = evaluate_folders(targets, site_dir / "imagesTr", scratch / name, site_dir / "labelsTr",
+                                   progress=False, regression=model, methods=("regression",))
+    entry = summary["methods"]["regression"]
+    kinetics, last = entry["kinetics"], entry["per_phase"][max(entry["per_phase"], key=int)]
+    return {"ee_last": kinetics["last_phase_enhancement_error"]["mean"], "scc": kinetics["scc"]["mean"],
+            "type_acc": kinetics["curve_type_accuracy"], "psnr_last": last["psnr"]["mean"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, required=True, help="the cross-site benchmark's workdir")
+    parser.add_argument("--out", type=Path, required=True, help="results json")
+    parser.add_argument("--n-inputs", type=int, default=2)
+    args = parser.parse_args()
+    data = args.workdir / "preprocessed" / "Dataset899_SitesABC" / "plans_data"
+    rows = []
+    for train, test in SPLITS:
+        for time_degree in sorted({d for d, _ in BASES}, reverse=True):
+            fitted = fit(data, train, time_degree, args.n_inputs)
+            for degree, clip in BASES:
+                if degree != time_degree:
+                    continue
+                model = fitted if clip else KineticRegression(
+                    fitted.degree, fitted.time_degree, fitted.coefficients, fitted.feature_low,
+                    (fitted.feature_high[0], fitted.feature_high[1], UNCLIPPED))
+                name = f"{train}_to_{test}_t{time_degree}_{'clip' if clip else 'noclip'}"
+                metrics = score(model, args.workdir / "raw" / SITE_FOLDERS[test], args.out.parent / "time_basis_work",
+                                args.n_inputs, name)
+                rows.append({"fit": train, "test": test, "time_degree": time_degree, "clip": clip,
+                             "tau_max": fitted.feature_high[2], **metrics})
+                print(f"fit {train:3s} -> {test}: time degree {time_degree}, {'clip' if clip else 'no clip':7s} "
+                      f"EE last {metrics['ee_last']:.4f}  SCC {metrics['scc']:.3f}  type {metrics['type_acc']:.3f}  "
+                      f"PSNR last {metrics['psnr_last']:.2f}", flush=True)
+            args.out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
