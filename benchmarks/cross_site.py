@@ -65,7 +65,7 @@ VARIANTS: dict[str, dict] = {
     "preset_lesion3_lr3": {"loss_weights": {"lesion_l1": 3.0}, "optimizer": {"lr": 9e-4, "recursive_lr": 3e-4}},
     # the preset with the contrast-uptake augmentation on half the samples (training.md, hypothesis 4)
     "preset_enhscale": {"augmentation": {"probability_enhancement_scale": 0.5}},
-    # the preset with 3x its steps per epoch, the budget bf16 fits in 30 minutes here (training.md, hypothesis 5)
+    # the preset with 3x its steps per epoch (2,400 steps; training.md, hypothesis 5)
     "preset_steps3x": {"training": {"iterations_per_epoch": 150}},
 }
 
