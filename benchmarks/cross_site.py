@@ -37,6 +37,7 @@ from cross_site_data import (  # noqa: E402
     import_model,
     input_folder,
     prepare_training_set,
+    real_target_folder,
     simulate_sites,
 )
 
@@ -87,11 +88,7 @@ def run_baselines(job: dict) -> dict:
     from iterdce.evaluation.folders import evaluate_folders
 
     start, results, test_dir = time.perf_counter(), Path(job["results"]), Path(job["test_dir"])
-    targets = results / "real_targets"  # stands in for a prediction folder: only the baselines are scored
-    targets.mkdir(parents=True, exist_ok=True)
-    for path in sorted((test_dir / "imagesTr").glob("*.nii.gz")):
-        if int(path.name[-11:-7]) >= job["n_inputs"] and not (targets / path.name).exists():
-            (targets / path.name).symlink_to(path.resolve())
+    targets = real_target_folder(test_dir, results / "real_targets", job["n_inputs"])
     summary = evaluate_folders(targets, test_dir / "imagesTr", results / "report", test_dir / "labelsTr",
                                progress=False, regression=load_regression(Path(job["regression"])),
                                methods=BASELINES)

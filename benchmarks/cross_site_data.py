@@ -84,6 +84,16 @@ def input_folder(test_dir: Path, out_dir: Path, input_phases: list[int]) -> Path
     return out_dir
 
 
+def real_target_folder(test_dir: Path, out_dir: Path, n_inputs: int) -> Path:
+    """Links to a site's real target phases (every phase after the inputs): a stand-in prediction folder, so that
+    an evaluation scores only the baselines."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in sorted((test_dir / "imagesTr").glob("*.nii.gz")):
+        if int(path.name[-11:-7]) >= n_inputs and not (out_dir / path.name).exists():
+            (out_dir / path.name).symlink_to(path.resolve())
+    return out_dir
+
+
 def prepare_training_set(site_dirs: list[Path], raw_root: Path, preprocessed: Path, name: str, preset: str,
                          jobs: int, plan_from: Path | None = None) -> tuple[Path, dict, list[str]]:
     """Merge the sites into one raw dataset and preprocess it (with ``plan_from``'s plan when given, as a

@@ -23,6 +23,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cross_site_data import real_target_folder  # noqa: E402
 
 from iterdce.evaluation.baselines import KineticRegression, RegressionFitter  # noqa: E402
 from iterdce.evaluation.folders import evaluate_folders  # noqa: E402
@@ -49,11 +52,7 @@ def fit(data: Path, sites: str, time_degree: int, n_inputs: int) -> KineticRegre
 
 def score(model: KineticRegression, site_dir: Path, scratch: Path, n_inputs: int, name: str) -> dict[str, float]:
     """Last-phase lesion enhancement error, SCC, curve-type accuracy and last-phase PSNR on one site's cases."""
-    targets = scratch / f"targets_{site_dir.name}"  # stands in for a prediction folder: only the baseline is scored
-    targets.mkdir(parents=True, exist_ok=True)
-    for path in sorted((site_dir / "imagesTr").glob("*.nii.gz")):
-        if int(path.name[-11:-7]) >= n_inputs and not (targets / path.name).exists():
-            (targets / path.name).symlink_to(path.resolve())
+    targets = real_target_folder(site_dir, scratch / f"targets_{site_dir.name}", n_inputs)
     with contextlib.redirect_stdout(io.StringIO()):
         summary = evaluate_folders(targets, site_dir / "imagesTr", scratch / name, site_dir / "labelsTr",
                                    progress=False, regression=model, methods=("regression",))
@@ -70,25 +69,26 @@ def main() -> None:
     parser.add_argument("--n-inputs", type=int, default=2)
     args = parser.parse_args()
     data = args.workdir / "preprocessed" / "Dataset899_SitesABC" / "plans_data"
-    rows = []
+    if not data.is_dir():
+        parser.error(f"{data} is missing: run benchmarks/cross_site.py with --workdir {args.workdir} first")
+    rows, fits = [], {}
     for train, test in SPLITS:
-        for time_degree in sorted({d for d, _ in BASES}, reverse=True):
-            fitted = fit(data, train, time_degree, args.n_inputs)
-            for degree, clip in BASES:
-                if degree != time_degree:
-                    continue
-                model = fitted if clip else KineticRegression(
-                    fitted.degree, fitted.time_degree, fitted.coefficients, fitted.feature_low,
-                    (fitted.feature_high[0], fitted.feature_high[1], UNCLIPPED))
-                name = f"{train}_to_{test}_t{time_degree}_{'clip' if clip else 'noclip'}"
-                metrics = score(model, args.workdir / "raw" / SITE_FOLDERS[test], args.out.parent / "time_basis_work",
-                                args.n_inputs, name)
-                rows.append({"fit": train, "test": test, "time_degree": time_degree, "clip": clip,
-                             "tau_max": fitted.feature_high[2], **metrics})
-                print(f"fit {train:3s} -> {test}: time degree {time_degree}, {'clip' if clip else 'no clip':7s} "
-                      f"EE last {metrics['ee_last']:.4f}  SCC {metrics['scc']:.3f}  type {metrics['type_acc']:.3f}  "
-                      f"PSNR last {metrics['psnr_last']:.2f}", flush=True)
-            args.out.write_text(json.dumps(rows, indent=1))
+        for time_degree, clip in BASES:
+            if (train, time_degree) not in fits:  # one fit serves the clipped and the unclipped basis
+                fits[train, time_degree] = fit(data, train, time_degree, args.n_inputs)
+            fitted = fits[train, time_degree]
+            model = fitted if clip else KineticRegression(
+                fitted.degree, fitted.time_degree, fitted.coefficients, fitted.feature_low,
+                (fitted.feature_high[0], fitted.feature_high[1], UNCLIPPED))
+            name = f"{train}_to_{test}_t{time_degree}_{'clip' if clip else 'noclip'}"
+            metrics = score(model, args.workdir / "raw" / SITE_FOLDERS[test], args.out.parent / "time_basis_work",
+                            args.n_inputs, name)
+            rows.append({"fit": train, "test": test, "time_degree": time_degree, "clip": clip,
+                         "tau_max": fitted.feature_high[2], **metrics})
+            print(f"fit {train:3s} -> {test}: time degree {time_degree}, {'clip' if clip else 'no clip':7s} "
+                  f"EE last {metrics['ee_last']:.4f}  SCC {metrics['scc']:.3f}  type {metrics['type_acc']:.3f}  "
+                  f"PSNR last {metrics['psnr_last']:.2f}", flush=True)
+            args.out.write_text(json.dumps(rows, indent=1))  # a run cut short keeps its rows
 
 
 if __name__ == "__main__":
