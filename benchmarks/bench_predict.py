@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, when iterdce is not installed
+
 SIGMA_SCALE = 0.125
 OVERLAP = 0.5
 
@@ -212,8 +214,7 @@ def launch(method: str, args: argparse.Namespace, save: Path) -> dict:
                "--features", *map(str, args.features)]
     if args.iterdce_tile:
         command += ["--iterdce-tile", *map(str, args.iterdce_tile)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"{method} worker failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
