@@ -68,6 +68,8 @@ VARIANTS: dict[str, dict] = {
     "preset_enhscale": {"augmentation": {"probability_enhancement_scale": 0.5}},
     # the preset with 3x its steps per epoch (2,400 steps; training.md, hypothesis 5)
     "preset_steps3x": {"training": {"iterations_per_epoch": 150}},
+    # 2x the first preset's steps per epoch (1,600 steps; training.md, hypothesis 5)
+    "preset_steps2x": {"training": {"iterations_per_epoch": 100}},
 }
 
 

@@ -29,6 +29,7 @@ from iterdce.evaluation.report import summary_table
 from iterdce.inference.predictor import PredictionSettings
 from iterdce.output_checks import require_writable_folder
 from iterdce.paths import find_dataset
+from iterdce.training.allocator import keep_freed_memory
 from iterdce.training.distributed import init_distributed, shutdown
 from iterdce.training.run_config import TrainingSetup
 from iterdce.training.variants import TRAINERS, run_stages
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                               precision=args.precision)
         contexts.append(init_distributed(args.device))
         context = contexts[0]
+        if context.device.type == "cpu":
+            keep_freed_memory()  # a third off a CPU step (documentation/performance.md)
         trainer = run_stages(args.trainer, setup, context)
         if context.is_main and not args.no_validation:
             train_cases, val_cases = setup.fold_cases()
