@@ -32,7 +32,9 @@ PRESETS: dict[str, dict] = {
         "loss_weights": {"l1": 1.0, "lesion_l1": 1.0},
         # each step predicts the change from the fold's voxel-wise kinetic regression (documentation/training.md)
         "kinetic_prior": True,
-        "training": {"warmup_epochs": 8, "recursive_epochs": 8, "iterations_per_epoch": 50,
+        # 8 + 8 epochs of 100 iterations: 1,600 steps, timed within 30 minutes in bf16 on 2 cores
+        # (documentation/training.md, "The cpu preset's budget"; hypothesis 5 for why more steps)
+        "training": {"warmup_epochs": 8, "recursive_epochs": 8, "iterations_per_epoch": 100,
                      "validation_every": 4, "loss_mask": "foreground"},
     },
     "tiny": {
