@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         contexts.append(init_distributed(args.device))
         context = contexts[0]
         if context.device.type == "cpu":
-            keep_freed_memory()  # a third off a CPU step (documentation/performance.md)
+            keep_freed_memory()  # -17 % a float32 default-plan step (documentation/performance.md)
         trainer = run_stages(args.trainer, setup, context)
         if context.is_main and not args.no_validation:
             train_cases, val_cases = setup.fold_cases()

@@ -1,17 +1,17 @@
 """Keep freed memory in the C heap while training on the CPU (glibc's ``mallopt``).
 
-By default glibc serves every allocation above a threshold (128 KiB, raised dynamically up to 32 MiB) with its own
-``mmap`` and returns it to the system with ``munmap`` when it is freed, and trims the top of the heap above 128 KiB.
-A CPU training step allocates and frees the same large activation and gradient buffers every step, so the process
-spends a large part of each step mapping, zeroing (page faults) and unmapping memory it will ask for again
-milliseconds later. Serving those buffers from the heap (``M_MMAP_MAX = 0``) and never trimming it
-(``M_TRIM_THRESHOLD`` at its largest) keeps the pages: the next step reuses them. The cost is resident memory:
-the process keeps its high-water mark. This is the setting of the environment variables ``MALLOC_MMAP_MAX_=0``
-``MALLOC_TRIM_THRESHOLD_=...``, applied from inside the process so that ``iterdce_train`` gets it without the user
-knowing about it; documentation/performance.md has the measurement.
+By default glibc serves an allocation above a threshold (128 KiB, raised dynamically up to 32 MiB) with its own
+``mmap``, returns it with ``munmap`` when it is freed, and trims the top of the heap above 128 KiB. A CPU training
+step allocates and frees the same activation and gradient buffers every step; those above the 32 MiB ceiling
+(float32 at the default plan's widths) are mapped, zeroed (page faults) and unmapped every step, memory the
+process asks for again milliseconds later. Serving them from the heap (``M_MMAP_MAX = 0``) and never trimming it
+(``M_TRIM_THRESHOLD`` at its largest) keeps the pages for the next step. The cost is resident memory: the process
+keeps its high-water mark. This is ``MALLOC_MMAP_MAX_=0`` with a high ``MALLOC_TRIM_THRESHOLD_``, applied from
+inside the process so that ``iterdce_train`` gets it without the user knowing about it; the measurement is in
+documentation/performance.md.
 
-Nothing is changed where the C library is not glibc, or where the user already chose with either environment
-variable (glibc read it at start), or where ``ITERDCE_SYSTEM_MALLOC=1`` asks for the library's defaults.
+Nothing is changed where the C library is not glibc, where the user already chose with one of those environment
+variables (glibc read it at start), or where ``ITERDCE_SYSTEM_MALLOC=1`` asks for the library's defaults.
 """
 from __future__ import annotations
 
