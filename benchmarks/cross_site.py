@@ -298,7 +298,8 @@ def main() -> None:
         pre_pre, _, _ = prepare_training_set(pretrain_dirs, raw_root, preprocessed, "Dataset898_PretrainAllSites",
                                              args.preset, args.jobs, plan_from=train_pre / "plans.json")
         extra = {"export_to": str(out)} if args.train_only else {}
-        phase1.append(job(args.pretrain_variant, 0, pre_pre, "pretrained_all_sites", **extra))
+        tag = "pretrained_all_sites" + ("" if args.pretrain_variant == "preset" else f"_{args.pretrain_variant}")
+        phase1.append(job(args.pretrain_variant, 0, pre_pre, tag, **extra))
     records: list[dict] = []
     run_jobs(phase1, records, args, out, plans, clock)
     if pretrain_dirs and not args.train_only:
