@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from iterdce.preprocessing.plan_schema import Plans
 
 
 def simulate_sites(raw_root: Path, sites: list[str], cases_per_site: list[int], shape: list[int], seed: int,
@@ -97,7 +101,8 @@ def real_target_folder(test_dir: Path, out_dir: Path, n_inputs: int) -> Path:
 def prepare_training_set(site_dirs: list[Path], raw_root: Path, preprocessed: Path, name: str, preset: str,
                          jobs: int, plan_from: Path | None = None) -> tuple[Path, dict, list[str]]:
     """Merge the sites into one raw dataset and preprocess it (with ``plan_from``'s plan when given, as a
-    user fine-tuning a model does); returns the preprocessed folder, the plan and all case ids."""
+    user fine-tuning a model does, made this dataset's own by ``adopt_plan``); returns the preprocessed folder,
+    the plan and all case ids."""
     import shutil
 
     from iterdce.preprocessing.pipeline import plan_and_preprocess
@@ -109,9 +114,28 @@ def prepare_training_set(site_dirs: list[Path], raw_root: Path, preprocessed: Pa
         if not (preprocessed / raw.name / "plans.json").is_file():
             shutil.copyfile(plan_from, preprocessed / raw.name / "plans.json")
     plans = plan_and_preprocess(raw, preprocessed, num_processes=jobs, preset=preset, progress=False,
-                                log=lambda *_: None).to_dict()  # JSON form: the variants merge into it
+                                log=lambda *_: None)
+    if plan_from is not None:
+        plans = adopt_plan(plans, preprocessed / raw.name)
+    plans_dict = plans.to_dict()  # JSON form: the variants merge into it
     split = json.loads((preprocessed / raw.name / SPLITS_FILE).read_text())[0]
-    return preprocessed / raw.name, plans, sorted(split["train"] + split["val"])
+    return preprocessed / raw.name, plans_dict, sorted(split["train"] + split["val"])
+
+
+def adopt_plan(plans: Plans, dataset_out: Path) -> Plans:
+    """Another dataset's plan made this dataset's own: its architecture, spacing and budget stay, while the
+    dataset name and the range of trained target times become this dataset's (the planner's rule on its
+    fingerprint), so a model trained on it is exported with the times it saw. Written back to plans.json."""
+    from iterdce.preprocessing.fingerprint import FINGERPRINT_FILE
+    from iterdce.preprocessing.planner import choose_protocol
+    from iterdce.preprocessing.plans_io import save_plans
+
+    fingerprint = json.loads((dataset_out / FINGERPRINT_FILE).read_text())
+    protocol = choose_protocol(fingerprint, len(plans.input_phases))
+    adopted = plans.replace(dataset=dataset_out.name, trained_target_times_s=protocol.trained_target_times_s)
+    if adopted != plans:
+        save_plans(adopted, dataset_out / "plans.json")
+    return adopted
 
 
 def export_model(model_folder: Path, out: Path, name: str) -> None:

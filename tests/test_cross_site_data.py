@@ -1,0 +1,40 @@
+"""benchmarks/cross_site_data.py: a dataset trained with another dataset's plan gets its own name and times."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from cross_site_data import prepare_training_set  # noqa: E402
+
+from iterdce.preprocessing.plans_io import load_plans  # noqa: E402
+from tests.helpers import make_raw_dataset  # noqa: E402
+
+SLOW_TIMES = [0.0, 100.0, 250.0, 400.0]
+
+
+def test_a_borrowed_plan_carries_the_new_datasets_name_and_trained_times(tmp_path: Path) -> None:
+    raw_root, preprocessed = tmp_path / "raw", tmp_path / "preprocessed"
+    first = make_raw_dataset(raw_root, dataset_id=900, name="SiteA")
+    slow = make_raw_dataset(raw_root, dataset_id=901, name="SiteB", times=SLOW_TIMES, seed=1)
+    source, _, _ = prepare_training_set([first], raw_root, preprocessed, "Dataset899_SitesA", "tiny", 1)
+    source_plan = load_plans(source / "plans.json")
+
+    target, plan, cases = prepare_training_set([slow], raw_root, preprocessed, "Dataset898_Other", "tiny", 1,
+                                               plan_from=source / "plans.json")
+
+    assert plan["dataset"] == "Dataset898_Other"
+    assert plan["trained_target_times_s"] == pytest.approx([250.0, 400.0])
+    assert source_plan.trained_target_times_s[1] < 250.0  # the source plan's range differs from the new one
+    written = load_plans(target / "plans.json")
+    assert written.dataset == "Dataset898_Other"
+    assert written.trained_target_times_s == pytest.approx((250.0, 400.0))
+    # what shapes the network and the preprocessed arrays is the source plan's
+    assert written.patch_size == source_plan.patch_size and written.spacing == source_plan.spacing
+    assert written.network == source_plan.network
+    assert cases == ["siteb_case_000", "siteb_case_001"]
+    assert json.loads((target / "dataset.json").read_text())["name"] == "Other"
