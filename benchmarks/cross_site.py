@@ -70,6 +70,8 @@ VARIANTS: dict[str, dict] = {
     "preset_steps3x": {"training": {"iterations_per_epoch": 150}},
     # 2x the first preset's steps per epoch (1,600 steps; training.md, hypothesis 5)
     "preset_steps2x": {"training": {"iterations_per_epoch": 100}},
+    # 4x the first preset's steps per epoch (3,200 steps): the shipped all-sites model, not bound to 30 minutes
+    "preset_steps4x": {"training": {"iterations_per_epoch": 200}},
 }
 
 
