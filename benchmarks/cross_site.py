@@ -280,9 +280,13 @@ def main() -> None:
 
     suffix = "" if args.precision == "auto" else f"_{args.precision}"
 
-    def job(variant: str, seed: int, preprocessed_dataset: Path, tag: str, **extra) -> dict:
+    def job(variant: str, seed: int, preprocessed_dataset: Path, tag: str, own_plans: dict | None = None,
+            **extra) -> dict:
+        """One training run; ``own_plans``: the dataset's own plan (another dataset's, adopted), else the A-C
+        plan, either with the budget flags and the variant's overrides."""
         tag += suffix
-        return {**common, "variant": tag, "seed": seed, "plans": deep_merge(plans, VARIANTS[variant]),
+        base = plans if own_plans is None else deep_merge(own_plans, {"training": budget})
+        return {**common, "variant": tag, "seed": seed, "plans": deep_merge(base, VARIANTS[variant]),
                 "preprocessed": str(preprocessed_dataset),
                 "results": str(args.workdir / "results" / f"{tag}_seed{seed}" / preprocessed_dataset.name), **extra}
 
@@ -297,11 +301,12 @@ def main() -> None:
         phase1.insert(0, {**common, "variant": "baselines", "seed": 0, "n_inputs": len(plans["input_phases"]),
                           "results": str(args.workdir / "results" / "baselines")})
     if pretrain_dirs:
-        pre_pre, _, _ = prepare_training_set(pretrain_dirs, raw_root, preprocessed, "Dataset898_PretrainAllSites",
-                                             args.preset, args.jobs, plan_from=train_pre / "plans.json")
+        pre_pre, pre_plans, _ = prepare_training_set(pretrain_dirs, raw_root, preprocessed,
+                                                     "Dataset898_PretrainAllSites", args.preset, args.jobs,
+                                                     plan_from=train_pre / "plans.json")
         extra = {"export_to": str(out)} if args.train_only else {}
         tag = "pretrained_all_sites" + ("" if args.pretrain_variant == "preset" else f"_{args.pretrain_variant}")
-        phase1.append(job(args.pretrain_variant, 0, pre_pre, tag, **extra))
+        phase1.append(job(args.pretrain_variant, 0, pre_pre, tag, own_plans=pre_plans, **extra))
     records: list[dict] = []
     run_jobs(phase1, records, args, out, plans, clock)
     if pretrain_dirs and not args.train_only:
@@ -310,15 +315,16 @@ def main() -> None:
         ranked = aggregate(records)
         best = min((v for v in args.variants if v + suffix in ranked and ranked[v + suffix]["ee_last"]),
                    key=lambda v: ranked[v + suffix]["ee_last"]["mean"])
-        tune_pre, _, _ = prepare_training_set(finetune_dirs, raw_root, preprocessed, "Dataset897_FinetuneSiteD",
-                                              args.preset, args.jobs, plan_from=train_pre / "plans.json")
+        tune_pre, tune_plans, _ = prepare_training_set(finetune_dirs, raw_root, preprocessed,
+                                                       "Dataset897_FinetuneSiteD", args.preset, args.jobs,
+                                                       plan_from=train_pre / "plans.json")
         phase2 = []
         for seed in args.seeds:
             source = args.workdir / "results" / f"{best}{suffix}_seed{seed}" / train_pre.name
             checkpoint = source / "RecursiveTrainer__plans" / "fold_all" / "checkpoint_final.pth"
-            phase2.append(job(best, seed, tune_pre, f"{best}+finetune{args.finetune_cases}",
+            phase2.append(job(best, seed, tune_pre, f"{best}+finetune{args.finetune_cases}", own_plans=tune_plans,
                               pretrained_weights=str(checkpoint)))
-            phase2.append(job(best, seed, tune_pre, f"{best}_scratch{args.finetune_cases}"))
+            phase2.append(job(best, seed, tune_pre, f"{best}_scratch{args.finetune_cases}", own_plans=tune_plans))
         run_jobs(phase2, records, args, out, plans, clock)
     print(markdown(aggregate(records)))
     print(f"total {time.perf_counter() - clock:.0f} s")
