@@ -134,7 +134,7 @@ def evaluate_model(model_folder: Path, job: dict, train_s: float, start: float) 
 
     results = Path(job["results"])
     predictor = IterativePredictor(model_folder, PredictionSettings(folds=["all"], device=job["device"],
-                                                                    progress=False,
+                                                                    progress=False, tta=job.get("tta", False),
                                                                     precision=job.get("precision", "auto")))
     pred_dir = results / "test_predictions"
     predictor.predict_folder(Path(job["test_inputs"]), pred_dir)
@@ -229,6 +229,8 @@ def main() -> None:
                              "no test site, no evaluation (for a machine whose CPUs are the bottleneck)")
     parser.add_argument("--evaluate-models", type=Path, metavar="DIR",
                         help="evaluate the exported <variant>_seed<k>.pth models of DIR on the test site")
+    parser.add_argument("--tta", action="store_true",
+                        help="predict the held-out site with test-time mirroring (the plan's mirror axes)")
     parser.add_argument("--quick", action="store_true", help="a tiny rehearsal of the whole benchmark")
     args = parser.parse_args()
     if args.quick:
@@ -276,6 +278,7 @@ def main() -> None:
         budget.update(iterations_per_epoch=args.iterations)
     plans = deep_merge(plans, {"training": budget})
     common = {"threads": args.threads, "workers": args.workers, "device": args.device, "precision": args.precision,
+              "tta": args.tta,
               "test_inputs": str(test_inputs), "test_dir": str(test_dir), "regression": str(regression_path)}
 
     suffix = "" if args.precision == "auto" else f"_{args.precision}"
