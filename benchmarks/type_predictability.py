@@ -39,10 +39,14 @@ FEATURE_SETS = {"early enhancement only": [0], "enhancement + pre-contrast": [0,
                 "enhancement + morphology": [0, 2, 3, 4], "all seven": list(range(len(FEATURES)))}
 
 
-def lesion_table(folder: Path, n_inputs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features [L, 7], true curve types [L] and the case index of each lesion of a preprocessed folder."""
+def lesion_table(folder: Path, n_inputs: int, sites: str | None = None, first_group: int = 0
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features [L, 7], true curve types [L] and the case index of each lesion of a preprocessed folder (only the
+    cases named ``site<x>_...`` with x in ``sites`` when given; case indices start at ``first_group``)."""
     rows, types, groups = [], [], []
-    for index, sidecar in enumerate(sorted(folder.glob("*.json"))):
+    sidecars = [path for path in sorted(folder.glob("*.json"))
+                if sites is None or (path.name.startswith("site") and path.name[4].upper() in sites.upper())]
+    for index, sidecar in enumerate(sidecars, start=first_group):
         case = load_preprocessed(folder, sidecar.stem)
         ti = json.loads(sidecar.read_text())["ti_norm"]
         early = case.data[n_inputs - 1] - case.data[0]
@@ -89,6 +93,10 @@ def main() -> None:
     parser.add_argument("--train-dataset", default="Dataset899_SitesABC")
     parser.add_argument("--test-site-dir", type=Path, help="raw held-out site (default: <workdir>/raw/*_SiteD)")
     parser.add_argument("--out", type=Path, help="results.json / results.md folder (default: workdir)")
+    parser.add_argument("--extra-train", type=Path, nargs="*", default=[],
+                        help="more preprocessed dataset folders preprocessed with the same plan (e.g. the all-sites "
+                             "run's); their cases of --extra-sites join the training lesions")
+    parser.add_argument("--extra-sites", default="ABC", help="which sites of --extra-train to use (default ABC)")
     args = parser.parse_args()
     train_pre = args.workdir / "preprocessed" / args.train_dataset
     plans = load_plans(train_pre / "plans.json")  # older plan versions migrate
@@ -98,6 +106,11 @@ def main() -> None:
                                           plan_from=train_pre / "plans.json")
     n_inputs = len(plans.input_phases)
     train = lesion_table(data_folder(train_pre, "plans"), n_inputs)
+    for extra in args.extra_train:
+        if load_plans(extra / "plans.json").spacing != plans.spacing:
+            parser.error(f"{extra}: preprocessed at another spacing than {train_pre}; use folders of the same plan")
+        more = lesion_table(data_folder(extra, "plans"), n_inputs, args.extra_sites, int(train[2].max()) + 1)
+        train = tuple(np.concatenate([a, b]) for a, b in zip(train, more))  # type: ignore[assignment]
     test = lesion_table(data_folder(test_pre, "plans"), n_inputs)
     feature_sets = {name: accuracies(train, test, cols) for name, cols in FEATURE_SETS.items()}
     result = {"train_lesions": {t: int((train[1] == t).sum()) for t in sorted(set(train[1].tolist()))},
