@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--train-dataset", default="Dataset899_SitesABC")
     parser.add_argument("--test-site-dir", type=Path, help="raw held-out site (default: <workdir>/raw/*_SiteD)")
     parser.add_argument("--out", type=Path, help="results.json / results.md folder (default: workdir)")
+    parser.add_argument("--train-sites", help="only these sites of --train-dataset (e.g. D; default: every case)")
     parser.add_argument("--extra-train", type=Path, nargs="*", default=[],
                         help="more preprocessed dataset folders preprocessed with the same plan (e.g. the all-sites "
                              "run's); their cases of --extra-sites join the training lesions")
@@ -105,7 +106,7 @@ def main() -> None:
                                           "Dataset896_HeldOutSitePlanned", plans.preset, 2,
                                           plan_from=train_pre / "plans.json")
     n_inputs = len(plans.input_phases)
-    train = lesion_table(data_folder(train_pre, "plans"), n_inputs)
+    train = lesion_table(data_folder(train_pre, "plans"), n_inputs, args.train_sites)
     for extra in args.extra_train:
         if load_plans(extra / "plans.json").spacing != plans.spacing:
             parser.error(f"{extra}: preprocessed at another spacing than {train_pre}; use folders of the same plan")
