@@ -194,3 +194,25 @@ def test_perceptual_term(med3d_files, monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(p.grad is None for p in loss.parameters())
     off = SynthesisLoss({**DEFAULT_LOSS_WEIGHTS, "perceptual": 0.0}, data_range=3.0)
     assert not off.perceptual_enabled and "weight is 0" in off.describe()
+
+
+def test_separable_filter_is_the_grouped_convolution() -> None:
+    """The banded-matrix Gaussian filter of the SSIM loss computes what grouped 1D convolutions compute."""
+    import torch.nn.functional as F
+
+    from iterdce.training.losses import _gaussian_1d, _gaussian_filter
+
+    x = torch.randn(2, 3, 13, 11, 7, generator=torch.Generator().manual_seed(4), requires_grad=True)
+    kernels = [_gaussian_1d(w, 1.5, x.device) for w in (11, 9, 7)]
+    reference = x
+    for axis, k in enumerate(kernels):
+        shape = [1, 1, 1]
+        shape[axis] = k.numel()
+        reference = F.conv3d(reference, k.reshape(1, 1, *shape).expand(3, 1, *shape), groups=3)
+    filtered = _gaussian_filter(x, kernels)
+    assert filtered.shape == reference.shape == (2, 3, 3, 3, 1)
+    assert torch.allclose(filtered, reference, atol=1e-6)
+    weights = torch.randn(reference.shape, generator=torch.Generator().manual_seed(5))
+    (grad,) = torch.autograd.grad((filtered * weights).sum(), x)
+    (reference_grad,) = torch.autograd.grad((reference * weights).sum(), x)
+    assert torch.allclose(grad, reference_grad, atol=1e-6)
