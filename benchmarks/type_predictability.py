@@ -37,12 +37,16 @@ FEATURES = ("mean early enhancement", "mean pre-contrast", "heterogeneity (CV)",
             "p90 early enhancement", "foreground mean enhancement")
 FEATURE_SETS = {"early enhancement only": [0], "enhancement + pre-contrast": [0, 1],
                 "enhancement + morphology": [0, 2, 3, 4], "all seven": list(range(len(FEATURES)))}
+# with three or more input phases (--input-phases): the lesion's mean change from the second-last input to the last
+LAST_CHANGE = len(FEATURES)
+MORE_INPUT_SETS = {"enhancement + its last change": [0, LAST_CHANGE], "all eight": list(range(LAST_CHANGE + 1))}
 
 
 def lesion_table(folder: Path, n_inputs: int, sites: str | None = None, first_group: int = 0
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features [L, 7], true curve types [L] and the case index of each lesion of a preprocessed folder (only the
-    cases named ``site<x>_...`` with x in ``sites`` when given; case indices start at ``first_group``)."""
+    """Features [L, 7] (8 with three or more inputs: the last change), true curve types [L] and the case index of
+    each lesion of a preprocessed folder (only the cases named ``site<x>_...`` with x in ``sites`` when given; case
+    indices start at ``first_group``)."""
     rows, types, groups = [], [], []
     sidecars = [path for path in sorted(folder.glob("*.json"))
                 if sites is None or (path.name.startswith("site") and path.name[4].upper() in sites.upper())]
@@ -59,8 +63,11 @@ def lesion_table(folder: Path, n_inputs: int, sites: str | None = None, first_gr
             rim = region & ~core
             values = early[region]
             rim_ratio = float(early[rim].mean() / (abs(early[core].mean()) + 1e-3)) if core.any() else 1.0
-            rows.append([values.mean(), case.data[0][region].mean(), values.std() / (abs(values.mean()) + 1e-3),
-                         np.log(region.sum()), rim_ratio, np.percentile(values, 90), early[foreground].mean()])
+            row = [values.mean(), case.data[0][region].mean(), values.std() / (abs(values.mean()) + 1e-3),
+                   np.log(region.sum()), rim_ratio, np.percentile(values, 90), early[foreground].mean()]
+            if n_inputs >= 3:
+                row.append((case.data[n_inputs - 1] - case.data[n_inputs - 2])[region].mean())
+            rows.append(row)
             curve = lesion_curve(case.data, region) * ti["std"] + ti["mean"]
             types.append(curve_type(curve, case.times_s))
             groups.append(index)
@@ -93,6 +100,9 @@ def main() -> None:
     parser.add_argument("--train-dataset", default="Dataset899_SitesABC")
     parser.add_argument("--test-site-dir", type=Path, help="raw held-out site (default: <workdir>/raw/*_SiteD)")
     parser.add_argument("--out", type=Path, help="results.json / results.md folder (default: workdir)")
+    parser.add_argument("--input-phases", type=int,
+                        help="read the features from this many input phases (default: the plan's; 3 adds the "
+                             "lesion's change from the second to the third phase)")
     parser.add_argument("--train-sites", help="only these sites of --train-dataset (e.g. D; default: every case)")
     parser.add_argument("--extra-train", type=Path, nargs="*", default=[],
                         help="more preprocessed dataset folders preprocessed with the same plan (e.g. the all-sites "
@@ -105,7 +115,9 @@ def main() -> None:
     test_pre, _, _ = prepare_training_set([test_raw], args.workdir / "raw", args.workdir / "preprocessed",
                                           "Dataset896_HeldOutSitePlanned", plans.preset, 2,
                                           plan_from=train_pre / "plans.json")
-    n_inputs = len(plans.input_phases)
+    n_inputs = args.input_phases or len(plans.input_phases)
+    if not 2 <= n_inputs <= 4:
+        parser.error(f"--input-phases must be 2-4, got {n_inputs}")
     train = lesion_table(data_folder(train_pre, "plans"), n_inputs, args.train_sites)
     for extra in args.extra_train:
         if load_plans(extra / "plans.json").spacing != plans.spacing:
@@ -113,8 +125,10 @@ def main() -> None:
         more = lesion_table(data_folder(extra, "plans"), n_inputs, args.extra_sites, int(train[2].max()) + 1)
         train = tuple(np.concatenate([a, b]) for a, b in zip(train, more))  # type: ignore[assignment]
     test = lesion_table(data_folder(test_pre, "plans"), n_inputs)
-    feature_sets = {name: accuracies(train, test, cols) for name, cols in FEATURE_SETS.items()}
-    result = {"train_lesions": {t: int((train[1] == t).sum()) for t in sorted(set(train[1].tolist()))},
+    sets = {**FEATURE_SETS, **(MORE_INPUT_SETS if n_inputs >= 3 else {})}
+    feature_sets = {name: accuracies(train, test, cols) for name, cols in sets.items()}
+    result = {"input_phases": n_inputs,
+              "train_lesions": {t: int((train[1] == t).sum()) for t in sorted(set(train[1].tolist()))},
               "test_lesions": {t: int((test[1] == t).sum()) for t in sorted(set(test[1].tolist()))},
               "majority_inside": majority(train[1]), "majority_held_out": majority(test[1]),
               "feature_sets": feature_sets}
