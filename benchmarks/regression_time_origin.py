@@ -135,6 +135,10 @@ def main() -> None:
     data = args.workdir / "preprocessed" / "Dataset899_SitesABC" / "plans_data"
     if not data.is_dir():
         parser.error(f"{data} is missing: run benchmarks/cross_site.py with --workdir {args.workdir} first")
+    for split in args.splits:
+        train, _, test = split.partition(":")
+        if not (train and set(train) <= set("ABC") and test in SITE_FOLDERS):
+            parser.error(f"--splits: {split!r} is not FIT:TEST with FIT among A, B, C and TEST one of A-D")
     rows = []
     for split in args.splits:
         train, test = split.split(":")

@@ -197,18 +197,18 @@ def test_perceptual_term(med3d_files, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_separable_filter_is_the_grouped_convolution() -> None:
-    """The banded-matrix Gaussian filter of the SSIM loss computes what grouped 1D convolutions compute."""
-    import torch.nn.functional as F
+    """The banded-matrix Gaussian filter of the SSIM loss computes what grouped 1D convolutions compute (the
+    earlier implementation, kept in benchmarks/bench_ssim.py for its A/B)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_ssim import conv_filter
 
     from iterdce.training.losses import _gaussian_1d, _gaussian_filter
 
     x = torch.randn(2, 3, 13, 11, 7, generator=torch.Generator().manual_seed(4), requires_grad=True)
     kernels = [_gaussian_1d(w, 1.5, x.device) for w in (11, 9, 7)]
-    reference = x
-    for axis, k in enumerate(kernels):
-        shape = [1, 1, 1]
-        shape[axis] = k.numel()
-        reference = F.conv3d(reference, k.reshape(1, 1, *shape).expand(3, 1, *shape), groups=3)
+    reference = conv_filter(x, kernels)
     filtered = _gaussian_filter(x, kernels)
     assert filtered.shape == reference.shape == (2, 3, 3, 3, 1)
     assert torch.allclose(filtered, reference, atol=1e-6)
