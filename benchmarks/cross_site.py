@@ -87,6 +87,11 @@ def deep_merge(base: dict, override: dict) -> dict:
 BASELINES = ("copy_last", "linear", "regression")
 
 
+def test_dataset_json(job: dict) -> Path | None:
+    """The held-out site's dataset.json as scored: its own, or a copy naming the run's input phases."""
+    return Path(job["test_dataset_json"]) if job.get("test_dataset_json") else None
+
+
 def run_baselines(job: dict) -> dict:
     """Score the baselines on the held-out site once (they do not depend on the network or the seed)."""
     from iterdce.evaluation.folders import evaluate_folders
@@ -94,8 +99,8 @@ def run_baselines(job: dict) -> dict:
     start, results, test_dir = time.perf_counter(), Path(job["results"]), Path(job["test_dir"])
     targets = real_target_folder(test_dir, results / "real_targets", job["n_inputs"])
     summary = evaluate_folders(targets, test_dir / "imagesTr", results / "report", test_dir / "labelsTr",
-                               progress=False, regression=load_regression(Path(job["regression"])),
-                               methods=BASELINES)
+                               dataset_json=test_dataset_json(job), progress=False,
+                               regression=load_regression(Path(job["regression"])), methods=BASELINES)
     return {"variant": "baselines", "seed": 0, "train_s": 0.0, "total_s": time.perf_counter() - start,
             "summary": summary}
 
@@ -140,7 +145,7 @@ def evaluate_model(model_folder: Path, job: dict, train_s: float, start: float) 
     predictor.predict_folder(Path(job["test_inputs"]), pred_dir)
     test_dir = Path(job["test_dir"])
     summary = evaluate_folders(pred_dir, test_dir / "imagesTr", results / "test_report", test_dir / "labelsTr",
-                               progress=False, methods=("iterdce",))
+                               dataset_json=test_dataset_json(job), progress=False, methods=("iterdce",))
     return {"variant": job["variant"], "seed": job["seed"], "train_s": train_s,
             "total_s": time.perf_counter() - start, "summary": summary}
 
@@ -231,8 +236,13 @@ def main() -> None:
                         help="evaluate the exported <variant>_seed<k>.pth models of DIR on the test site")
     parser.add_argument("--tta", action="store_true",
                         help="predict the held-out site with test-time mirroring (the plan's mirror axes)")
+    parser.add_argument("--input-phases", type=int, default=2,
+                        help="how many first phases are the model's inputs (default 2: pre-contrast and the first "
+                             "post-contrast phase; 3 adds the second post-contrast phase); use a fresh --workdir")
     parser.add_argument("--quick", action="store_true", help="a tiny rehearsal of the whole benchmark")
     args = parser.parse_args()
+    if args.input_phases != 2 and (args.finetune_cases or args.pretrain_cases):
+        parser.error("--input-phases other than 2 is not combined with --finetune-cases or --pretrain-cases")
     if args.quick:
         args.train_cases, args.test_cases, args.shape = [3, 3, 2], 3, [128, 112, 40]
         args.epochs, args.iterations, args.seeds = (1, 1), 2, args.seeds[:2]
@@ -262,7 +272,7 @@ def main() -> None:
     print(f"simulated in {time.perf_counter() - clock:.0f} s", flush=True)
     train_pre, plans, all_cases = prepare_training_set(folders[:len(args.train_sites)], raw_root, preprocessed,
                                                        f"Dataset899_Sites{''.join(args.train_sites)}", args.preset,
-                                                       args.jobs)
+                                                       args.jobs, input_phases=args.input_phases)
     regression_path = args.workdir / REGRESSION_FILE
     if not regression_path.is_file() or json.loads(regression_path.read_text()).get("format") != REGRESSION_FORMAT:
         model = fit_fold_regression(data_folder(train_pre, "plans"), all_cases, len(plans["input_phases"]))
@@ -277,7 +287,16 @@ def main() -> None:
     if args.iterations:
         budget.update(iterations_per_epoch=args.iterations)
     plans = deep_merge(plans, {"training": budget})
-    common = {"threads": args.threads, "workers": args.workers, "device": args.device, "precision": args.precision,
+    scored_json = None
+    if args.input_phases != 2 and not args.train_only:  # the held-out cases scored with the run's inputs
+        info = json.loads((test_dir / "dataset.json").read_text())
+        scored_json = args.workdir / f"{test_dir.name}_scored_with_{args.input_phases}_inputs" / "dataset.json"
+        scored_json.parent.mkdir(parents=True, exist_ok=True)
+        if not (scored_json.parent / "timesTr").exists():  # each case's own times, read beside dataset.json
+            (scored_json.parent / "timesTr").symlink_to((test_dir / "timesTr").resolve())
+        scored_json.write_text(json.dumps({**info, "input_phases": list(range(args.input_phases))}, indent=2))
+    common = {"test_dataset_json": None if scored_json is None else str(scored_json),
+              "threads": args.threads, "workers": args.workers, "device": args.device, "precision": args.precision,
               "tta": args.tta,
               "test_inputs": str(test_inputs), "test_dir": str(test_dir), "regression": str(regression_path)}
 

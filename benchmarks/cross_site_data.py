@@ -34,9 +34,15 @@ def simulate_sites(raw_root: Path, sites: list[str], cases_per_site: list[int], 
     return folders
 
 
-def merge_sites(site_dirs: list[Path], out_dir: Path) -> Path:
-    """A raw dataset holding every case of ``site_dirs`` (symbolic links; case ids prefixed by the site)."""
+def merge_sites(site_dirs: list[Path], out_dir: Path, input_phases: int = 2) -> Path:
+    """A raw dataset holding every case of ``site_dirs`` (symbolic links; case ids prefixed by the site) whose
+    first ``input_phases`` phases are the model's inputs."""
+    wanted = list(range(input_phases))
     if (out_dir / "dataset.json").is_file():
+        found = json.loads((out_dir / "dataset.json").read_text()).get("input_phases", [0, 1])
+        if found != wanted:
+            raise SystemExit(f"{out_dir}: merged earlier with input phases {found}, asked for {wanted}; use another "
+                             "--workdir")
         return out_dir
     import pandas as pd
 
@@ -63,7 +69,7 @@ def merge_sites(site_dirs: list[Path], out_dir: Path) -> Path:
     if tables:
         pd.concat(tables, ignore_index=True).to_csv(out_dir / "cases.csv", index=False)
     info = json.loads((site_dirs[0] / "dataset.json").read_text())
-    info.update(name=out_dir.name.split("_", 1)[1], numTraining=total)
+    info.update(name=out_dir.name.split("_", 1)[1], numTraining=total, input_phases=wanted)
     info.pop("simulation", None)
     (out_dir / "dataset.json").write_text(json.dumps(info, indent=2))
     return out_dir
@@ -99,7 +105,8 @@ def real_target_folder(test_dir: Path, out_dir: Path, n_inputs: int) -> Path:
 
 
 def prepare_training_set(site_dirs: list[Path], raw_root: Path, preprocessed: Path, name: str, preset: str,
-                         jobs: int, plan_from: Path | None = None) -> tuple[Path, dict, list[str]]:
+                         jobs: int, plan_from: Path | None = None, input_phases: int = 2
+                         ) -> tuple[Path, dict, list[str]]:
     """Merge the sites into one raw dataset and preprocess it (with ``plan_from``'s plan when given, as a
     user fine-tuning a model does, made this dataset's own by ``adopt_plan``); returns the preprocessed folder,
     the plan and all case ids."""
@@ -108,7 +115,7 @@ def prepare_training_set(site_dirs: list[Path], raw_root: Path, preprocessed: Pa
     from iterdce.preprocessing.pipeline import plan_and_preprocess
     from iterdce.preprocessing.splits import SPLITS_FILE
 
-    raw = merge_sites(site_dirs, raw_root / name)
+    raw = merge_sites(site_dirs, raw_root / name, input_phases)
     if plan_from is not None:
         (preprocessed / raw.name).mkdir(parents=True, exist_ok=True)
         if not (preprocessed / raw.name / "plans.json").is_file():
