@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from cross_site_data import prepare_training_set  # noqa: E402
+from cross_site_data import merge_sites, prepare_training_set  # noqa: E402
 
 from iterdce.preprocessing.plans_io import load_plans  # noqa: E402
 from tests.helpers import make_raw_dataset  # noqa: E402
@@ -38,3 +38,13 @@ def test_a_borrowed_plan_carries_the_new_datasets_name_and_trained_times(tmp_pat
     assert written.network == source_plan.network
     assert cases == ["siteb_case_000", "siteb_case_001"]
     assert json.loads((target / "dataset.json").read_text())["name"] == "Other"
+
+
+def test_merged_sites_name_their_input_phases_and_refuse_a_different_count(tmp_path: Path) -> None:
+    site = make_raw_dataset(tmp_path / "raw", dataset_id=900, name="SiteA", n_phases=5)
+    merged = merge_sites([site], tmp_path / "raw" / "Dataset899_SitesA", input_phases=3)
+    info = json.loads((merged / "dataset.json").read_text())
+    assert info["input_phases"] == [0, 1, 2]
+    assert merge_sites([site], merged, input_phases=3) == merged  # the same request reuses it
+    with pytest.raises(SystemExit, match=r"merged earlier with input phases \[0, 1, 2\], asked for \[0, 1\]"):
+        merge_sites([site], merged)
