@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +25,9 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
 
 from iterdce.training import losses  # noqa: E402
+
+if TYPE_CHECKING:
+    from iterdce.preprocessing.plan_schema import Plans
 
 MATMUL_FILTER = losses._gaussian_filter
 
@@ -72,12 +77,17 @@ def loss_ab(rounds: int, repeats: int) -> dict[str, float]:
 
 def step_ab(preprocessed: Path, rounds: int, repeats: int) -> dict[str, float]:
     from iterdce.preprocessing.plans_io import load_plans
+
+    plans = load_plans(preprocessed / "plans.json")
+    with tempfile.TemporaryDirectory(prefix="bench_ssim_") as scratch:  # the trainer's output folder, discarded
+        return _step_ab(plans, preprocessed, Path(scratch), rounds, repeats)
+
+
+def _step_ab(plans: Plans, preprocessed: Path, scratch: Path, rounds: int, repeats: int) -> dict[str, float]:
     from iterdce.training.data_loader import PatchSampler, make_loader
     from iterdce.training.run_config import TrainingSetup
     from iterdce.training.trainer_recursive import WarmupTrainer
 
-    plans = load_plans(preprocessed / "plans.json")
-    scratch = Path(f"/tmp/bench_ssim_{time.time_ns()}")
     setup = TrainingSetup(preprocessed, scratch, "plans", fold=0, epochs=1, iterations_per_epoch=repeats,
                           num_workers=0, device="cpu", progress=False, plans=plans, precision="auto")
     trainer = WarmupTrainer(setup)

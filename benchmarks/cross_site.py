@@ -241,6 +241,8 @@ def main() -> None:
                              "post-contrast phase; 3 adds the second post-contrast phase); use a fresh --workdir")
     parser.add_argument("--quick", action="store_true", help="a tiny rehearsal of the whole benchmark")
     args = parser.parse_args()
+    if not 2 <= args.input_phases <= 5:  # the site profiles acquire 6 phases; at least one must be a target
+        parser.error(f"--input-phases must be 2-5 (the sites have 6 phases), got {args.input_phases}")
     if args.input_phases != 2 and (args.finetune_cases or args.pretrain_cases):
         parser.error("--input-phases other than 2 is not combined with --finetune-cases or --pretrain-cases")
     if args.quick:

@@ -74,8 +74,8 @@ def main() -> None:
         if not found:
             parser.error(f"{args.workdir / 'results' / model}: no */test_report/curves.csv")
         sources[model] = (found[0], "iterdce")
-    cases = sorted(pd.read_csv(sources["copy_last"][0])["case"].unique())
-    n_phases = int(pd.read_csv(sources["copy_last"][0])["phase"].max()) + 1
+    baseline_curves = pd.read_csv(sources["copy_last"][0])
+    cases, n_phases = sorted(baseline_curves["case"].unique()), int(baseline_curves["phase"].max()) + 1
     raw = {(case, label): curve for case in cases
            for label, curve in raw_lesion_curves(site_dir, case, n_phases).items()}
     true_types: dict[int, list[str]] = {}

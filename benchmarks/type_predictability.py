@@ -124,6 +124,8 @@ def main() -> None:
             parser.error(f"{extra}: preprocessed at another spacing than {train_pre}; use folders of the same plan")
         more = lesion_table(data_folder(extra, "plans"), n_inputs, args.extra_sites, int(train[2].max()) + 1)
         train = tuple(np.concatenate([a, b]) for a, b in zip(train, more))  # type: ignore[assignment]
+    if train[1].size == 0:
+        parser.error(f"no lesion of sites {args.train_sites or 'any'} in {train_pre} or --extra-train")
     test = lesion_table(data_folder(test_pre, "plans"), n_inputs)
     sets = {**FEATURE_SETS, **(MORE_INPUT_SETS if n_inputs >= 3 else {})}
     feature_sets = {name: accuracies(train, test, cols) for name, cols in sets.items()}

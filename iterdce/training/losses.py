@@ -98,11 +98,12 @@ def ssim3d(
     kernels = [_gaussian_1d(w, sigma, x.device) for w in sizes]
     c1 = (SSIM_K1 * data_range) ** 2
     c2 = (SSIM_K2 * data_range) ** 2
-    mu_x = _gaussian_filter(x, kernels)
-    mu_y = _gaussian_filter(y, kernels)
-    var_x = _gaussian_filter(x * x, kernels) - mu_x**2
-    var_y = _gaussian_filter(y * y, kernels) - mu_y**2
-    cov = _gaussian_filter(x * y, kernels) - mu_x * mu_y
+    # the five local moments in one filtering pass (the filter matrices are built once per call)
+    moments = _gaussian_filter(torch.cat([x, y, x * x, y * y, x * y], dim=1), kernels)
+    mu_x, mu_y, xx, yy, xy = moments.chunk(5, dim=1)
+    var_x = xx - mu_x**2
+    var_y = yy - mu_y**2
+    cov = xy - mu_x * mu_y
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     if mask is not None:
         r = [(w - 1) // 2 for w in sizes]
