@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from iterdce.simulation.sites import SITES
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -21,7 +23,7 @@ def main() -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=[128, 128, 48])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--site", choices=["A", "B", "C", "D"], default=None, help="a built-in site profile")
+    parser.add_argument("--site", choices=sorted(SITES), default=None, help="a built-in site profile")
     parser.add_argument("--workdir", type=Path, default=None, help="kept if given; else a temporary folder")
     args = parser.parse_args()
 

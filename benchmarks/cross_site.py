@@ -43,6 +43,7 @@ from cross_site_data import (  # noqa: E402
 
 from iterdce.evaluation.baselines import REGRESSION_FILE, REGRESSION_FORMAT  # noqa: E402
 from iterdce.evaluation.regression_baseline import fit_fold_regression, load_regression  # noqa: E402
+from iterdce.inference.composition import COMPOSE_MODES, DEFAULT_COMPOSE  # noqa: E402
 from iterdce.network.precision import PRECISIONS  # noqa: E402
 
 PAPER_LOSS: dict[str, Any] = {"loss_weights": {"l1": 0.1, "ssim": 1.0, "perceptual": 1.0, "gradient_difference": 0.1,
@@ -140,7 +141,8 @@ def evaluate_model(model_folder: Path, job: dict, train_s: float, start: float) 
     results = Path(job["results"])
     predictor = IterativePredictor(model_folder, PredictionSettings(folds=["all"], device=job["device"],
                                                                     progress=False, tta=job.get("tta", False),
-                                                                    precision=job.get("precision", "auto")))
+                                                                    precision=job.get("precision", "auto"),
+                                                                    compose=job.get("compose", DEFAULT_COMPOSE)))
     pred_dir = results / "test_predictions"
     predictor.predict_folder(Path(job["test_inputs"]), pred_dir)
     test_dir = Path(job["test_dir"])
@@ -151,12 +153,13 @@ def evaluate_model(model_folder: Path, job: dict, train_s: float, start: float) 
 
 
 def row_values(summary: dict) -> dict[str, dict[str, float | None]]:
-    """Per method: PSNR and enhancement error at the last phase, SCC, curve-type accuracy."""
+    """Per method: PSNR, SSIM, sharpness and enhancement error at the last phase, SCC, curve-type accuracy."""
     out = {}
     for method, entry in summary["methods"].items():
         last = entry["per_phase"][max(entry["per_phase"], key=int)]
         kinetics = entry.get("kinetics", {})
-        out[method] = {"psnr_last": last["psnr"]["mean"],
+        out[method] = {"psnr_last": last["psnr"]["mean"], "ssim_last": last["ssim"]["mean"],
+                       "sharpness_last": last.get("sharpness", {}).get("mean"),
                        "ee_last": kinetics.get("last_phase_enhancement_error", {}).get("mean"),
                        "scc": kinetics.get("scc", {}).get("mean"),
                        "type_acc": kinetics.get("curve_type_accuracy")}
@@ -186,7 +189,8 @@ def aggregate(records: list[dict]) -> dict:
 
 
 def markdown(aggregated: dict) -> str:
-    lines = ["| model | PSNR last | EE last | SCC | type acc. | n |", "|---|---|---|---|---|---|"]
+    lines = ["| model | PSNR last | SSIM last | sharpness last | EE last | SCC | type acc. | n |",
+             "|---|---|---|---|---|---|---|---|"]
 
     def fmt(stats, scale=1.0, digits=3):
         if not stats:
@@ -195,7 +199,8 @@ def markdown(aggregated: dict) -> str:
 
     for name, entry in aggregated.items():
         n = entry["psnr_last"]["n"] if entry["psnr_last"] else 0
-        lines.append(f"| {name} | {fmt(entry['psnr_last'])} | {fmt(entry['ee_last'])} | {fmt(entry['scc'])} | "
+        lines.append(f"| {name} | {fmt(entry['psnr_last'])} | {fmt(entry.get('ssim_last'))} | "
+                     f"{fmt(entry.get('sharpness_last'))} | {fmt(entry['ee_last'])} | {fmt(entry['scc'])} | "
                      f"{fmt(entry['type_acc'], 100)} % | {n} |")
     return "\n".join(lines)
 
@@ -236,6 +241,9 @@ def main() -> None:
                         help="evaluate the exported <variant>_seed<k>.pth models of DIR on the test site")
     parser.add_argument("--tta", action="store_true",
                         help="predict the held-out site with test-time mirroring (the plan's mirror axes)")
+    parser.add_argument("--compose", default=DEFAULT_COMPOSE, choices=COMPOSE_MODES,
+                        help="how the held-out site's phases reach its grid (iterdce_predict --compose); other than "
+                             "auto, it is added to each evaluated model's name")
     parser.add_argument("--input-phases", type=int, default=2,
                         help="how many first phases are the model's inputs (default 2: pre-contrast and the first "
                              "post-contrast phase; 3 adds the second post-contrast phase); use a fresh --workdir")
@@ -299,7 +307,7 @@ def main() -> None:
         scored_json.write_text(json.dumps({**info, "input_phases": list(range(args.input_phases))}, indent=2))
     common = {"test_dataset_json": None if scored_json is None else str(scored_json),
               "threads": args.threads, "workers": args.workers, "device": args.device, "precision": args.precision,
-              "tta": args.tta,
+              "tta": args.tta, "compose": args.compose,
               "test_inputs": str(test_inputs), "test_dir": str(test_dir), "regression": str(regression_path)}
 
     suffix = "" if args.precision == "auto" else f"_{args.precision}"
@@ -318,8 +326,10 @@ def main() -> None:
     if args.train_only:
         phase1 = [{**j, "export_to": str(out)} for j in phase1]
     elif args.evaluate_models:
-        phase1 = [{**common, "variant": path.stem.rsplit("_seed", 1)[0], "seed": int(path.stem.rsplit("_seed", 1)[1]),
-                   "model_file": str(path), "results": str(args.workdir / "results" / f"eval_{path.stem}")}
+        composed = "" if args.compose == DEFAULT_COMPOSE else f"_compose_{args.compose}"
+        phase1 = [{**common, "variant": path.stem.rsplit("_seed", 1)[0] + composed,
+                   "seed": int(path.stem.rsplit("_seed", 1)[1]), "model_file": str(path),
+                   "results": str(args.workdir / "results" / f"eval_{path.stem}{composed}")}
                   for path in sorted(args.evaluate_models.glob("*_seed*.pth"))]
     if not args.train_only:
         phase1.insert(0, {**common, "variant": "baselines", "seed": 0, "n_inputs": len(plans["input_phases"]),

@@ -91,11 +91,8 @@ def run_demo(out_dir: Path, config: DemoConfig | None = None, log=print) -> dict
     log("[6/6] evaluating against the real delayed phases")
     report = out_dir / "report"
     summary = evaluate_folders(out_dir / "predictions", raw / "imagesTr", report, labels=raw / "labelsTr",
-                               progress=False, regression=regression)
-    last = plans.target_phases[-1]
-    errors = {method: entry["per_phase"][str(last)]["enhancement_error"]["mean"]
-              for method, entry in summary["methods"].items()}
-    log("\nlast-phase enhancement error: " + ", ".join(f"{m} {e:.4g}" for m, e in errors.items()))
+                               progress=False, regression=regression)  # prints the verdict line and the table
+    log(f"\nverdict: {summary['verdict']}")
     log(f"figures: {report / 'montage.png'}, {report / 'kinetic_curves'}/, {figures[0]}, {figures[1]}")
     log(f"per-case metrics: {report / 'per_case.csv'}; summary: {report / 'summary.json'}")
     log(f"demo finished in {time.perf_counter() - start:.0f} s")

@@ -10,7 +10,10 @@ variable and not a phase index, one fit serves every protocol (jittered gaps, ot
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
+
+import numpy as np
 
 DEGREE = 3  # in (u, v): a + b <= DEGREE
 TIME_DEGREE = 3  # tau**1 .. tau**TIME_DEGREE
@@ -40,3 +43,32 @@ def kinetic_terms(u: Any, v: Any, tau: Any, degree: int = DEGREE, time_degree: i
         t_pow.append(t_pow[-1] * tau)
     uv = {(a, b): u_pow[a] * v_pow[b] for a in range(degree + 1) for b in range(degree + 1 - a)}
     return [uv[(a, b)] * t_pow[m] for a, b, m in exponents(degree, time_degree)]
+
+
+def later_phases(pre: np.ndarray, early: np.ndarray, taus: Sequence[float] | np.ndarray,
+                 coefficients: Sequence[float] | np.ndarray,
+                 low: Sequence[float], high: Sequence[float], degree: int = DEGREE, time_degree: int = TIME_DEGREE,
+                 dtype: np.dtype | type = np.float32) -> np.ndarray:
+    """The model's estimate ``early + sum_j c_j u**a v**b tau**m`` at every ``tau`` (numpy, float64 inside).
+
+    ``u = early - pre`` and ``v = pre`` are clipped to ``low[:2]``/``high[:2]`` and each tau to
+    ``low[2]``/``high[2]`` (the range seen in the fit). The time polynomial of each (a, b) is summed first,
+    so one target costs one multiply-add per (u, v) term whatever the time degree: the regression baseline
+    and the native-resolution kinetic prior of the predictor (inference/composition.py) both call this.
+    Returns ``[len(taus), *early.shape]`` in ``dtype``.
+    """
+    pre64, early64 = np.asarray(pre, np.float64), np.asarray(early, np.float64)
+    u = np.clip(early64 - pre64, low[0], high[0])
+    v = np.clip(pre64, low[1], high[1])
+    uv = kinetic_terms(u, v, 1.0, degree, 1)  # every u**a v**b once (tau**1 with tau = 1)
+    pairs = [(a, b) for a, b, m in exponents(degree, 1)]
+    index = {term: j for j, term in enumerate(exponents(degree, time_degree))}
+    out = np.empty((len(taus), *early64.shape), dtype)
+    for k, tau in enumerate(taus):
+        t = float(np.clip(tau, low[2], high[2]))
+        total = early64.copy()
+        for (a, b), product in zip(pairs, uv):
+            weight = sum(float(coefficients[index[(a, b, m)]]) * t ** m for m in range(1, time_degree + 1))
+            total += weight * product  # (0, 0): the scalar 1
+        out[k] = total
+    return out

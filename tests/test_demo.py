@@ -18,7 +18,7 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
     summary = run_demo(tmp_path, config, log=lines.append)
     report = tmp_path / "report"
     table = pd.read_csv(report / "per_case.csv")
-    assert {"psnr", "ssim", "enhancement_error"} <= set(table.columns)
+    assert {"psnr", "ssim", "enhancement_error", "sharpness"} <= set(table.columns)
     assert set(table["method"]) == {"iterdce", "copy_last", "linear", "regression"}
     assert json.loads((report / "summary.json").read_text())["methods"].keys() == summary["methods"].keys()
     assert (report / "montage.png").is_file() and any((report / "kinetic_curves").glob("*.png"))
@@ -27,6 +27,8 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
     for case_id in held_out:
         for phase in (2, 3, 4, 5):
             assert (tmp_path / "predictions" / f"{case_id}_{phase:04d}.nii.gz").is_file()
-    assert any("last-phase enhancement error" in line and "regression" in line for line in lines)
+    verdicts = [line for line in lines if line.startswith("\nverdict: ")]
+    assert len(verdicts) == 1 and "regression baseline" in verdicts[0]
+    assert "last-phase lesion enhancement error" in verdicts[0] and "last-phase PSNR" in verdicts[0]
     assert (tmp_path / "results" / "Dataset001_Phantom" / "RecursiveTrainer__plans" / "fold_0" /
             "kinetic_regression.json").is_file()

@@ -279,9 +279,15 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path: Path, capsys):
     dataset.mkdir()
     (dataset / "mine.txt").write_text("keep")
     assert import_main(["-i", str(tmp_path / "dicom"), "-o", str(dataset), "--quiet"]) == 1
-    assert "exists and is not empty" in capsys.readouterr().err and (dataset / "mine.txt").exists()
+    assert "folder is not empty" in capsys.readouterr().err and (dataset / "mine.txt").exists()
+    # --overwrite replaces only a dataset the importer wrote: the user's file is named and kept
+    assert import_main(["-i", str(tmp_path / "dicom"), "-o", str(dataset), "--quiet", "--overwrite"]) == 1
+    assert "mine.txt is not one of them" in capsys.readouterr().err and (dataset / "mine.txt").read_text() == "keep"
+    (dataset / "mine.txt").unlink()
+    assert import_main(["-i", str(tmp_path / "dicom"), "-o", str(dataset), "--quiet"]) == 0
+    first = (dataset / "dataset.json").read_bytes()
     assert import_main(["-i", str(tmp_path / "dicom"), "-o", str(dataset), "--quiet", "--overwrite"]) == 0
-    assert not (dataset / "mine.txt").exists() and (dataset / "dataset.json").exists()
+    assert (dataset / "dataset.json").read_bytes() == first
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
     assert import_main(["-i", str(tmp_path / "nowhere"), "-o", str(tmp_path / "Dataset002_Y"), "--quiet"]) == 1
     assert "DICOM folder does not exist" in capsys.readouterr().err

@@ -59,7 +59,7 @@ def test_known_offset_gives_known_errors_and_summary(tmp_path: Path) -> None:
     assert np.allclose(ours["enhancement_error"], 0.25, atol=1e-6)
     summary = write_report([evaluation], tmp_path, Scoring("foreground", 1))
     assert summary["scoring"]["region"] == "foreground" and "phase 1" in summary["scoring"]["normalization"]
-    assert "scored inside the body foreground" in summary_table(summary)
+    assert "scored on each case's own grid inside the body foreground" in summary_table(summary)
     assert summary["methods"]["iterdce"]["all_phases"]["enhancement_error"]["mean"] == pytest.approx(0.25, abs=1e-6)
     for name in ("per_case.csv", "curves.csv", "lesions.csv", "summary.json", "kinetic_curves/c.png"):
         assert (tmp_path / name).is_file(), name

@@ -1,5 +1,7 @@
-"""One metric definition: the fold validation report (plan space) and iterdce_evaluate (the cases' own
-geometry) score the same predictions alike, inside the same region and in the same units."""
+"""One metric definition: the fold validation report and iterdce_evaluate (the cases' own geometry) score the same
+predictions alike, inside the same region and in the same units; with the raw dataset at hand the validation
+predicts and scores each case on its own grid, without it on the plan's (equal here: the plan keeps the cases'
+spacing)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,12 +24,13 @@ from tests.helpers import make_raw_dataset
 torch.set_num_threads(1)
 NETWORK = {"features_per_stage": [4, 8], "pool_per_stage": [[2, 2, 1]], "time_embedding_dim": 8,
            "time_scale_s": 225.0, "use_time_embedding": True, "use_convlstm": True}
-METRICS = ("psnr", "ssim", "mae", "enhancement_error")
+METRICS = ("psnr", "ssim", "mae", "enhancement_error", "sharpness")
 
 
 @pytest.fixture(scope="module")
 def both_reports(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, pd.DataFrame, dict, dict, Path]:
-    """Predict the validation cases of fold 0 once; score them in plan space and with iterdce_evaluate."""
+    """Predict the validation cases of fold 0 on the plan grid, then natively; score the native predictions again
+    with iterdce_evaluate."""
     root = tmp_path_factory.mktemp("consistency")
     raw = make_raw_dataset(root / "raw", n_cases=5, shape=(24, 24, 8), n_phases=4)
     plan_and_preprocess(raw, root / "pre", preset="tiny", progress=False, log=lambda *_: None)
@@ -46,30 +49,36 @@ def both_reports(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame
     save_checkpoint(folder / "fold_0" / "checkpoint_final.pth",
                     {"network_state": model.state_dict(), "model_config": config})
     val_cases = ["case_001", "case_003"]
-    cv = validate_fold(folder, 0, data_folder(dataset, "plans"), val_cases,
-                       PredictionSettings(device="cpu", progress=False))
+    settings = PredictionSettings(device="cpu", progress=False, precision="fp32")
+    plan_grid = validate_fold(folder, 0, data_folder(dataset, "plans"), val_cases, settings)
+    assert plan_grid["scoring"]["resolution"] == "plan"
+    plan_rows = pd.read_csv(folder / "fold_0" / "validation" / "per_case.csv")
+    cv = validate_fold(folder, 0, data_folder(dataset, "plans"), val_cases, settings, raw_dir=raw)
     native = evaluate_folders(folder / "fold_0" / "validation", raw / "imagesTr", root / "report", raw / "labelsTr",
                               progress=False)
     cv_rows = pd.read_csv(folder / "fold_0" / "validation" / "per_case.csv")
     native_rows = pd.read_csv(root / "report" / "per_case.csv")
-    return cv_rows, native_rows, cv, native, raw
+    return cv_rows, native_rows, cv, native, raw, plan_rows
 
 
 def test_validation_and_evaluate_agree_on_the_same_predictions(both_reports):
-    cv_rows, native_rows, cv, native, _ = both_reports
+    cv_rows, native_rows, cv, native, _, plan_rows = both_reports
     assert cv["scoring"] == native["scoring"] and cv["scoring"]["region"] == "foreground"
-    merged = cv_rows.merge(native_rows, on=["case", "phase", "method"], suffixes=("_cv", "_native"))
-    assert len(merged) == len(cv_rows) == len(native_rows) == 2 * 2 * 3  # cases x target phases x methods
-    ours = merged[merged["method"] == "iterdce"]
-    # the network's output differs from the real phase, or agreement would be trivial
-    assert (ours["mae_cv"] > 0.05).all()
-    # float32 export and TI-norm round trips are the only difference left
-    for metric in METRICS:
-        np.testing.assert_allclose(merged[f"{metric}_cv"], merged[f"{metric}_native"], rtol=1e-3, err_msg=metric)
+    assert cv["scoring"]["resolution"] == "native"
+    for rows in (cv_rows, plan_rows):
+        merged = rows.merge(native_rows, on=["case", "phase", "method"], suffixes=("_cv", "_native"))
+        assert len(merged) == len(rows) == len(native_rows) == 2 * 2 * 3  # cases x target phases x methods
+        ours = merged[merged["method"] == "iterdce"]
+        # the network's output differs from the real phase, or agreement would be trivial
+        assert (ours["mae_cv"] > 0.05).all()
+        # float32 export and TI-norm round trips are the only difference left
+        for metric in METRICS:
+            np.testing.assert_allclose(merged[f"{metric}_cv"], merged[f"{metric}_native"], rtol=1e-3,
+                                       err_msg=metric)
 
 
 def test_the_breast_region_is_a_flag_and_needs_the_masks(both_reports, tmp_path):
-    _, _, _, _, raw = both_reports
+    raw = both_reports[4]
     predictions = tmp_path.parent  # any folder: the check comes before reading predictions
     with pytest.raises(EvaluationInputError, match="region 'breast' needs the breast masks"):
         evaluate_folders(predictions, raw / "imagesTr", tmp_path / "report", region="breast")

@@ -15,7 +15,7 @@ from iterdce.evaluation.kinetics import (
     lesion_curve,
     spearman,
 )
-from iterdce.evaluation.metrics import enhancement_error, mae, psnr, ssim3d_numpy
+from iterdce.evaluation.metrics import enhancement_error, mae, psnr, sharpness, ssim3d_numpy
 
 SHAPE = (32, 32, 16)
 
@@ -33,6 +33,21 @@ def lesion() -> np.ndarray:
 
 
 # ---------------------------------------------------------------- image metrics
+
+
+def test_sharpness_is_one_for_the_real_image_below_one_when_blurred_above_when_noisy(volume):
+    textured = gaussian_filter(volume, 1.0)
+    assert sharpness(textured, textured) == pytest.approx(1.0)
+    assert sharpness(gaussian_filter(textured, 1.5), textured) < 0.5
+    assert sharpness(textured + 0.3 * volume, textured) > 1.2
+    assert sharpness(2 * textured, textured) == pytest.approx(4.0)  # gradient energy: squared contrast
+    inside = np.zeros(SHAPE, bool)
+    inside[:16] = True
+    blurred_half = textured.copy()
+    blurred_half[16:] = gaussian_filter(textured, 2.0)[16:]
+    assert sharpness(blurred_half, textured, inside) == pytest.approx(1.0, abs=0.05)  # only the mask counts
+    assert math.isnan(sharpness(textured, textured, np.zeros(SHAPE, bool)))
+    assert math.isnan(sharpness(textured, np.ones(SHAPE)))  # a flat reference has no gradient energy
 
 
 def test_identical_images(volume, lesion):

@@ -58,10 +58,36 @@ def test_builtin_profiles_valid_distinct_and_json_round_trip(tmp_path):
     assert all(s.orientation == {"axial": 1.0} for k, s in SITES.items() if k != "D")
     assert SITES["D"].slice_mm[0] >= max(SITES[k].slice_mm[1] for k in "ABC")  # D: the coarsest slices
     assert SITES["D"].gap_s[0] > max(SITES[k].gap_s[0] for k in "ABC")
+    # E: finer than every other site and than the cpu plan's 1.5 x 1.5 x 2 mm grid, strong fat saturation always
+    assert SITES["E"].inplane_mm[1] <= min(SITES[k].inplane_mm[1] for k in "ABCD")
+    assert SITES["E"].slice_mm[1] < 2.0 and SITES["E"].fat_suppression_prob == 1.0
+    assert SITES["E"].fat_suppression_efficiency[1] < min(SITES[k].fat_suppression_efficiency[0] for k in "ABCD")
+    assert SITES["F"].heart_prob == 0.0 and all(SITES[k].heart_prob == 1.0 for k in "ABCDE")
+    assert replace(SITES["F"], name="E", description=SITES["E"].description, heart_prob=1.0) == SITES["E"]
     custom = tmp_path / "site.json"
-    custom.write_text(json.dumps({"base": "D", "name": "E", "snr": [50, 60]}))
+    custom.write_text(json.dumps({"base": "D", "name": "E2", "snr": [50, 60]}))
     profile = load_site_profile(custom)
-    assert profile.name == "E" and profile.snr == (50.0, 60.0) and profile.slice_mm == SITES["D"].slice_mm
+    assert profile.name == "E2" and profile.snr == (50.0, 60.0) and profile.slice_mm == SITES["D"].slice_mm
+
+
+def test_without_the_heart_the_thorax_is_lung_and_every_other_tissue_is_the_same():
+    shape, spacing = (48, 40, 12), (1.5, 1.5, 3.0)
+    with_heart = build_anatomy(np.random.default_rng(3), shape, spacing)
+    without = build_anatomy(np.random.default_rng(3), shape, spacing, heart=False)
+    blood = with_heart.tissue == Tissue.BLOOD
+    assert blood.any() and not (without.tissue == Tissue.BLOOD).any()
+    assert (without.tissue[blood] == Tissue.LUNG).all()
+    np.testing.assert_array_equal(without.tissue[~blood], with_heart.tissue[~blood])
+
+
+def test_a_site_that_always_shows_the_heart_draws_its_protocols_as_before():
+    """heart_prob 1 draws nothing more, so sites A-D keep their cases; heart_prob 0 never shows it."""
+    config = SimulationConfig(shape=SHAPE, site=SITES["A"])
+    no_heart = SimulationConfig(shape=SHAPE, site=replace(SITES["A"], heart_prob=0.0))
+    for index in range(3):
+        ours, other = draw_protocol(5, index, config), draw_protocol(5, index, no_heart)
+        assert ours.heart and not other.heart
+        assert replace(ours, site=None, heart=False) == replace(other, site=None)
 
 
 @pytest.mark.parametrize("payload, message", [

@@ -6,6 +6,7 @@ root flags, an example line in ``--help``, argument types, and error reporting.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,9 +28,19 @@ def add_dataset_argument(parser: argparse.ArgumentParser, required: bool = True)
     parser.add_argument("-d", "--dataset", required=required, help="dataset id (1), name, or path")
 
 
+def plans_name(value: str) -> str:
+    """A plan name: letters, digits, ``_ . -``, not starting with a dot (it names ``<name>.json`` and
+    ``<name>_data/`` inside the dataset's folder, so it can never point elsewhere)."""
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", value) or value.endswith(".json"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a plan name: use letters, digits, '_', '.' and '-' "
+                                         "(no folders, no .json)")
+    return value
+
+
 def add_plans_argument(parser: argparse.ArgumentParser) -> None:
     """-p/--plans-name."""
-    parser.add_argument("-p", "--plans-name", default="plans", help="plan name without .json (default plans)")
+    parser.add_argument("-p", "--plans-name", type=plans_name, default="plans",
+                        help="plan name without .json (default plans)")
 
 
 def add_processes_argument(parser: argparse.ArgumentParser, default: int, what: str) -> None:

@@ -25,6 +25,7 @@ from iterdce.evaluation.folders import evaluate_folders
 from iterdce.evaluation.region import DEFAULT_REGION, REGIONS
 from iterdce.evaluation.regression_baseline import load_regression
 from iterdce.output_checks import require_writable_folder
+from iterdce.owned_outputs import refuse_overlap
 from iterdce.paths import find_dataset, model_folder_name
 
 
@@ -66,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             require_writable_folder(model_folder, "--cv model folder")
             cross_validation_summary(model_folder)
             return 0
+        refuse_overlap(Path(args.output), "-o", [("prediction folder --pred", Path(args.pred)),
+                                                 ("reference folder -r", Path(args.ref)),
+                                                 ("lesion-mask folder -l", args.labels and Path(args.labels)),
+                                                 ("breast-mask folder -m", args.masks and Path(args.masks))])
         require_writable_folder(args.output, "-o")
         regression = load_regression(args.regression) if args.regression else None
         evaluate_folders(args.pred, args.ref, args.output, args.labels, args.masks, args.dataset_json,

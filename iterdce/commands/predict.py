@@ -21,6 +21,7 @@ from iterdce.commands.common import (
     run_guarded,
 )
 from iterdce.inference.case_pipeline import rank_device
+from iterdce.inference.composition import COMPOSE_MODES, DEFAULT_COMPOSE
 from iterdce.inference.dicom_output import OUTPUT_FORMATS, DicomExporter
 from iterdce.inference.model_loading import CHECKPOINTS
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings, refuse_output_inside_input
@@ -70,6 +71,16 @@ def main(argv: list[str] | None = None) -> int:
                              "the plan's default protocol); outputs are numbered from the first target phase on")
     add_precision_argument(parser)
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation")
+    parser.add_argument("--compose", default=DEFAULT_COMPOSE, choices=COMPOSE_MODES,
+                        help="how a synthesized phase reaches the case's own grid: the network's predicted change "
+                             "added to a base on the native voxels, 'prior' (the model's kinetic prior there) or "
+                             "'last' (the last input phase), or 'plan' (the whole image resampled from the plan's "
+                             "grid: loses detail finer than the plan spacing); 'auto' (default): prior for a model "
+                             "with a kinetic prior, else last; documentation/prediction.md")
+    parser.add_argument("--no-ood-guard", action="store_true",
+                        help="keep the whole synthesized change also for a case whose intensities lie outside the "
+                             "range the model was trained on (by default such a case is moved towards its last "
+                             "input phase, with a warning naming it; documentation/prediction.md)")
     parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     parser.add_argument("--save-kinetic-map", action="store_true", help="also write <case>_kinetics.nii.gz")
     add_quiet_argument(parser)
@@ -101,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = PredictionSettings(folds, args.checkpoint, rank_device(args.device), args.tile_batch,
                                       args.step_size, tta=args.tta, progress=not args.quiet, tile_size=args.tile_size,
                                       target_times=args.target_times, tile_memory_gb=args.tile_memory_gb,
-                                      precision=args.precision)
+                                      precision=args.precision, compose=args.compose,
+                                      ood_guard=not args.no_ood_guard)
         predictor = IterativePredictor(model_folder, settings)
         if args.output_format == "dicom":
             exporter = DicomExporter(predictor, f"{model_folder.parent.name}/{model_folder.name}",

@@ -14,6 +14,7 @@ from iterdce.commands.common import (
     run_guarded,
 )
 from iterdce.output_checks import require_writable_folder
+from iterdce.simulation.sites import SITES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--motion", type=float, default=None, metavar="MM",
                         help="largest random inter-phase translation in mm (default 0)")
     sites = parser.add_mutually_exclusive_group()
-    sites.add_argument("--site", choices=["A", "B", "C", "D"], default=None,
+    sites.add_argument("--site", choices=sorted(SITES), default=None,
                        help="draw each case's spacing, orientation, SNR, bias, fat saturation, field strength, "
                             "agent, flip angle/TR, timing, motion and lesion kinetics from a built-in site "
                             "profile (documentation/simulation.md); replaces the fixed acquisition options")

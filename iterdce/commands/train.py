@@ -89,8 +89,13 @@ def main(argv: list[str] | None = None) -> int:
             train_cases, val_cases = setup.fold_cases()
             settings = PredictionSettings(device=str(context.device), progress=setup.progress,
                                           precision=setup.precision)
+            raw = roots.raw / preprocessed.name  # the raw dataset: validation at each case's own resolution
+            if not (raw / "dataset.json").is_file():
+                print(f"note: no raw dataset at {raw}; the validation cases are scored on the plan's grid (set "
+                      "--raw or ITERDCE_RAW to score them at their own resolution)")
             summary = validate_fold(trainer.output.parent, args.fold, setup.data_dir, val_cases, settings,
-                                    train_case_ids=train_cases, region=args.region)
+                                    train_case_ids=train_cases, region=args.region,
+                                    raw_dir=raw if (raw / "dataset.json").is_file() else None)
             print(summary_table(summary))
         if context.is_main:
             print(f"done: {trainer.output}")

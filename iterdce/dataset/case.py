@@ -40,6 +40,21 @@ class DCECase:
         return self.geometry.spacing[:3]  # type: ignore[return-value]
 
 
+MAX_LABEL = int(np.iinfo(np.int16).max)  # label volumes are kept as int16 (each label one lesion)
+
+
+def label_values_problem(data: np.ndarray) -> str | None:
+    """Why ``data`` cannot be a label volume (non-integer, negative or above ``MAX_LABEL``), else None."""
+    if not np.all(np.isfinite(data)) or not np.array_equal(data, np.round(data)):
+        return "holds non-integer values (a float mask?)"
+    if data.size and data.min() < 0:
+        return "holds negative values"
+    if data.size and data.max() > MAX_LABEL:
+        return (f"holds label {int(data.max())}, above {MAX_LABEL} (labels are kept as 16-bit integers): number "
+                "the lesions 1, 2, ...")
+    return None
+
+
 def _read_mask(path: Path, geometry: Geometry, case_id: str) -> np.ndarray:
     """Integer label volume of ``path``, checked against the image grid."""
     data, mask_geometry = read_image(path, dtype=np.float32)
@@ -48,8 +63,9 @@ def _read_mask(path: Path, geometry: Geometry, case_id: str) -> np.ndarray:
                             f"{tuple(geometry.shape[:3])}")
     if not mask_geometry.matches(geometry):
         raise CaseLoadError(f"case {case_id}: {path} affine differs from the image affine")
-    if not np.all(np.isfinite(data)) or not np.array_equal(data, np.round(data)) or data.min() < 0:
-        raise CaseLoadError(f"case {case_id}: {path} must hold non-negative integer labels")
+    problem = label_values_problem(data)
+    if problem is not None:
+        raise CaseLoadError(f"case {case_id}: {path} {problem}")
     return data.astype(np.int16)
 
 

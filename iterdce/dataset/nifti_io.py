@@ -47,6 +47,14 @@ def read_header(path: str | os.PathLike[str]) -> tuple[nib.Nifti1Image, Geometry
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise ImageReadError(f"{path}: not a NIfTI image ({type(img).__name__})")
     header = img.header
+    pixdim = _stored_pixdim(path, img) if int(header["qform_code"]) == 0 and int(header["sform_code"]) == 0 else None
+    if pixdim is not None and not (np.all(np.isfinite(pixdim)) and np.all(pixdim > 0)):
+        raise ImageReadError(f"{path}: no voxel size (pixdim {pixdim.tolist()}) and no qform or sform: the image "
+                             "cannot be placed in space; write it with its spacing and orientation")
+    finite = bool(np.all(np.isfinite(img.affine)))
+    if not finite or abs(float(np.linalg.det(img.affine[:3, :3]))) < 1e-12:
+        raise ImageReadError(f"{path}: its affine is {'singular' if finite else 'not finite'} (voxel size or "
+                             "orientation missing): the image cannot be placed in space")
     geometry = Geometry(
         shape=tuple(int(s) for s in img.shape),
         affine=np.asarray(img.affine, dtype=np.float64),
@@ -54,6 +62,16 @@ def read_header(path: str | os.PathLike[str]) -> tuple[nib.Nifti1Image, Geometry
         sform_code=int(header["sform_code"]),
     )
     return img, geometry
+
+
+def _stored_pixdim(path: Path, img: nib.Nifti1Image | nib.Nifti2Image) -> np.ndarray:
+    """The voxel size as stored in the file (nibabel silently replaces a 0 by 1 when it loads a header)."""
+    try:
+        with nib.openers.ImageOpener(str(path)) as handle:
+            raw = type(img.header).from_fileobj(handle, check=False)
+    except Exception as exc:  # noqa: BLE001 - a header nibabel loaded once reads again; any failure names the file
+        raise ImageReadError(f"{path}: header cannot be read ({type(exc).__name__}: {exc})") from exc
+    return np.asarray(raw["pixdim"][1:4], dtype=np.float64)
 
 
 def read_image(path: str | os.PathLike[str], dtype: type = np.float32) -> tuple[np.ndarray, Geometry]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from iterdce.dataset.case import label_values_problem
 from iterdce.dataset.layout import CaseFiles, discover_cases
 from iterdce.dataset.nifti_io import Geometry, ImageReadError, read_header, read_image
 from iterdce.dataset.schema import DatasetInfo, DatasetSchemaError, check_dataset_json, load_case_times
@@ -82,12 +83,10 @@ def _check_mask(case: str, path: Path, geometry: Geometry, kind: str) -> list[Pr
         data = np.asarray(img.dataobj)
     except Exception as exc:
         return problems + [Problem(case, str(path), f"voxel data cannot be read ({exc})")]
-    if np.issubdtype(data.dtype, np.floating):
-        if not np.all(np.isfinite(data)) or not np.array_equal(data, np.round(data)):
-            problems.append(Problem(case, str(path), f"{kind} holds non-integer values (a float mask?)"))
-            return problems
-    if data.min() < 0:
-        problems.append(Problem(case, str(path), f"{kind} holds negative values"))
+    problem = label_values_problem(data)
+    if problem is not None:
+        problems.append(Problem(case, str(path), f"{kind} {problem}"))
+        return problems
     if kind == "breast mask" and not set(np.unique(data).tolist()) <= {0, 1}:
         values = sorted(set(np.unique(data).tolist()) - {0, 1})[:5]
         problems.append(Problem(case, str(path), f"breast mask is not binary (values other than 0 and 1: {values})"))

@@ -1,11 +1,11 @@
 """``iterdce_import_dicom``: a DICOM tree -> a raw dataset (flat layout) with per-case timing from the headers.
 
 The dataset is assembled in a hidden folder beside the output and renamed into place at the end, so an
-interrupted import leaves no half-written dataset. Every study is reported in ``import_report.csv``.
+interrupted import leaves no half-written dataset; ``--overwrite`` replaces only a dataset this command wrote
+(owned_outputs.py), and the output never overlaps the DICOM tree. Every study is reported in ``import_report.csv``.
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from collections import Counter
@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from iterdce.atomic import process_alive, write_json_atomic
+from iterdce.atomic import write_json_atomic
 from iterdce.dataset.nifti_io import write_image
 from iterdce.dicom.phases import Acquisition, StudyRefused, find_acquisition
 from iterdce.dicom.report import REPORT_NAME, StudyRow, case_id_for, write_report
 from iterdce.dicom.scan import Study, scan_tree
 from iterdce.dicom.volume import VolumeError, read_volume
 from iterdce.errors import IterdceError
+from iterdce.owned_outputs import check_replaceable, move_into_place, refuse_overlap, staging_folder, write_manifest
 
 DATASET_NAME = re.compile(r"^Dataset\d{3}_(?P<name>.+)$")
 
@@ -124,23 +125,15 @@ def _dataset_json(out_dir: Path, cases: list[str], times: list[list[float]]) -> 
     }
 
 
-def _replace(staging: Path, out_dir: Path) -> None:
-    """Move the finished dataset into place (an existing one, with ``--overwrite``, only after it is done)."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        out_dir.rename(old)
-    staging.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old)
+COMMAND = "iterdce_import_dicom"
 
 
 def import_dicom(root: Path, out_dir: Path, settings: ImportSettings | None = None) -> ImportSummary:
     """Import every study under ``root`` with a DCE acquisition into the raw dataset ``out_dir``."""
     settings = settings or ImportSettings()
     root, out_dir = Path(root), Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not settings.overwrite:
-        raise DicomImportError(f"{out_dir}: exists and is not empty; choose a new folder or pass --overwrite")
+    refuse_overlap(out_dir, "-o", [("DICOM input folder -i", root)])
+    check_replaceable(out_dir, COMMAND, settings.overwrite)
     try:
         scan = scan_tree(root, settings.progress)
     except FileNotFoundError as exc:
@@ -148,12 +141,7 @@ def import_dicom(root: Path, out_dir: Path, settings: ImportSettings | None = No
     if not scan.studies:
         raise DicomImportError(f"{root}: no DICOM images found ({len(scan.not_dicom)} other file(s))")
     found, rows = _choose(scan.studies, settings)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.parent.glob(f".{out_dir.name}.partial-*"):  # left by an import that was killed
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not process_alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
-    staging = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
+    staging = staging_folder(out_dir)
     imported: list[tuple[str, Acquisition]] = []
     try:
         for case, study, acquisition in tqdm(found, desc="importing studies", unit="study",
@@ -177,7 +165,8 @@ def import_dicom(root: Path, out_dir: Path, settings: ImportSettings | None = No
         write_report(staging / REPORT_NAME, rows)
         cases = sorted(case for case, _ in imported)
         write_json_atomic(staging / "dataset.json", _dataset_json(out_dir, cases, [a.times_s for _, a in imported]))
-        _replace(staging, out_dir)
+        write_manifest(staging, COMMAND)
+        move_into_place(staging, out_dir, COMMAND)
     finally:
         if staging.exists():
             shutil.rmtree(staging)

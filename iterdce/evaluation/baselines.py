@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iterdce.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, kinetic_terms, n_terms
+from iterdce.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, kinetic_terms, later_phases, n_terms
 
 
 def _float_dtype(array: np.ndarray) -> np.dtype:
@@ -96,15 +96,9 @@ class KineticRegression:
         if inputs.ndim < 2 or inputs.shape[0] < 2 or len(input_times_s) != inputs.shape[0]:
             raise ValueError(f"the regression needs >= 2 input phases along axis 0 and one time each, got shape "
                              f"{inputs.shape} and {len(input_times_s)} times")
-        taus = np.clip(_relative_times(input_times_s, target_times_s), self.feature_low[2], self.feature_high[2])
-        pre, early = inputs[0].astype(np.float64), inputs[-1].astype(np.float64)
-        u = np.clip(early - pre, self.feature_low[0], self.feature_high[0])
-        v = np.clip(pre, self.feature_low[1], self.feature_high[1])
-        out = np.empty((taus.size, *early.shape), _float_dtype(inputs))
-        for k, tau in enumerate(taus):
-            terms = kinetic_terms(u, v, float(tau), self.degree, self.time_degree)
-            out[k] = early + sum(c * t for c, t in zip(self.coefficients, terms))
-        return out
+        taus = _relative_times(input_times_s, target_times_s)
+        return later_phases(inputs[0], inputs[-1], taus, self.coefficients, self.feature_low, self.feature_high,
+                            self.degree, self.time_degree, _float_dtype(inputs))
 
     def to_json(self) -> dict:
         return {"kind": "kinetic_regression", "format": REGRESSION_FORMAT, "degree": self.degree,

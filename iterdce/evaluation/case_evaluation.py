@@ -11,7 +11,7 @@ import numpy as np
 
 from iterdce.evaluation.baselines import copy_last_phase, linear_extrapolation
 from iterdce.evaluation.kinetics import curve_type, dtw_distance, lesion_curve, spearman
-from iterdce.evaluation.metrics import enhancement_error, mae, psnr, ssim3d_numpy
+from iterdce.evaluation.metrics import enhancement_error, mae, psnr, sharpness, ssim3d_numpy
 
 METHODS = ("iterdce", "copy_last", "linear", "regression")
 
@@ -71,7 +71,7 @@ def evaluate_case(case_id: str, synthesized: np.ndarray, real: np.ndarray, times
             result.phase_rows.append({
                 "case": case_id, "phase": phases[n_in + t], "time_s": times[n_in + t], "method": method,
                 "psnr": psnr(predicted[t], ref, mask), "ssim": ssim3d_numpy(predicted[t], ref, mask),
-                "mae": mae(predicted[t], ref, mask),
+                "mae": mae(predicted[t], ref, mask), "sharpness": sharpness(predicted[t], ref, mask),
                 "enhancement_error": enhancement_error(predicted[t], ref, union) if union.any() else float("nan"),
             })
     mean, std = ti_norm

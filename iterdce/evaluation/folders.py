@@ -9,6 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from iterdce.atomic import remove_stale_temporaries
+from iterdce.dataset.case import label_values_problem
 from iterdce.dataset.layout import group_phase_files
 from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image
 from iterdce.dataset.schema import DatasetSchemaError, load_case_times, load_dataset_json
@@ -190,6 +191,15 @@ def geometry_problems(case_id: str, predicted: dict[int, Path], real: dict[int, 
     return problems
 
 
+def read_labels(path: Path) -> np.ndarray:
+    """Lesion labels of ``path`` (each label one lesion) as int16; values that cannot be labels name the file."""
+    data = read_image(path)[0]
+    problem = label_values_problem(data)
+    if problem is not None:
+        raise EvaluationInputError(f"{path}: lesion mask {problem}", path)
+    return data.astype(np.int16)
+
+
 def read_finite(path: Path) -> np.ndarray:
     """Voxels of ``path``; NaN or infinite values are an error naming the file."""
     data = read_image(path)[0]
@@ -212,7 +222,7 @@ def evaluate_folder_case(case: EvaluationCase, scoring: Scoring, regression: Pha
     kept = inputs + targets
     breast = (read_image(case.mask)[0] > 0) if case.mask else None
     mask = scoring.mask(real[inputs], breast)
-    lesion = read_image(case.label)[0].astype(np.int16) if case.label else None
+    lesion = read_labels(case.label) if case.label else None
     real_n, synth_n, stats = scoring.normalize(real, synthesized, mask)
     real_n = real_n[kept]
     evaluation = evaluate_case(case.case_id, synth_n, real_n, [case.times_s[p] for p in kept], mask, lesion,

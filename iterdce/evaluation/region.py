@@ -18,6 +18,7 @@ from iterdce.errors import IterdceError
 from iterdce.preprocessing.normalization import TINormStats, ti_norm_stats
 
 REGIONS = ("foreground", "breast")
+RESOLUTIONS = ("native", "plan")
 DEFAULT_REGION = "foreground"
 REGION_TEXT = {"foreground": "the body foreground of the input phases (Otsu, holes filled)",
                "breast": "the dataset's breast masks"}
@@ -33,14 +34,18 @@ class Scoring:
 
     region: str
     reference_phase: int
+    resolution: str = "native"  # "native": each case's own grid; "plan": the plan's grid (fold validation without
+    # the raw dataset), where detail finer than the plan spacing is not scored
 
     def __post_init__(self) -> None:
         if self.region not in REGIONS:
             raise RegionError(f"scoring region must be one of {', '.join(REGIONS)}, got {self.region!r}")
+        if self.resolution not in RESOLUTIONS:
+            raise RegionError(f"scoring resolution must be one of {', '.join(RESOLUTIONS)}, got {self.resolution!r}")
 
     def describe(self) -> dict[str, str]:
         """The summary.json entry."""
-        return {"region": self.region, "region_definition": REGION_TEXT[self.region],
+        return {"region": self.region, "region_definition": REGION_TEXT[self.region], "resolution": self.resolution,
                 "normalization": f"TI-norm: (x - mean) / std of real phase {self.reference_phase} inside the region"}
 
     def mask(self, inputs: np.ndarray, breast_mask: np.ndarray | None) -> np.ndarray:

@@ -18,7 +18,7 @@ from iterdce.evaluation.case_evaluation import METHODS, CaseEvaluation  # noqa: 
 from iterdce.evaluation.kinetics import curve_type_confusion  # noqa: E402
 from iterdce.evaluation.region import Scoring  # noqa: E402
 
-METRICS = ("psnr", "ssim", "mae", "enhancement_error")
+METRICS = ("psnr", "ssim", "mae", "enhancement_error", "sharpness")
 COLORS = {"real": "black", "iterdce": "tab:red", "copy_last": "tab:gray", "linear": "tab:blue",
           "regression": "tab:green"}
 
@@ -39,9 +39,10 @@ def summarize(phase_table: pd.DataFrame, lesion_table: pd.DataFrame, scoring: di
         rows = phase_table[phase_table["method"] == method]
         if rows.empty:
             continue
-        per_phase = {str(int(phase)): {m: _finite_stats(group[m]) for m in METRICS}
+        metrics = [m for m in METRICS if m in rows]  # reports written before a metric existed lack its column
+        per_phase = {str(int(phase)): {m: _finite_stats(group[m]) for m in metrics}
                      for phase, group in rows.groupby("phase")}
-        entry: dict = {"per_phase": per_phase, "all_phases": {m: _finite_stats(rows[m]) for m in METRICS}}
+        entry: dict = {"per_phase": per_phase, "all_phases": {m: _finite_stats(rows[m]) for m in metrics}}
         lesions = lesion_table[lesion_table["method"] == method] if not lesion_table.empty else lesion_table
         if not lesions.empty:
             accuracy, matrix = curve_type_confusion(list(lesions["true_type"]), list(lesions["predicted_type"]))
@@ -61,11 +62,17 @@ def _last_phase_error(entry: dict) -> float | None:
     return entry.get("kinetics", {}).get("last_phase_enhancement_error", {}).get("mean")
 
 
+def _last_phase_psnr(entry: dict) -> float | None:
+    per_phase = entry.get("per_phase", {})
+    return per_phase[max(per_phase, key=int)]["psnr"]["mean"] if per_phase else None
+
+
 def verdict(summary: dict) -> str:
-    """One line: does the network clear the strongest baseline on last-phase lesion enhancement error?
+    """One line: does the network clear the strongest baseline on last-phase lesion enhancement error, and on
+    last-phase PSNR (the whole image at the case's resolution)?
 
     The voxel-wise regression is the floor when it was fitted; a report whose network does not clear
-    it says so first."""
+    it on either says so first."""
     methods = summary["methods"]
     network = _last_phase_error(methods.get("iterdce", {}))
     baselines = {m: e for m in ("regression", "copy_last", "linear")
@@ -74,11 +81,15 @@ def verdict(summary: dict) -> str:
         missing = "the network" if network is None else "a baseline"
         return f"no verdict: no lesion curves of {missing} in this report"
     floor = "regression" if "regression" in baselines else min(baselines, key=lambda m: baselines[m])
+    error = f"last-phase lesion enhancement error {network:.4g} vs {baselines[floor]:.4g}"
+    psnrs = _last_phase_psnr(methods["iterdce"]), _last_phase_psnr(methods[floor])
+    sharp = None if None in psnrs else psnrs[0] >= psnrs[1]  # type: ignore[operator]
+    image = "" if sharp is None else f"last-phase PSNR {psnrs[0]:.4g} vs {psnrs[1]:.4g} dB"
+    if network < baselines[floor] and sharp is not False:
+        return f"iterdce clears the {floor} baseline: {error}" + (f"; {image}" if image else "")
     if network < baselines[floor]:
-        return (f"iterdce clears the {floor} baseline: last-phase lesion enhancement error {network:.4g} vs "
-                f"{baselines[floor]:.4g}")
-    return (f"WARNING: iterdce does NOT clear the {floor} baseline: last-phase lesion enhancement error "
-            f"{network:.4g} vs {baselines[floor]:.4g}")
+        return f"WARNING: iterdce does NOT clear the {floor} baseline on PSNR: {image}; {error}"
+    return f"WARNING: iterdce does NOT clear the {floor} baseline: {error}" + (f"; {image}" if image else "")
 
 
 def summary_table(summary: dict, last_phase: int | None = None) -> str:
@@ -88,9 +99,11 @@ def summary_table(summary: dict, last_phase: int | None = None) -> str:
     lines = [summary["verdict"]] if "verdict" in summary else []
     if "scoring" in summary:
         scoring = summary["scoring"]
-        lines.append(f"scored inside {scoring['region_definition']}; {scoring['normalization']}")
-    header = "| method | PSNR | SSIM | MAE | enh. error (all) | enh. error (last) | SCC | DTW | type acc. |"
-    lines += [header, "|" + "---|" * 9]
+        grid = {"native": "each case's own grid", "plan": "the plan's grid"}.get(scoring.get("resolution", "plan"))
+        lines.append(f"scored on {grid} inside {scoring['region_definition']}; {scoring['normalization']}")
+    header = ("| method | PSNR | PSNR (last) | SSIM | sharpness | MAE | enh. error (all) | enh. error (last) | SCC | "
+              "DTW | type acc. |")
+    lines += [header, "|" + "---|" * 11]
 
     def fmt(value: float | None, digits: int = 4) -> str:
         return "n/a" if value is None else f"{value:.{digits}g}"
@@ -101,7 +114,8 @@ def summary_table(summary: dict, last_phase: int | None = None) -> str:
         last = entry["per_phase"][str(last_phase) if last_phase is not None else phases[-1]] if phases else {}
         kinetics = entry.get("kinetics", {})
         lines.append("| " + " | ".join([
-            method, fmt(overall["psnr"]["mean"]), fmt(overall["ssim"]["mean"]), fmt(overall["mae"]["mean"]),
+            method, fmt(overall["psnr"]["mean"]), fmt(last.get("psnr", {}).get("mean") if last else None),
+            fmt(overall["ssim"]["mean"]), fmt(overall.get("sharpness", {}).get("mean"), 3), fmt(overall["mae"]["mean"]),
             fmt(overall["enhancement_error"]["mean"]),
             fmt(_last_phase_error(entry) if _last_phase_error(entry) is not None
                 else last.get("enhancement_error", {}).get("mean") if last else None),

@@ -22,11 +22,12 @@ from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles
 from iterdce.dataset.nifti_io import Geometry
 from iterdce.errors import UsageError
+from iterdce.inference.composition import Composition, native_phases
 from iterdce.inference.export import write_kinetic_map, write_phases, write_times
 from iterdce.inference.inputs import load_input_case
 from iterdce.preprocessing.case_io import to_canonical_case
 from iterdce.preprocessing.plan_schema import Plans
-from iterdce.preprocessing.preprocessor import PreprocessedCase, preprocess_canonical, restore_phases
+from iterdce.preprocessing.preprocessor import PreprocessedCase, preprocess_canonical
 
 
 def launcher_rank() -> tuple[int, int, int]:
@@ -69,6 +70,7 @@ class PreparedCase:
     properties: dict
     geometry: Geometry
     image: np.ndarray  # the input phases as read, for the kinetic map
+    mask: np.ndarray  # the TI-norm mask (body foreground of the inputs) on the plan grid
 
 
 def preprocess_input(case: DCECase, plans: Plans) -> PreprocessedCase:
@@ -84,16 +86,21 @@ def prepare_case(files: CaseFiles, times_s: np.ndarray, plans: Plans) -> Prepare
     """Read the input phases of a case and preprocess them (``preprocess_input``)."""
     case = load_input_case(files, list(plans.input_phases), times_s)
     pre = preprocess_input(case, plans)
-    return PreparedCase(case.case_id, pre.data, case.times_s, pre.properties, case.geometry, case.image)
+    return PreparedCase(case.case_id, pre.data, case.times_s, pre.properties, case.geometry, case.image, pre.mask)
 
 
 def finish_case(prepared: PreparedCase, synthesized: np.ndarray, out_dir: Path, save_kinetic_map: bool,
-                mark: str | None = None, record: dict | None = None) -> None:
-    """Undo the preprocessing of the synthesized phases and write them (and the kinetic map) atomically, with
-    ``mark`` (the predictor's provenance description) in each header; then ``<case>.json`` with every time
-    (inputs and synthesized phases), which pairs the outputs with real phases by time (iterdce_evaluate), and
-    ``record`` (how the case was predicted, e.g. its tile)."""
-    restored = restore_phases(synthesized, prepared.properties)
+                composition: Composition, mark: str | None = None, record: dict | None = None) -> None:
+    """Put the synthesized phases on the case's own grid (``composition``: the native base + the predicted
+    change) and write them (and the kinetic map) atomically, with ``mark`` (the predictor's provenance
+    description) in each header; then ``<case>.json`` with every time (inputs and synthesized phases), which
+    pairs the outputs with real phases by time (iterdce_evaluate), and ``record`` (how the case was predicted,
+    e.g. its tile)."""
+    fraction, kept = composition.kept(prepared.data, prepared.mask)
+    restored = native_phases(synthesized, prepared.data, prepared.image, prepared.times_s, prepared.properties,
+                             composition, kept)
+    if fraction is not None:
+        record = {**(record or {}), "outside_trained_range": round(fraction, 6), "change_kept": round(kept, 6)}
     first = len(prepared.times_s) - len(restored)
     write_phases(restored, prepared.geometry, out_dir, prepared.case_id, range(first, len(prepared.times_s)), mark)
     write_times(out_dir, prepared.case_id, prepared.times_s, first, mark, record)
@@ -104,7 +111,8 @@ def finish_case(prepared: PreparedCase, synthesized: np.ndarray, out_dir: Path, 
 
 def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
               synthesize: Callable[[PreparedCase], np.ndarray], out_dir: Path, save_kinetic_map: bool,
-              num_processes: int, mark: str | None = None, on_done: Callable[[], None] = lambda: None,
+              num_processes: int, composition: Composition, mark: str | None = None,
+              on_done: Callable[[], None] = lambda: None,
               record: Callable[[PreparedCase], dict] = lambda prepared: {}) -> None:
     """Prepare, synthesize and finish every (files, times) job in order; ``record(prepared)`` goes into the
     case's ``<case>.json``.
@@ -112,7 +120,7 @@ def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
     ``num_processes`` 0: all in this process. N >= 1: N worker processes prepare up to N cases ahead and
     finish (restore + write) the previous ones while ``synthesize`` runs here. Worker errors are raised here.
     """
-    finish_args = (out_dir, save_kinetic_map, mark)
+    finish_args = (out_dir, save_kinetic_map, composition, mark)
     if num_processes <= 0:
         for files, times in jobs:
             prepared = prepare_case(files, times, plans)

@@ -18,7 +18,15 @@ from iterdce.atomic import remove_stale_temporaries
 from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles
 from iterdce.errors import IterdceError, OutputLocationError, UsageError, listing
-from iterdce.inference.case_pipeline import effective_part, preprocess_input, run_cases, select_part
+from iterdce.inference.case_pipeline import PreparedCase, effective_part, preprocess_input, run_cases, select_part
+from iterdce.inference.composition import (
+    DEFAULT_COMPOSE,
+    OOD_FULL,
+    OOD_START,
+    model_priors,
+    native_phases,
+    resolve_composition,
+)
 from iterdce.inference.export import kinetic_map_name, output_name, times_name
 from iterdce.inference.inputs import PredictionInputError, case_times, discover_inputs
 from iterdce.inference.model_loading import describe_model_folder, load_fold_models
@@ -29,7 +37,6 @@ from iterdce.json_io import read_json
 from iterdce.network.precision import resolve_precision
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.plans_io import load_plans
-from iterdce.preprocessing.preprocessor import restore_phases
 from iterdce.training.checkpoint import CheckpointError
 from iterdce.training.distributed import choose_device
 
@@ -52,11 +59,15 @@ class PredictionSettings:
     target_times: Sequence[float] | None = None  # None: each case's own times, else the plan's default protocol
     tile_memory_gb: float | None = None  # auto tiles' budget per forward (None: tile_choice's default)
     precision: str = "auto"  # the network's arithmetic (network/precision.py)
+    compose: str = DEFAULT_COMPOSE  # how phases reach the case's grid (inference/composition.py)
+    ood_guard: bool = True  # move cases outside the trained range towards the last input (composition.py)
 
     def provenance(self) -> dict:
         """The settings that change the output voxels (hashed into the provenance mark with the checkpoints).
 
-        The training patch adds nothing (the mark of outputs predicted before tiles could be chosen); with
+        The composition is added by the predictor once resolved (``plan``, the export before native
+        composition, adds nothing). The training patch adds nothing (the mark of outputs predicted before tiles
+        could be chosen); with
         ``auto`` the tile each case got is written into its ``<case>.json``.
         """
         tile = self.tile_size if isinstance(self.tile_size, str) else [int(v) for v in self.tile_size]
@@ -82,6 +93,12 @@ class IterativePredictor:
         # the mark of outputs predicted before --precision existed holds: bf16 on CUDA, float32 on the CPU
         usual = "bf16" if self.device.type == "cuda" else "fp32"
         marked = {} if self.precision == usual else {"precision": self.precision}
+        self.composition = resolve_composition(self.settings.compose, model_priors(self.models),
+                                               self.settings.ood_guard)
+        if self.composition.mode != "plan":
+            marked["compose"] = self.composition.mode
+        if self.composition.priors and self.settings.ood_guard:
+            marked["ood_guard"] = f"{OOD_START:g}-{OOD_FULL:g}"
         self.model_id = model_id(checkpoints, {**self.settings.provenance(), **marked})
         self.input_phases = list(self.plans.input_phases)
         self.target_phases = list(self.plans.target_phases)  # the default protocol's; a case may have others
@@ -170,7 +187,20 @@ class IterativePredictor:
         """Input phases of ``case`` (original geometry) -> synthesized target phases [n_targets, X, Y, Z]."""
         pre = preprocess_input(case, self.plans)
         synthesized = self.synthesize_normalized(pre.data, case.times_s)
-        return restore_phases(synthesized, pre.properties)
+        fraction, kept = self.composition.kept(pre.data, pre.mask)
+        self.warn_out_of_distribution({case.case_id: (fraction, kept)})
+        return native_phases(synthesized, pre.data, case.image[:len(self.input_phases)], case.times_s,
+                             pre.properties, self.composition, kept)
+
+    def warn_out_of_distribution(self, cases: dict[str, tuple[float | None, float]]) -> None:
+        """One warning naming the cases whose synthesized change was shrunk by the out-of-distribution guard."""
+        shrunk = {c: v for c, v in cases.items() if v[1] < 1.0}
+        if shrunk:
+            listed = ", ".join(f"{c} ({100 * (f or 0):.1f} % outside, {100 * k:.0f} % of the change kept)"
+                               for c, (f, k) in sorted(shrunk.items()))
+            warnings.warn(f"{len(shrunk)} case(s) lie outside the intensities this model was trained on (more than "
+                          f"{100 * OOD_START:g} % of the body): their phases were moved towards the last input "
+                          f"phase: {listed}; documentation/prediction.md", stacklevel=2)
 
     def outputs_of(self, out_dir: Path, case_id: str, times_s: Sequence[float] | np.ndarray, kinetic_map: bool = False
                    ) -> list[Path]:
@@ -227,11 +257,18 @@ class IterativePredictor:
         out_dir.mkdir(parents=True, exist_ok=True)
         label = "cases" if parts == 1 else f"cases (part {part + 1}/{parts})"
         bar = tqdm(total=len(todo), desc=label, unit="case", disable=not self.settings.progress)
-        run_cases([(cases[c], times[c]) for c in todo], self.plans,
-                  lambda prepared: self.synthesize_normalized(prepared.data, prepared.times_s), out_dir,
-                  save_kinetic_map, num_processes, description(self.model_id), on_done=lambda: bar.update(1),
+        guarded: dict[str, tuple[float | None, float]] = {}
+
+        def synthesize(prepared: PreparedCase) -> np.ndarray:
+            guarded[prepared.case_id] = self.composition.kept(prepared.data, prepared.mask)
+            return self.synthesize_normalized(prepared.data, prepared.times_s)
+
+        run_cases([(cases[c], times[c]) for c in todo], self.plans, synthesize, out_dir,
+                  save_kinetic_map, num_processes, self.composition, description(self.model_id),
+                  on_done=lambda: bar.update(1),
                   record=lambda prepared: {"tile_size": self.tile_for(prepared.data.shape[1:])})
         bar.close()
+        self.warn_out_of_distribution(guarded)
         return todo
 
     def cases_to_do(self, case_ids: list[str], out_dir: Path, overwrite: bool, save_kinetic_map: bool,

@@ -105,11 +105,14 @@ def _thorax(
 
 
 def build_anatomy(
-    rng: np.random.Generator, shape: Sequence[int], spacing: Sequence[float], body_fill: float = 1.0
+    rng: np.random.Generator, shape: Sequence[int], spacing: Sequence[float], body_fill: float = 1.0,
+    heart: bool = True
 ) -> Anatomy:
     """Draw one case's anatomy: two half-ellipsoid breasts with skin, fat and FGT on a chest wall.
 
     The breasts span ``body_fill`` of the field of view left-right and inferior-superior (1: the whole).
+    Without ``heart`` the thorax behind the chest wall is lung only (a slab above the heart: no blood pool
+    that enhances with the arterial input and washes out); the random draws are the same either way.
     """
     shape = tuple(int(s) for s in shape)
     coords = axis_coordinates(shape, spacing)
@@ -159,7 +162,10 @@ def build_anatomy(
     wall = np.broadcast_to((y < y_wall) & (y >= y_wall - muscle_t), shape)
     tissue[wall] = Tissue.MUSCLE
     thorax_region = np.broadcast_to(y < y_wall - muscle_t, shape)
-    tissue[thorax_region] = _thorax(rng, coords, (lx, ly, lz), y_wall - muscle_t)[thorax_region]
+    thorax = _thorax(rng, coords, (lx, ly, lz), y_wall - muscle_t)
+    if not heart:
+        thorax = np.where(thorax == Tissue.BLOOD, np.uint8(Tissue.LUNG), thorax)
+    tissue[thorax_region] = thorax[thorax_region]
     interior = inner_any & ~skin
     tissue[skin] = Tissue.SKIN
 

@@ -113,7 +113,7 @@ def simulate_case(
     bolus_arrival = float(rng.uniform(*protocol.bolus_arrival_range))
     physics = Physics(times, bolus_arrival, protocol.tr_s, protocol.flip_angle_deg,
                       protocol.field_strength_t, protocol.agent, protocol.aif_scale, protocol.aif_stretch)
-    anatomy = build_anatomy(rng, shape, spacing, protocol.body_fill)
+    anatomy = build_anatomy(rng, shape, spacing, protocol.body_fill, protocol.heart)
     if protocol.site is None:
         specs = draw_lesion_specs(rng, seed, index)
     else:

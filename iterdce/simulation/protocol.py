@@ -51,6 +51,7 @@ class CaseProtocol:
     bpe_range: tuple[float, float] = BPE_KTRANS
     vessels: int = 0
     cysts: int = 0
+    heart: bool = True  # the heart and thoracic vessels in the field of view
     site: SiteProfile | None = None
 
     @property
@@ -92,7 +93,7 @@ class CaseProtocol:
             "flip_angle_deg": round(self.flip_angle_deg, 2), "tr_ms": round(self.tr_s * 1000.0, 3),
             "motion_mm": round(self.motion_mm, 3), "aif_scale": round(self.aif_scale, 3),
             "aif_stretch": round(self.aif_stretch, 3),
-            "vessels": self.vessels, "cysts": self.cysts,
+            "vessels": self.vessels, "cysts": self.cysts, "heart": int(self.heart),
         }
 
 
@@ -144,4 +145,6 @@ def draw_protocol(seed: int, index: int, config: SimulationConfig) -> CaseProtoc
         aif_scale=_uniform(rng, site.aif_scale), aif_stretch=_uniform(rng, site.aif_stretch),
         bpe_range=site.bpe_ktrans,
         vessels=int(rng.integers(int(site.vessels[0]), int(site.vessels[1]) + 1)),
-        cysts=int(rng.integers(int(site.cysts[0]), int(site.cysts[1]) + 1)), site=site)
+        cysts=int(rng.integers(int(site.cysts[0]), int(site.cysts[1]) + 1)),
+        # drawn last and only when it can fail, so the cases of sites that always show the heart are unchanged
+        heart=bool(rng.random() < site.heart_prob) if site.heart_prob < 1.0 else True, site=site)

@@ -5,6 +5,7 @@ import multiprocessing
 import numbers
 import os
 import re
+import shutil
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -15,6 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from iterdce.errors import UsageError
+from iterdce.owned_outputs import check_replaceable, move_into_place, staging_folder, write_manifest
 from iterdce.preprocessing.parallel import ignore_interrupts
 from iterdce.simulation.case import case_id_for, simulate_case
 from iterdce.simulation.config import DEFAULT_TIMES_S, SimulationConfig
@@ -22,12 +24,13 @@ from iterdce.simulation.protocol import site_nominal_times
 from iterdce.simulation.sites import SiteProfile, site_profile
 from iterdce.simulation.writer import (
     ACQUISITION_COLUMNS,
-    prepare_output_dir,
     write_case,
     write_cases_csv,
     write_dataset_json,
     write_table,
 )
+
+COMMAND = "iterdce_simulate"
 
 
 @dataclass(frozen=True)
@@ -71,13 +74,14 @@ def simulate_dataset(
 ) -> DatasetSummary:
     """Write a synthetic raw dataset (documentation/simulation.md) into ``dataset_dir``.
 
-    With ``site`` (a profile or a built-in name A-D) every case draws spacing, orientation, SNR, protocol
+    With ``site`` (a profile or a built-in name A-F) every case draws spacing, orientation, SNR, protocol
     and the rest from the site's ranges, and the fixed settings (spacing, snr, ...) are not used.
     Each case depends only on (seed, case index) and the settings, so any ``jobs`` gives identical files.
     ``case_prefix`` names the cases ``<prefix>_000``, ... (distinct prefixes let site datasets be merged).
     ``protocols`` (e.g. config.MIXED_PROTOCOLS): case i is acquired with protocols[i % len] and gets a timing
     sidecar; dataset.json's ``phase_times_s`` (the default protocol) is then the first of them.
-    dataset.json is written last: a folder without it is an interrupted run.
+    The dataset is assembled in a hidden folder beside ``dataset_dir`` and moved into place when complete;
+    ``overwrite`` replaces only a dataset iterdce_simulate wrote there (owned_outputs.py).
     """
     for name, value, low in (("number of cases", num_cases, 1), ("seed", seed, 0), ("jobs", jobs, 1)):
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
@@ -98,8 +102,31 @@ def simulate_dataset(
     )
     config.validate()
     dataset_dir = Path(dataset_dir)
-    prepare_output_dir(dataset_dir, overwrite)
-    tasks = [(str(dataset_dir), seed, index, config, case_prefix) for index in range(num_cases)]
+    check_replaceable(dataset_dir, COMMAND, overwrite)
+    staging = staging_folder(dataset_dir)
+    try:
+        rows, acquisitions = _simulate_cases(staging, num_cases, seed, config, case_prefix, jobs, progress)
+        write_cases_csv(staging / "cases.csv", rows)
+        write_table(staging / "acquisition.csv", acquisitions, ACQUISITION_COLUMNS)
+        write_dataset_json(staging, num_cases, seed, config, name_from=dataset_dir)
+        write_manifest(staging, COMMAND)
+        move_into_place(staging, dataset_dir, COMMAND)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    counts = Counter(row["curve_type"] for row in rows)
+    return DatasetSummary(
+        dataset_dir=dataset_dir,
+        case_ids=[case_id_for(i, case_prefix) for i in range(num_cases)],
+        lesion_rows=rows,
+        curve_type_counts={t: counts.get(t, 0) for t in ("persistent", "plateau", "washout")},
+    )
+
+
+def _simulate_cases(staging: Path, num_cases: int, seed: int, config: SimulationConfig, case_prefix: str,
+                    jobs: int, progress: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Simulate and write every case into ``staging``; their lesion rows and acquisition rows."""
+    tasks = [(str(staging), seed, index, config, case_prefix) for index in range(num_cases)]
     if jobs == 1 or num_cases == 1:
         bar = tqdm(tasks, desc="simulate", unit="case", disable=not progress)
         results = [_simulate_and_write(task) for task in bar]
@@ -115,14 +142,4 @@ def simulate_dataset(
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
-    rows = [row for case_rows, _ in results for row in case_rows]
-    write_cases_csv(dataset_dir / "cases.csv", rows)
-    write_table(dataset_dir / "acquisition.csv", [acquisition for _, acquisition in results], ACQUISITION_COLUMNS)
-    write_dataset_json(dataset_dir, num_cases, seed, config)
-    counts = Counter(row["curve_type"] for row in rows)
-    return DatasetSummary(
-        dataset_dir=dataset_dir,
-        case_ids=[case_id_for(i, case_prefix) for i in range(num_cases)],
-        lesion_rows=rows,
-        curve_type_counts={t: counts.get(t, 0) for t in ("persistent", "plateau", "washout")},
-    )
+    return [row for case_rows, _ in results for row in case_rows], [acquisition for _, acquisition in results]

@@ -1,8 +1,10 @@
 """Site profiles: the sub-ranges from which one acquisition site draws each case's protocol and lesions.
 
 A multi-centre collection differs between sites in scanner, protocol and population. A profile holds, for
-every varying setting, the range (or the weighted choices) a site draws from per case; four built-in sites
-A-D differ on purpose so that a benchmark can train on some and test on a held-out one. A profile can also
+every varying setting, the range (or the weighted choices) a site draws from per case; six built-in sites
+A-F differ on purpose so that a benchmark can train on some and test on a held-out one (D: coarse and
+sagittal; E: finer than every plan's grid, the test of native-resolution synthesis; F: E without the heart in
+the field of view, a case no shipped model was trained on). A profile can also
 be read from JSON (the same field names; ranges as two-element lists, choices as {value: weight}).
 """
 from __future__ import annotations
@@ -33,7 +35,7 @@ LIMITS: dict[str, Range] = {
     "aif_scale": (0.3, 3.0), "aif_stretch": (0.5, 2.0), "bpe_ktrans": (0.001, 0.3), "vessels": (0.0, 30.0),
     "cysts": (0.0, 10.0),
 }
-PROBABILITIES = ("fat_suppression_prob", "malignant_prob")
+PROBABILITIES = ("fat_suppression_prob", "malignant_prob", "heart_prob")
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class SiteProfile:
     bpe_ktrans: Range = (0.005, 0.05)
     vessels: Range = (2.0, 8.0)
     cysts: Range = (0.0, 3.0)
+    heart_prob: float = 1.0  # chance that the heart and thoracic vessels lie in the field of view (else lung only)
 
     def validate(self) -> None:
         """Raise ValueError naming every field that is missing, malformed or outside its hard limits."""
@@ -168,7 +171,25 @@ SITES: dict[str, SiteProfile] = {
         jitter_s=(0.0, 10.0), motion_mm=(0.5, 1.2), malignant_prob=0.65,
         ktrans_malignant=(0.06, 1.5), ktrans_benign=(0.03, 0.6), aif_scale=(0.7, 1.3), aif_stretch=(0.8, 1.25),
         bpe_ktrans=(0.01, 0.08), vessels=(1.0, 5.0), cysts=(0.0, 2.0), **_COMMON),
+    "E": SiteProfile(
+        name="E", description="held-out fine-resolution site: 0.6-0.8 mm in-plane and 1.0-1.6 mm slices, axial LPS "
+                              "tilted 5-12 degrees, strong fat saturation on every case, smaller breasts with more "
+                              "vessels and cysts, 3 T, gadodiamide, gaps 60-90 s",
+        inplane_mm=(0.6, 0.8), slice_mm=(1.0, 1.6), orientation={"axial": 1.0}, axcodes={"LPS": 1.0},
+        oblique_deg=(5.0, 12.0), body_fill=(0.6, 0.75), snr=(30.0, 50.0), bias=(0.05, 0.15),
+        fat_suppression_prob=1.0, fat_suppression_efficiency=(0.03, 0.08), field_strength_t={"3.0": 1.0},
+        agent={"gadodiamide": 1.0}, flip_deg=(10.0, 15.0), tr_ms=(3.5, 4.5), first_post_s=(60.0, 90.0),
+        gap_s=(60.0, 90.0), jitter_s=(0.0, 5.0), motion_mm=(0.0, 0.6), bolus_arrival_s=(10.0, 20.0),
+        malignant_prob=0.6, ktrans_malignant=(0.08, 1.5), ktrans_benign=(0.03, 0.5), ve=(0.1, 0.8),
+        vp=(0.002, 0.08), n_phases=6, aif_scale=(0.8, 1.2), aif_stretch=(0.9, 1.1), bpe_ktrans=(0.005, 0.05),
+        vessels=(8.0, 16.0), cysts=(2.0, 6.0)),
 }
+# F: site E's acquisition with another anatomy in the field of view: a breast-only slab above the heart, so no
+# blood pool enhances and washes out; the TI-norm statistics of its cases differ from those of A-E, which
+# makes it the out-of-distribution test of a shipped model (never in any training set)
+SITES["F"] = replace(SITES["E"], name="F", heart_prob=0.0, description=(
+    "out-of-distribution site: site E's fine-resolution, strongly fat-saturated acquisition of a breast-only field "
+    "of view (no heart or thoracic vessels), smaller breasts with more vessels and cysts"))
 
 
 def profile_from_json(payload: dict[str, Any]) -> SiteProfile:
@@ -197,7 +218,7 @@ def profile_from_json(payload: dict[str, Any]) -> SiteProfile:
         profile = SiteProfile(**values)
         profile = replace(profile, name=str(profile.name), n_phases=int(profile.n_phases),
                           fat_suppression_prob=float(profile.fat_suppression_prob),
-                          malignant_prob=float(profile.malignant_prob))
+                          malignant_prob=float(profile.malignant_prob), heart_prob=float(profile.heart_prob))
     except (TypeError, ValueError, AttributeError) as exc:
         raise UsageError(f"site profile: malformed value ({exc})") from exc
     if any(isinstance(v, float) and not math.isfinite(v) for v in asdict(profile).values()):
@@ -217,7 +238,7 @@ def load_site_profile(path: str | Path) -> SiteProfile:
 
 
 def site_profile(name: str) -> SiteProfile:
-    """A built-in site profile by name (A, B, C or D)."""
+    """A built-in site profile by name (A-F)."""
     if name not in SITES:
         raise UsageError(f"unknown site {name!r}; choose one of {', '.join(sorted(SITES))} or pass a JSON profile")
     return SITES[name]

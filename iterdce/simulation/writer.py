@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,6 @@ import numpy as np
 
 from iterdce.atomic import write_atomic, write_json_atomic
 from iterdce.dataset.nifti_io import Geometry, write_image
-from iterdce.errors import OutputLocationError
 from iterdce.simulation.case import SimulatedCase
 from iterdce.simulation.config import SimulationConfig
 
@@ -24,27 +22,10 @@ CASE_COLUMNS = (
 ACQUISITION_COLUMNS = (
     "case", "orientation", "axcodes", "spacing_mm", "fov_mm", "oblique_deg", "body_fill", "snr", "bias_amplitude",
     "fat_suppression", "fat_factor", "field_strength_t", "agent", "flip_angle_deg", "tr_ms", "phase_times_s",
-    "bolus_arrival_s", "aif_scale", "aif_stretch", "motion_mm", "max_shift_mm", "vessels", "cysts",
+    "bolus_arrival_s", "aif_scale", "aif_stretch", "motion_mm", "max_shift_mm", "vessels", "cysts", "heart",
 )
 OUTPUTS = ("imagesTr", "labelsTr", "masksTr", "timesTr", "dataset.json", "cases.csv", "acquisition.csv")
 MAX_LESIONS = 2
-
-
-def prepare_output_dir(dataset_dir: Path, overwrite: bool) -> None:
-    """Create ``dataset_dir``; refuse a non-empty one unless ``overwrite``, which removes only phantom outputs."""
-    if dataset_dir.exists() and not dataset_dir.is_dir():
-        raise OutputLocationError(f"{dataset_dir}: exists and is not a folder", dataset_dir)
-    if dataset_dir.is_dir() and any(dataset_dir.iterdir()):
-        if not overwrite:
-            raise OutputLocationError(f"{dataset_dir}: folder is not empty; choose a new folder or pass --overwrite",
-                                      dataset_dir)
-        for name in OUTPUTS:
-            target = dataset_dir / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    dataset_dir.mkdir(parents=True, exist_ok=True)
 
 
 def write_case(dataset_dir: Path, case: SimulatedCase, write_times: bool) -> None:
@@ -84,12 +65,13 @@ def dataset_name(dataset_dir: Path) -> str:
 
 
 def write_dataset_json(
-    dataset_dir: Path, num_cases: int, seed: int, config: SimulationConfig
+    dataset_dir: Path, num_cases: int, seed: int, config: SimulationConfig, name_from: Path | None = None
 ) -> None:
-    """dataset.json of DATA_FORMAT.md plus a ``simulation`` block recording how the data were made."""
+    """dataset.json of DATA_FORMAT.md plus a ``simulation`` block recording how the data were made; the dataset's
+    name comes from ``name_from`` (the destination folder) when the files are written elsewhere first."""
     site = "" if config.site is None else f" Site profile {config.site.name}: {config.site.description}."
     payload = {
-        "name": dataset_name(dataset_dir),
+        "name": dataset_name(name_from or dataset_dir),
         "description": "Synthetic physics-based breast DCE-MRI phantom (iterdce.simulation): Parker AIF, "
                        "extended Tofts kinetics, spoiled gradient-echo signal, Rician noise." + site,
         "file_ending": ".nii.gz",

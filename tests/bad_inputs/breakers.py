@@ -127,3 +127,12 @@ def foreign_mark(path: Path) -> None:
 def four_d(path: Path) -> None:
     _, geometry = read_image(path)
     nib.save(nib.Nifti1Image(np.ones((24, 24, 8, 2), np.float32), geometry.affine), str(path))
+
+
+def no_spacing(path: Path) -> None:
+    """Rewrite an image with voxel size 0 and neither qform nor sform (nothing places it in space)."""
+    data, _ = read_image(path)
+    img = nib.Nifti1Image(data, None)
+    img.header["pixdim"][1:4] = 0.0
+    img.header["qform_code"], img.header["sform_code"] = 0, 0
+    nib.save(img, str(path))
