@@ -51,7 +51,9 @@ def run_demo(out_dir: Path, config: DemoConfig | None = None, log=print) -> dict
     raw = out_dir / "raw" / DATASET
     if not (raw / "dataset.json").is_file():
         log(f"[1/6] simulating {config.num_cases} phantom cases of {config.shape} (site {config.site}) into {raw}")
-        simulate_dataset(raw, config.num_cases, shape=config.shape, seed=config.seed, jobs=2, site=config.site)
+        # overwrite: replaces only a phantom iterdce_simulate wrote there (a run interrupted by an older version)
+        simulate_dataset(raw, config.num_cases, shape=config.shape, seed=config.seed, jobs=2, site=config.site,
+                         overwrite=True)
     require_valid_dataset(raw, progress=False)
     figures = dataset_figures(raw, out_dir / "phantom_figures")
     log(f"[2/6] verified; phantom figures: {', '.join(map(str, figures))}")

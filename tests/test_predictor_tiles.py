@@ -43,9 +43,12 @@ def test_patch_is_the_default_with_the_output_and_the_mark_of_before(folder):
     reference = predict_volume(predictor.models, torch.from_numpy(inputs()), torch.tensor(TIMES), PATCH, 4,
                                precision="fp32")
     np.testing.assert_array_equal(predictor.synthesize_normalized(inputs(), np.array(TIMES)), reference.numpy())
-    # the provenance of 'patch' is that of the settings before tiles could be chosen: outputs stay 'done'
-    before = model_id([folder / "fold_0" / "checkpoint_final.pth"], {"tta": False, "step": 0.5})
-    assert predictor.model_id == before
+    # the provenance of 'patch' is that of the settings before tiles could be chosen: outputs of the former
+    # export (--compose plan) stay 'done'; the native composition marks its outputs as its own
+    checkpoints = [folder / "fold_0" / "checkpoint_final.pth"]
+    before = model_id(checkpoints, {"tta": False, "step": 0.5})
+    assert predictor_for(folder, precision="fp32", compose="plan").model_id == before
+    assert predictor.model_id == model_id(checkpoints, {"tta": False, "step": 0.5, "compose": "last"})
 
 
 def test_auto_takes_the_whole_volume_rounded_up(folder):

@@ -15,6 +15,7 @@ from iterdce.commands.common import (
     run_guarded,
 )
 from iterdce.output_checks import require_writable_folder
+from iterdce.owned_outputs import refuse_overlap
 from iterdce.paths import find_dataset
 from iterdce.preprocessing.pipeline import plan_and_preprocess
 from iterdce.preprocessing.presets import PRESETS
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         dataset_dir = find_dataset(args.dataset, roots.raw, "raw")
+        refuse_overlap(roots.preprocessed / dataset_dir.name, "--preprocessed", [("raw dataset", dataset_dir)])
         require_writable_folder(roots.preprocessed / dataset_dir.name, "--preprocessed")
         plan_and_preprocess(dataset_dir, roots.preprocessed, args.num_processes, args.preset, args.gpu_memory_gb,
                             args.plans_name, args.replan, progress=not args.quiet)

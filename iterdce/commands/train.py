@@ -28,6 +28,7 @@ from iterdce.evaluation.region import DEFAULT_REGION, REGIONS
 from iterdce.evaluation.report import summary_table
 from iterdce.inference.predictor import PredictionSettings
 from iterdce.output_checks import require_writable_folder
+from iterdce.owned_outputs import refuse_overlap
 from iterdce.paths import find_dataset
 from iterdce.training.allocator import keep_freed_memory
 from iterdce.training.distributed import init_distributed, shutdown
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         preprocessed = find_dataset(args.dataset, roots.preprocessed, "preprocessed")
         check_folds([args.fold], preprocessed)
+        raw = roots.raw / preprocessed.name
+        refuse_overlap(roots.results / preprocessed.name, "--results",
+                       [("preprocessed dataset", preprocessed), ("raw dataset", raw if raw.is_dir() else None)])
         require_writable_folder(roots.results / preprocessed.name, "--results")
         setup = TrainingSetup(preprocessed, roots.results / preprocessed.name, args.plans_name, args.fold,
                               args.epochs, args.iterations_per_epoch, workers, args.device, args.seed, args.resume,
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             train_cases, val_cases = setup.fold_cases()
             settings = PredictionSettings(device=str(context.device), progress=setup.progress,
                                           precision=setup.precision)
-            raw = roots.raw / preprocessed.name  # the raw dataset: validation at each case's own resolution
+            # the raw dataset: validation at each case's own resolution
             if not (raw / "dataset.json").is_file():
                 print(f"note: no raw dataset at {raw}; the validation cases are scored on the plan's grid (set "
                       "--raw or ITERDCE_RAW to score them at their own resolution)")

@@ -186,8 +186,10 @@ def geometry_problems(case_id: str, predicted: dict[int, Path], real: dict[int, 
             problems.append(str(exc))
             continue
         if not geometry.matches(reference):
-            problems.append(f"case {case_id}: {path} geometry (shape {geometry.shape}) differs from {real[0].name} "
-                            f"(shape {reference.shape})")
+            what = (f"shape {geometry.shape} differs from {real[0].name}'s {reference.shape}"
+                    if tuple(geometry.shape[:3]) != tuple(reference.shape[:3])
+                    else f"affine differs from {real[0].name}'s (same shape {geometry.shape})")
+            problems.append(f"case {case_id}: {path} geometry: {what}")
     return problems
 
 

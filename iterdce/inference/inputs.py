@@ -38,7 +38,12 @@ def discover_inputs(folder: Path, input_phases: Sequence[int]) -> tuple[dict[str
             continue
         case_id, phase, _ = parsed
         if phase in input_phases:
-            cases.setdefault(case_id, CaseFiles(case_id)).phase_files[phase] = path
+            files = cases.setdefault(case_id, CaseFiles(case_id))
+            if phase in files.phase_files:
+                problems.append(f"{path}: duplicate of {files.phase_files[phase].name} (phase {phase} of case "
+                                f"{case_id} twice); keep one of them")
+                continue
+            files.phase_files[phase] = path
     for case_id, files in list(cases.items()):
         too_long = case_id_problem(case_id, folder)
         if too_long is not None:

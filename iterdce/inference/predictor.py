@@ -31,10 +31,11 @@ from iterdce.inference.export import kinetic_map_name, output_name, times_name
 from iterdce.inference.inputs import PredictionInputError, case_times, discover_inputs
 from iterdce.inference.model_loading import describe_model_folder, load_fold_models
 from iterdce.inference.provenance import DESCRIPTION_PREFIX, OutputState, description, model_id, output_state
-from iterdce.inference.tile_choice import AUTO, PATCH, NetworkShape, choose_tile, memory_budget
+from iterdce.inference.tile_choice import AUTO, PATCH, NetworkShape, choose_tile, forward_bytes, memory_budget
 from iterdce.inference.tiled import predict_volume
 from iterdce.json_io import read_json
 from iterdce.network.precision import resolve_precision
+from iterdce.owned_outputs import refuse_overlap
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.plans_io import load_plans
 from iterdce.training.checkpoint import CheckpointError
@@ -137,6 +138,13 @@ class IterativePredictor:
         if len(tile) != 3 or any(t < 1 or t % d for t, d in zip(tile, divisor)):
             raise UsageError(f"--tile-size {' '.join(map(str, tile))}: each of the 3 sizes must be a positive "
                              f"multiple of the network's total pooling {' x '.join(map(str, divisor))}")
+        if isinstance(setting, (list, tuple)):  # a given size: one forward pass must fit the memory budget
+            needed = forward_bytes(tile, 1, self.network_shape)
+            if needed > TILE_MEMORY_LIMIT * self.memory_budget:
+                raise UsageError(f"--tile-size {' '.join(map(str, tile))}: one forward pass would need about "
+                                 f"{needed / 1e9:.3g} GB, more than {TILE_MEMORY_LIMIT:g} x the "
+                                 f"{self.memory_budget / 1e9:.3g} GB budget of this device (--tile-memory-gb); "
+                                 "choose a smaller tile or 'auto'")
         if not 0.0 < self.settings.step_fraction <= 1.0:
             raise UsageError(f"--step-size {self.settings.step_fraction}: the step is a fraction of the tile, "
                              "in (0, 1]")
@@ -298,6 +306,7 @@ class IterativePredictor:
         return todo
 
 
+TILE_MEMORY_LIMIT = 4.0  # a given --tile-size may use up to this multiple of the auto tile's memory budget
 EXTRAPOLATION_MARGIN = 0.1  # of the latest trained target time, tolerated on either side of the trained range
 
 
@@ -319,8 +328,6 @@ def json_written_by_iterdce(path: Path) -> bool:
 
 
 def refuse_output_inside_input(in_dir: Path, out_dir: Path) -> None:
-    """``-o`` must not be ``-i`` nor lie inside it (symbolic links resolved): inputs are never written over."""
-    inputs, outputs = in_dir.resolve(), out_dir.resolve()
-    if outputs == inputs or inputs in outputs.parents:
-        raise OutputLocationError(f"-o {out_dir}: is the input folder {in_dir} or inside it; predictions go to a "
-                                  "separate folder so that no input file can be overwritten", out_dir)
+    """``-o`` must not be ``-i``, lie inside it or hold it (symbolic links resolved): inputs are never written
+    over."""
+    refuse_overlap(out_dir, "-o", [("input folder -i", in_dir)])

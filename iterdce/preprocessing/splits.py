@@ -70,10 +70,18 @@ def read_splits(path: Path) -> list[dict[str, list[str]]]:
 
 def load_or_create_splits(out_dir: Path, strata: dict[str, str], n_folds: int = 5, seed: int = 12345
                           ) -> list[dict[str, list[str]]]:
-    """Existing ``splits_final.json`` is kept as it is (reproducible folds); otherwise create and write it."""
+    """Existing ``splits_final.json`` is kept as it is (reproducible folds) when every case it names is in the
+    dataset (``strata`` holds the dataset's cases); otherwise create and write it."""
     path = out_dir / SPLITS_FILE
     if path.is_file():
-        return read_splits(path)
+        splits = read_splits(path)
+        unknown = sorted({c for fold in splits for k in ("train", "val") for c in fold[k]} - set(strata))
+        if unknown:
+            listed = ", ".join(unknown[:3]) + (", ..." if len(unknown) > 3 else "")
+            raise JSONFileError(f"{path}: names {len(unknown)} case(s) the dataset does not hold ({listed}); it is "
+                                "never overwritten: edit it, or delete it to split the dataset anew, and rerun "
+                                "iterdce_plan_and_preprocess", path)
+        return splits
     splits = make_splits(strata, n_folds, seed)
     write_json_atomic(path, splits)
     return splits

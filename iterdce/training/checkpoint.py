@@ -28,7 +28,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc):
+        if "unsupported global" in str(exc).lower():
             raise CheckpointError(f"{path}: refused: it holds Python objects other than tensors and plain values, "
                                   "which iterdce_train never writes; load only checkpoints written by iterdce_train",
                                   path) from exc

@@ -68,6 +68,7 @@ class Trainer:
         self.context = context or init_distributed(setup.device)
         self.device = self.context.device
         self.output = setup.output_folder(self.name)
+        self.pretrained_loaded = False
         training = self.plans.training
         self.total_epochs = int(setup.epochs or sum(getattr(training, k) for k in self.epochs_from))
         self.iterations = int(setup.iterations_per_epoch or training.iterations_per_epoch)
@@ -121,10 +122,7 @@ class Trainer:
         """Starting weights: ``previous_stage``'s final checkpoint of this fold; for a first stage the seeded
         random ones, or ``--pretrained-weights`` when given."""
         if self.previous_stage is None:
-            pretrained = self.setup.pretrained_weights
-            if pretrained is not None:
-                count = load_compatible_weights(unwrap(self.model), Path(pretrained), self.device)
-                self.log.notes.append(f"initialised {count} tensors from pretrained weights {pretrained}")
+            self.load_pretrained()
             self.fit_kinetic_prior()
             return
         path = self.setup.output_folder(self.previous_stage.name) / "checkpoint_final.pth"
@@ -141,6 +139,16 @@ class Trainer:
         if self.context.is_main and fit.is_file():  # fold validation does not refit it
             self.output.mkdir(parents=True, exist_ok=True)
             write_atomic(self.output / REGRESSION_FILE, lambda tmp: shutil.copyfile(fit, tmp), suffix=".json")
+
+    def load_pretrained(self) -> None:
+        """``--pretrained-weights`` of a first stage into the model, once (``run`` calls it before it creates any
+        folder, so weights that do not fit are refused with nothing written)."""
+        pretrained = self.setup.pretrained_weights
+        if self.previous_stage is not None or pretrained is None or self.pretrained_loaded:
+            return
+        count = load_compatible_weights(unwrap(self.model), Path(pretrained), self.device)
+        self.log.notes.append(f"initialised {count} tensors from pretrained weights {pretrained}")
+        self.pretrained_loaded = True
 
     def fit_kinetic_prior(self) -> None:
         """With the plan's kinetic prior, fit it on this fold's training cases (after any pretrained weights: a
@@ -288,6 +296,8 @@ class Trainer:
 
     def run(self) -> Path:
         """Train to ``total_epochs`` (resuming when asked); returns the output folder."""
+        if not (self.setup.resume and (self.output / "checkpoint_latest.pth").is_file()):
+            self.load_pretrained()
         if self.context.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.output, self.output.parent)

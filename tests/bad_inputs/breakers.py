@@ -136,3 +136,14 @@ def no_spacing(path: Path) -> None:
     img.header["pixdim"][1:4] = 0.0
     img.header["qform_code"], img.header["sform_code"] = 0, 0
     nib.save(img, str(path))
+
+
+def nan_affine(path: Path) -> None:
+    """Rewrite an image whose sform holds a NaN."""
+    data, geometry = read_image(path)
+    affine = geometry.affine.copy()
+    affine[0, 3] = np.nan
+    img = nib.Nifti1Image(data, affine)
+    img.set_qform(None, code=0)
+    img.set_sform(affine, code=1)
+    nib.save(img, str(path))
