@@ -86,10 +86,10 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
         os.chmod(tmp, 0o666 & ~current_umask())
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
-        fault_point("before_rename")
+        fault_point("before_rename", target.name)
         os.replace(tmp, target)
         _fsync_folder(target.parent)
-        fault_point("after_rename")
+        fault_point("after_rename", target.name)
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -2,7 +2,10 @@
 ``n``-th time it passes ``point``. Unset (always, outside the test suite) it does nothing.
 
 Points: ``before_rename`` (a temporary file is complete but not yet renamed onto its target),
-``after_rename`` (a file has just been put in place) and ``iteration`` (a training step has finished).
+``after_rename`` (a file has just been put in place), ``iteration`` (a training step has finished) and
+``collected`` (the main process received a worker's result). ``<point>:<n>:<text>`` counts only the passes
+whose subject (the file being written) contains ``<text>``, e.g. ``before_rename:1:checkpoint_``.
+Worker processes never count: the kill is meant for the process the test started.
 """
 from __future__ import annotations
 
@@ -14,13 +17,22 @@ ENV_VAR = "ITERDCE_TEST_KILL_AT"
 _passed: Counter[str] = Counter()
 
 
-def fault_point(point: str) -> None:
-    """Count a pass through ``point`` and kill this process when the environment asks for it."""
+MAIN_PID_VAR = "ITERDCE_TEST_KILL_PID"  # the process the test started; its workers inherit it and never count
+if os.environ.get(ENV_VAR) and MAIN_PID_VAR not in os.environ:
+    os.environ[MAIN_PID_VAR] = str(os.getpid())
+
+
+def fault_point(point: str, subject: str = "") -> None:
+    """Count a pass through ``point`` (about ``subject``, e.g. a file name) and kill this process when the
+    environment asks for it."""
     spec = os.environ.get(ENV_VAR)
     if not spec:
         return
-    name, _, count = spec.partition(":")
-    if name != point:
+    if os.environ.get(MAIN_PID_VAR) != str(os.getpid()):
+        return
+    name, _, rest = spec.partition(":")
+    count, _, text = rest.partition(":")
+    if name != point or text not in subject:
         return
     _passed[point] += 1
     if _passed[point] == int(count or 1):

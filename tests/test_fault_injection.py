@@ -9,6 +9,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -37,11 +39,32 @@ def temporaries(folder: Path) -> list[Path]:
 
 
 def killed(module: str, args: list[str], point: str) -> None:
-    """Run ``python -m iterdce.commands.<module> args`` until the kill point; it must die of SIGKILL."""
-    env = {**os.environ, ENV_VAR: point, "OMP_NUM_THREADS": "1"}
+    """Run ``python -m iterdce.commands.<module> args`` until the kill point; it must die of SIGKILL, and no
+    process it started (worker processes carry its environment) may outlive it by more than 5 s."""
+    marker = f"iterdce-test-{uuid.uuid4().hex}"
+    env = {**os.environ, ENV_VAR: point, "OMP_NUM_THREADS": "1", "ITERDCE_TEST_MARKER": marker}
     result = subprocess.run([sys.executable, "-m", f"iterdce.commands.{module}", *args], env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    deadline = time.monotonic() + 5.0
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not processes_with(marker), "worker processes outlived the killed main process"
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live processes (zombies excluded) whose environment holds ``marker``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state != "Z" and marker.encode() in (proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except (OSError, IndexError):
+            continue
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +95,16 @@ def test_preprocessing_killed_then_rerun_equals_an_uninterrupted_run(raw_root, r
     assert not temporaries(tmp_path / "resumed")
 
 
+def test_preprocessing_workers_die_with_the_killed_main_process_and_a_rerun_is_identical(raw_root,
+                                                                                       reference_preprocessed,
+                                                                                       tmp_path):
+    args = [*preprocess_args(raw_root, tmp_path / "resumed"), "-np", "2"]
+    killed("plan_and_preprocess", args, "collected:1")  # kill -9 of the main process while 2 workers run
+    assert plan_and_preprocess.main(args) == 0
+    assert files_of(tmp_path / "resumed") == files_of(reference_preprocessed)
+    assert not temporaries(tmp_path / "resumed")
+
+
 @pytest.fixture(scope="module")
 def trained(reference_preprocessed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Preprocessed data (a tiny network in the plan) and an uninterrupted reference training."""
@@ -95,6 +128,18 @@ def test_training_killed_mid_epoch_then_continued_gives_the_same_weights(trained
     reference = load_checkpoint(trained / fold / "checkpoint_final.pth")["network_state"]
     resumed = load_checkpoint(tmp_path / fold / "checkpoint_final.pth")["network_state"]
     assert reference.keys() == resumed.keys()
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+    assert not temporaries(tmp_path / "results")
+
+
+def test_training_killed_while_writing_a_checkpoint_then_continued_gives_the_same_weights(trained, tmp_path):
+    args = [*TRAIN_ARGS, "--preprocessed", str(trained / "preprocessed"), "--results", str(tmp_path / "results")]
+    killed("train", args, "before_rename:2:checkpoint_")  # the second checkpoint, complete but not yet in place
+    fold = Path("results") / DATASET / "WarmupTrainer__plans" / "fold_0"
+    assert (tmp_path / fold / "checkpoint_latest.pth").is_file()  # the first epoch's, whole
+    assert train.main([*args, "--continue"]) == 0
+    reference = load_checkpoint(trained / fold / "checkpoint_final.pth")["network_state"]
+    resumed = load_checkpoint(tmp_path / fold / "checkpoint_final.pth")["network_state"]
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)
     assert not temporaries(tmp_path / "results")
 
@@ -129,4 +174,14 @@ def test_prediction_killed_then_rerun_equals_an_uninterrupted_run(trained, input
     assert predict.main(predict_args(inputs, tmp_path / "resumed", trained)) == 0
     assert files_of(tmp_path / "resumed") == files_of(reference_predictions)
     assert len(files_of(reference_predictions)) == 9  # 3 cases: 2 phases and the times (<case>.json) each
+    assert not temporaries(tmp_path / "resumed")
+
+
+def test_prediction_workers_die_with_the_killed_main_process_and_a_rerun_is_identical(trained, inputs,
+                                                                                     reference_predictions,
+                                                                                     tmp_path):
+    args = [*predict_args(inputs, tmp_path / "resumed", trained), "-np", "2"]
+    killed("predict", args, "collected:1")
+    assert predict.main(args) == 0
+    assert files_of(tmp_path / "resumed") == files_of(reference_predictions)
     assert not temporaries(tmp_path / "resumed")

@@ -22,10 +22,12 @@ from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles
 from iterdce.dataset.nifti_io import Geometry
 from iterdce.errors import UsageError
+from iterdce.fault_injection import fault_point
 from iterdce.inference.composition import Composition, native_phases
 from iterdce.inference.export import write_kinetic_map, write_phases, write_times
 from iterdce.inference.inputs import load_input_case
 from iterdce.preprocessing.case_io import to_canonical_case
+from iterdce.preprocessing.parallel import ignore_interrupts
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.preprocessor import PreprocessedCase, preprocess_canonical
 
@@ -128,12 +130,13 @@ def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
             on_done()
         return
     # spawned workers: the main process holds torch's threads, which forking does not survive reliably
-    with ProcessPoolExecutor(num_processes, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(num_processes, mp_context=get_context("spawn"), initializer=ignore_interrupts) as pool:
         pending: list[Future] = []
         for prepared in _prefetched(pool, jobs, plans, num_processes):
             pending.append(pool.submit(finish_case, prepared, synthesize(prepared), *finish_args, record(prepared)))
             while len(pending) > num_processes:  # bounded: finished cases do not pile up in memory
                 pending.pop(0).result()
+                fault_point("collected")
                 on_done()
         for future in pending:
             future.result()

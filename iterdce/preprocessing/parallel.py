@@ -1,13 +1,18 @@
 """A process pool with a progress bar that keeps results in input order."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import multiprocessing as mp
+import os
 import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
 from tqdm import tqdm
+
+from iterdce.fault_injection import fault_point
 
 T = TypeVar("T")
 
@@ -24,6 +29,7 @@ def map_with_progress(function: Callable[..., T], items: Sequence[Any], num_proc
         futures = {pool.submit(function, item): index for index, item in enumerate(items)}
         for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="case", disable=not progress):
             results[futures[future]] = future.result()
+            fault_point("collected")
     except BaseException:
         # Ctrl-C or a failed case: drop the queued cases (the running ones finish their atomic writes)
         pool.shutdown(wait=True, cancel_futures=True)
@@ -32,7 +38,28 @@ def map_with_progress(function: Callable[..., T], items: Sequence[Any], num_proc
     return results
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
 def ignore_interrupts() -> None:
     """Worker initializer: Ctrl-C is handled by the main process alone (one line, not one traceback per
-    worker); the workers finish their current case and stop when the main process shuts the pool down."""
+    worker); the workers finish their current case and stop when the main process shuts the pool down. A worker
+    also dies with its parent: killed with ``kill -9``, the main process cannot shut the pool down."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to send SIGKILL to this process when its parent dies (Linux ``prctl``; elsewhere nothing).
+    A parent that died between reading its id and the request ends this process at once."""
+    parent = os.getppid()
+    library = ctypes.util.find_library("c")
+    if library is None:
+        return
+    try:
+        libc = ctypes.CDLL(library, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: no parent-death signal to ask for
+        return
+    if os.getppid() != parent:
+        os._exit(1)

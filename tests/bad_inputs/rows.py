@@ -31,7 +31,7 @@ class Row:
     expect: tuple[str, ...]
     breaks: Callable[[Path], None] | None = None
     code: int = 1
-    needs_non_root: bool = False  # read-only folders do not stop root
+    needs_non_root: bool = False  # a read-only folder: root is not stopped by one, so the test forces the refusal
 
 
 def verify(name, expect, breaks=None, args=()):
