@@ -26,6 +26,8 @@ from iterdce.inference.composition import (
 from iterdce.inference.inputs import load_input_case
 from iterdce.kinetic_terms import DEGREE, TIME_DEGREE, n_terms
 from iterdce.network.synthesizer import build_synthesizer, model_config
+from iterdce.preprocessing.normalization import TINormStats, apply_ti_norm, undo_ti_norm
+from iterdce.preprocessing.orientation import reorient
 from iterdce.preprocessing.plans_io import save_plans
 from iterdce.preprocessing.preprocessor import restore_phases
 from iterdce.preprocessing.resampling import resample_phases
@@ -185,3 +187,25 @@ def test_a_case_outside_the_trained_range_becomes_its_last_input_with_a_warning(
     free = read_image(tmp_path / "free" / "case_o_0005.nii.gz")[0]
     assert float(np.abs(free - phases[1]).max()) > 1.0  # without the guard the prior's change stays
     assert json.loads((tmp_path / "free" / "case_o.json").read_text())["change_kept"] == 1.0
+
+
+@pytest.mark.parametrize("mode", ["prior", "last"])
+def test_a_zero_change_returns_either_base_bit_for_bit(mode):
+    rng = np.random.default_rng(2)
+    native = rng.normal(100.0, 10.0, (2, 12, 10, 6)).astype(np.float32)
+    transform = np.array([[1, -1], [0, 1], [2, 1]])  # axes 0 and 1 swapped, one flipped: canonical 10 x 12 x 6
+    properties = {"orientation_transform": transform.tolist(), "crop_box": [[0, 10], [0, 12], [0, 6]],
+                  "cropped_shape": [10, 12, 6], "target_spacing": [2.0, 2.0, 2.0],
+                  "ti_norm": {"mean": 100.0, "std": 10.0, "reference_phase": 1}}
+    composition = Composition(mode, (prior_fit(3),))
+    times = [0, 60, 120, 180]
+    canonical = reorient(native, transform)
+    plan_inputs = resample_phases((canonical - 100.0) / 10.0, [1.0, 1.0, 1.0], (5, 6, 3))
+    out = native_phases(composition.base(plan_inputs, times).copy(), plan_inputs, native, times, properties,
+                        composition)
+    if mode == "last":
+        np.testing.assert_array_equal(out, np.repeat(native[-1:], 2, axis=0))
+    else:
+        stats = TINormStats(100.0, 10.0, 1)
+        want = undo_ti_norm(composition.base(apply_ti_norm(native, stats), times), stats)
+        np.testing.assert_array_equal(out, want)  # voxel-wise: the orientation does not change the values
