@@ -5,7 +5,8 @@ Points: ``before_rename`` (a temporary file is complete but not yet renamed onto
 ``after_rename`` (a file has just been put in place), ``iteration`` (a training step has finished) and
 ``collected`` (the main process received a worker's result). ``<point>:<n>:<text>`` counts only the passes
 whose subject (the file being written) contains ``<text>``, e.g. ``before_rename:1:checkpoint_``.
-Worker processes never count: the kill is meant for the process the test started.
+Worker processes never count: the kill is meant for the process the test started. With
+``ITERDCE_TEST_SIGNAL=SIGINT`` the process group receives SIGINT instead (Ctrl-C in a terminal), workers included.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import signal
 from collections import Counter
 
 ENV_VAR = "ITERDCE_TEST_KILL_AT"
+SIGNAL_VAR = "ITERDCE_TEST_SIGNAL"
 _passed: Counter[str] = Counter()
 
 
@@ -36,4 +38,7 @@ def fault_point(point: str, subject: str = "") -> None:
         return
     _passed[point] += 1
     if _passed[point] == int(count or 1):
+        if os.environ.get(SIGNAL_VAR) == "SIGINT":
+            os.killpg(os.getpgrp(), signal.SIGINT)
+            return
         os.kill(os.getpid(), signal.SIGKILL)

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from iterdce.commands import plan_and_preprocess, predict, train
-from iterdce.fault_injection import ENV_VAR
+from iterdce.fault_injection import ENV_VAR, SIGNAL_VAR
 from iterdce.preprocessing.plans_io import load_plans, save_plans
 from iterdce.training.checkpoint import load_checkpoint
 from tests.helpers import make_raw_dataset
@@ -138,6 +138,24 @@ def test_training_killed_while_writing_a_checkpoint_then_continued_gives_the_sam
     fold = Path("results") / DATASET / "WarmupTrainer__plans" / "fold_0"
     assert (tmp_path / fold / "checkpoint_latest.pth").is_file()  # the first epoch's, whole
     assert train.main([*args, "--continue"]) == 0
+    reference = load_checkpoint(trained / fold / "checkpoint_final.pth")["network_state"]
+    resumed = load_checkpoint(tmp_path / fold / "checkpoint_final.pth")["network_state"]
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+    assert not temporaries(tmp_path / "results")
+
+
+def test_ctrl_c_to_the_process_group_while_data_workers_start_stops_training_and_continue_resumes(trained,
+                                                                                                  tmp_path):
+    """Ctrl-C in a terminal reaches the whole process group: the main process and its data-loader workers."""
+    args = [*TRAIN_ARGS[:-3], "-np", "2", "--no-validation", "--preprocessed", str(trained / "preprocessed"),
+            "--results", str(tmp_path / "results")]
+    env = {**os.environ, ENV_VAR: "loader_started:2", SIGNAL_VAR: "SIGINT", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "iterdce.commands.train", *args], env=env, capture_output=True,
+                            text=True, timeout=300, start_new_session=True)  # its own group, as a terminal's job
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "interrupted; rerun the same command with --continue" in result.stderr
+    assert train.main([*args, "--continue"]) == 0
+    fold = Path("results") / DATASET / "WarmupTrainer__plans" / "fold_0"
     reference = load_checkpoint(trained / fold / "checkpoint_final.pth")["network_state"]
     resumed = load_checkpoint(tmp_path / fold / "checkpoint_final.pth")["network_state"]
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)

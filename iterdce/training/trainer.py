@@ -333,7 +333,9 @@ class Trainer:
         loader = make_loader(sampler, start, start + self.iterations, self.setup.num_workers,
                              pin_memory=self.device.type == "cuda")
         loss_sum = torch.zeros((), device=self.device)
-        bar = tqdm(loader, total=self.iterations, desc=f"{self.name} epoch {self.epoch + 1}/{self.total_epochs}",
+        batches = iter(loader)  # starts the data-loader workers
+        fault_point("loader_started")
+        bar = tqdm(batches, total=self.iterations, desc=f"{self.name} epoch {self.epoch + 1}/{self.total_epochs}",
                    disable=not (self.setup.progress and self.context.is_main), leave=False)
         for batch in bar:
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
