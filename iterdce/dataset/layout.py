@@ -48,15 +48,29 @@ def split_phase_name(name: str) -> tuple[str, int, str] | None:
     return match["case"], int(match["phase"]), match["ending"]
 
 
+def not_a_file(path: Path) -> str:
+    """What ``path`` is instead of a regular file (a folder, a FIFO, a link to nothing or a loop, ...)."""
+    if path.is_symlink() and not path.exists():
+        return "is a symbolic link to nothing (or a loop)"
+    if path.is_dir():
+        return "is a folder"
+    if path.is_fifo():
+        return "is a named pipe (FIFO)"
+    return "is not a regular file"
+
+
 def group_phase_files(folder: Path, stray: list[tuple[Path, str]]) -> dict[str, CaseFiles]:
     """Group ``<case>_<pppp>.nii[.gz]`` files of one folder by case; anything else is stray."""
     cases: dict[str, CaseFiles] = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith("."):
             continue
-        parsed = split_phase_name(path.name) if path.is_file() else None
+        parsed = split_phase_name(path.name)
         if parsed is None:
             stray.append((path, "not named <case>_<pppp>.nii.gz"))
+            continue
+        if not path.is_file():
+            stray.append((path, f"named like an image but {not_a_file(path)}"))
             continue
         case_id, phase, _ = parsed
         files = cases.setdefault(case_id, CaseFiles(case_id))

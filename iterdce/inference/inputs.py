@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from iterdce.dataset.case import DCECase
-from iterdce.dataset.layout import CaseFiles, split_phase_name
+from iterdce.dataset.layout import CaseFiles, not_a_file, split_phase_name
 from iterdce.dataset.nifti_io import ImageReadError, read_image
 from iterdce.dataset.schema import DatasetSchemaError, read_json, timing_problems
 from iterdce.dataset.verify import intensity_range_problem
@@ -27,7 +27,11 @@ def discover_inputs(folder: Path, input_phases: Sequence[int]) -> tuple[dict[str
     cases: dict[str, CaseFiles] = {}
     problems: list[str] = []
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.is_dir():
+        if path.name.startswith("."):
+            continue
+        if not path.is_file():
+            if split_phase_name(path.name) is not None or path.name.endswith(".json"):
+                problems.append(f"{path}: named like an input but {not_a_file(path)}")
             continue
         if path.name.endswith(".json"):
             cases.setdefault(path.name[:-5], CaseFiles(path.name[:-5])).times = path

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -147,3 +148,14 @@ def nan_affine(path: Path) -> None:
     img.set_qform(None, code=0)
     img.set_sform(affine, code=1)
     nib.save(img, str(path))
+
+
+def replace_with(path: Path, kind: str) -> None:
+    """Put a folder, a named pipe or a symbolic-link loop where the file ``path`` was."""
+    path.unlink()
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(path.name)  # points at itself

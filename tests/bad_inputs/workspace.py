@@ -6,6 +6,7 @@ trained for one iteration, prediction inputs and the model's predictions. Rows c
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -55,5 +56,12 @@ def snapshot(root: Path) -> dict[str, str]:
     entries = {}
     for path in sorted(root.rglob("*")):
         key = str(path.relative_to(root))
-        entries[key] = "<dir>" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+        if path.is_symlink():
+            entries[key] = f"<link to {os.readlink(path)}>"
+        elif path.is_dir():
+            entries[key] = "<dir>"
+        elif not path.is_file():
+            entries[key] = "<not a regular file>"  # a FIFO: reading it would block
+        else:
+            entries[key] = hashlib.sha256(path.read_bytes()).hexdigest()
     return entries
