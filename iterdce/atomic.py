@@ -112,7 +112,8 @@ def copy_atomic(source: str | os.PathLike[str], target: str | os.PathLike[str]) 
 
 
 def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` (on this machine) still runs; this process counts as alive."""
+    """Whether process ``pid`` (on this machine) still runs; this process counts as alive, a zombie (dead, not yet
+    reaped: e.g. a killed worker whose parent died too, under an init that does not reap) does not."""
     if pid == os.getpid():
         return True
     try:
@@ -121,7 +122,11 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # someone else's live process
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): kill(0) is all there is
+    return state != "Z"
 
 
 def is_stale_temporary(path: Path, now: float | None = None) -> bool:

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -43,9 +44,12 @@ def killed(module: str, args: list[str], point: str) -> None:
     process it started (worker processes carry its environment) may outlive it by more than 5 s."""
     marker = f"iterdce-test-{uuid.uuid4().hex}"
     env = {**os.environ, ENV_VAR: point, "OMP_NUM_THREADS": "1", "ITERDCE_TEST_MARKER": marker}
-    result = subprocess.run([sys.executable, "-m", f"iterdce.commands.{module}", *args], env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe: a process left behind cannot hang the test
+        process = subprocess.Popen([sys.executable, "-m", f"iterdce.commands.{module}", *args], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        returncode = process.wait(timeout=300)
+        stderr.seek(0)
+        assert returncode == -signal.SIGKILL, stderr.read()[-2000:]
     deadline = time.monotonic() + 5.0
     while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -130,7 +130,8 @@ def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
             on_done()
         return
     # spawned workers: the main process holds torch's threads, which forking does not survive reliably
-    with ProcessPoolExecutor(num_processes, mp_context=get_context("spawn"), initializer=ignore_interrupts) as pool:
+    with ProcessPoolExecutor(num_processes, mp_context=get_context("spawn"), initializer=ignore_interrupts,
+                             initargs=(os.getpid(),)) as pool:
         pending: list[Future] = []
         for prepared in _prefetched(pool, jobs, plans, num_processes):
             pending.append(pool.submit(finish_case, prepared, synthesize(prepared), *finish_args, record(prepared)))

@@ -24,7 +24,8 @@ def map_with_progress(function: Callable[..., T], items: Sequence[Any], num_proc
         return [function(item) for item in tqdm(items, desc=desc, unit="case", disable=not progress)]
     results: list[Any] = [None] * len(items)
     context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    pool = ProcessPoolExecutor(max_workers=num_processes, mp_context=context, initializer=ignore_interrupts)
+    pool = ProcessPoolExecutor(max_workers=num_processes, mp_context=context, initializer=ignore_interrupts,
+                               initargs=(os.getpid(),))
     try:
         futures = {pool.submit(function, item): index for index, item in enumerate(items)}
         for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="case", disable=not progress):
@@ -41,18 +42,19 @@ def map_with_progress(function: Callable[..., T], items: Sequence[Any], num_proc
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def ignore_interrupts() -> None:
+def ignore_interrupts(parent: int | None = None) -> None:
     """Worker initializer: Ctrl-C is handled by the main process alone (one line, not one traceback per
     worker); the workers finish their current case and stop when the main process shuts the pool down. A worker
     also dies with its parent: killed with ``kill -9``, the main process cannot shut the pool down."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    die_with_parent()
+    die_with_parent(parent)
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int | None = None) -> None:
     """Ask the kernel to send SIGKILL to this process when its parent dies (Linux ``prctl``; elsewhere nothing).
-    A parent that died between reading its id and the request ends this process at once."""
-    parent = os.getppid()
+    ``parent``: the pid of the process that started this one (passed by it: a parent that died before this
+    process got here is then noticed too); a parent already gone ends this process at once."""
+    parent = os.getppid() if parent is None else parent
     library = ctypes.util.find_library("c")
     if library is None:
         return
