@@ -185,6 +185,10 @@ def geometry_problems(case_id: str, predicted: dict[int, Path], real: dict[int, 
         except ImageReadError as exc:
             problems.append(str(exc))
             continue
+        if len(geometry.shape) != 3:
+            problems.append(f"case {case_id}: {path} is {len(geometry.shape)}D with shape {geometry.shape}, "
+                            "expected one 3D volume per phase")
+            continue
         if not geometry.matches(reference):
             what = (f"shape {geometry.shape} differs from {real[0].name}'s {reference.shape}"
                     if tuple(geometry.shape[:3]) != tuple(reference.shape[:3])

@@ -258,6 +258,8 @@ ROWS: list[Row] = [
     evaluate("reference-phase-negative", ("--reference-phase -1",), args=("--reference-phase", "-1")),
     evaluate("prediction-not-nifti", ("case_001_0003.nii.gz",),
              lambda ws: b.not_gzip(ws / "pred" / "case_001_0003.nii.gz")),
+    evaluate("prediction-4d", ("case_001_0003.nii.gz", "expected one 3D volume per phase"),
+             lambda ws: b.four_d(ws / "pred" / "case_001_0003.nii.gz")),
     evaluate("prediction-affine", ("case_001_0003.nii.gz", "affine differs", "same shape"),
              lambda ws: b.shift_affine(ws / "pred" / "case_001_0003.nii.gz")),
     evaluate("prediction-nan-affine", ("case_001_0003.nii.gz", "affine is not finite"),
