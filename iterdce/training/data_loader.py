@@ -6,8 +6,9 @@ makes a resumed run bit-identical to an uninterrupted one and gives each DDP ran
 from __future__ import annotations
 
 import random
+import signal
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,18 @@ def make_loader(sampler: PatchSampler, start: int, stop: int, num_workers: int, 
     return DataLoader(BatchDataset(sampler, range(start, stop)), batch_size=None, shuffle=False,
                       num_workers=num_workers, pin_memory=pin_memory,
                       prefetch_factor=4 if num_workers > 0 else None, persistent_workers=False)
+
+
+def start_workers(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
+    """``iter(loader)``, which starts its worker processes, with Ctrl-C (SIGINT) blocked meanwhile: the workers
+    are born with it blocked (Ctrl-C in a terminal reaches the whole process group, and a worker interrupted
+    while it starts would print its own traceback); this process receives a pending Ctrl-C right after, as a
+    KeyboardInterrupt."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def validation_batches(folder: Path, case_ids: Sequence[str], patch_size: Sequence[int], batch_size: int

@@ -34,7 +34,7 @@ from iterdce.training.checkpoint import (
     save_checkpoint,
     unwrap,
 )
-from iterdce.training.data_loader import PatchSampler, make_loader, validation_batches
+from iterdce.training.data_loader import PatchSampler, make_loader, start_workers, validation_batches
 from iterdce.training.distributed import DistributedContext, barrier, init_distributed, mean_over_ranks
 from iterdce.training.logger import TrainingLog
 from iterdce.training.losses import SynthesisLoss
@@ -333,7 +333,7 @@ class Trainer:
         loader = make_loader(sampler, start, start + self.iterations, self.setup.num_workers,
                              pin_memory=self.device.type == "cuda")
         loss_sum = torch.zeros((), device=self.device)
-        batches = iter(loader)  # starts the data-loader workers
+        batches = start_workers(loader)
         fault_point("loader_started")
         bar = tqdm(batches, total=self.iterations, desc=f"{self.name} epoch {self.epoch + 1}/{self.total_epochs}",
                    disable=not (self.setup.progress and self.context.is_main), leave=False)
