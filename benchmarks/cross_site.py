@@ -142,7 +142,8 @@ def evaluate_model(model_folder: Path, job: dict, train_s: float, start: float) 
     predictor = IterativePredictor(model_folder, PredictionSettings(folds=["all"], device=job["device"],
                                                                     progress=False, tta=job.get("tta", False),
                                                                     precision=job.get("precision", "auto"),
-                                                                    compose=job.get("compose", DEFAULT_COMPOSE)))
+                                                                    compose=job.get("compose", DEFAULT_COMPOSE),
+                                                                    ood_guard=job.get("ood_guard", True)))
     pred_dir = results / "test_predictions"
     predictor.predict_folder(Path(job["test_inputs"]), pred_dir)
     test_dir = Path(job["test_dir"])
@@ -244,6 +245,9 @@ def main() -> None:
     parser.add_argument("--compose", default=DEFAULT_COMPOSE, choices=COMPOSE_MODES,
                         help="how the held-out site's phases reach its grid (iterdce_predict --compose); other than "
                              "auto, it is added to each evaluated model's name")
+    parser.add_argument("--no-ood-guard", dest="ood_guard", action="store_false",
+                        help="keep the network's whole change on out-of-distribution cases (iterdce_predict "
+                             "--no-ood-guard); added to each evaluated model's name")
     parser.add_argument("--input-phases", type=int, default=2,
                         help="how many first phases are the model's inputs (default 2: pre-contrast and the first "
                              "post-contrast phase; 3 adds the second post-contrast phase); use a fresh --workdir")
@@ -307,7 +311,7 @@ def main() -> None:
         scored_json.write_text(json.dumps({**info, "input_phases": list(range(args.input_phases))}, indent=2))
     common = {"test_dataset_json": None if scored_json is None else str(scored_json),
               "threads": args.threads, "workers": args.workers, "device": args.device, "precision": args.precision,
-              "tta": args.tta, "compose": args.compose,
+              "tta": args.tta, "compose": args.compose, "ood_guard": args.ood_guard,
               "test_inputs": str(test_inputs), "test_dir": str(test_dir), "regression": str(regression_path)}
 
     suffix = "" if args.precision == "auto" else f"_{args.precision}"
@@ -326,7 +330,8 @@ def main() -> None:
     if args.train_only:
         phase1 = [{**j, "export_to": str(out)} for j in phase1]
     elif args.evaluate_models:
-        composed = "" if args.compose == DEFAULT_COMPOSE else f"_compose_{args.compose}"
+        composed = ("" if args.compose == DEFAULT_COMPOSE else f"_compose_{args.compose}") + \
+            ("" if args.ood_guard else "_no_guard")
         phase1 = [{**common, "variant": path.stem.rsplit("_seed", 1)[0] + composed,
                    "seed": int(path.stem.rsplit("_seed", 1)[1]), "model_file": str(path),
                    "results": str(args.workdir / "results" / f"eval_{path.stem}{composed}")}
