@@ -207,3 +207,17 @@ def test_prediction_workers_die_with_the_killed_main_process_and_a_rerun_is_iden
     assert predict.main(args) == 0
     assert files_of(tmp_path / "resumed") == files_of(reference_predictions)
     assert not temporaries(tmp_path / "resumed")
+
+
+def test_ctrl_c_to_the_process_group_while_prediction_workers_start_stops_cleanly_and_rerun_completes(
+        trained, inputs, reference_predictions, tmp_path):
+    """Ctrl-C in a terminal reaches ``iterdce_predict -np 2`` and its worker processes as they start up."""
+    args = [*predict_args(inputs, tmp_path / "resumed", trained), "-np", "2"]
+    env = {**os.environ, ENV_VAR: "submitted:1", SIGNAL_VAR: "SIGINT", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "iterdce.commands.predict", *args], env=env, capture_output=True,
+                            text=True, timeout=300, start_new_session=True)  # its own group, as a terminal's job
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert predict.main(args) == 0
+    assert files_of(tmp_path / "resumed") == files_of(reference_predictions)
+    assert not temporaries(tmp_path / "resumed")

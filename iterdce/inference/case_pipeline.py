@@ -27,7 +27,7 @@ from iterdce.inference.composition import Composition, native_phases
 from iterdce.inference.export import write_kinetic_map, write_phases, write_times
 from iterdce.inference.inputs import load_input_case
 from iterdce.preprocessing.case_io import to_canonical_case
-from iterdce.preprocessing.parallel import ignore_interrupts
+from iterdce.preprocessing.parallel import ignore_interrupts, submit_quietly
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.preprocessor import PreprocessedCase, preprocess_canonical
 
@@ -134,7 +134,8 @@ def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
                              initargs=(os.getpid(),)) as pool:
         pending: list[Future] = []
         for prepared in _prefetched(pool, jobs, plans, num_processes):
-            pending.append(pool.submit(finish_case, prepared, synthesize(prepared), *finish_args, record(prepared)))
+            pending.append(submit_quietly(pool, finish_case, prepared, synthesize(prepared), *finish_args,
+                                          record(prepared)))
             while len(pending) > num_processes:  # bounded: finished cases do not pile up in memory
                 pending.pop(0).result()
                 fault_point("collected")
@@ -150,7 +151,8 @@ def _prefetched(pool: ProcessPoolExecutor, jobs: Sequence[tuple[CaseFiles, np.nd
     futures: list[Future] = []
     queue = iter(jobs)
     for files, times in queue:
-        futures.append(pool.submit(prepare_case, files, times, plans))
+        futures.append(submit_quietly(pool, prepare_case, files, times, plans))
+        fault_point("submitted")
         if len(futures) > ahead:
             yield futures.pop(0).result()
     for future in futures:

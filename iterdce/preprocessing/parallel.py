@@ -6,8 +6,9 @@ import ctypes.util
 import multiprocessing as mp
 import os
 import signal
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from tqdm import tqdm
@@ -27,7 +28,7 @@ def map_with_progress(function: Callable[..., T], items: Sequence[Any], num_proc
     pool = ProcessPoolExecutor(max_workers=num_processes, mp_context=context, initializer=ignore_interrupts,
                                initargs=(os.getpid(),))
     try:
-        futures = {pool.submit(function, item): index for index, item in enumerate(items)}
+        futures = {submit_quietly(pool, function, item): index for index, item in enumerate(items)}
         for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="case", disable=not progress):
             results[futures[future]] = future.result()
             fault_point("collected")
@@ -37,6 +38,25 @@ def map_with_progress(function: Callable[..., T], items: Sequence[Any], num_proc
         raise
     pool.shutdown(wait=True)
     return results
+
+
+@contextmanager
+def interrupts_blocked() -> Iterator[None]:
+    """Ctrl-C (SIGINT) held back in this thread meanwhile: processes started inside are born with it blocked.
+    Ctrl-C in a terminal reaches the whole process group, and a worker interrupted while it starts (a spawned
+    one imports torch for seconds) would print its own traceback; this process receives a pending Ctrl-C right
+    after, as a KeyboardInterrupt."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def submit_quietly(pool: ProcessPoolExecutor, function: Callable[..., T], *args: Any) -> Future[T]:
+    """``pool.submit`` with Ctrl-C blocked (``interrupts_blocked``): a submit may start a worker process."""
+    with interrupts_blocked():
+        return pool.submit(function, *args)
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

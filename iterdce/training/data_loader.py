@@ -6,7 +6,6 @@ makes a resumed run bit-identical to an uninterrupted one and gives each DDP ran
 from __future__ import annotations
 
 import random
-import signal
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from iterdce.preprocessing.case_files import read_case_arrays
+from iterdce.preprocessing.parallel import interrupts_blocked
 from iterdce.preprocessing.plan_schema import AugmentationPlan
 from iterdce.training.augmentation import build_transforms, center_crop, extraction_size
 
@@ -182,15 +182,9 @@ def make_loader(sampler: PatchSampler, start: int, stop: int, num_workers: int, 
 
 
 def start_workers(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
-    """``iter(loader)``, which starts its worker processes, with Ctrl-C (SIGINT) blocked meanwhile: the workers
-    are born with it blocked (Ctrl-C in a terminal reaches the whole process group, and a worker interrupted
-    while it starts would print its own traceback); this process receives a pending Ctrl-C right after, as a
-    KeyboardInterrupt."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
+    """``iter(loader)``, which starts its worker processes, with Ctrl-C blocked meanwhile (``interrupts_blocked``)."""
+    with interrupts_blocked():
         return iter(loader)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def validation_batches(folder: Path, case_ids: Sequence[str], patch_size: Sequence[int], batch_size: int
