@@ -2,16 +2,29 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from iterdce.demo import DemoConfig, run_demo
+from iterdce.fault_injection import ENV_VAR
 
 
 def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
+    """Killed in its second training iteration (``kill -9``), the demo's rerun carries on from what was finished
+    and completes."""
     torch.set_num_threads(1)
+    killed = subprocess.run([sys.executable, "-m", "iterdce.commands.demo", "-o", str(tmp_path), "-n", "6",
+                             "--shape", "80", "64", "20", "--epochs", "1", "1", "--iterations-per-epoch", "2",
+                             "--device", "cpu"],
+                            env={**os.environ, ENV_VAR: "iteration:2", "OMP_NUM_THREADS": "1"}, capture_output=True,
+                            text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert (tmp_path / "raw" / "Dataset001_Phantom" / "dataset.json").is_file()
     config = DemoConfig(num_cases=6, shape=(80, 64, 20), warmup_epochs=1, recursive_epochs=1,
                         iterations_per_epoch=2, num_workers=0, device="cpu")
     lines: list[str] = []
