@@ -24,7 +24,7 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
 
-from iterdce.training import losses  # noqa: E402
+from iterdce.losses import synthesis as losses  # noqa: E402
 
 if TYPE_CHECKING:
     from iterdce.preprocessing.plan_schema import Plans

@@ -105,8 +105,8 @@ def worker(args: argparse.Namespace) -> None:
     """Time ``--steps`` training steps of one method in this fresh process; print a JSON line."""
     from bench_predict import PeakSampler
 
+    from iterdce.losses.synthesis import SynthesisLoss
     from iterdce.network.precision import autocast_context, resolve_precision
-    from iterdce.training.losses import SynthesisLoss
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

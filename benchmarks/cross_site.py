@@ -41,10 +41,10 @@ from cross_site_data import (  # noqa: E402
     simulate_sites,
 )
 
-from iterdce.evaluation.baselines import REGRESSION_FILE, REGRESSION_FORMAT  # noqa: E402
-from iterdce.evaluation.regression_baseline import fit_fold_regression, load_regression  # noqa: E402
 from iterdce.inference.composition import COMPOSE_MODES, DEFAULT_COMPOSE  # noqa: E402
 from iterdce.network.precision import PRECISIONS  # noqa: E402
+from iterdce.regression.fit import fit_fold_regression, load_regression  # noqa: E402
+from iterdce.regression.model import REGRESSION_FILE, REGRESSION_FORMAT  # noqa: E402
 
 PAPER_LOSS: dict[str, Any] = {"loss_weights": {"l1": 0.1, "ssim": 1.0, "perceptual": 1.0, "gradient_difference": 0.1,
                                "lesion_l1": 0.0},

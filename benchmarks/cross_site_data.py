@@ -150,7 +150,7 @@ def export_model(model_folder: Path, out: Path, name: str) -> None:
     plan ``<name>.plans.json`` -- the form shipped in iterdce/pretrained/ and read by --evaluate-models."""
     import torch
 
-    from iterdce.training.checkpoint import load_checkpoint, save_checkpoint
+    from iterdce.core.checkpoint import load_checkpoint, save_checkpoint
 
     checkpoint = model_folder / "fold_all" / "checkpoint_final.pth"
     if not checkpoint.is_file():

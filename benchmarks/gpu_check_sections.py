@@ -54,7 +54,7 @@ def _train_steps(trainer, model, batches: list[dict]) -> tuple[list[float], list
 
 
 def _stage(ctx: Context, name: str) -> tuple[str, str]:
-    from iterdce.training.checkpoint import load_checkpoint
+    from iterdce.core.checkpoint import load_checkpoint
     from iterdce.training.trainer_recursive import RecursiveTrainer, WarmupTrainer
 
     plans = make_plan("tiny", ctx.dry_run)

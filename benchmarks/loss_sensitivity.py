@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from iterdce.losses.synthesis import DEFAULT_LOSS_WEIGHTS, SynthesisLoss  # noqa: E402
 from iterdce.preprocessing.pipeline import data_folder  # noqa: E402
 from iterdce.preprocessing.plans_io import load_plans  # noqa: E402
 from iterdce.training.data_loader import PatchSampler  # noqa: E402
-from iterdce.training.losses import DEFAULT_LOSS_WEIGHTS, SynthesisLoss  # noqa: E402
 
 TERMS = ("l1", "ssim", "gradient_difference", "lesion_l1")
 

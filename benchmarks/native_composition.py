@@ -26,13 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from cross_site_data import import_model, input_folder, real_target_folder, simulate_sites  # noqa: E402
 
-from iterdce.evaluation.baselines import KineticRegression  # noqa: E402
+from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE  # noqa: E402
 from iterdce.evaluation.folders import evaluate_folders  # noqa: E402
 from iterdce.inference.composition import model_priors  # noqa: E402
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings  # noqa: E402
-from iterdce.kinetic_terms import DEGREE, TIME_DEGREE  # noqa: E402
 from iterdce.network.precision import PRECISIONS  # noqa: E402
 from iterdce.pretrained import PRETRAINED_MODELS, pretrained_model_folder  # noqa: E402
+from iterdce.regression.model import KineticRegression  # noqa: E402
 
 # name -> (--compose, out-of-distribution guard); "plan" without the guard is the export before this change
 MODES = {"prior": ("prior", True), "prior_no_guard": ("prior", False), "last": ("last", True),

@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cross_site_data import real_target_folder  # noqa: E402
 
-from iterdce.evaluation.baselines import KineticRegression, RegressionFitter  # noqa: E402
+from iterdce.core.kinetic_terms import DEGREE  # noqa: E402
 from iterdce.evaluation.folders import evaluate_folders  # noqa: E402
-from iterdce.kinetic_terms import DEGREE  # noqa: E402
-from iterdce.training.data_loader import load_preprocessed  # noqa: E402
+from iterdce.preprocessing.case_files import load_preprocessed  # noqa: E402
+from iterdce.regression.model import KineticRegression, RegressionFitter  # noqa: E402
 
 SITE_FOLDERS = {"A": "Dataset900_SiteA", "B": "Dataset901_SiteB", "C": "Dataset902_SiteC", "D": "Dataset903_SiteD"}
 # (fitted on, scored on): the fastest training site's fit on the two slower ones (an extrapolation in time, as

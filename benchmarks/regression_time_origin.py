@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from regression_time_basis import SITE_FOLDERS, score  # noqa: E402
 
-from iterdce.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, kinetic_terms, n_terms  # noqa: E402
-from iterdce.training.data_loader import load_preprocessed  # noqa: E402
+from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, kinetic_terms, n_terms  # noqa: E402
+from iterdce.preprocessing.case_files import load_preprocessed  # noqa: E402
 
 BASES = ("since_last", "since_start", "since_last_x_last")
 SPLITS = (("BC", "A"), ("AC", "B"), ("AB", "C"), ("A", "B"), ("A", "C"), ("ABC", "D"))

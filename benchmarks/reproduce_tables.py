@@ -38,12 +38,12 @@ def run_seed(job: dict) -> dict:
     """Train and validate the four models with one seed (in its own process); returns each model's summary."""
     import torch
 
-    from iterdce.evaluation.cross_validation import validate_fold
     from iterdce.inference.predictor import PredictionSettings
     from iterdce.preprocessing.plans_io import load_plans
     from iterdce.training.distributed import init_distributed
     from iterdce.training.run_config import TrainingSetup
     from iterdce.training.variants import run_stages
+    from iterdce.workflow.cross_validation import validate_fold
 
     torch.set_num_threads(job["threads"])
     plans = load_plans(Path(job["plans_file"])).replace(training=job["training"])

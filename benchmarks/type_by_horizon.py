@@ -22,8 +22,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
 
+from iterdce.core.kinetics_rule import classify_curve  # noqa: E402
 from iterdce.dataset.nifti_io import read_image  # noqa: E402
-from iterdce.kinetics_rule import classify_curve  # noqa: E402
 
 BASELINES = ("copy_last", "regression")
 

@@ -29,9 +29,9 @@ from cross_site_data import prepare_training_set  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from iterdce.evaluation.kinetics import curve_type, lesion_curve  # noqa: E402
+from iterdce.preprocessing.case_files import load_preprocessed  # noqa: E402
 from iterdce.preprocessing.pipeline import data_folder  # noqa: E402
 from iterdce.preprocessing.plans_io import load_plans  # noqa: E402
-from iterdce.training.data_loader import load_preprocessed  # noqa: E402
 
 FEATURES = ("mean early enhancement", "mean pre-contrast", "heterogeneity (CV)", "log volume", "rim / core",
             "p90 early enhancement", "foreground mean enhancement")

@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from regression_time_origin import TimeOriginRegression, design, time_factors  # noqa: E402
 from type_by_horizon import accuracy_by_horizon  # noqa: E402
 
-from iterdce.evaluation.baselines import KineticRegression  # noqa: E402
-from iterdce.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, kinetic_terms, n_terms  # noqa: E402
+from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, kinetic_terms, n_terms  # noqa: E402
+from iterdce.regression.model import KineticRegression  # noqa: E402
 
 
 def test_since_last_basis_is_the_package_regressions() -> None:

@@ -17,7 +17,7 @@ from iterdce.commands import (
     verify_dataset,
 )
 from iterdce.commands.common import check_folds
-from iterdce.errors import JSONFileError
+from iterdce.core.errors import JSONFileError
 
 COMMANDS = {"iterdce_demo": demo, "iterdce_evaluate": evaluate, "iterdce_import_dicom": import_dicom,
             "iterdce_plan_and_preprocess": plan_and_preprocess, "iterdce_predict": predict,

@@ -8,10 +8,11 @@ import json
 import numpy as np
 import pytest
 
+from iterdce.core.checkpoint import save_checkpoint
+from iterdce.core.errors import UsageError
+from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE, n_terms
 from iterdce.dataset.layout import CaseFiles
 from iterdce.dataset.nifti_io import Geometry, read_image
-from iterdce.errors import UsageError
-from iterdce.evaluation.baselines import KineticRegression
 from iterdce.inference.case_pipeline import preprocess_input
 from iterdce.inference.composition import (
     OOD_FULL,
@@ -24,14 +25,13 @@ from iterdce.inference.composition import (
     resolve_composition,
 )
 from iterdce.inference.inputs import load_input_case
-from iterdce.kinetic_terms import DEGREE, TIME_DEGREE, n_terms
 from iterdce.network.synthesizer import build_synthesizer, model_config
 from iterdce.preprocessing.normalization import TINormStats, apply_ti_norm, undo_ti_norm
 from iterdce.preprocessing.orientation import reorient
 from iterdce.preprocessing.plans_io import save_plans
 from iterdce.preprocessing.preprocessor import restore_phases
 from iterdce.preprocessing.resampling import resample_phases
-from iterdce.training.checkpoint import save_checkpoint
+from iterdce.regression.model import KineticRegression
 from tests.test_predictor import (
     NETWORK,
     TIMES,

@@ -12,9 +12,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from iterdce.core.checkpoint import load_checkpoint
 from iterdce.network.synthesizer import build_synthesizer
 from iterdce.preprocessing.plans_io import load_plans
-from iterdce.training.checkpoint import load_checkpoint
 from iterdce.training.data_loader import PatchSampler
 from iterdce.training.run_config import TrainingSetup
 
@@ -37,7 +37,7 @@ def ddp_worker(rank: int, port: int, preprocessed: str, results: str, out: str) 
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     import iterdce.training.trainer as trainer_module
-    from iterdce.training.checkpoint import unwrap
+    from iterdce.core.checkpoint import unwrap
     from iterdce.training.distributed import barrier, shutdown
     from iterdce.training.trainer_recursive import WarmupTrainer
 

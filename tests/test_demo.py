@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from iterdce.demo import DemoConfig, run_demo
-from iterdce.fault_injection import ENV_VAR
+from iterdce.core.fault_injection import ENV_VAR
+from iterdce.workflow.demo import DemoConfig, run_demo
 
 
 def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import torch
 from pydicom import dcmread
 
 from iterdce.commands.predict import main as predict_main
+from iterdce.core.checkpoint import save_checkpoint
 from iterdce.dataset.nifti_io import read_image, write_image
 from iterdce.dicom.derived import rescale
 from iterdce.dicom.geometry import stack_slices
@@ -27,7 +28,6 @@ from iterdce.dicom.volume import read_volume
 from iterdce.inference.dicom_output import iterdce_version
 from iterdce.network.synthesizer import build_synthesizer, model_config
 from iterdce.preprocessing.plans_io import save_plans
-from iterdce.training.checkpoint import save_checkpoint
 from tests.dicom_phantom import PATIENT_NAME, StudyWriter, dcm2niix_binary, quantised, run_dcm2niix
 from tests.helpers import synthetic_case, tiny_model_plans
 

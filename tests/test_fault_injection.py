@@ -1,4 +1,4 @@
-"""SIGKILL at deterministic points (ITERDCE_TEST_KILL_AT, see iterdce/fault_injection.py), then the same
+"""SIGKILL at deterministic points (ITERDCE_TEST_KILL_AT, see iterdce/core/fault_injection.py), then the same
 command again: the outputs equal an uninterrupted run's, byte for byte (preprocessing, prediction) or weight for
 weight (training resumed with --continue), and no temporary file is left."""
 from __future__ import annotations
@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from iterdce.commands import plan_and_preprocess, predict, train
-from iterdce.fault_injection import ENV_VAR, SIGNAL_VAR
+from iterdce.core.checkpoint import load_checkpoint
+from iterdce.core.fault_injection import ENV_VAR, SIGNAL_VAR
 from iterdce.preprocessing.plans_io import load_plans, save_plans
-from iterdce.training.checkpoint import load_checkpoint
 from tests.helpers import make_raw_dataset
 
 DATASET = "Dataset001_Phantom"

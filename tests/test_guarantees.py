@@ -13,17 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from iterdce import atomic
-from iterdce.atomic import remove_stale_temporaries, write_json_atomic
+from iterdce.core import atomic
 from iterdce.commands import evaluate, predict, verify_dataset
 from iterdce.commands.common import INTERRUPTED
+from iterdce.core.atomic import remove_stale_temporaries, write_json_atomic
 from iterdce.dataset.masks import derive_foreground_mask
 from iterdce.dataset.nifti_io import Geometry, read_image, write_image
 from iterdce.evaluation.case_evaluation import evaluate_case
-from iterdce.evaluation.cross_validation import cross_validation_summary
 from iterdce.evaluation.region import Scoring
 from iterdce.evaluation.report import write_report
 from iterdce.inference.provenance import written_by
+from iterdce.workflow.cross_validation import cross_validation_summary
 from tests.helpers import make_raw_dataset, synthetic_case, tiny_model_plans
 from tests.test_predictor import NETWORK, PATCH, TIMES, make_model, predictor_for, write_model_folder
 
@@ -225,7 +225,7 @@ def test_an_exception_outside_the_family_keeps_its_traceback(monkeypatch, tmp_pa
 def test_an_unwritable_output_folder_is_refused_before_any_work(model_folder, tmp_path, monkeypatch, capsys):
     """The probe is what a read-only folder makes fail; root ignores permission bits, so it is forced here
     (tests/bad_inputs runs the real chmod case for other users)."""
-    import iterdce.output_checks as checks
+    import iterdce.core.output_checks as checks
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from iterdce.errors import IterdceError
-from iterdce.evaluation.baselines import RegressionFitter
+from iterdce.core.errors import IterdceError
 from iterdce.inference.model_loading import load_fold_models
 from iterdce.network.kinetic_prior import KineticPrior
 from iterdce.network.synthesizer import build_synthesizer, model_config
 from iterdce.preprocessing.plans_io import migrate_plans
+from iterdce.regression.model import REGRESSION_FILE, RegressionFitter
 from tests.test_regression_baseline import jittered_times, synthetic_case
 
 NETWORK = {"features_per_stage": [4, 8], "pool_per_stage": [[2, 2, 2]], "time_embedding_dim": 8,
@@ -90,8 +90,7 @@ def test_version_2_plans_migrate_without_a_prior():
 
 def test_training_with_a_kinetic_prior_fits_it_on_the_fold_and_the_recursive_stage_keeps_it(preprocessed_root,
                                                                                              tmp_path):
-    from iterdce.evaluation.baselines import REGRESSION_FILE
-    from iterdce.training.checkpoint import load_checkpoint
+    from iterdce.core.checkpoint import load_checkpoint
     from iterdce.training.trainer_recursive import RecursiveTrainer, WarmupTrainer
     from tests.helpers import make_setup
 

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from iterdce.network.med3d import Med3DFeatures, Med3DWeightsError, ResNet10, load_med3d_weights
-from iterdce.training.losses import (
+from iterdce.losses.synthesis import (
     DEFAULT_LOSS_WEIGHTS,
     MED3D_ENV,
     SynthesisLoss,
     gradient_difference_loss,
     ssim3d,
 )
+from iterdce.network.med3d import Med3DFeatures, Med3DWeightsError, ResNet10, load_med3d_weights
 
 torch.set_num_threads(1)
 
@@ -204,7 +204,7 @@ def test_separable_filter_is_the_grouped_convolution() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from bench_ssim import conv_filter
 
-    from iterdce.training.losses import _gaussian_1d, _gaussian_filter
+    from iterdce.losses.synthesis import _gaussian_1d, _gaussian_filter
 
     x = torch.randn(2, 3, 13, 11, 7, generator=torch.Generator().manual_seed(4), requires_grad=True)
     kernels = [_gaussian_1d(w, 1.5, x.device) for w in (11, 9, 7)]

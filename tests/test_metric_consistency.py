@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
-from iterdce.evaluation.cross_validation import validate_fold
+from iterdce.core.checkpoint import save_checkpoint
 from iterdce.evaluation.folders import EvaluationInputError, evaluate_folders
 from iterdce.evaluation.region import RegionError
 from iterdce.inference.predictor import PredictionSettings
 from iterdce.network.synthesizer import build_synthesizer, model_config
 from iterdce.preprocessing.pipeline import data_folder, plan_and_preprocess
 from iterdce.preprocessing.plans_io import load_plans, save_plans
-from iterdce.training.checkpoint import save_checkpoint
+from iterdce.workflow.cross_validation import validate_fold
 from tests.helpers import make_raw_dataset
 
 torch.set_num_threads(1)

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from iterdce.network.synthesizer import build_synthesizer, model_config
+from iterdce.preprocessing.case_files import load_preprocessed
 from iterdce.preprocessing.pipeline import plan_and_preprocess
 from iterdce.preprocessing.plans_io import load_plans, save_plans
-from iterdce.training.data_loader import PatchSampler, load_preprocessed, pad_phases
+from iterdce.training.data_loader import PatchSampler, pad_phases
 from iterdce.training.trainer_recursive import RecursiveTrainer, WarmupTrainer
 from tests.helpers import DATASET, make_raw_dataset, make_setup
 

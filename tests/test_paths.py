@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from iterdce.paths import (
+from iterdce.core.paths import (
     ENV_VARS,
     DatasetNotFoundError,
     find_dataset,
@@ -78,9 +78,9 @@ class Spy(dict):
         Spy.seen.append(key)
         return dict.__contains__(self, key)
 os.environ = Spy(os.environ)
-import iterdce.paths
+import iterdce.core.paths
 at_import = [k for k in Spy.seen if k.startswith("ITERDCE")]
-iterdce.paths.resolve_roots()
+iterdce.core.paths.resolve_roots()
 after_call = [k for k in Spy.seen if k.startswith("ITERDCE")]
 print(at_import, sorted(after_call))
 """

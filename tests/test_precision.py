@@ -8,7 +8,7 @@ import torch
 
 from iterdce.commands.predict import main as predict_main
 from iterdce.commands.train import main as train_main
-from iterdce.errors import UsageError
+from iterdce.core.errors import UsageError
 from iterdce.network import precision
 from iterdce.network.precision import autocast_context, resolve_precision
 from iterdce.training.trainer_recursive import WarmupTrainer

@@ -18,8 +18,9 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from iterdce.core.checkpoint import save_checkpoint
+from iterdce.core.errors import OutputLocationError
 from iterdce.dataset.nifti_io import Geometry, read_image, write_image
-from iterdce.errors import OutputLocationError
 from iterdce.inference.inputs import PredictionInputError
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings
 from iterdce.inference.sliding_window import finalize, gaussian_importance_map, tile_grid
@@ -29,7 +30,6 @@ from iterdce.preprocessing.fingerprint import compute_fingerprint
 from iterdce.preprocessing.orientation import to_canonical
 from iterdce.preprocessing.planner import plan_experiment
 from iterdce.preprocessing.plans_io import save_plans
-from iterdce.training.checkpoint import save_checkpoint
 from tests.helpers import make_raw_dataset
 
 torch.set_num_threads(1)

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from iterdce.commands.predict import main as predict_main
+from iterdce.core.checkpoint import CheckpointError
+from iterdce.core.errors import OutputLocationError
 from iterdce.dataset.nifti_io import Geometry, read_image, write_image
-from iterdce.errors import OutputLocationError
 from iterdce.inference.inputs import PredictionInputError, discover_inputs
 from iterdce.inference.provenance import description
-from iterdce.training.checkpoint import CheckpointError
 from tests.helpers import synthetic_case
 from tests.test_predictor import (
     TIMES,

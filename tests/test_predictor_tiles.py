@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from iterdce.commands.predict import main as predict_main
-from iterdce.errors import UsageError
+from iterdce.core.errors import UsageError
 from iterdce.inference.provenance import model_id
 from iterdce.inference.tile_choice import forward_bytes
 from iterdce.inference.tiled import predict_volume

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from iterdce.commands.train import build_parser
-from iterdce.training.checkpoint import CheckpointError, load_checkpoint
-from iterdce.training.losses import DEFAULT_LOSS_WEIGHTS, SynthesisLoss
+from iterdce.core.checkpoint import CheckpointError, load_checkpoint
+from iterdce.losses.synthesis import DEFAULT_LOSS_WEIGHTS, SynthesisLoss
 from iterdce.training.trainer_recursive import RecursiveTrainer, WarmupTrainer
 from iterdce.training.variants import NoTeacherWarmupTrainer
 from tests.helpers import first_batch, make_setup

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from iterdce.evaluation.baselines import KineticRegression, RegressionFitter
+from iterdce.core.kinetic_terms import exponents, kinetic_terms
 from iterdce.evaluation.case_evaluation import evaluate_case
 from iterdce.evaluation.region import Scoring
-from iterdce.evaluation.regression_baseline import RegressionFitError, ensure_fold_regression, load_regression
 from iterdce.evaluation.report import summarize
-from iterdce.kinetic_terms import exponents, kinetic_terms
+from iterdce.regression.fit import RegressionFitError, ensure_fold_regression, load_regression
+from iterdce.regression.model import KineticRegression, RegressionFitter
 
 TIMES = [0.0, 60.0, 120.0, 180.0, 240.0]
 
@@ -107,7 +107,7 @@ def test_missing_or_broken_fit_names_the_file(tmp_path):
 
 
 def test_a_fold_fit_of_an_older_format_is_refitted(tmp_path, monkeypatch):
-    import iterdce.evaluation.regression_baseline as module
+    import iterdce.regression.fit as module
 
     fitter = RegressionFitter()
     phases, mask, lesion = synthetic_case(1)

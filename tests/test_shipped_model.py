@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from iterdce.commands.predict import main as predict_main
+from iterdce.core.checkpoint import load_checkpoint
 from iterdce.pretrained import DEFAULT_PRETRAINED, PRETRAINED_MODELS, pretrained_checkpoint, pretrained_model_folder
-from iterdce.training.checkpoint import load_checkpoint
 from tests.helpers import make_raw_dataset
 
 torch.set_num_threads(1)

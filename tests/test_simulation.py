@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from iterdce.commands.simulate import main as simulate_main
+from iterdce.core.kinetics_rule import classify_curve, curve_ratio
 from iterdce.dataset.nifti_io import read_header, read_image
-from iterdce.kinetics_rule import classify_curve, curve_ratio
 from iterdce.simulation import simulate_dataset
 from iterdce.simulation.acquisition import apply_motion, bias_field, motion_shifts
 from iterdce.simulation.case import simulate_case

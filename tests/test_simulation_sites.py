@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from iterdce.commands.simulate import main as simulate_main
+from iterdce.core.kinetics_rule import classify_curve
 from iterdce.dataset.nifti_io import read_image
 from iterdce.dataset.verify import verify_dataset
-from iterdce.kinetics_rule import classify_curve
 from iterdce.preprocessing.orientation import to_canonical
 from iterdce.simulation import simulate_dataset
 from iterdce.simulation.anatomy import Tissue, build_anatomy

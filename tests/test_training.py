@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from iterdce.commands.train import main as train_main
+from iterdce.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from iterdce.network.med3d import Med3DWeightsError
 from iterdce.network.synthesizer import build_synthesizer, model_config
 from iterdce.preprocessing.plans_io import PlansError, load_plans
-from iterdce.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from iterdce.training.trainer import TRAINERS
 from iterdce.training.trainer_recursive import RecursiveTrainer, WarmupTrainer
 from iterdce.training.variants import (

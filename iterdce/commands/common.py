@@ -11,9 +11,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from iterdce.errors import IterdceError, JSONFileError, UsageError
+from iterdce.core.errors import IterdceError, JSONFileError, UsageError
+from iterdce.core.paths import Roots, resolve_roots
 from iterdce.network.precision import PRECISIONS
-from iterdce.paths import Roots, resolve_roots
 from iterdce.preprocessing.splits import SPLITS_FILE, read_splits
 
 

@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 from iterdce.commands.common import add_quiet_argument, new_parser, positive_int, run_guarded
-from iterdce.demo import DemoConfig, run_demo
-from iterdce.output_checks import require_writable_folder
+from iterdce.core.output_checks import require_writable_folder
+from iterdce.workflow.demo import DemoConfig, run_demo
 
 
 def main(argv: list[str] | None = None) -> int:

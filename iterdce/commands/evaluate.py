@@ -20,13 +20,13 @@ from iterdce.commands.common import (
     roots_from_args,
     run_guarded,
 )
-from iterdce.evaluation.cross_validation import cross_validation_summary
+from iterdce.core.output_checks import require_writable_folder
+from iterdce.core.owned_outputs import refuse_overlap
+from iterdce.core.paths import find_dataset, model_folder_name
 from iterdce.evaluation.folders import evaluate_folders
 from iterdce.evaluation.region import DEFAULT_REGION, REGIONS
-from iterdce.evaluation.regression_baseline import load_regression
-from iterdce.output_checks import require_writable_folder
-from iterdce.owned_outputs import refuse_overlap
-from iterdce.paths import find_dataset, model_folder_name
+from iterdce.regression.fit import load_regression
+from iterdce.workflow.cross_validation import cross_validation_summary
 
 
 def main(argv: list[str] | None = None) -> int:

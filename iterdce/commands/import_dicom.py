@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 
 from iterdce.commands.common import add_quiet_argument, new_parser, run_guarded
+from iterdce.core.output_checks import require_writable_folder
 from iterdce.dicom.importer import ImportSettings, import_dicom
 from iterdce.dicom.report import CASE_ID_SOURCES, REPORT_NAME
-from iterdce.output_checks import require_writable_folder
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,9 +14,9 @@ from iterdce.commands.common import (
     roots_from_args,
     run_guarded,
 )
-from iterdce.output_checks import require_writable_folder
-from iterdce.owned_outputs import refuse_overlap
-from iterdce.paths import find_dataset
+from iterdce.core.output_checks import require_writable_folder
+from iterdce.core.owned_outputs import refuse_overlap
+from iterdce.core.paths import find_dataset
 from iterdce.preprocessing.pipeline import plan_and_preprocess
 from iterdce.preprocessing.presets import PRESETS
 

@@ -20,14 +20,14 @@ from iterdce.commands.common import (
     roots_from_args,
     run_guarded,
 )
+from iterdce.core.output_checks import require_writable_folder
+from iterdce.core.paths import find_dataset, model_folder_name
 from iterdce.inference.case_pipeline import rank_device
 from iterdce.inference.composition import COMPOSE_MODES, DEFAULT_COMPOSE
 from iterdce.inference.dicom_output import OUTPUT_FORMATS, DicomExporter
 from iterdce.inference.model_loading import CHECKPOINTS
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings, refuse_output_inside_input
 from iterdce.inference.tile_choice import CPU_BUDGET_GB, CUDA_FREE_FRACTION, PATCH, TILE_CHOICES
-from iterdce.output_checks import require_writable_folder
-from iterdce.paths import find_dataset, model_folder_name
 from iterdce.pretrained import DEFAULT_PRETRAINED, PRETRAINED_FOLD, PRETRAINED_MODELS, pretrained_model_folder
 
 

@@ -13,7 +13,7 @@ from iterdce.commands.common import (
     positive_int,
     run_guarded,
 )
-from iterdce.output_checks import require_writable_folder
+from iterdce.core.output_checks import require_writable_folder
 from iterdce.simulation.sites import SITES
 
 

@@ -23,17 +23,17 @@ from iterdce.commands.common import (
     roots_from_args,
     run_guarded,
 )
-from iterdce.evaluation.cross_validation import validate_fold
+from iterdce.core.output_checks import require_writable_folder
+from iterdce.core.owned_outputs import refuse_overlap
+from iterdce.core.paths import find_dataset
 from iterdce.evaluation.region import DEFAULT_REGION, REGIONS
 from iterdce.evaluation.report import summary_table
 from iterdce.inference.predictor import PredictionSettings
-from iterdce.output_checks import require_writable_folder
-from iterdce.owned_outputs import refuse_overlap
-from iterdce.paths import find_dataset
 from iterdce.training.allocator import keep_freed_memory
 from iterdce.training.distributed import init_distributed, shutdown
 from iterdce.training.run_config import TrainingSetup
 from iterdce.training.variants import TRAINERS, run_stages
+from iterdce.workflow.cross_validation import validate_fold
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,8 +11,8 @@ from iterdce.commands.common import (
     roots_from_args,
     run_guarded,
 )
+from iterdce.core.paths import find_dataset
 from iterdce.dataset.verify import verify_dataset
-from iterdce.paths import find_dataset
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from iterdce.core.errors import IterdceError
 from iterdce.dataset.layout import CaseFiles
 from iterdce.dataset.nifti_io import Geometry, read_image
 from iterdce.dataset.schema import load_case_times
-from iterdce.errors import IterdceError
 
 
 class CaseLoadError(IterdceError, ValueError):

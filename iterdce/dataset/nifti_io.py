@@ -8,8 +8,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from iterdce.atomic import atomic_path
-from iterdce.errors import IterdceError
+from iterdce.core.atomic import atomic_path
+from iterdce.core.errors import IterdceError
 
 
 class ImageReadError(IterdceError, ValueError):

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iterdce.errors import IterdceError, JSONFileError
-from iterdce.json_io import read_json as read_json_file
+from iterdce.core.errors import IterdceError, JSONFileError
+from iterdce.core.json_io import read_json as read_json_file
 
 REQUIRED_KEYS = ("name", "file_ending", "phase_times_s")
 FILE_ENDINGS = (".nii.gz", ".nii")

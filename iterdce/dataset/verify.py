@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from iterdce.core.errors import IterdceError, JSONFileError, listing
+from iterdce.core.output_checks import case_id_problem
 from iterdce.dataset.case import label_values_problem
 from iterdce.dataset.layout import CaseFiles, discover_cases
 from iterdce.dataset.nifti_io import Geometry, ImageReadError, read_header, read_image
 from iterdce.dataset.schema import DatasetInfo, DatasetSchemaError, check_dataset_json, load_case_times
-from iterdce.errors import IterdceError, JSONFileError, listing
-from iterdce.output_checks import case_id_problem
 
 
 @dataclass(frozen=True)

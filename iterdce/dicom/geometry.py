@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
 
+from iterdce.core.errors import IterdceError
 from iterdce.dicom.headers import Slice
-from iterdce.errors import IterdceError
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 ORIENTATION_ATOL = 1e-4  # direction cosines: slices of one volume must agree to this

@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 from pydicom.valuerep import DA, DT, TM
 
-from iterdce.errors import IterdceError
+from iterdce.core.errors import IterdceError
 
 ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
 PHILIPS_SCALE_SLOPE = Tag(0x2005, 0x100E)  # Philips private "MR Scale Slope": not applied (unsupported)

@@ -15,14 +15,20 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from iterdce.atomic import write_json_atomic
+from iterdce.core.atomic import write_json_atomic
+from iterdce.core.errors import IterdceError
+from iterdce.core.owned_outputs import (
+    check_replaceable,
+    move_into_place,
+    refuse_overlap,
+    staging_folder,
+    write_manifest,
+)
 from iterdce.dataset.nifti_io import write_image
 from iterdce.dicom.phases import Acquisition, StudyRefused, find_acquisition
 from iterdce.dicom.report import REPORT_NAME, StudyRow, case_id_for, write_report
 from iterdce.dicom.scan import Study, scan_tree
 from iterdce.dicom.volume import VolumeError, read_volume
-from iterdce.errors import IterdceError
-from iterdce.owned_outputs import check_replaceable, move_into_place, refuse_overlap, staging_folder, write_manifest
 
 DATASET_NAME = re.compile(r"^Dataset\d{3}_(?P<name>.+)$")
 

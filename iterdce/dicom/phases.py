@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from iterdce.core.errors import IterdceError
 from iterdce.dicom.geometry import GeometryError, Stack, stack_slices
 from iterdce.dicom.headers import Slice
 from iterdce.dicom.scan import Series, Study
 from iterdce.dicom.timing import PhaseTiming, TimingError, clock_order, phase_times, timing_of
-from iterdce.errors import IterdceError
 
 SERIES_PER_PHASE = "series per phase"
 TEMPORAL_SERIES = "temporal positions in one series"

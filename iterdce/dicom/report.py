@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from iterdce.atomic import write_atomic
+from iterdce.core.atomic import write_atomic
 from iterdce.dicom.phases import Acquisition
 from iterdce.dicom.scan import Study
 

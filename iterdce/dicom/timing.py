@@ -12,8 +12,8 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from iterdce.core.errors import IterdceError
 from iterdce.dicom.headers import Slice
-from iterdce.errors import IterdceError
 
 TRIGGER_TAG = "TriggerTime (0018,1060)"
 OFFSET_TAG = "TemporalPositionTimeOffset (0020,930D)"

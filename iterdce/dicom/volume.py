@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 from pydicom import dcmread
 
+from iterdce.core.errors import IterdceError
 from iterdce.dicom.geometry import Stack
-from iterdce.errors import IterdceError
 
 
 class VolumeError(IterdceError, ValueError):

@@ -10,11 +10,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from iterdce.atomic import write_atomic  # noqa: E402
+from iterdce.core.atomic import write_atomic  # noqa: E402
+from iterdce.core.kinetics_rule import classify_curve  # noqa: E402
 from iterdce.dataset.case import load_case  # noqa: E402
 from iterdce.dataset.layout import discover_cases  # noqa: E402
 from iterdce.dataset.schema import load_dataset_json  # noqa: E402
-from iterdce.kinetics_rule import classify_curve  # noqa: E402
 
 TYPE_COLORS = {"persistent": "tab:blue", "plateau": "tab:orange", "washout": "tab:red", "none": "gray"}
 

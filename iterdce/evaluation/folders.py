@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from iterdce.atomic import remove_stale_temporaries
+from iterdce.core.atomic import remove_stale_temporaries
+from iterdce.core.errors import IterdceError, JSONFileError, listing
+from iterdce.core.json_io import read_json
 from iterdce.dataset.case import label_values_problem
 from iterdce.dataset.layout import group_phase_files
 from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image
 from iterdce.dataset.schema import DatasetSchemaError, load_case_times, load_dataset_json
-from iterdce.errors import IterdceError, JSONFileError, listing
 from iterdce.evaluation.case_evaluation import METHODS, CaseEvaluation, PhasePredictor, evaluate_case
 from iterdce.evaluation.region import DEFAULT_REGION, Scoring
 from iterdce.evaluation.report import plot_montage, summary_table, write_report
-from iterdce.json_io import read_json
 
 MONTAGE_CASES = 4
 TIME_TOLERANCE_S = 1.0  # a prediction at a real phase's time within this is scored against that phase

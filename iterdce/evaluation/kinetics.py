@@ -1,6 +1,6 @@
 """Kinetic-curve evaluation: lesion curves, Spearman correlation, DTW distance and curve-type agreement.
 
-The curve-type rule itself lives in iterdce/kinetics_rule.py (shared with the simulator and export).
+The curve-type rule itself lives in iterdce/core/kinetics_rule.py (shared with the simulator and export).
 Definitions: documentation/evaluation.md.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pandas as pd
 from dtaidistance import dtw
 from scipy.stats import spearmanr
 
-from iterdce.kinetics_rule import CURVE_TYPES, classify_curve
+from iterdce.core.kinetics_rule import CURVE_TYPES, classify_curve
 
 
 def lesion_curve(phases: np.ndarray, lesion_mask: np.ndarray) -> np.ndarray:

@@ -10,10 +10,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.metrics import structural_similarity
 
-# SSIM constants of Wang et al. 2004, shared by this metric and the SSIM loss term (training/losses.py)
-SSIM_SIGMA = 1.5
-SSIM_WINDOW = 11  # 2 * int(3.5 * 1.5 + 0.5) + 1: the Gaussian window
-SSIM_K1, SSIM_K2 = 0.01, 0.03
+from iterdce.core.ssim import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW
 
 
 def _prepare(

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from iterdce.core.errors import IterdceError
 from iterdce.dataset.masks import derive_foreground_mask
-from iterdce.errors import IterdceError
 from iterdce.preprocessing.normalization import TINormStats, ti_norm_stats
 
 REGIONS = ("foreground", "breast")

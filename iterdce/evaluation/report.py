@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from iterdce.atomic import write_atomic, write_json_atomic  # noqa: E402
+from iterdce.core.atomic import write_atomic, write_json_atomic  # noqa: E402
 from iterdce.evaluation.case_evaluation import METHODS, CaseEvaluation  # noqa: E402
 from iterdce.evaluation.kinetics import curve_type_confusion  # noqa: E402
 from iterdce.evaluation.region import Scoring  # noqa: E402

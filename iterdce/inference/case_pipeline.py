@@ -18,16 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
+from iterdce.core.errors import UsageError
+from iterdce.core.fault_injection import fault_point
+from iterdce.core.parallel import ignore_interrupts, submit_quietly
 from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles
 from iterdce.dataset.nifti_io import Geometry
-from iterdce.errors import UsageError
-from iterdce.fault_injection import fault_point
 from iterdce.inference.composition import Composition, native_phases
 from iterdce.inference.export import write_kinetic_map, write_phases, write_times
 from iterdce.inference.inputs import load_input_case
 from iterdce.preprocessing.case_io import to_canonical_case
-from iterdce.preprocessing.parallel import ignore_interrupts, submit_quietly
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.preprocessor import PreprocessedCase, preprocess_canonical
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from iterdce.errors import UsageError
-from iterdce.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, later_phases
+from iterdce.core.errors import UsageError
+from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, later_phases
 from iterdce.preprocessing.cropping import crop
 from iterdce.preprocessing.normalization import TINormStats, apply_ti_norm, undo_ti_norm
 from iterdce.preprocessing.orientation import inverse_transform, reorient, reorient_view

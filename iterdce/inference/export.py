@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from iterdce.atomic import write_json_atomic
+from iterdce.core.atomic import write_json_atomic
+from iterdce.core.kinetics_rule import classify_ratio, curve_ratio, early_index
 from iterdce.dataset.masks import derive_foreground_mask
 from iterdce.dataset.nifti_io import Geometry, write_image
-from iterdce.kinetics_rule import classify_ratio, curve_ratio, early_index
 
 ENHANCING_THRESHOLD = 0.5  # initial relative enhancement (50 %) for a voxel to count as enhancing
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from iterdce.core.errors import IterdceError
+from iterdce.core.output_checks import case_id_problem
 from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles, not_a_file, split_phase_name
 from iterdce.dataset.nifti_io import ImageReadError, read_image
 from iterdce.dataset.schema import DatasetSchemaError, read_json, timing_problems
 from iterdce.dataset.verify import intensity_range_problem
-from iterdce.errors import IterdceError
-from iterdce.output_checks import case_id_problem
 
 
 class PredictionInputError(IterdceError, ValueError):

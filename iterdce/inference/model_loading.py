@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from iterdce.errors import UsageError
+from iterdce.core.checkpoint import CheckpointError, load_checkpoint, load_weights
+from iterdce.core.errors import UsageError
 from iterdce.network.synthesizer import build_synthesizer
-from iterdce.training.checkpoint import CheckpointError, load_checkpoint, load_weights
 
 CHECKPOINTS = ("final", "best", "latest")
 

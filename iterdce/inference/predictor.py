@@ -14,10 +14,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from iterdce.atomic import remove_stale_temporaries
+from iterdce.core.atomic import remove_stale_temporaries
+from iterdce.core.checkpoint import CheckpointError
+from iterdce.core.device import choose_device
+from iterdce.core.errors import IterdceError, OutputLocationError, UsageError, listing
+from iterdce.core.json_io import read_json
+from iterdce.core.owned_outputs import refuse_overlap
 from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles
-from iterdce.errors import IterdceError, OutputLocationError, UsageError, listing
 from iterdce.inference.case_pipeline import PreparedCase, effective_part, preprocess_input, run_cases, select_part
 from iterdce.inference.composition import (
     DEFAULT_COMPOSE,
@@ -33,13 +37,9 @@ from iterdce.inference.model_loading import describe_model_folder, load_fold_mod
 from iterdce.inference.provenance import DESCRIPTION_PREFIX, OutputState, description, model_id, output_state
 from iterdce.inference.tile_choice import AUTO, PATCH, NetworkShape, choose_tile, forward_bytes, memory_budget
 from iterdce.inference.tiled import predict_volume
-from iterdce.json_io import read_json
 from iterdce.network.precision import resolve_precision
-from iterdce.owned_outputs import refuse_overlap
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.plans_io import load_plans
-from iterdce.training.checkpoint import CheckpointError
-from iterdce.training.distributed import choose_device
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The kinetic prior: the fold's voxel-wise kinetic regression (evaluation/baselines.py) as a torch module,
+"""The kinetic prior: the fold's voxel-wise kinetic regression (iterdce/regression/model.py) as a torch module,
 so the synthesizer can start each step from the regression's estimate of the next phase and learn only
 what the regression misses (spatial context: lesion morphology, noise, partial volume).
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from iterdce.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, kinetic_terms, n_terms
+from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, kinetic_terms, n_terms
 
 
 class KineticPrior(nn.Module):

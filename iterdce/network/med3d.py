@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from iterdce.errors import IterdceError, torch_load_reason
+from iterdce.core.errors import IterdceError, torch_load_reason
 
 IGNORED_PREFIXES = ("conv_seg.",)
 MODULE_PREFIX = "module."

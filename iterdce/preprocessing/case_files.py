@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from iterdce.errors import CorruptFileError, IterdceError, listing
-from iterdce.json_io import read_json
+from iterdce.core.errors import CorruptFileError, IterdceError, listing
+from iterdce.core.json_io import read_json
 
 NPZ_KEYS = ("data", "lesion", "mask")
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -120,3 +121,27 @@ def read_case_arrays(folder: Path, case_id: str) -> tuple[dict[str, np.ndarray],
         raise CorruptFileError(f"{archive}: not a readable .npz archive ({type(exc).__name__}); "
                                f"{regenerate_hint(folder)}", archive) from exc
     return arrays, properties
+
+
+@dataclass
+class CaseArrays:
+    """One preprocessed case: phases [P, X, Y, Z], lesion and mask [X, Y, Z], phase times [P], plus what
+    patch extraction needs every time (computed once per load, not per sample)."""
+
+    data: np.ndarray
+    lesion: np.ndarray
+    mask: np.ndarray
+    times_s: np.ndarray
+    lesion_voxels: np.ndarray
+    fill: np.ndarray  # per-phase minimum, the value outside the volume
+    seg: np.ndarray  # [2, X, Y, Z] float32: lesion > 0 and mask, cropped alongside the phases
+
+
+def load_preprocessed(folder: Path, case_id: str) -> CaseArrays:
+    """Read ``<case>.npz`` and its sidecar (no pickles; the archive's checksum is verified)."""
+    arrays, properties = read_case_arrays(Path(folder), case_id)
+    data, lesion, mask = arrays["data"], arrays["lesion"], arrays["mask"]
+    times = properties["phase_times_s"]
+    fill = data.reshape(data.shape[0], -1).min(axis=1)
+    seg = np.stack([(lesion > 0).astype(np.float32), mask.astype(np.float32)])
+    return CaseArrays(data, lesion, mask, np.asarray(times, np.float32), np.argwhere(lesion > 0), fill, seg)

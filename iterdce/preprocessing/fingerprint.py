@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from iterdce.atomic import write_json_atomic
+from iterdce.core.atomic import write_json_atomic
+from iterdce.core.parallel import map_with_progress
 from iterdce.dataset.layout import CaseFiles, discover_cases
 from iterdce.dataset.schema import load_dataset_json
 from iterdce.preprocessing.case_io import load_canonical
 from iterdce.preprocessing.cropping import nonzero_box
-from iterdce.preprocessing.parallel import map_with_progress
 
 FINGERPRINT_FILE = "dataset_fingerprint.json"
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from iterdce.errors import IterdceError
+from iterdce.core.errors import IterdceError
 
 MIN_RELATIVE_STD = 1e-7  # std below this fraction of the largest |value|: the phase is constant
 

@@ -13,17 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from iterdce.atomic import copy_atomic, remove_stale_temporaries, write_atomic, write_json_atomic
+from iterdce.core.atomic import copy_atomic, remove_stale_temporaries, write_atomic, write_json_atomic
+from iterdce.core.errors import JSONFileError
+from iterdce.core.json_io import read_json
+from iterdce.core.parallel import map_with_progress
 from iterdce.dataset.layout import CaseFiles, discover_cases
 from iterdce.dataset.schema import load_dataset_json
 from iterdce.dataset.verify import require_valid_dataset
-from iterdce.errors import JSONFileError
-from iterdce.json_io import read_json
 from iterdce.preprocessing.case_files import case_problem, save_npz
 from iterdce.preprocessing.case_io import load_canonical
 from iterdce.preprocessing.fingerprint import FINGERPRINT_FILE, compute_fingerprint, protocols_found, write_fingerprint
 from iterdce.preprocessing.normalization import NormalizationError
-from iterdce.preprocessing.parallel import map_with_progress
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.planner import plan_experiment, plan_summary
 from iterdce.preprocessing.plans_io import load_plans, save_plans

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
-from iterdce.errors import IterdceError
-from iterdce.training.losses import DEFAULT_LOSS_WEIGHTS, LOSS_TERMS
+from iterdce.core.errors import IterdceError
+from iterdce.losses.synthesis import DEFAULT_LOSS_WEIGHTS, LOSS_TERMS
 
 PLANS_VERSION = 4
 MASK_KINDS = ("breast", "foreground", "nonzero")

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from iterdce.core.errors import DataError, UsageError
 from iterdce.dataset.schema import DatasetSchemaError
-from iterdce.errors import DataError, UsageError
+from iterdce.losses.synthesis import DEFAULT_LOSS_WEIGHTS
 from iterdce.preprocessing.plan_schema import (
     PLANS_VERSION,
     AugmentationPlan,
@@ -27,7 +28,6 @@ from iterdce.preprocessing.plan_schema import (
 from iterdce.preprocessing.presets import PRESETS
 from iterdce.preprocessing.resampling import ANISOTROPY_THRESHOLD
 from iterdce.preprocessing.topology import Topology, conform_patch, estimate_memory_gb, plan_topology
-from iterdce.training.losses import DEFAULT_LOSS_WEIGHTS
 
 REFERENCE_RULE = "first post-contrast phase (phase index 1)"
 

@@ -9,11 +9,11 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from iterdce.atomic import write_json_atomic
-from iterdce.errors import JSONFileError
-from iterdce.json_io import read_json
+from iterdce.core.atomic import write_json_atomic
+from iterdce.core.errors import JSONFileError
+from iterdce.core.json_io import read_json
+from iterdce.losses.synthesis import OPTIONAL_LOSS_TERMS
 from iterdce.preprocessing.plan_schema import PLANS_VERSION, AugmentationPlan, Plans, PlansError
-from iterdce.training.losses import OPTIONAL_LOSS_TERMS
 
 __all__ = ["PLANS_VERSION", "Plans", "PlansError", "as_plans", "load_plans", "migrate_plans", "save_plans"]
 

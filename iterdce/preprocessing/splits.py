@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from iterdce.atomic import write_json_atomic
-from iterdce.errors import DataError, JSONFileError
-from iterdce.json_io import read_json
+from iterdce.core.atomic import write_json_atomic
+from iterdce.core.errors import DataError, JSONFileError
+from iterdce.core.json_io import read_json
 
 SPLITS_FILE = "splits_final.json"
 

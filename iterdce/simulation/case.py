@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from iterdce.kinetics_rule import CURVE_CODES, classify_ratio, curve_ratio
+from iterdce.core.kinetics_rule import CURVE_CODES, classify_ratio, curve_ratio
 from iterdce.simulation.acquisition import (
     add_rician_noise,
     apply_motion,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from iterdce.errors import UsageError
+from iterdce.core.errors import UsageError
 from iterdce.simulation.sites import SiteProfile
 
 DEFAULT_TIMES_S = (0.0, 85.0, 155.0, 225.0, 295.0, 365.0)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iterdce.kinetics_rule import curve_ratio
+from iterdce.core.kinetics_rule import curve_ratio
 from iterdce.simulation.fields import quantile_bins
 from iterdce.simulation.kinetics import ParamSet, Physics
 from iterdce.simulation.lesions import PlacedLesion

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
-from iterdce.errors import IterdceError
+from iterdce.core.errors import IterdceError
 from iterdce.simulation.anatomy import Anatomy, Tissue
 from iterdce.simulation.fields import smooth_field
 from iterdce.simulation.lesion_design import LesionSpec

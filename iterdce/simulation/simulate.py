@@ -15,9 +15,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from iterdce.errors import UsageError
-from iterdce.owned_outputs import check_replaceable, move_into_place, staging_folder, write_manifest
-from iterdce.preprocessing.parallel import ignore_interrupts
+from iterdce.core.errors import UsageError
+from iterdce.core.owned_outputs import check_replaceable, move_into_place, staging_folder, write_manifest
+from iterdce.core.parallel import ignore_interrupts
 from iterdce.simulation.case import case_id_for, simulate_case
 from iterdce.simulation.config import DEFAULT_TIMES_S, SimulationConfig
 from iterdce.simulation.protocol import site_nominal_times

@@ -17,8 +17,8 @@ from typing import Any
 
 import dcmri
 
-from iterdce.errors import UsageError
-from iterdce.json_io import read_json
+from iterdce.core.errors import UsageError
+from iterdce.core.json_io import read_json
 
 Range = tuple[float, float]
 Choices = dict[str, float]

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from iterdce.atomic import write_atomic, write_json_atomic
+from iterdce.core.atomic import write_atomic, write_json_atomic
 from iterdce.dataset.nifti_io import Geometry, write_image
 from iterdce.simulation.case import SimulatedCase
 from iterdce.simulation.config import SimulationConfig

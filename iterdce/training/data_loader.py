@@ -8,7 +8,6 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,36 +15,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from iterdce.preprocessing.case_files import read_case_arrays
-from iterdce.preprocessing.parallel import interrupts_blocked
+from iterdce.core.parallel import interrupts_blocked
+from iterdce.preprocessing.case_files import CaseArrays, load_preprocessed
 from iterdce.preprocessing.plan_schema import AugmentationPlan
 from iterdce.training.augmentation import build_transforms, center_crop, extraction_size
 
 CASE_CACHE_SIZE = 32
-
-
-@dataclass
-class CaseArrays:
-    """One preprocessed case: phases [P, X, Y, Z], lesion and mask [X, Y, Z], phase times [P], plus what
-    patch extraction needs every time (computed once per load, not per sample)."""
-
-    data: np.ndarray
-    lesion: np.ndarray
-    mask: np.ndarray
-    times_s: np.ndarray
-    lesion_voxels: np.ndarray
-    fill: np.ndarray  # per-phase minimum, the value outside the volume
-    seg: np.ndarray  # [2, X, Y, Z] float32: lesion > 0 and mask, cropped alongside the phases
-
-
-def load_preprocessed(folder: Path, case_id: str) -> CaseArrays:
-    """Read ``<case>.npz`` and its sidecar (no pickles; the archive's checksum is verified)."""
-    arrays, properties = read_case_arrays(Path(folder), case_id)
-    data, lesion, mask = arrays["data"], arrays["lesion"], arrays["mask"]
-    times = properties["phase_times_s"]
-    fill = data.reshape(data.shape[0], -1).min(axis=1)
-    seg = np.stack([(lesion > 0).astype(np.float32), mask.astype(np.float32)])
-    return CaseArrays(data, lesion, mask, np.asarray(times, np.float32), np.argwhere(lesion > 0), fill, seg)
 
 
 def extract_patch(array: np.ndarray, center: Sequence[int], size: Sequence[int], fill: np.ndarray | float

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from iterdce.errors import UsageError
+from iterdce.core.device import choose_device
 
 
 @dataclass(frozen=True)
@@ -26,25 +25,6 @@ class DistributedContext:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
-
-
-DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
-
-
-def choose_device(preference: str) -> torch.device:
-    """``auto``: CUDA when available, else CPU; ``cuda`` without a GPU, a GPU index beyond the machine's, or any
-    other name is one UsageError naming the flag."""
-    if preference == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", preference):
-        raise UsageError(f"--device {preference}: choose {DEVICE_CHOICES}")
-    if preference.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {preference}: no CUDA device is available")
-    device = torch.device(preference)
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UsageError(f"--device {preference}: this machine has {torch.cuda.device_count()} CUDA device(s) "
-                         f"(cuda:0-cuda:{torch.cuda.device_count() - 1})")
-    return device
 
 
 def init_distributed(device_preference: str = "auto") -> DistributedContext:

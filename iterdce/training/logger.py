@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from iterdce.atomic import write_atomic, write_json_atomic  # noqa: E402
+from iterdce.core.atomic import write_atomic, write_json_atomic  # noqa: E402
 
 
 class TrainingLog:

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iterdce.errors import JSONFileError, UsageError
+from iterdce.core.errors import JSONFileError, UsageError
+from iterdce.core.paths import model_folder_name
 from iterdce.network.precision import PRECISIONS
-from iterdce.paths import model_folder_name
 from iterdce.preprocessing.pipeline import data_folder
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.plans_io import as_plans, load_plans

@@ -18,15 +18,8 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from iterdce.atomic import remove_stale_temporaries, write_atomic, write_json_atomic
-from iterdce.errors import TrainingDivergedError
-from iterdce.evaluation.baselines import REGRESSION_FILE
-from iterdce.evaluation.regression_baseline import fit_fold_regression
-from iterdce.fault_injection import fault_point
-from iterdce.network.precision import autocast_context, resolve_precision
-from iterdce.network.synthesizer import build_synthesizer, model_config
-from iterdce.preprocessing.plan_schema import Plans
-from iterdce.training.checkpoint import (
+from iterdce.core.atomic import remove_stale_temporaries, write_atomic, write_json_atomic
+from iterdce.core.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_compatible_weights,
@@ -34,10 +27,17 @@ from iterdce.training.checkpoint import (
     save_checkpoint,
     unwrap,
 )
+from iterdce.core.errors import TrainingDivergedError
+from iterdce.core.fault_injection import fault_point
+from iterdce.losses.synthesis import SynthesisLoss
+from iterdce.network.precision import autocast_context, resolve_precision
+from iterdce.network.synthesizer import build_synthesizer, model_config
+from iterdce.preprocessing.plan_schema import Plans
+from iterdce.regression.fit import fit_fold_regression
+from iterdce.regression.model import REGRESSION_FILE
 from iterdce.training.data_loader import PatchSampler, make_loader, start_workers, validation_batches
 from iterdce.training.distributed import DistributedContext, barrier, init_distributed, mean_over_ranks
 from iterdce.training.logger import TrainingLog
-from iterdce.training.losses import SynthesisLoss
 from iterdce.training.run_config import TrainingSetup
 
 TRAINERS: dict[str, type[Trainer]] = {}

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iterdce.errors import UsageError
+from iterdce.core.checkpoint import load_checkpoint
+from iterdce.core.errors import UsageError
 from iterdce.preprocessing.case_files import verify_cases
-from iterdce.training.checkpoint import load_checkpoint
 from iterdce.training.distributed import DistributedContext
 from iterdce.training.run_config import TrainingSetup
 from iterdce.training.trainer import TRAINERS, Trainer

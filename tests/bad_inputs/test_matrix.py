@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from iterdce import output_checks
+from iterdce.core import output_checks
 from iterdce.commands import (
     demo,
     evaluate,

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from iterdce.atomic import write_json_atomic
-from iterdce.errors import IterdceError, JSONFileError
-from iterdce.evaluation.baselines import REGRESSION_FILE, REGRESSION_FORMAT, KineticRegression, RegressionFitter
-from iterdce.json_io import read_json
-from iterdce.training.data_loader import load_preprocessed
+from iterdce.core.atomic import write_json_atomic
+from iterdce.core.errors import IterdceError, JSONFileError
+from iterdce.core.json_io import read_json
+from iterdce.preprocessing.case_files import load_preprocessed
+from iterdce.regression.model import REGRESSION_FILE, REGRESSION_FORMAT, KineticRegression, RegressionFitter
 
 
 class RegressionFitError(IterdceError, ValueError):

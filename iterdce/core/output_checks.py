@@ -5,8 +5,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from iterdce.atomic import name_max, temporary_name_overhead
-from iterdce.errors import OutputLocationError
+from iterdce.core.atomic import name_max, temporary_name_overhead
+from iterdce.core.errors import OutputLocationError
 
 # the longest name derived from a case id: <case>_kinetics.nii.gz (predictions are <case>_<pppp>.nii.gz,
 # preprocessed cases <case>.npz and <case>.json)

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from iterdce.atomic import write_atomic
-from iterdce.errors import IterdceError, torch_load_reason
+from iterdce.core.atomic import write_atomic
+from iterdce.core.errors import IterdceError, torch_load_reason
 
 
 class CheckpointError(IterdceError, ValueError):

@@ -13,9 +13,9 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from iterdce.atomic import process_alive, write_json_atomic
-from iterdce.errors import IterdceError, OutputLocationError
-from iterdce.json_io import read_json
+from iterdce.core.atomic import process_alive, write_json_atomic
+from iterdce.core.errors import IterdceError, OutputLocationError
+from iterdce.core.json_io import read_json
 
 MANIFEST_NAME = ".iterdce_manifest.json"
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from iterdce.errors import IterdceError
+from iterdce.core.errors import IterdceError
 
 ENV_VARS = {"raw": "ITERDCE_RAW", "preprocessed": "ITERDCE_PREPROCESSED", "results": "ITERDCE_RESULTS"}
 DATASET_PATTERN = re.compile(r"^Dataset(\d{3})_(.+)$")

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
-from iterdce.fault_injection import fault_point
+from iterdce.core.fault_injection import fault_point
 
 T = TypeVar("T")
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from iterdce.errors import JSONFileError
+from iterdce.core.errors import JSONFileError
 
 KIND_NAMES: dict[type, str] = {dict: "object", list: "array"}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from iterdce.evaluation.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW
+from iterdce.core.ssim import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW
 from iterdce.network.med3d import Med3DFeatures
 
 # the loss terms and their default weights (the planner writes these into every new plan)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from iterdce.fault_injection import fault_point
+from iterdce.core.fault_injection import fault_point
 
 TEMPORARY = re.compile(r"^\.(?P<target>.+)\.p(?P<pid>\d+)\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z.]+)?$")
 LEGACY_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]{8}\.tmp(\.[A-Za-z.]+)?$")

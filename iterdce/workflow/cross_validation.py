@@ -16,21 +16,21 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from iterdce.atomic import remove_stale_temporaries, write_json_atomic
+from iterdce.core.atomic import remove_stale_temporaries, write_json_atomic
+from iterdce.core.errors import IterdceError
+from iterdce.core.json_io import read_json
 from iterdce.dataset.case import DCECase, load_case
 from iterdce.dataset.layout import CaseFiles, discover_cases
 from iterdce.dataset.nifti_io import Geometry
-from iterdce.errors import IterdceError
 from iterdce.evaluation.case_evaluation import CaseEvaluation, PhasePredictor, evaluate_case
 from iterdce.evaluation.region import DEFAULT_REGION, RegionError, Scoring
-from iterdce.evaluation.regression_baseline import ensure_fold_regression
 from iterdce.evaluation.report import summarize, summary_table, write_report
 from iterdce.inference.export import write_phases
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings
 from iterdce.inference.provenance import description
-from iterdce.json_io import read_json
+from iterdce.preprocessing.case_files import load_preprocessed
 from iterdce.preprocessing.preprocessor import restore_phases
-from iterdce.training.data_loader import load_preprocessed
+from iterdce.regression.fit import ensure_fold_regression
 
 
 def validate_fold(model_folder: Path, fold: int | str, data_dir: Path, case_ids: list[str],

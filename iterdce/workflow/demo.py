@@ -11,13 +11,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from iterdce.atomic import copy_atomic
+from iterdce.core.atomic import copy_atomic
 from iterdce.dataset.verify import require_valid_dataset
 from iterdce.evaluation.dataset_figures import dataset_figures
 from iterdce.evaluation.folders import evaluate_folders
-from iterdce.evaluation.regression_baseline import ensure_fold_regression
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings
 from iterdce.preprocessing.pipeline import plan_and_preprocess
+from iterdce.regression.fit import ensure_fold_regression
 from iterdce.training.distributed import init_distributed
 from iterdce.training.run_config import TrainingSetup
 from iterdce.training.variants import run_stages
