@@ -14,7 +14,7 @@ base is resampled; the base itself is evaluated on the native voxels:
   measure against).
 
 A zero change returns the base bit for bit. ``auto`` is ``prior`` for a model with a kinetic prior, else
-``last`` (documentation/prediction.md gives the measurements behind that choice).
+``last`` (documentation/prediction_internals.md gives the measurements behind that choice).
 
 The out-of-distribution guard: a model with a kinetic prior knows the range of early enhancement and
 pre-contrast intensity (TI-normalized) its training cases covered (the prior's clip limits, the 0.5-99.5th

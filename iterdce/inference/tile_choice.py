@@ -3,13 +3,13 @@
 ``auto`` is the largest tile, up to the whole plan-space volume rounded up to the network's total pooling,
 whose forward pass fits a memory budget: on CUDA a fraction of the free GPU memory, on the CPU a fixed number
 of GiB. Fewer, larger tiles do far less redundant work than training-patch tiles (the network is fully
-convolutional). The default stays ``patch``: documentation/performance.md has the measured speed and the
+convolutional). The default stays ``patch``: reports/performance_sessions.md has the measured speed and the
 effect on the output, which on a cross-site test exceeded the documented tolerance.
 
 The memory of a forward pass is estimated from the tile's voxels and the network's widths, not measured:
 the estimate is cheap, needs no warm-up forward and is the same on every run, so the tile of a case (and so
 its output) does not depend on what else happened to be in memory. ``FORWARD_BYTES_PER_FEATURE_VOXEL`` is
-calibrated against measured peaks (documentation/performance.md) and errs on the large side.
+calibrated against measured peaks (reports/performance_sessions.md) and errs on the large side.
 """
 from __future__ import annotations
 

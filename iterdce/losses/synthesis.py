@@ -57,7 +57,7 @@ def _gaussian_filter(x: Tensor, kernels: list[Tensor]) -> Tensor:
 
     Each axis is one matrix product with a banded matrix: the same arithmetic as a grouped 1D convolution, but
     on a CPU the convolution's backward pass ran at well under 1 GFLOP/s for these one-channel kernels (SSIM was
-    a fifth of a `cpu`-preset training step; documentation/performance.md), while a matrix product runs at the
+    a fifth of a `cpu`-preset training step; reports/performance_sessions.md), while a matrix product runs at the
     BLAS rate forwards and backwards."""
     for axis, k in enumerate(kernels):
         dim = 2 + axis

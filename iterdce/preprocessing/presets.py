@@ -27,13 +27,13 @@ PRESETS: dict[str, dict] = {
         "max_batch_size": 2,
         "time_embedding_dim": 32,
         "min_spacing_mm": [1.5, 1.5, 2.0],
-        # the loss that learned the kinetics in the cross-site ablation (documentation/training.md):
+        # the loss that learned the kinetics in the cross-site ablation (reports/training_hypotheses.md):
         # a heavier L1, the lesion L1 term, both averaged inside the body foreground
         "loss_weights": {"l1": 1.0, "lesion_l1": 1.0},
         # each step predicts the change from the fold's voxel-wise kinetic regression (documentation/training.md)
         "kinetic_prior": True,
         # 8 + 8 epochs of 100 iterations: 1,600 steps, timed within 30 minutes in bf16 on 2 cores
-        # (documentation/training.md, "The cpu preset's budget"; hypothesis 5 for why more steps)
+        # (reports/cpu_preset_budget.md; reports/training_hypotheses.md, hypothesis 5, for why more steps)
         "training": {"warmup_epochs": 8, "recursive_epochs": 8, "iterations_per_epoch": 100,
                      "validation_every": 4, "loss_mask": "foreground"},
     },

@@ -2,7 +2,8 @@
 (``iterdce_predict --pretrained [NAME]``) or as the starting point of fine-tuning (``iterdce_train
 --pretrained-weights``).
 
-How each was trained, and what it scores, is in documentation/training.md ("The shipped pretrained models").
+What each is: documentation/training.md ("The shipped pretrained models"); how each was trained and what it
+scores: reports/pretrained_models.md.
 """
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ PATTERN_GIVEN_TYPE = {
 DIAMETER_RANGE_MM = {"persistent": (5.0, 25.0), "plateau": (5.0, 30.0), "washout": (8.0, 30.0)}
 
 # Site profiles: a lesion is malignant or benign first; curve type, morphology, pattern and size each depend
-# on that, so they are related to each other only partially (documentation/simulation.md, "Site profiles").
+# on that, so they are related to each other only partially (documentation/simulation_sites.md).
 SITE_LESION_COUNT_PROBS = (0.08, 0.77, 0.15)  # 0, 1, 2 lesions
 CURVE_GIVEN_MALIGNANCY = {  # Kuhl et al., Radiology 1999;211:101-110 (curve types I, II, III)
     True: {"persistent": 0.089, "plateau": 0.336, "washout": 0.575},

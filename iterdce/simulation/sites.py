@@ -25,7 +25,7 @@ Choices = dict[str, float]
 
 ORIENTATIONS = ("axial", "sagittal")
 AXCODES = ("RAS", "LPS")
-# hard limits of every range (documentation/simulation.md, "Site profiles")
+# hard limits of every range (documentation/simulation_sites.md)
 LIMITS: dict[str, Range] = {
     "inplane_mm": (0.5, 2.0), "slice_mm": (0.8, 4.0), "oblique_deg": (0.0, 15.0), "body_fill": (0.6, 1.0),
     "snr": (5.0, 200.0), "bias": (0.0, 0.6), "fat_suppression_efficiency": (0.02, 0.6),
