@@ -14,9 +14,9 @@ difference of the outputs, whether the tile grids and Gaussian maps agree, and t
 matmul FLOPs from ``FlopCounterMode`` for one tile, times the number of tiles, over the wall time) next to a
 float32 matmul's GFLOP/s measured in the same run. MONAI is a benchmark-only extra: ``pip install -e .[bench]``.
 
-    .venv/bin/python benchmarks/bench_predict.py                              # 192 x 192 x 64, patch 64 x 64 x 32
-    .venv/bin/python benchmarks/bench_predict.py --shape 64 64 32 --patch 32 32 16 --threads 1 --repeats 3  # CPU
-    .venv/bin/python benchmarks/bench_predict.py --iterdce-tile 192 192 64  # iterdce: one whole-volume tile
+    python -m benchmarks.bench_predict                              # 192 x 192 x 64, patch 64 x 64 x 32
+    python -m benchmarks.bench_predict --shape 64 64 32 --patch 32 32 16 --threads 1 --repeats 3  # CPU
+    python -m benchmarks.bench_predict --iterdce-tile 192 192 64  # iterdce: one whole-volume tile
 
 ``--iterdce-tile`` gives iterdce its own tile (MONAI and the bare forward keep ``--patch``): what iterdce's
 ``--tile-size`` saves against MONAI run as usual; the outputs then differ by the tile change, not by float error.
@@ -37,8 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, when iterdce is not installed
 
 SIGMA_SCALE = 0.125
 OVERLAP = 0.5
@@ -208,8 +206,9 @@ def grid_and_weights_agree(shape: list[int], patch: list[int]) -> tuple[bool, fl
 
 
 def launch(method: str, args: argparse.Namespace, save: Path) -> dict:
-    command = [sys.executable, __file__, "--worker", method, "--save", str(save), "--device", args.device,
-               "--threads", str(args.threads), "--steps", str(args.steps), "--tile-batch", str(args.tile_batch),
+    command = [sys.executable, "-m", "benchmarks.bench_predict", "--worker", method, "--save", str(save),
+               "--device", args.device, "--threads", str(args.threads), "--steps", str(args.steps),
+               "--tile-batch", str(args.tile_batch),
                "--shape", *map(str, args.shape), "--patch", *map(str, args.patch),
                "--features", *map(str, args.features)]
     if args.iterdce_tile:

@@ -15,8 +15,8 @@ own ``train_step`` on batches from the trainer's own loader. Reported per preset
 The default plan is sized for a GPU; on CPU its patch is scaled down (``--default-patch-scale``, 0.5 per axis
 unless given) and only a few iterations run. Every number printed says which patch and device it used.
 
-    python benchmarks/bench_train.py                       # both presets, phantom in ./bench_train_work
-    python benchmarks/bench_train.py --presets tiny --iterations 20 --json results.json
+    python -m benchmarks.bench_train                       # both presets, phantom in ./bench_train_work
+    python -m benchmarks.bench_train --presets tiny --iterations 20 --json results.json
 """
 from __future__ import annotations
 

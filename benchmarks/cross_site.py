@@ -8,11 +8,11 @@ user path (``IterativePredictor.predict_folder``), and is scored with ``evaluate
 mean and spread over seeds and the curve-type confusion matrix.
 
 CPU, the ``cpu`` preset's own budget (one variant, 3 seeds, about 30 min of training each):
-  python benchmarks/cross_site.py --variants preset --seeds 0 1 2
+  python -m benchmarks.cross_site --variants preset --seeds 0 1 2
 GPU, the ablation (all variants x 3 seeds in parallel processes sharing one GPU):
-  python benchmarks/cross_site.py --device cuda --parallel 15 --jobs 16
+  python -m benchmarks.cross_site --device cuda --parallel 15 --jobs 16
 Quick rehearsal (tiny sizes):
-  python benchmarks/cross_site.py --quick
+  python -m benchmarks.cross_site --quick
 """
 from __future__ import annotations
 
@@ -21,18 +21,15 @@ import copy
 import json
 import multiprocessing
 import os
-import sys
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-from cross_site_data import (  # noqa: E402
+from benchmarks.cross_site_data import (
     export_model,
     import_model,
     input_folder,
@@ -40,11 +37,10 @@ from cross_site_data import (  # noqa: E402
     real_target_folder,
     simulate_sites,
 )
-
-from iterdce.evaluation.baselines import REGRESSION_FILE, REGRESSION_FORMAT  # noqa: E402
-from iterdce.evaluation.regression_baseline import fit_fold_regression, load_regression  # noqa: E402
-from iterdce.inference.composition import COMPOSE_MODES, DEFAULT_COMPOSE  # noqa: E402
-from iterdce.network.precision import PRECISIONS  # noqa: E402
+from iterdce.evaluation.baselines import REGRESSION_FILE, REGRESSION_FORMAT
+from iterdce.evaluation.regression_baseline import fit_fold_regression, load_regression
+from iterdce.inference.composition import COMPOSE_MODES, DEFAULT_COMPOSE
+from iterdce.network.precision import PRECISIONS
 
 PAPER_LOSS: dict[str, Any] = {"loss_weights": {"l1": 0.1, "ssim": 1.0, "perceptual": 1.0, "gradient_difference": 0.1,
                                "lesion_l1": 0.0},

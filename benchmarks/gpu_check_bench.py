@@ -6,7 +6,8 @@ import statistics
 import time
 
 import torch
-from gpu_check_fixtures import (
+
+from benchmarks.gpu_check_fixtures import (
     Context,
     cudnn_flags,
     make_plan,
@@ -42,8 +43,7 @@ def bench_predict(ctx: Context) -> str:
     """iterdce vs MONAI (when installed) vs the bare forward passes, default plan's network and patch."""
     import importlib.util
 
-    import bench_predict as bp
-
+    from benchmarks import bench_predict as bp
     from iterdce.inference.sliding_window import tile_grid
 
     plans = make_plan("default", ctx.dry_run)

@@ -8,9 +8,9 @@ Each seed runs in its own process (``--parallel``) and writes ``<workdir>/seed_<
 trained and validated, so a run cut short keeps the seeds it finished and a rerun does only the missing ones.
 
 CPU (2 cores), defaults (tiny preset, 30 site-C cases of 128 x 112 x 40, 8 + 8 epochs of 25 iterations, 3 seeds):
-  python benchmarks/reproduce_tables.py --parallel 2 --threads 1 --out documentation/results/reproduce_tables
+  python -m benchmarks.reproduce_tables --parallel 2 --threads 1 --out documentation/results/reproduce_tables
 On a GPU, run it bigger, e.g.
-  python benchmarks/reproduce_tables.py --cases 60 --shape 128 128 48 --preset default --epochs 100 100 \\
+  python -m benchmarks.reproduce_tables --cases 60 --shape 128 128 48 --preset default --epochs 100 100 \\
       --iterations 250 --device cuda
 """
 from __future__ import annotations
@@ -18,14 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 MODELS = {"iterU-Net": "RecursiveTrainer", "single-step U-Nets": "SingleStepTrainer",
           "w/o warm-up": "NoWarmupTrainer", "w/o temporal (no time emb., no ConvLSTM)": "NoTemporalTrainer"}
