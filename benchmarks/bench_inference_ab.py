@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from benchmarks.common import benchmark_network
 from iterdce.inference.tiled import predict_volume
 from iterdce.network.synthesizer import build_synthesizer, model_config
 
@@ -57,9 +58,7 @@ class PerCallEmbedding(nn.Module):
 
 def tiny_model(features: list[int]) -> nn.Module:
     torch.manual_seed(0)
-    network = {"in_channels": 2, "features_per_stage": features, "pool_per_stage": [[2, 2, 2]] * (len(features) - 1),
-               "time_embedding_dim": 16, "time_scale_s": 365.0, "use_time_embedding": True, "use_convlstm": True}
-    model = build_synthesizer(model_config("iterative", network, [0, 1], len(TIMES_S)))
+    model = build_synthesizer(model_config("iterative", benchmark_network(features), [0, 1], len(TIMES_S)))
     with torch.no_grad():
         torch.nn.init.normal_(model.net.final_conv.weight, std=0.1)
     return model.eval()

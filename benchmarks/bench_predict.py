@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import benchmark_network, matmul_gflops
+
 SIGMA_SCALE = 0.125
 OVERLAP = 0.5
 
@@ -47,9 +49,7 @@ def build_model(features: list[int], steps: int, device: torch.device) -> torch.
     from iterdce.network.synthesizer import build_synthesizer, model_config
 
     torch.manual_seed(0)
-    network = {"in_channels": 2, "features_per_stage": features, "pool_per_stage": [[2, 2, 2]] * (len(features) - 1),
-               "time_embedding_dim": 16, "time_scale_s": 365.0, "use_time_embedding": True, "use_convlstm": True}
-    model = build_synthesizer(model_config("iterative", network, [0, 1], steps + 2))
+    model = build_synthesizer(model_config("iterative", benchmark_network(features), [0, 1], steps + 2))
     with torch.no_grad():
         torch.nn.init.normal_(model.net.final_conv.weight, std=0.1)
     return model.to(device).eval()
@@ -161,20 +161,6 @@ def worker(args: argparse.Namespace) -> None:
         seconds = time.perf_counter() - start
     np.save(args.save, output.float().cpu().numpy())
     print(json.dumps({"method": args.worker, "seconds": seconds, "peak_mb": memory.peak / 2**20}))
-
-
-def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
-    """float32 matmul throughput: the machine's reachable GFLOP/s right now (other load included)."""
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def flops_per_tile(features: list[int], steps: int, patch: list[int]) -> int:

@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from benchmarks.common import benchmark_network
+
 TIMES_S = [0.0, 85.0, 155.0, 225.0, 295.0, 365.0]
 FEATURES = [28, 32, 64, 128, 256]
 TIME_CHANNELS = 16
@@ -93,8 +95,7 @@ def build(method: str) -> nn.Module:
     torch.manual_seed(0)
     if method == "monai":
         return MonaiPeer()
-    network = {"in_channels": 2, "features_per_stage": FEATURES, "pool_per_stage": [[2, 2, 2]] * 4,
-               "time_embedding_dim": 32, "time_scale_s": 365.0, "use_time_embedding": True, "use_convlstm": True}
+    network = benchmark_network(FEATURES, time_embedding_dim=32)
     return build_synthesizer(model_config("iterative", network, [0, 1], len(TIMES_S)))
 
 

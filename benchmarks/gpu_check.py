@@ -40,6 +40,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.common import markdown_table
 from benchmarks.gpu_check_placeholders import install_placeholders
 
 
@@ -82,10 +83,8 @@ class Report:
         os.replace(tmp, self.out)
 
     def markdown(self) -> str:
-        lines = ["| check | status | result | seconds |", "| --- | --- | --- | ---: |"]
-        lines += [f"| {r['check']} | {r['status']} | {r['result'].replace('|', '/')} | {r['seconds']:.1f} |"
-                  for r in self.rows]
-        return "\n".join(lines)
+        return markdown_table(("check", "status", "result", "seconds"),
+                              [(r["check"], r["status"], r["result"], f"{r['seconds']:.1f}") for r in self.rows])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,13 +7,13 @@ import time
 
 import torch
 
+from benchmarks.common import synchronize
 from benchmarks.gpu_check_fixtures import (
     Context,
     cudnn_flags,
     make_plan,
     make_trainer,
     peak_bytes,
-    synchronize,
     synthetic_batch,
 )
 
@@ -32,10 +32,10 @@ def _benchmark_model(ctx: Context, plans: dict) -> torch.nn.Module:
 
 
 def _time(ctx: Context, run) -> tuple[float, int, torch.Tensor]:
-    synchronize(ctx)
+    synchronize(ctx.device)
     start = time.perf_counter()
     output, peak = peak_bytes(ctx, run)
-    synchronize(ctx)
+    synchronize(ctx.device)
     return time.perf_counter() - start, peak, output
 
 

@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
+from benchmarks.common import mean_std
 
 MODELS = {"iterU-Net": "RecursiveTrainer", "single-step U-Nets": "SingleStepTrainer",
           "w/o warm-up": "NoWarmupTrainer", "w/o temporal (no time emb., no ConvLSTM)": "NoTemporalTrainer"}
@@ -65,22 +65,17 @@ def method_rows(record: dict) -> dict[str, dict]:
     return rows
 
 
-def stats(values: list[float | None]) -> dict | None:
-    kept = [float(v) for v in values if v is not None and np.isfinite(v)]
-    return {"mean": float(np.mean(kept)), "std": float(np.std(kept)), "n": len(kept)} if kept else None
-
-
 def aggregate(records: list[dict], phases: list[str]) -> dict[str, dict]:
     """Per method: every metric as mean and std over the seeds (of each seed's mean over cases or lesions)."""
     per_seed = [method_rows(r) for r in records]
     out: dict[str, dict] = {}
     for label in per_seed[0]:
         rows = [seed_rows[label] for seed_rows in per_seed if label in seed_rows]
-        entry = {f"{metric}@{p}": stats([r["per_phase"][p][metric]["mean"] for r in rows])
+        entry = {f"{metric}@{p}": mean_std([r["per_phase"][p][metric]["mean"] for r in rows])
                  for metric, _ in PHASE_METRICS for p in phases}
         for key in ("scc", "dtw", "last_phase_enhancement_error"):
-            entry[key] = stats([r.get("kinetics", {}).get(key, {}).get("mean") for r in rows])
-        entry["curve_type_accuracy"] = stats([r.get("kinetics", {}).get("curve_type_accuracy") for r in rows])
+            entry[key] = mean_std([r.get("kinetics", {}).get(key, {}).get("mean") for r in rows])
+        entry["curve_type_accuracy"] = mean_std([r.get("kinetics", {}).get("curve_type_accuracy") for r in rows])
         out[label] = entry
     return out
 

@@ -17,6 +17,8 @@ import resource
 import subprocess
 import sys
 
+from benchmarks.common import benchmark_network
+
 DEFAULT_CASES = ["8,16,32:160,128,48:1", "8,16,32:64,64,48:1", "8,16,32,64:88,72,40:1", "32,64,128:96,96,48:1",
                  "32,64,128,256:64,64,32:2"]
 TIMES = [0.0, 85.0, 155.0, 225.0, 295.0, 365.0]
@@ -30,8 +32,7 @@ def measure(features: list[int], tile: list[int], batch: int) -> dict:
     from iterdce.network.synthesizer import build_synthesizer, model_config
 
     torch.set_num_threads(1)
-    network = {"in_channels": 2, "features_per_stage": features, "pool_per_stage": [[2, 2, 2]] * (len(features) - 1),
-               "time_embedding_dim": 16, "time_scale_s": 365.0, "use_time_embedding": True, "use_convlstm": True}
+    network = benchmark_network(features)
     model = build_synthesizer(model_config("iterative", network, [0, 1], len(TIMES))).eval()
     inputs = torch.randn(batch, 2, *tile)
     times = torch.tensor([TIMES] * batch)
