@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.cross_site import row_values
+from benchmarks.cross_site_table import row_values
 from iterdce.commands.common import parse_fold
 from iterdce.dataset.nifti_io import read_image
 from iterdce.evaluation.folders import evaluate_folders
