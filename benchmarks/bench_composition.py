@@ -4,26 +4,23 @@ the case's grid with every ``--compose`` mode (alternating, ``--repeats`` times 
 The end-to-end ratio is (read + preprocess + synthesize + compose + write) with each mode over the same with
 ``plan`` (the export before native composition); read, preprocess and write are timed once per case.
 
-    python benchmarks/bench_composition.py --input early24/ --pretrained phantom_all_sites [--cases 24]
+    python -m benchmarks.bench_composition --input early24/ --pretrained phantom_all_sites [--cases 24]
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
-
-from iterdce.inference.case_pipeline import prepare_case  # noqa: E402
-from iterdce.inference.composition import COMPOSE_MODES, native_phases, resolve_composition  # noqa: E402
-from iterdce.inference.export import write_phases  # noqa: E402
-from iterdce.inference.inputs import discover_inputs  # noqa: E402
-from iterdce.inference.predictor import IterativePredictor, PredictionSettings  # noqa: E402
-from iterdce.network.precision import PRECISIONS  # noqa: E402
-from iterdce.pretrained import PRETRAINED_MODELS, pretrained_model_folder  # noqa: E402
+from iterdce.inference.case_pipeline import prepare_case
+from iterdce.inference.composition import COMPOSE_MODES, native_phases, resolve_composition
+from iterdce.inference.export import write_phases
+from iterdce.inference.inputs import discover_inputs
+from iterdce.inference.predictor import IterativePredictor, PredictionSettings
+from iterdce.network.precision import PRECISIONS
+from iterdce.pretrained import PRETRAINED_MODELS, pretrained_model_folder
 
 
 def main() -> None:

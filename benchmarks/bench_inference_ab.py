@@ -19,8 +19,8 @@ Variants (``--variants``):
 - ``channels-last``: inputs and weights in ``torch.channels_last_3d``;
 - ``compile``: ``torch.compile`` of the model (falls back with a note if it fails).
 
-    .venv/bin/python benchmarks/bench_inference_ab.py --variants baseline time-cache --repeats 3
-    .venv/bin/python benchmarks/bench_inference_ab.py \
+    python -m benchmarks.bench_inference_ab --variants baseline time-cache --repeats 3
+    python -m benchmarks.bench_inference_ab \
         --model-folder results/Dataset001_Phantom/RecursiveTrainer__plans \
         --case preprocessed/Dataset001_Phantom/plans_data/case_0011.npz --variants baseline tile-48x48x40 step-0.75
 """
@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,10 +37,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from iterdce.inference.tiled import predict_volume  # noqa: E402
-from iterdce.network.synthesizer import build_synthesizer, model_config  # noqa: E402
+from benchmarks.common import benchmark_network
+from iterdce.inference.tiled import predict_volume
+from iterdce.network.synthesizer import build_synthesizer, model_config
 
 TIMES_S = [0.0, 85.0, 155.0, 225.0, 295.0, 365.0]
 PATCH = [32, 32, 16]
@@ -60,9 +58,7 @@ class PerCallEmbedding(nn.Module):
 
 def tiny_model(features: list[int]) -> nn.Module:
     torch.manual_seed(0)
-    network = {"in_channels": 2, "features_per_stage": features, "pool_per_stage": [[2, 2, 2]] * (len(features) - 1),
-               "time_embedding_dim": 16, "time_scale_s": 365.0, "use_time_embedding": True, "use_convlstm": True}
-    model = build_synthesizer(model_config("iterative", network, [0, 1], len(TIMES_S)))
+    model = build_synthesizer(model_config("iterative", benchmark_network(features), [0, 1], len(TIMES_S)))
     with torch.no_grad():
         torch.nn.init.normal_(model.net.final_conv.weight, std=0.1)
     return model.eval()

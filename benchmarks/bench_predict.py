@@ -14,9 +14,9 @@ difference of the outputs, whether the tile grids and Gaussian maps agree, and t
 matmul FLOPs from ``FlopCounterMode`` for one tile, times the number of tiles, over the wall time) next to a
 float32 matmul's GFLOP/s measured in the same run. MONAI is a benchmark-only extra: ``pip install -e .[bench]``.
 
-    .venv/bin/python benchmarks/bench_predict.py                              # 192 x 192 x 64, patch 64 x 64 x 32
-    .venv/bin/python benchmarks/bench_predict.py --shape 64 64 32 --patch 32 32 16 --threads 1 --repeats 3  # CPU
-    .venv/bin/python benchmarks/bench_predict.py --iterdce-tile 192 192 64  # iterdce: one whole-volume tile
+    python -m benchmarks.bench_predict                              # 192 x 192 x 64, patch 64 x 64 x 32
+    python -m benchmarks.bench_predict --shape 64 64 32 --patch 32 32 16 --threads 1 --repeats 3  # CPU
+    python -m benchmarks.bench_predict --iterdce-tile 192 192 64  # iterdce: one whole-volume tile
 
 ``--iterdce-tile`` gives iterdce its own tile (MONAI and the bare forward keep ``--patch``): what iterdce's
 ``--tile-size`` saves against MONAI run as usual; the outputs then differ by the tile change, not by float error.
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, when iterdce is not installed
+from benchmarks.common import benchmark_network, matmul_gflops
 
 SIGMA_SCALE = 0.125
 OVERLAP = 0.5
@@ -49,9 +49,7 @@ def build_model(features: list[int], steps: int, device: torch.device) -> torch.
     from iterdce.network.synthesizer import build_synthesizer, model_config
 
     torch.manual_seed(0)
-    network = {"in_channels": 2, "features_per_stage": features, "pool_per_stage": [[2, 2, 2]] * (len(features) - 1),
-               "time_embedding_dim": 16, "time_scale_s": 365.0, "use_time_embedding": True, "use_convlstm": True}
-    model = build_synthesizer(model_config("iterative", network, [0, 1], steps + 2))
+    model = build_synthesizer(model_config("iterative", benchmark_network(features), [0, 1], steps + 2))
     with torch.no_grad():
         torch.nn.init.normal_(model.net.final_conv.weight, std=0.1)
     return model.to(device).eval()
@@ -165,20 +163,6 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps({"method": args.worker, "seconds": seconds, "peak_mb": memory.peak / 2**20}))
 
 
-def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
-    """float32 matmul throughput: the machine's reachable GFLOP/s right now (other load included)."""
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
-
-
 def flops_per_tile(features: list[int], steps: int, patch: list[int]) -> int:
     """Conv / matmul FLOPs of the whole recursion on one tile (FlopCounterMode; norms and pointwise ops excluded)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -208,8 +192,9 @@ def grid_and_weights_agree(shape: list[int], patch: list[int]) -> tuple[bool, fl
 
 
 def launch(method: str, args: argparse.Namespace, save: Path) -> dict:
-    command = [sys.executable, __file__, "--worker", method, "--save", str(save), "--device", args.device,
-               "--threads", str(args.threads), "--steps", str(args.steps), "--tile-batch", str(args.tile_batch),
+    command = [sys.executable, "-m", "benchmarks.bench_predict", "--worker", method, "--save", str(save),
+               "--device", args.device, "--threads", str(args.threads), "--steps", str(args.steps),
+               "--tile-batch", str(args.tile_batch),
                "--shape", *map(str, args.shape), "--patch", *map(str, args.patch),
                "--features", *map(str, args.features)]
     if args.iterdce_tile:

@@ -7,7 +7,7 @@ once per worker count. Each run happens in its own child process so that its pea
 the peak of the largest worker process (getrusage RUSAGE_CHILDREN; forked workers also count the pages they
 share with the main process). ``baseline`` is the main process's RSS after imports, before any case is read.
 
-    .venv/bin/python benchmarks/bench_preprocess.py [--workdir DIR] [--cases 20] [--processes 1 2]
+    python -m benchmarks.bench_preprocess [--workdir DIR] [--cases 20] [--processes 1 2]
 """
 from __future__ import annotations
 
@@ -105,7 +105,8 @@ def main() -> None:
     for processes in args.processes:
         out = workdir / f"preprocessed_np{processes}"
         shutil.rmtree(out, ignore_errors=True)
-        command = [sys.executable, __file__, "--child", str(dataset_dir), str(out), str(processes)]
+        command = [sys.executable, "-m", "benchmarks.bench_preprocess", "--child", str(dataset_dir), str(out),
+                   str(processes)]
         result = subprocess.run(command, check=True, capture_output=True, text=True)
         row = json.loads(result.stdout.strip().splitlines()[-1])
         stages, baseline = row["stages_s"], row["baseline_mb"]

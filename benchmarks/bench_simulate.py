@@ -3,7 +3,7 @@
 Target: under 2 minutes on 2 CPU cores (a few minutes for 160 x 128 x 48 with a site profile). Prints the
 seconds, the time per case and the lesion type counts.
 
-    .venv/bin/python benchmarks/bench_simulate.py [--cases 40] [--shape 128 128 48] [--jobs 2] [--site D]
+    python -m benchmarks.bench_simulate [--cases 40] [--shape 128 128 48] [--jobs 2] [--site D]
                                                   [--workdir DIR]
 """
 from __future__ import annotations

@@ -5,13 +5,12 @@ Checks that both give the same SSIM and gradient, times the loss forward + backw
 training shape (batch 2 x 4 target phases = 8 pairs of 40 x 40 x 32), and, with ``--preprocessed``, whole
 warm-up training steps of that folder's plan (bf16 autocast on CPUs that have it, the loss in float32):
 
-  python benchmarks/bench_ssim.py --threads 2 --preprocessed cross_site_work/preprocessed/Dataset899_SitesABC
+  python -m benchmarks.bench_ssim --threads 2 --preprocessed cross_site_work/preprocessed/Dataset899_SitesABC
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,9 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
-
-from iterdce.losses import synthesis as losses  # noqa: E402
+from iterdce.losses import synthesis as losses
 
 if TYPE_CHECKING:
     from iterdce.preprocessing.plan_schema import Plans

@@ -15,8 +15,8 @@ own ``train_step`` on batches from the trainer's own loader. Reported per preset
 The default plan is sized for a GPU; on CPU its patch is scaled down (``--default-patch-scale``, 0.5 per axis
 unless given) and only a few iterations run. Every number printed says which patch and device it used.
 
-    python benchmarks/bench_train.py                       # both presets, phantom in ./bench_train_work
-    python benchmarks/bench_train.py --presets tiny --iterations 20 --json results.json
+    python -m benchmarks.bench_train                       # both presets, phantom in ./bench_train_work
+    python -m benchmarks.bench_train --presets tiny --iterations 20 --json results.json
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.common import matmul_gflops, synchronize
 from iterdce.network.precision import PRECISIONS, resolve_precision
 from iterdce.preprocessing.pipeline import plan_and_preprocess
 from iterdce.training.data_loader import PatchSampler, make_loader
@@ -38,25 +39,6 @@ from iterdce.training.run_config import TrainingSetup
 from iterdce.training.trainer_recursive import WarmupTrainer
 
 DATASET = "Dataset001_Phantom"
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def matmul_gflops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5
-                  ) -> float:
-    """Achieved GFLOP/s of an n x n matmul: the reference for what this device can do."""
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    a @ b
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    synchronize(device)
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def make_phantom(work: Path, cases: int, shape: list[int]) -> Path:

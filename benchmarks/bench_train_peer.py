@@ -13,7 +13,7 @@ Each measurement runs in its own child process (the methods alternating), so pea
 after the model is built, sampled every 2 ms; CUDA's allocator peak on a GPU) is not hidden by memory the other
 left behind. MONAI is a benchmark-only extra: ``pip install -e .[bench]``.
 
-    .venv/bin/python benchmarks/bench_train_peer.py --patch 64 64 32 --batch 2 --steps 3 --repeats 2
+    python -m benchmarks.bench_train_peer --patch 64 64 32 --batch 2 --steps 3 --repeats 2
 """
 from __future__ import annotations
 
@@ -29,8 +29,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks.common import benchmark_network
 
 TIMES_S = [0.0, 85.0, 155.0, 225.0, 295.0, 365.0]
 FEATURES = [28, 32, 64, 128, 256]
@@ -96,15 +95,13 @@ def build(method: str) -> nn.Module:
     torch.manual_seed(0)
     if method == "monai":
         return MonaiPeer()
-    network = {"in_channels": 2, "features_per_stage": FEATURES, "pool_per_stage": [[2, 2, 2]] * 4,
-               "time_embedding_dim": 32, "time_scale_s": 365.0, "use_time_embedding": True, "use_convlstm": True}
+    network = benchmark_network(FEATURES, time_embedding_dim=32)
     return build_synthesizer(model_config("iterative", network, [0, 1], len(TIMES_S)))
 
 
 def worker(args: argparse.Namespace) -> None:
     """Time ``--steps`` training steps of one method in this fresh process; print a JSON line."""
-    from bench_predict import PeakSampler
-
+    from benchmarks.bench_predict import PeakSampler
     from iterdce.losses.synthesis import SynthesisLoss
     from iterdce.network.precision import autocast_context, resolve_precision
 
@@ -168,8 +165,8 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"iterdce": [], "monai": []}
     for _ in range(args.repeats):
         for method in runs:  # alternating, so a change in machine load hits both
-            command = [sys.executable, __file__, "--worker", method, "--device", args.device, "--threads",
-                       str(args.threads), "--batch", str(args.batch), "--steps", str(args.steps),
+            command = [sys.executable, "-m", "benchmarks.bench_train_peer", "--worker", method, "--device", args.device,
+                       "--threads", str(args.threads), "--batch", str(args.batch), "--steps", str(args.steps),
                        "--precision", args.precision, "--peer-precision", args.peer_precision,
                        "--patch", *map(str, args.patch)]
             done = subprocess.run(command, capture_output=True, text=True, check=False)

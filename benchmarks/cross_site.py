@@ -2,211 +2,42 @@
 
 The question it answers is the one a new user asks: does the trained network predict the delayed phases
 of a site it never saw better than copying the last input phase, a straight line in time, or a voxel-wise
-kinetic regression fitted on the same training cases? Each variant (a set of plan overrides, see VARIANTS)
-is trained with every seed on all training cases (fold ``all``), predicts the held-out site through the
-user path (``IterativePredictor.predict_folder``), and is scored with ``evaluate_folders``; the table gives
-mean and spread over seeds and the curve-type confusion matrix.
+kinetic regression fitted on the same training cases? Each variant (a set of plan overrides,
+benchmarks/variants/<name>.json) is trained with every seed on all training cases (fold ``all``), predicts the
+held-out site through the user path (``IterativePredictor.predict_folder``), and is scored with
+``evaluate_folders``; the table gives mean and spread over seeds and the curve-type confusion matrix.
 
 CPU, the ``cpu`` preset's own budget (one variant, 3 seeds, about 30 min of training each):
-  python benchmarks/cross_site.py --variants preset --seeds 0 1 2
+  python -m benchmarks.cross_site --variants preset --seeds 0 1 2
 GPU, the ablation (all variants x 3 seeds in parallel processes sharing one GPU):
-  python benchmarks/cross_site.py --device cuda --parallel 15 --jobs 16
+  python -m benchmarks.cross_site --device cuda --parallel 15 --jobs 16
 Quick rehearsal (tiny sizes):
-  python benchmarks/cross_site.py --quick
+  python -m benchmarks.cross_site --quick
+
+The runs themselves are in cross_site_jobs.py, the table in cross_site_table.py, the variants' loading in
+cross_site_variants.py, the site datasets and model files in cross_site_data.py.
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import multiprocessing
 import os
-import sys
 import time
-import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import numpy as np  # noqa: E402
-from cross_site_data import (  # noqa: E402
-    export_model,
-    import_model,
-    input_folder,
-    prepare_training_set,
-    real_target_folder,
-    simulate_sites,
-)
-
-from iterdce.inference.composition import COMPOSE_MODES, DEFAULT_COMPOSE  # noqa: E402
-from iterdce.network.precision import PRECISIONS  # noqa: E402
-from iterdce.regression.fit import fit_fold_regression, load_regression  # noqa: E402
-from iterdce.regression.model import REGRESSION_FILE, REGRESSION_FORMAT  # noqa: E402
-
-PAPER_LOSS: dict[str, Any] = {"loss_weights": {"l1": 0.1, "ssim": 1.0, "perceptual": 1.0, "gradient_difference": 0.1,
-                               "lesion_l1": 0.0},
-              "training": {"loss_mask": "none"}, "optimizer": {"lr": 3e-4, "recursive_lr": 1e-4},
-              "network": {"kinetic_prior": False}}
-# Each variant changes the plan in one respect more than the one before it (documentation/training.md).
-VARIANTS: dict[str, dict] = {
-    "paper": PAPER_LOSS,
-    "l1": {**PAPER_LOSS, "loss_weights": {**PAPER_LOSS["loss_weights"], "l1": 1.0}},
-    "l1_fg": {**PAPER_LOSS, "loss_weights": {**PAPER_LOSS["loss_weights"], "l1": 1.0},
-              "training": {"loss_mask": "foreground"}},
-    "l1_fg_lesion": {**PAPER_LOSS, "loss_weights": {**PAPER_LOSS["loss_weights"], "l1": 1.0, "lesion_l1": 1.0},
-                     "training": {"loss_mask": "foreground"}},
-    "l1_fg_lesion_lr": {"loss_weights": {**PAPER_LOSS["loss_weights"], "l1": 1.0, "lesion_l1": 1.0},
-                        "training": {"loss_mask": "foreground"}, "optimizer": {"lr": 1e-3, "recursive_lr": 3e-4}},
-    "l1_fg_lesion_prior": {**PAPER_LOSS, "loss_weights": {**PAPER_LOSS["loss_weights"], "l1": 1.0, "lesion_l1": 1.0},
-                           "training": {"loss_mask": "foreground"}, "network": {"kinetic_prior": True}},
-    "preset": {},  # the plan exactly as the preset writes it
-    # the preset with 3x the lesion term and 3x the learning rates (documentation/training.md, hypothesis 3)
-    "preset_lesion3_lr3": {"loss_weights": {"lesion_l1": 3.0}, "optimizer": {"lr": 9e-4, "recursive_lr": 3e-4}},
-    # the preset with the contrast-uptake augmentation on half the samples (training.md, hypothesis 4)
-    "preset_enhscale": {"augmentation": {"probability_enhancement_scale": 0.5}},
-    # the preset with 3x its steps per epoch (2,400 steps; training.md, hypothesis 5)
-    "preset_steps3x": {"training": {"iterations_per_epoch": 150}},
-    # 2x the first preset's steps per epoch (1,600 steps; training.md, hypothesis 5)
-    "preset_steps2x": {"training": {"iterations_per_epoch": 100}},
-    # 4x the first preset's steps per epoch (3,200 steps): the shipped all-sites model, not bound to 30 minutes
-    "preset_steps4x": {"training": {"iterations_per_epoch": 200}},
-}
+from benchmarks.cross_site_data import export_model, input_folder, prepare_training_set, simulate_sites
+from benchmarks.cross_site_jobs import run_jobs
+from benchmarks.cross_site_table import aggregate, markdown
+from benchmarks.cross_site_variants import apply_overrides, apply_variant, variant_names
+from iterdce.inference.composition import COMPOSE_MODES, DEFAULT_COMPOSE
+from iterdce.network.precision import PRECISIONS
+from iterdce.regression.fit import fit_fold_regression
+from iterdce.regression.model import REGRESSION_FILE, REGRESSION_FORMAT
 
 
-def deep_merge(base: dict, override: dict) -> dict:
-    """``base`` with ``override``'s keys replaced, recursing into dicts."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
-            else copy.deepcopy(value)
-    return out
-
-
-BASELINES = ("copy_last", "linear", "regression")
-
-
-def test_dataset_json(job: dict) -> Path | None:
-    """The held-out site's dataset.json as scored: its own, or a copy naming the run's input phases."""
-    return Path(job["test_dataset_json"]) if job.get("test_dataset_json") else None
-
-
-def run_baselines(job: dict) -> dict:
-    """Score the baselines on the held-out site once (they do not depend on the network or the seed)."""
-    from iterdce.evaluation.folders import evaluate_folders
-
-    start, results, test_dir = time.perf_counter(), Path(job["results"]), Path(job["test_dir"])
-    targets = real_target_folder(test_dir, results / "real_targets", job["n_inputs"])
-    summary = evaluate_folders(targets, test_dir / "imagesTr", results / "report", test_dir / "labelsTr",
-                               dataset_json=test_dataset_json(job), progress=False,
-                               regression=load_regression(Path(job["regression"])), methods=BASELINES)
-    return {"variant": "baselines", "seed": 0, "train_s": 0.0, "total_s": time.perf_counter() - start,
-            "summary": summary}
-
-
-def run_one(job: dict) -> dict:
-    """Train one (variant, seed), predict the held-out site, evaluate; runs in its own process."""
-    if job["variant"] == "baselines":
-        return run_baselines(job)
-    if job.get("model_file"):  # --evaluate-models: a model trained elsewhere
-        folder = import_model(Path(job["model_file"]), Path(job["results"]) / "RecursiveTrainer__plans")
-        return evaluate_model(folder, job, float("nan"), time.perf_counter())
-    import torch
-
-    torch.set_num_threads(job["threads"])
-    from iterdce.training.run_config import TrainingSetup
-    from iterdce.training.variants import run_stages
-
-    start = time.perf_counter()
-    results = Path(job["results"])
-    setup = TrainingSetup(Path(job["preprocessed"]), results, fold="all", num_workers=job["workers"],
-                          device=job["device"], seed=job["seed"], resume=True, plans=job["plans"], progress=False,
-                          pretrained_weights=job.get("pretrained_weights"), precision=job.get("precision", "auto"))
-    trainer = run_stages("RecursiveTrainer", setup)
-    train_s = time.perf_counter() - start
-    model_folder = trainer.output.parent
-    if job.get("export_to"):  # train only: the weights travel back, evaluation happens elsewhere
-        export_model(model_folder, Path(job["export_to"]), f"{job['variant']}_seed{job['seed']}")
-        return {"variant": job["variant"], "seed": job["seed"], "train_s": train_s, "total_s": train_s}
-    return evaluate_model(model_folder, job, train_s, start)
-
-
-def evaluate_model(model_folder: Path, job: dict, train_s: float, start: float) -> dict:
-    """Predict the held-out site with a trained model folder and score the network's row."""
-    from iterdce.evaluation.folders import evaluate_folders
-    from iterdce.inference.predictor import IterativePredictor, PredictionSettings
-
-    results = Path(job["results"])
-    predictor = IterativePredictor(model_folder, PredictionSettings(folds=["all"], device=job["device"],
-                                                                    progress=False, tta=job.get("tta", False),
-                                                                    precision=job.get("precision", "auto"),
-                                                                    compose=job.get("compose", DEFAULT_COMPOSE),
-                                                                    ood_guard=job.get("ood_guard", True)))
-    pred_dir = results / "test_predictions"
-    predictor.predict_folder(Path(job["test_inputs"]), pred_dir)
-    test_dir = Path(job["test_dir"])
-    summary = evaluate_folders(pred_dir, test_dir / "imagesTr", results / "test_report", test_dir / "labelsTr",
-                               dataset_json=test_dataset_json(job), progress=False, methods=("iterdce",))
-    return {"variant": job["variant"], "seed": job["seed"], "train_s": train_s,
-            "total_s": time.perf_counter() - start, "summary": summary}
-
-
-def row_values(summary: dict) -> dict[str, dict[str, float | None]]:
-    """Per method: PSNR, SSIM, sharpness and enhancement error at the last phase, SCC, curve-type accuracy."""
-    out = {}
-    for method, entry in summary["methods"].items():
-        last = entry["per_phase"][max(entry["per_phase"], key=int)]
-        kinetics = entry.get("kinetics", {})
-        out[method] = {"psnr_last": last["psnr"]["mean"], "ssim_last": last["ssim"]["mean"],
-                       "sharpness_last": last.get("sharpness", {}).get("mean"),
-                       "ee_last": kinetics.get("last_phase_enhancement_error", {}).get("mean"),
-                       "scc": kinetics.get("scc", {}).get("mean"),
-                       "type_acc": kinetics.get("curve_type_accuracy")}
-    return out
-
-
-def aggregate(records: list[dict]) -> dict:
-    """Mean and std over seeds per variant (the baselines, which do not depend on the seed, once).
-    Confusion matrices are summed over seeds."""
-    done = [r for r in records if "summary" in r]
-    table: dict[str, dict] = {}
-    for record in done:
-        for method, values in row_values(record["summary"]).items():
-            entry = table.setdefault(record["variant"] if method == "iterdce" else method,
-                                     {**{k: [] for k in values}, "confusion": {}})
-            for key, value in values.items():
-                if value is not None:
-                    entry[key].append(value)
-            matrix = record["summary"]["methods"][method].get("kinetics", {}).get("confusion_matrix", {})
-            for true, row in matrix.get("rows_true_cols_predicted", {}).items():
-                for predicted, count in row.items():
-                    key = f"{true}->{predicted}"
-                    entry["confusion"][key] = entry["confusion"].get(key, 0) + int(count)
-    return {name: {k: v if k == "confusion" else (
-        {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)} if v else None)
-        for k, v in entry.items()} for name, entry in table.items()}
-
-
-def markdown(aggregated: dict) -> str:
-    lines = ["| model | PSNR last | SSIM last | sharpness last | EE last | SCC | type acc. | n |",
-             "|---|---|---|---|---|---|---|---|"]
-
-    def fmt(stats, scale=1.0, digits=3):
-        if not stats:
-            return "n/a"
-        return f"{stats['mean'] * scale:.{digits}g} ± {stats['std'] * scale:.{digits - 1}g}"
-
-    for name, entry in aggregated.items():
-        n = entry["psnr_last"]["n"] if entry["psnr_last"] else 0
-        lines.append(f"| {name} | {fmt(entry['psnr_last'])} | {fmt(entry.get('ssim_last'))} | "
-                     f"{fmt(entry.get('sharpness_last'))} | {fmt(entry['ee_last'])} | {fmt(entry['scc'])} | "
-                     f"{fmt(entry['type_acc'], 100)} % | {n} |")
-    return "\n".join(lines)
-
-
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked; ``--quick`` shrinks every size to a rehearsal's."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("cross_site_work"))
     parser.add_argument("--out", type=Path, help="folder for results.json / results.md (default: workdir)")
@@ -216,7 +47,7 @@ def main() -> None:
     parser.add_argument("--test-cases", type=int, default=24)
     parser.add_argument("--shape", type=int, nargs=3, default=[160, 128, 48])
     parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--variants", nargs="*", default=list(VARIANTS),
+    parser.add_argument("--variants", nargs="*", default=variant_names(), choices=variant_names(),
                         help="variants to train (none: only the baselines and any --pretrain-cases model)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, nargs=2, metavar=("WARMUP", "RECURSIVE"),
@@ -234,7 +65,8 @@ def main() -> None:
                              "against training from scratch on them")
     parser.add_argument("--pretrain-cases", type=int, default=0,
                         help="also train one model on this many new cases of every site (the shipped model)")
-    parser.add_argument("--pretrain-variant", default="preset", help="variant of the all-sites model")
+    parser.add_argument("--pretrain-variant", default="preset", choices=variant_names(),
+                        help="variant of the all-sites model")
     parser.add_argument("--train-only", action="store_true",
                         help="train and export each model (<variant>_seed<k>.pth + .plans.json) to --out; "
                              "no test site, no evaluation (for a machine whose CPUs are the bottleneck)")
@@ -252,7 +84,7 @@ def main() -> None:
                         help="how many first phases are the model's inputs (default 2: pre-contrast and the first "
                              "post-contrast phase; 3 adds the second post-contrast phase); use a fresh --workdir")
     parser.add_argument("--quick", action="store_true", help="a tiny rehearsal of the whole benchmark")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not 2 <= args.input_phases <= 5:  # the site profiles acquire 6 phases; at least one must be a target
         parser.error(f"--input-phases must be 2-5 (the sites have 6 phases), got {args.input_phases}")
     if args.input_phases != 2 and (args.finetune_cases or args.pretrain_cases):
@@ -263,12 +95,43 @@ def main() -> None:
         args.variants = args.variants[:2]
         args.finetune_cases = min(args.finetune_cases, 2)
         args.pretrain_cases = min(args.pretrain_cases, 1)
-    out = args.out or args.workdir
-    out.mkdir(parents=True, exist_ok=True)
-    from iterdce.preprocessing.pipeline import data_folder
+    return args
 
-    clock = time.perf_counter()
-    raw_root, preprocessed = args.workdir / "raw", args.workdir / "preprocessed"
+@dataclass
+class Study:
+    """What every run of one benchmark shares: the settings, the A-C training set and its plan (with the budget
+    flags), the held-out site and the extra sites, and the job fields common to all runs."""
+
+    args: argparse.Namespace
+    out: Path
+    clock: float
+    train_pre: Path
+    plans: dict
+    budget: dict[str, int]
+    test_dir: Path
+    finetune_dirs: list[Path]
+    pretrain_dirs: list[Path]
+    common: dict = field(default_factory=dict)
+
+    @property
+    def suffix(self) -> str:
+        """Added to every run's name when the precision is not auto (preset_bf16)."""
+        return "" if self.args.precision == "auto" else f"_{self.args.precision}"
+
+    def job(self, variant: str, seed: int, preprocessed_dataset: Path, tag: str, own_plans: dict | None = None,
+            **extra: object) -> dict:
+        """One training run; ``own_plans``: the dataset's own plan (another dataset's, adopted), else the A-C
+        plan, either with the budget flags and the variant's overrides."""
+        tag += self.suffix
+        base = self.plans if own_plans is None else apply_overrides(own_plans, {"training": self.budget})
+        return {**self.common, "variant": tag, "seed": seed, "plans": apply_variant(base, variant),
+                "preprocessed": str(preprocessed_dataset),
+                "results": str(self.args.workdir / "results" / f"{tag}_seed{seed}" / preprocessed_dataset.name),
+                **extra}
+
+
+def simulate(args: argparse.Namespace) -> tuple[list[Path], Path, list[Path], list[Path]]:
+    """The sites as raw datasets: (training sites, held-out site, fine-tuning sites, pre-training sites)."""
     sites = [*args.train_sites, args.test_site]
     counts = [*args.train_cases, 0 if args.train_only else args.test_cases]
     extra_sites, extra_counts = [], []
@@ -278,19 +141,46 @@ def main() -> None:
     if args.pretrain_cases:
         extra_sites += [*args.train_sites, args.test_site]
         extra_counts += [args.pretrain_cases] * (len(args.train_sites) + 1)
-    folders = simulate_sites(raw_root, sites + extra_sites, counts + extra_counts, args.shape, seed=2024,
+    folders = simulate_sites(args.workdir / "raw", sites + extra_sites, counts + extra_counts, args.shape, seed=2024,
                              jobs=args.jobs)
-    test_dir = folders[len(args.train_sites)]
     finetune_dirs = folders[len(sites):len(sites) + (1 if args.finetune_cases else 0)]
-    pretrain_dirs = folders[len(sites) + len(finetune_dirs):]
+    return (folders[:len(args.train_sites)], folders[len(args.train_sites)], finetune_dirs,
+            folders[len(sites) + len(finetune_dirs):])
+
+
+def fit_regression(args: argparse.Namespace, train_pre: Path, plans: dict, cases: list[str]) -> Path:
+    """The kinetic-regression baseline fitted on the training sites, written once (refitted on a new format)."""
+    from iterdce.preprocessing.pipeline import data_folder
+
+    path = args.workdir / REGRESSION_FILE
+    if not path.is_file() or json.loads(path.read_text()).get("format") != REGRESSION_FORMAT:
+        model = fit_fold_regression(data_folder(train_pre, "plans"), cases, len(plans["input_phases"]))
+        path.write_text(json.dumps(model.to_json()))
+    return path
+
+
+def scored_dataset_json(args: argparse.Namespace, test_dir: Path) -> Path | None:
+    """With other than 2 input phases, a copy of the held-out site's dataset.json naming the run's inputs (the
+    cases scored with them); None otherwise."""
+    if args.input_phases == 2 or args.train_only:
+        return None
+    info = json.loads((test_dir / "dataset.json").read_text())
+    scored = args.workdir / f"{test_dir.name}_scored_with_{args.input_phases}_inputs" / "dataset.json"
+    scored.parent.mkdir(parents=True, exist_ok=True)
+    if not (scored.parent / "timesTr").exists():  # each case's own times, read beside dataset.json
+        (scored.parent / "timesTr").symlink_to((test_dir / "timesTr").resolve())
+    scored.write_text(json.dumps({**info, "input_phases": list(range(args.input_phases))}, indent=2))
+    return scored
+
+
+def prepare(args: argparse.Namespace, out: Path, clock: float) -> Study:
+    """Simulate the sites, preprocess the training set, fit the regression baseline, cut the held-out inputs."""
+    train_dirs, test_dir, finetune_dirs, pretrain_dirs = simulate(args)
     print(f"simulated in {time.perf_counter() - clock:.0f} s", flush=True)
-    train_pre, plans, all_cases = prepare_training_set(folders[:len(args.train_sites)], raw_root, preprocessed,
+    train_pre, plans, all_cases = prepare_training_set(train_dirs, args.workdir / "raw", args.workdir / "preprocessed",
                                                        f"Dataset899_Sites{''.join(args.train_sites)}", args.preset,
                                                        args.jobs, input_phases=args.input_phases)
-    regression_path = args.workdir / REGRESSION_FILE
-    if not regression_path.is_file() or json.loads(regression_path.read_text()).get("format") != REGRESSION_FORMAT:
-        model = fit_fold_regression(data_folder(train_pre, "plans"), all_cases, len(plans["input_phases"]))
-        regression_path.write_text(json.dumps(model.to_json()))
+    regression = fit_regression(args, train_pre, plans, all_cases)
     print(f"planned and preprocessed in {time.perf_counter() - clock:.0f} s: patch {plans['patch_size']}, "
           f"spacing {plans['spacing']}, network {plans['network']['features_per_stage']}", flush=True)
     test_inputs = None if args.train_only else input_folder(test_dir, args.workdir / "test_inputs",
@@ -300,100 +190,84 @@ def main() -> None:
         budget.update(warmup_epochs=args.epochs[0], recursive_epochs=args.epochs[1])
     if args.iterations:
         budget.update(iterations_per_epoch=args.iterations)
-    plans = deep_merge(plans, {"training": budget})
-    scored_json = None
-    if args.input_phases != 2 and not args.train_only:  # the held-out cases scored with the run's inputs
-        info = json.loads((test_dir / "dataset.json").read_text())
-        scored_json = args.workdir / f"{test_dir.name}_scored_with_{args.input_phases}_inputs" / "dataset.json"
-        scored_json.parent.mkdir(parents=True, exist_ok=True)
-        if not (scored_json.parent / "timesTr").exists():  # each case's own times, read beside dataset.json
-            (scored_json.parent / "timesTr").symlink_to((test_dir / "timesTr").resolve())
-        scored_json.write_text(json.dumps({**info, "input_phases": list(range(args.input_phases))}, indent=2))
+    scored_json = scored_dataset_json(args, test_dir)
     common = {"test_dataset_json": None if scored_json is None else str(scored_json),
               "threads": args.threads, "workers": args.workers, "device": args.device, "precision": args.precision,
               "tta": args.tta, "compose": args.compose, "ood_guard": args.ood_guard,
-              "test_inputs": str(test_inputs), "test_dir": str(test_dir), "regression": str(regression_path)}
+              "test_inputs": str(test_inputs), "test_dir": str(test_dir), "regression": str(regression)}
+    return Study(args, out, clock, train_pre, apply_overrides(plans, {"training": budget}), budget, test_dir,
+                 finetune_dirs, pretrain_dirs, common)
 
-    suffix = "" if args.precision == "auto" else f"_{args.precision}"
 
-    def job(variant: str, seed: int, preprocessed_dataset: Path, tag: str, own_plans: dict | None = None,
-            **extra) -> dict:
-        """One training run; ``own_plans``: the dataset's own plan (another dataset's, adopted), else the A-C
-        plan, either with the budget flags and the variant's overrides."""
-        tag += suffix
-        base = plans if own_plans is None else deep_merge(own_plans, {"training": budget})
-        return {**common, "variant": tag, "seed": seed, "plans": deep_merge(base, VARIANTS[variant]),
-                "preprocessed": str(preprocessed_dataset),
-                "results": str(args.workdir / "results" / f"{tag}_seed{seed}" / preprocessed_dataset.name), **extra}
+def evaluation_jobs(study: Study) -> list[dict]:
+    """--evaluate-models: one job per exported <variant>_seed<k>.pth, named with the composition and guard."""
+    args = study.args
+    composed = ("" if args.compose == DEFAULT_COMPOSE else f"_compose_{args.compose}") + \
+        ("" if args.ood_guard else "_no_guard")
+    return [{**study.common, "variant": path.stem.rsplit("_seed", 1)[0] + composed,
+             "seed": int(path.stem.rsplit("_seed", 1)[1]), "model_file": str(path),
+             "results": str(args.workdir / "results" / f"eval_{path.stem}{composed}")}
+            for path in sorted(args.evaluate_models.glob("*_seed*.pth"))]
 
-    phase1 = [job(v, s, train_pre, v) for v in args.variants for s in args.seeds]
+
+def first_jobs(study: Study) -> list[dict]:
+    """The baselines, every (variant, seed) (or the models to evaluate), and the all-sites model if asked for."""
+    args = study.args
+    jobs = [study.job(v, s, study.train_pre, v) for v in args.variants for s in args.seeds]
     if args.train_only:
-        phase1 = [{**j, "export_to": str(out)} for j in phase1]
+        jobs = [{**j, "export_to": str(study.out)} for j in jobs]
     elif args.evaluate_models:
-        composed = ("" if args.compose == DEFAULT_COMPOSE else f"_compose_{args.compose}") + \
-            ("" if args.ood_guard else "_no_guard")
-        phase1 = [{**common, "variant": path.stem.rsplit("_seed", 1)[0] + composed,
-                   "seed": int(path.stem.rsplit("_seed", 1)[1]), "model_file": str(path),
-                   "results": str(args.workdir / "results" / f"eval_{path.stem}{composed}")}
-                  for path in sorted(args.evaluate_models.glob("*_seed*.pth"))]
+        jobs = evaluation_jobs(study)
     if not args.train_only:
-        phase1.insert(0, {**common, "variant": "baselines", "seed": 0, "n_inputs": len(plans["input_phases"]),
-                          "results": str(args.workdir / "results" / "baselines")})
-    if pretrain_dirs:
-        pre_pre, pre_plans, _ = prepare_training_set(pretrain_dirs, raw_root, preprocessed,
-                                                     "Dataset898_PretrainAllSites", args.preset, args.jobs,
-                                                     plan_from=train_pre / "plans.json")
-        extra = {"export_to": str(out)} if args.train_only else {}
+        jobs.insert(0, {**study.common, "variant": "baselines", "seed": 0,
+                        "n_inputs": len(study.plans["input_phases"]),
+                        "results": str(args.workdir / "results" / "baselines")})
+    if study.pretrain_dirs:
+        pre_pre, pre_plans, _ = prepare_training_set(study.pretrain_dirs, args.workdir / "raw",
+                                                     args.workdir / "preprocessed", "Dataset898_PretrainAllSites",
+                                                     args.preset, args.jobs, plan_from=study.train_pre / "plans.json")
+        extra = {"export_to": str(study.out)} if args.train_only else {}
         tag = "pretrained_all_sites" + ("" if args.pretrain_variant == "preset" else f"_{args.pretrain_variant}")
-        phase1.append(job(args.pretrain_variant, 0, pre_pre, tag, own_plans=pre_plans, **extra))
-    records: list[dict] = []
-    run_jobs(phase1, records, args, out, plans, clock)
-    if pretrain_dirs and not args.train_only:
-        export_model(Path(phase1[-1]["results"]) / "RecursiveTrainer__plans", out, f"pretrained_all_sites{suffix}")
-    if finetune_dirs and not args.train_only:
-        ranked = aggregate(records)
-        best = min((v for v in args.variants if v + suffix in ranked and ranked[v + suffix]["ee_last"]),
-                   key=lambda v: ranked[v + suffix]["ee_last"]["mean"])
-        tune_pre, tune_plans, _ = prepare_training_set(finetune_dirs, raw_root, preprocessed,
-                                                       "Dataset897_FinetuneSiteD", args.preset, args.jobs,
-                                                       plan_from=train_pre / "plans.json")
-        phase2 = []
-        for seed in args.seeds:
-            source = args.workdir / "results" / f"{best}{suffix}_seed{seed}" / train_pre.name
-            checkpoint = source / "RecursiveTrainer__plans" / "fold_all" / "checkpoint_final.pth"
-            phase2.append(job(best, seed, tune_pre, f"{best}+finetune{args.finetune_cases}", own_plans=tune_plans,
+        jobs.append(study.job(args.pretrain_variant, 0, pre_pre, tag, own_plans=pre_plans, **extra))
+    return jobs
+
+
+def finetune_jobs(study: Study, records: list[dict]) -> list[dict]:
+    """The best variant (lowest last-phase enhancement error) fine-tuned on the new test-site cases, against the
+    same variant trained from scratch on them, per seed."""
+    args, suffix = study.args, study.suffix
+    ranked = aggregate(records)
+    best = min((v for v in args.variants if v + suffix in ranked and ranked[v + suffix]["ee_last"]),
+               key=lambda v: ranked[v + suffix]["ee_last"]["mean"])
+    tune_pre, tune_plans, _ = prepare_training_set(study.finetune_dirs, args.workdir / "raw",
+                                                   args.workdir / "preprocessed", "Dataset897_FinetuneSiteD",
+                                                   args.preset, args.jobs, plan_from=study.train_pre / "plans.json")
+    jobs = []
+    for seed in args.seeds:
+        source = args.workdir / "results" / f"{best}{suffix}_seed{seed}" / study.train_pre.name
+        checkpoint = source / "RecursiveTrainer__plans" / "fold_all" / "checkpoint_final.pth"
+        jobs.append(study.job(best, seed, tune_pre, f"{best}+finetune{args.finetune_cases}", own_plans=tune_plans,
                               pretrained_weights=str(checkpoint)))
-            phase2.append(job(best, seed, tune_pre, f"{best}_scratch{args.finetune_cases}", own_plans=tune_plans))
-        run_jobs(phase2, records, args, out, plans, clock)
+        jobs.append(study.job(best, seed, tune_pre, f"{best}_scratch{args.finetune_cases}", own_plans=tune_plans))
+    return jobs
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    out = args.out or args.workdir
+    out.mkdir(parents=True, exist_ok=True)
+    clock = time.perf_counter()
+    study = prepare(args, out, clock)
+    records: list[dict] = []
+    jobs = first_jobs(study)
+    run_jobs(jobs, records, args, out, study.plans, clock)
+    if study.pretrain_dirs and not args.train_only:
+        export_model(Path(jobs[-1]["results"]) / "RecursiveTrainer__plans", out, f"pretrained_all_sites{study.suffix}")
+    if study.finetune_dirs and not args.train_only:
+        run_jobs(finetune_jobs(study, records), records, args, out, study.plans, clock)
     print(markdown(aggregate(records)))
     print(f"total {time.perf_counter() - clock:.0f} s")
 
-
-def run_jobs(jobs: list[dict], records: list[dict], args: argparse.Namespace, out: Path, plans: dict,
-             clock: float) -> None:
-    """Run (variant, seed) jobs in parallel processes; results.json / results.md rewritten after each."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=args.parallel, mp_context=context) as pool:
-        futures = {pool.submit(run_one, job): job for job in jobs}
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                record = future.result()
-                print(f"{job['variant']} seed {job['seed']}: trained in {record['train_s']:.0f} s, done in "
-                      f"{record['total_s']:.0f} s", flush=True)
-            except Exception:  # one failed run must not lose the others' results
-                record = {"variant": job["variant"], "seed": job["seed"], "error": traceback.format_exc()}
-                print(f"{job['variant']} seed {job['seed']}: FAILED\n{record['error']}", flush=True)
-            record["results"] = job["results"]
-            records.append(record)
-            aggregated = aggregate(records)
-            payload = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                       "plan": {k: plans[k] for k in ("spacing", "patch_size", "batch_size", "network", "training")},
-                       "elapsed_s": time.perf_counter() - clock, "aggregated": aggregated,
-                       "runs": [{k: v for k, v in r.items() if k != "summary"} | (
-                           {"rows": row_values(r["summary"])} if "summary" in r else {}) for r in records]}
-            (out / "results.json").write_text(json.dumps(payload, indent=1, default=str))
-            (out / "results.md").write_text(markdown(aggregated) + "\n")
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -15,80 +15,33 @@ Sections (each guarded: a failure is recorded as FAIL with its one-line error an
 - training-step benchmark with the default plan's network, patch and batch (bf16), both stages.
 
 It prints one markdown table (check, status, result, seconds) and writes it as JSON to ``--out`` after every
-section, so a run cut short still leaves what it did. Only the repository and torch (with numpy) are needed: the
-repository root is put on ``sys.path`` here, and a package iterdce imports at module level but that no section
-uses (nibabel, batchgenerators, dcmri, dtaidistance, pydicom) is replaced by a placeholder that raises when used,
-if it is not installed. The augmentation of the loader section then runs without batchgenerators' transforms (said so).
+section, so a run cut short still leaves what it did. Only the repository and torch (with numpy) are needed: a
+package iterdce imports at module level but that no section uses (nibabel, batchgenerators, dcmri, dtaidistance,
+pydicom) is replaced by a placeholder that raises when used, if it is not installed (gpu_check_placeholders.py).
+The augmentation of the loader section then runs without batchgenerators' transforms (said so).
 
-    python3 benchmarks/gpu_check.py --out gpu_check.json                       # on a GPU machine, < 6 min
-    python3 benchmarks/gpu_check.py --device cpu --dry-run --out /tmp/gc.json  # every section at toy size, < 30 s
+The layers, each importing only those below it: gpu_check.py (this driver: the report and the command line) ->
+gpu_check_sections.py (the pass/fail checks) -> gpu_check_bench.py (the timed sections) -> gpu_check_fixtures.py
+(plans, datasets, trainers) and gpu_check_placeholders.py.
+
+    python -m benchmarks.gpu_check --out gpu_check.json                       # on a GPU machine, < 6 min
+    python -m benchmarks.gpu_check --device cpu --dry-run --out /tmp/gc.json  # every section at toy size, < 30 s
 """
 from __future__ import annotations
 
 import argparse
 import gc
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import json
 import os
 import sys
 import tempfile
 import time
 import traceback
-import types
 from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-BENCHMARKS = Path(__file__).resolve().parent
-for _path in (str(REPO), str(BENCHMARKS)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-OPTIONAL_PACKAGES = ("nibabel", "batchgenerators", "dcmri", "dtaidistance", "pydicom")
-
-
-class _Placeholder(types.ModuleType):
-    """A module standing in for a package that is not installed: any attribute is a class that raises when used."""
-
-    def __getattr__(self, attribute: str) -> type:
-        if attribute.startswith("__"):
-            raise AttributeError(attribute)
-        package = self.__name__.split(".")[0]
-
-        def unavailable(*args: object, **kwargs: object) -> None:
-            raise ModuleNotFoundError(f"{package} is not installed (needed for {self.__name__}.{attribute})")
-
-        return type(attribute, (), {"__init__": unavailable, "__call__": unavailable})
-
-
-class _PlaceholderFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Serves ``_Placeholder`` modules for the missing packages listed in ``names``."""
-
-    def __init__(self, names: list[str]) -> None:
-        self.names = set(names)
-
-    def find_spec(self, fullname: str, path: object, target: object = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname.split(".")[0] not in self.names:
-            return None
-        return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
-        module = _Placeholder(spec.name)
-        module.__path__ = []
-        return module
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        return None
-
-
-def install_placeholders() -> list[str]:
-    """Placeholders for the optional packages that are not installed; returns their names."""
-    missing = [name for name in OPTIONAL_PACKAGES if importlib.util.find_spec(name) is None]
-    if missing and not any(isinstance(f, _PlaceholderFinder) for f in sys.meta_path):
-        sys.meta_path.append(_PlaceholderFinder(missing))
-    return missing
+from benchmarks.common import markdown_table
+from benchmarks.gpu_check_placeholders import install_placeholders
 
 
 class Report:
@@ -98,7 +51,7 @@ class Report:
         self.out, self.meta, self.rows = out, meta, []
 
     def run(self, name: str, section: Callable[[], tuple[str, str] | str], deadline: float) -> None:
-        from gpu_check_fixtures import Skip
+        from benchmarks.gpu_check_fixtures import Skip
 
         start = time.perf_counter()
         if time.monotonic() > deadline:
@@ -130,10 +83,8 @@ class Report:
         os.replace(tmp, self.out)
 
     def markdown(self) -> str:
-        lines = ["| check | status | result | seconds |", "| --- | --- | --- | ---: |"]
-        lines += [f"| {r['check']} | {r['status']} | {r['result'].replace('|', '/')} | {r['seconds']:.1f} |"
-                  for r in self.rows]
-        return "\n".join(lines)
+        return markdown_table(("check", "status", "result", "seconds"),
+                              [(r["check"], r["status"], r["result"], f"{r['seconds']:.1f}") for r in self.rows])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     placeholders = install_placeholders()
     import torch
-    from gpu_check_fixtures import Context
-    from gpu_check_sections import SECTIONS
+
+    from benchmarks.gpu_check_fixtures import Context
+    from benchmarks.gpu_check_sections import SECTIONS
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -6,13 +6,14 @@ import statistics
 import time
 
 import torch
-from gpu_check_fixtures import (
+
+from benchmarks.common import synchronize
+from benchmarks.gpu_check_fixtures import (
     Context,
     cudnn_flags,
     make_plan,
     make_trainer,
     peak_bytes,
-    synchronize,
     synthetic_batch,
 )
 
@@ -31,10 +32,10 @@ def _benchmark_model(ctx: Context, plans: dict) -> torch.nn.Module:
 
 
 def _time(ctx: Context, run) -> tuple[float, int, torch.Tensor]:
-    synchronize(ctx)
+    synchronize(ctx.device)
     start = time.perf_counter()
     output, peak = peak_bytes(ctx, run)
-    synchronize(ctx)
+    synchronize(ctx.device)
     return time.perf_counter() - start, peak, output
 
 
@@ -42,8 +43,7 @@ def bench_predict(ctx: Context) -> str:
     """iterdce vs MONAI (when installed) vs the bare forward passes, default plan's network and patch."""
     import importlib.util
 
-    import bench_predict as bp
-
+    from benchmarks import bench_predict as bp
     from iterdce.inference.sliding_window import tile_grid
 
     plans = make_plan("default", ctx.dry_run)

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import synchronize, toy_plan
+
 DATASET = "Dataset999_GpuCheck"
 TIMES_S = [0.0, 85.0, 155.0, 225.0, 295.0, 365.0]
 
@@ -53,11 +55,7 @@ def make_plan(preset: str, dry_run: bool) -> dict:
 
     plans = plan_experiment(fingerprint([256, 256, 96], [0.8, 0.8, 2.0]), preset).to_dict()
     if dry_run:
-        features = [4, 8] if preset == "tiny" else [4, 8, 16]
-        plans["network"].update(features_per_stage=features, pool_per_stage=[[2, 2, 1]] * (len(features) - 1),
-                                time_embedding_dim=8)
-        plans["patch_size"] = [16, 16, 8]
-        plans["batch_size"] = 2
+        toy_plan(plans, [4, 8] if preset == "tiny" else [4, 8, 16])
     return plans
 
 
@@ -136,11 +134,6 @@ def count_syncs(device: torch.device) -> Iterator[list[str]]:
     found.extend(str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message))
 
 
-def synchronize(ctx: Context) -> None:
-    if ctx.cuda:
-        torch.cuda.synchronize(ctx.device)
-
-
 @contextmanager
 def cudnn_flags(benchmark: bool, deterministic: bool) -> Iterator[None]:
     """Set cuDNN's autotuning / determinism for a block and restore them after."""
@@ -156,11 +149,11 @@ def peak_bytes(ctx: Context, run: Callable[[], object]) -> tuple[object, int]:
     """(``run()``, CUDA memory allocated at its peak above what was allocated before; 0 on CPU)."""
     if not ctx.cuda:
         return run(), 0
-    synchronize(ctx)
+    synchronize(ctx.device)
     torch.cuda.reset_peak_memory_stats(ctx.device)
     base = torch.cuda.memory_allocated(ctx.device)
     result = run()
-    synchronize(ctx)
+    synchronize(ctx.device)
     return result, torch.cuda.max_memory_allocated(ctx.device) - base
 
 

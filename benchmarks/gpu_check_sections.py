@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from gpu_check_bench import bench_predict, bench_train
-from gpu_check_fixtures import (
+
+from benchmarks.gpu_check_bench import bench_predict, bench_train
+from benchmarks.gpu_check_fixtures import (
     Context,
     Skip,
     count_syncs,
@@ -214,7 +215,7 @@ def predict_oom_injected(ctx: Context) -> tuple[str, str]:
 
 
 def _inputs(shape: list[int]) -> np.ndarray:
-    from gpu_check_fixtures import smooth_phases
+    from benchmarks.gpu_check_fixtures import smooth_phases
 
     return smooth_phases(shape, 2, seed=7)
 
@@ -274,7 +275,8 @@ def free_port() -> int:
 def ddp_worker(rank: int, port: int, work: str, device_type: str, dry_run: bool) -> None:
     """One rank: 2 train steps on its own batches through DDP; rank 0 writes the weight spread across ranks."""
     import torch.distributed as dist
-    from gpu_check import install_placeholders
+
+    from benchmarks.gpu_check_placeholders import install_placeholders
 
     placeholders = install_placeholders()
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),

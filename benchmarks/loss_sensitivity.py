@@ -12,24 +12,21 @@ For each loss term the "lesion share" is (L(copy) - L(lesion corrected)) / (L(co
 what the term can gain that comes from the lesion enhancement. A term with a small share gives the network
 little reason to learn the kinetics that the benchmark scores.
 
-    python benchmarks/loss_sensitivity.py PREPROCESSED_DATASET [--plans plans] [--patches 64]
+    python -m benchmarks.loss_sensitivity PREPROCESSED_DATASET [--plans plans] [--patches 64]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from iterdce.losses.synthesis import DEFAULT_LOSS_WEIGHTS, SynthesisLoss  # noqa: E402
-from iterdce.preprocessing.pipeline import data_folder  # noqa: E402
-from iterdce.preprocessing.plans_io import load_plans  # noqa: E402
-from iterdce.training.data_loader import PatchSampler  # noqa: E402
+from iterdce.losses.synthesis import DEFAULT_LOSS_WEIGHTS, SynthesisLoss
+from iterdce.preprocessing.pipeline import data_folder
+from iterdce.preprocessing.plans_io import load_plans
+from iterdce.training.data_loader import PatchSampler
 
 TERMS = ("l1", "ssim", "gradient_difference", "lesion_l1")
 

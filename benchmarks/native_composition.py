@@ -5,8 +5,8 @@ The question: on a site finer than the plan's grid, does the native base + the p
 detail the plan grid loses (PSNR, SSIM, sharpness), and which base (the model's kinetic prior or the last input)
 scores best? The regression row is the model's own kinetic prior (its fit travels in the checkpoint).
 
-    python benchmarks/native_composition.py --pretrained phantom_all_sites --site E --cases 24 --workdir nc_e
-    python benchmarks/native_composition.py --models DIR_OF_<name>.pth --site E --workdir nc_e
+    python -m benchmarks.native_composition --pretrained phantom_all_sites --site E --cases 24 --workdir nc_e
+    python -m benchmarks.native_composition --models DIR_OF_<name>.pth --site E --workdir nc_e
 
 Writes ``results.json`` and ``results.md`` into ``--out`` (default the workdir); prediction wall time per mode
 is measured on the same cases in one process.
@@ -15,24 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-from cross_site_data import import_model, input_folder, real_target_folder, simulate_sites  # noqa: E402
-
-from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE  # noqa: E402
-from iterdce.evaluation.folders import evaluate_folders  # noqa: E402
-from iterdce.inference.composition import model_priors  # noqa: E402
-from iterdce.inference.predictor import IterativePredictor, PredictionSettings  # noqa: E402
-from iterdce.network.precision import PRECISIONS  # noqa: E402
-from iterdce.pretrained import PRETRAINED_MODELS, pretrained_model_folder  # noqa: E402
-from iterdce.regression.model import KineticRegression  # noqa: E402
+from benchmarks.cross_site_data import import_model, input_folder, real_target_folder, simulate_sites
+from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE
+from iterdce.evaluation.folders import evaluate_folders
+from iterdce.inference.composition import model_priors
+from iterdce.inference.predictor import IterativePredictor, PredictionSettings
+from iterdce.network.precision import PRECISIONS
+from iterdce.pretrained import PRETRAINED_MODELS, pretrained_model_folder
+from iterdce.regression.model import KineticRegression
 
 # name -> (--compose, out-of-distribution guard); "plan" without the guard is the export before this change
 MODES = {"prior": ("prior", True), "prior_no_guard": ("prior", False), "last": ("last", True),

@@ -6,21 +6,18 @@ estimates that share from the image background (Rayleigh noise of a magnitude im
 sqrt(2 - pi/2); central differences of white noise add 3 x sigma^2 / 2 of gradient energy per voxel), so a
 sharpness below 1 can be told apart from blur.
 
-    python benchmarks/noise_share.py DATASET/imagesTr --cases 6 --phase 5
+    python -m benchmarks.noise_share DATASET/imagesTr --cases 6 --phase 5
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
+import numpy as np
+from scipy import ndimage
 
-import numpy as np  # noqa: E402
-from scipy import ndimage  # noqa: E402
-
-from iterdce.dataset.masks import derive_foreground_mask  # noqa: E402
-from iterdce.dataset.nifti_io import read_image  # noqa: E402
+from iterdce.dataset.masks import derive_foreground_mask
+from iterdce.dataset.nifti_io import read_image
 
 
 def noise_share(inputs: list[Path], phase: Path) -> tuple[float, float]:

@@ -11,7 +11,7 @@ beyond A-C's; the choice is made there, and only then is each basis, fitted on A
 Run after ``benchmarks/cross_site.py`` on the same workdir (it reuses the simulated sites and the A-C plan's
 preprocessed cases); no training, about 20 minutes on one idle core:
 
-  python benchmarks/regression_time_basis.py --workdir cross_site_work --out time_basis.json
+  python -m benchmarks.regression_time_basis --workdir cross_site_work --out time_basis.json
 """
 from __future__ import annotations
 
@@ -19,18 +19,13 @@ import argparse
 import contextlib
 import io
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from cross_site_data import real_target_folder  # noqa: E402
-
-from iterdce.core.kinetic_terms import DEGREE  # noqa: E402
-from iterdce.evaluation.folders import evaluate_folders  # noqa: E402
-from iterdce.preprocessing.case_files import load_preprocessed  # noqa: E402
-from iterdce.regression.model import KineticRegression, RegressionFitter  # noqa: E402
+from benchmarks.cross_site_data import real_target_folder
+from iterdce.core.kinetic_terms import DEGREE
+from iterdce.evaluation.folders import evaluate_folders
+from iterdce.preprocessing.case_files import load_preprocessed
+from iterdce.regression.model import KineticRegression, RegressionFitter
 
 SITE_FOLDERS = {"A": "Dataset900_SiteA", "B": "Dataset901_SiteB", "C": "Dataset902_SiteC", "D": "Dataset903_SiteD"}
 # (fitted on, scored on): the fastest training site's fit on the two slower ones (an extrapolation in time, as
@@ -70,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     data = args.workdir / "preprocessed" / "Dataset899_SitesABC" / "plans_data"
     if not data.is_dir():
-        parser.error(f"{data} is missing: run benchmarks/cross_site.py with --workdir {args.workdir} first")
+        parser.error(f"{data} is missing: run python -m benchmarks.cross_site with --workdir {args.workdir} first")
     rows, fits = [], {}
     for train, test in SPLITS:
         for time_degree, clip in BASES:

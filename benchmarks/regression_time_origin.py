@@ -17,26 +17,21 @@ site A's fit on the slower sites B and C as in regression_time_basis.py); the ch
 is each basis, fitted on A-C, shown on site D. No training; run after ``benchmarks/cross_site.py`` on the same
 workdir:
 
-  python benchmarks/regression_time_origin.py --workdir cross_site_work --out time_origin.json
+  python -m benchmarks.regression_time_origin --workdir cross_site_work --out time_origin.json
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from regression_time_basis import SITE_FOLDERS, score  # noqa: E402
-
-from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, kinetic_terms, n_terms  # noqa: E402
-from iterdce.preprocessing.case_files import load_preprocessed  # noqa: E402
+from benchmarks.regression_time_basis import SITE_FOLDERS, score
+from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, kinetic_terms, n_terms
+from iterdce.preprocessing.case_files import load_preprocessed
 
 BASES = ("since_last", "since_start", "since_last_x_last")
 SPLITS = (("BC", "A"), ("AC", "B"), ("AB", "C"), ("A", "B"), ("A", "C"), ("ABC", "D"))
@@ -134,7 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     data = args.workdir / "preprocessed" / "Dataset899_SitesABC" / "plans_data"
     if not data.is_dir():
-        parser.error(f"{data} is missing: run benchmarks/cross_site.py with --workdir {args.workdir} first")
+        parser.error(f"{data} is missing: run python -m benchmarks.cross_site with --workdir {args.workdir} first")
     for split in args.splits:
         train, _, test = split.partition(":")
         if not (train and set(train) <= set("ABC") and test in SITE_FOLDERS):

@@ -8,9 +8,9 @@ Each seed runs in its own process (``--parallel``) and writes ``<workdir>/seed_<
 trained and validated, so a run cut short keeps the seeds it finished and a rerun does only the missing ones.
 
 CPU (2 cores), defaults (tiny preset, 30 site-C cases of 128 x 112 x 40, 8 + 8 epochs of 25 iterations, 3 seeds):
-  python benchmarks/reproduce_tables.py --parallel 2 --threads 1 --out documentation/results/reproduce_tables
+  python -m benchmarks.reproduce_tables --parallel 2 --threads 1 --out documentation/results/reproduce_tables
 On a GPU, run it bigger, e.g.
-  python benchmarks/reproduce_tables.py --cases 60 --shape 128 128 48 --preset default --epochs 100 100 \\
+  python -m benchmarks.reproduce_tables --cases 60 --shape 128 128 48 --preset default --epochs 100 100 \\
       --iterations 250 --device cuda
 """
 from __future__ import annotations
@@ -18,14 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
-
-import numpy as np  # noqa: E402
+from benchmarks.common import mean_std
 
 MODELS = {"iterU-Net": "RecursiveTrainer", "single-step U-Nets": "SingleStepTrainer",
           "w/o warm-up": "NoWarmupTrainer", "w/o temporal (no time emb., no ConvLSTM)": "NoTemporalTrainer"}
@@ -68,22 +65,17 @@ def method_rows(record: dict) -> dict[str, dict]:
     return rows
 
 
-def stats(values: list[float | None]) -> dict | None:
-    kept = [float(v) for v in values if v is not None and np.isfinite(v)]
-    return {"mean": float(np.mean(kept)), "std": float(np.std(kept)), "n": len(kept)} if kept else None
-
-
 def aggregate(records: list[dict], phases: list[str]) -> dict[str, dict]:
     """Per method: every metric as mean and std over the seeds (of each seed's mean over cases or lesions)."""
     per_seed = [method_rows(r) for r in records]
     out: dict[str, dict] = {}
     for label in per_seed[0]:
         rows = [seed_rows[label] for seed_rows in per_seed if label in seed_rows]
-        entry = {f"{metric}@{p}": stats([r["per_phase"][p][metric]["mean"] for r in rows])
+        entry = {f"{metric}@{p}": mean_std([r["per_phase"][p][metric]["mean"] for r in rows])
                  for metric, _ in PHASE_METRICS for p in phases}
         for key in ("scc", "dtw", "last_phase_enhancement_error"):
-            entry[key] = stats([r.get("kinetics", {}).get(key, {}).get("mean") for r in rows])
-        entry["curve_type_accuracy"] = stats([r.get("kinetics", {}).get("curve_type_accuracy") for r in rows])
+            entry[key] = mean_std([r.get("kinetics", {}).get(key, {}).get("mean") for r in rows])
+        entry["curve_type_accuracy"] = mean_std([r.get("kinetics", {}).get("curve_type_accuracy") for r in rows])
         out[label] = entry
     return out
 

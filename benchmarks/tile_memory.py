@@ -6,8 +6,8 @@ IterativeSynthesizer (4 target phases, inference mode) over the tile batch; repo
 the estimate and their ratio (the estimate should be at or above the measurement for large tiles; small tiles
 add a fixed allocator overhead that does not matter for budgets of GiB).
 
-    .venv/bin/python benchmarks/tile_memory.py
-    .venv/bin/python benchmarks/tile_memory.py --case 8,16,32:160,128,48:1 --case 32,64,128:96,96,48:1
+    python -m benchmarks.tile_memory
+    python -m benchmarks.tile_memory --case 8,16,32:160,128,48:1 --case 32,64,128:96,96,48:1
 """
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ import json
 import resource
 import subprocess
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
+from benchmarks.common import benchmark_network
 
 DEFAULT_CASES = ["8,16,32:160,128,48:1", "8,16,32:64,64,48:1", "8,16,32,64:88,72,40:1", "32,64,128:96,96,48:1",
                  "32,64,128,256:64,64,32:2"]
@@ -33,8 +32,7 @@ def measure(features: list[int], tile: list[int], batch: int) -> dict:
     from iterdce.network.synthesizer import build_synthesizer, model_config
 
     torch.set_num_threads(1)
-    network = {"in_channels": 2, "features_per_stage": features, "pool_per_stage": [[2, 2, 2]] * (len(features) - 1),
-               "time_embedding_dim": 16, "time_scale_s": 365.0, "use_time_embedding": True, "use_convlstm": True}
+    network = benchmark_network(features)
     model = build_synthesizer(model_config("iterative", network, [0, 1], len(TIMES))).eval()
     inputs = torch.randn(batch, 2, *tile)
     times = torch.tensor([TIMES] * batch)
@@ -62,7 +60,8 @@ def main() -> None:
         print(json.dumps(measure(*parse(args.worker))))
         return
     for case in args.case or DEFAULT_CASES:
-        done = subprocess.run([sys.executable, __file__, "--worker", case], capture_output=True, text=True, check=True)
+        done = subprocess.run([sys.executable, "-m", "benchmarks.tile_memory", "--worker", case], capture_output=True,
+                              text=True, check=True)
         print(done.stdout.strip().splitlines()[-1], flush=True)
 
 

@@ -9,30 +9,26 @@ mean absolute error against the real delayed phases, and the mean / max absolute
 setting. Errors and differences are in TI-normalized units (each case's raw difference divided by the TI-norm
 standard deviation of its own input, as the network sees it), so cases of different scanners weigh alike.
 
-    .venv/bin/python benchmarks/tile_quality.py --model-folder RESULTS/Dataset899_SitesABC/RecursiveTrainer__plans \\
+    python -m benchmarks.tile_quality --model-folder RESULTS/Dataset899_SitesABC/RecursiveTrainer__plans \\
         --folds all --inputs TEST_INPUTS --truth RAW/Dataset903_SiteD --out OUT --tiles patch auto [--num-parts 3]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-from cross_site import row_values  # noqa: E402
-
-from iterdce.commands.common import parse_fold  # noqa: E402
-from iterdce.dataset.nifti_io import read_image  # noqa: E402
-from iterdce.evaluation.folders import evaluate_folders  # noqa: E402
-from iterdce.inference.case_pipeline import prepare_case  # noqa: E402
-from iterdce.inference.inputs import discover_inputs  # noqa: E402
-from iterdce.inference.predictor import IterativePredictor, PredictionSettings  # noqa: E402
-from iterdce.inference.tile_choice import TILE_CHOICES  # noqa: E402
+from benchmarks.cross_site_table import row_values
+from iterdce.commands.common import parse_fold
+from iterdce.dataset.nifti_io import read_image
+from iterdce.evaluation.folders import evaluate_folders
+from iterdce.inference.case_pipeline import prepare_case
+from iterdce.inference.inputs import discover_inputs
+from iterdce.inference.predictor import IterativePredictor, PredictionSettings
+from iterdce.inference.tile_choice import TILE_CHOICES
 
 
 def tile_setting(text: str) -> str | list[int]:

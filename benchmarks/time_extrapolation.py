@@ -3,7 +3,7 @@
 every synthesized phase is scored against the real one, next to the copy-last and linear baselines, per
 acquisition time.
 
-    python benchmarks/time_extrapolation.py --work /tmp/extrapolation [-n 4] [--shape 96 96 32]
+    python -m benchmarks.time_extrapolation --work /tmp/extrapolation [-n 4] [--shape 96 96 32]
 
 Prints one row per target time (mean over cases, TI-normalized units); documentation/prediction.md quotes it.
 """

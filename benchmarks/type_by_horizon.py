@@ -7,23 +7,20 @@ brings them back to scanner intensities with each case's TI-norm (solved exactly
 raw images), and classifies every curve as if it ended at phase ``k`` (the BI-RADS rule of kinetics_rule.py on
 phases 0..k, truth and prediction alike). No prediction is re-run.
 
-  python benchmarks/type_by_horizon.py --workdir cross_site_work --models preset_steps2x_bf16_seed0 ... \
+  python -m benchmarks.type_by_horizon --workdir cross_site_work --models preset_steps2x_bf16_seed0 ... \
       --out type_by_horizon.json
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
-
-from iterdce.core.kinetics_rule import classify_curve  # noqa: E402
-from iterdce.dataset.nifti_io import read_image  # noqa: E402
+from iterdce.core.kinetics_rule import classify_curve
+from iterdce.dataset.nifti_io import read_image
 
 BASELINES = ("copy_last", "regression")
 

@@ -12,26 +12,22 @@ the training sites, tested on the held-out site; both against always answering t
 Run after ``benchmarks/cross_site.py`` on the same workdir (it reuses the simulated sites and the training plan;
 the held-out site is preprocessed here with the training plan, as a user applying a model would):
 
-  python benchmarks/type_predictability.py --workdir cross_site_work
+  python -m benchmarks.type_predictability --workdir cross_site_work
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+from scipy import ndimage
 
-import numpy as np  # noqa: E402
-from cross_site_data import prepare_training_set  # noqa: E402
-from scipy import ndimage  # noqa: E402
-
-from iterdce.evaluation.kinetics import curve_type, lesion_curve  # noqa: E402
-from iterdce.preprocessing.case_files import load_preprocessed  # noqa: E402
-from iterdce.preprocessing.pipeline import data_folder  # noqa: E402
-from iterdce.preprocessing.plans_io import load_plans  # noqa: E402
+from benchmarks.cross_site_data import prepare_training_set
+from iterdce.evaluation.kinetics import curve_type, lesion_curve
+from iterdce.preprocessing.case_files import load_preprocessed
+from iterdce.preprocessing.pipeline import data_folder
+from iterdce.preprocessing.plans_io import load_plans
 
 FEATURES = ("mean early enhancement", "mean pre-contrast", "heterogeneity (CV)", "log volume", "rim / core",
             "p90 early enhancement", "foreground mean enhancement")

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from benchmarks.common import toy_plan
 from iterdce.dataset.nifti_io import write_image
 from iterdce.preprocessing.fingerprint import compute_fingerprint
 from iterdce.preprocessing.pipeline import plan_and_preprocess
@@ -150,10 +151,7 @@ def build_preprocessed(root: Path) -> Path:
     plan_and_preprocess(raw, preprocessed, num_processes=1, preset="tiny", progress=False, log=lambda *a: None)
     path = preprocessed / DATASET / "plans.json"
     plans = load_plans(path).to_dict()
-    plans["network"].update(features_per_stage=[4, 8], pool_per_stage=[[2, 2, 1]], time_embedding_dim=8)
-    plans["patch_size"] = [16, 16, 8]
-    plans["batch_size"] = 2
-    save_plans(plans, path)
+    save_plans(toy_plan(plans), path)
     return preprocessed
 
 

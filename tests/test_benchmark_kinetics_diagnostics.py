@@ -2,20 +2,14 @@
 accuracy by horizon."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from regression_time_origin import TimeOriginRegression, design, time_factors  # noqa: E402
-from type_by_horizon import accuracy_by_horizon  # noqa: E402
-
-from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, kinetic_terms, n_terms  # noqa: E402
-from iterdce.regression.model import KineticRegression  # noqa: E402
+from benchmarks.regression_time_origin import TimeOriginRegression, design, time_factors
+from benchmarks.type_by_horizon import accuracy_by_horizon
+from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, kinetic_terms, n_terms
+from iterdce.regression.model import KineticRegression
 
 
 def test_since_last_basis_is_the_package_regressions() -> None:

@@ -2,17 +2,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from cross_site_data import merge_sites, prepare_training_set  # noqa: E402
-
-from iterdce.preprocessing.plans_io import load_plans  # noqa: E402
-from tests.helpers import make_raw_dataset  # noqa: E402
+from benchmarks.cross_site_data import merge_sites, prepare_training_set
+from iterdce.preprocessing.plans_io import load_plans
+from tests.helpers import make_raw_dataset
 
 SLOW_TIMES = [0.0, 100.0, 250.0, 400.0]
 

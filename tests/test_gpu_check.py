@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.py: its CPU dry run passes every section, and its placeholders for missing packages work."""
+"""benchmarks.gpu_check: its CPU dry run passes every section, and its placeholders for missing packages work."""
 from __future__ import annotations
 
 import json
@@ -8,17 +8,16 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+from benchmarks.gpu_check_placeholders import _PlaceholderFinder
+from benchmarks.gpu_check_sections import SECTIONS
 
-from gpu_check import _PlaceholderFinder  # noqa: E402
-from gpu_check_sections import SECTIONS  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_dry_run_runs_every_section(tmp_path: Path) -> None:
     out = tmp_path / "gpu_check.json"
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--dry-run",
-                           "--out", str(out)], capture_output=True, text=True, timeout=280, cwd=tmp_path)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--dry-run", "--out",
+                           str(out)], capture_output=True, text=True, timeout=280, cwd=REPO)
     report = json.loads(out.read_text())
     rows = {row["check"]: row for row in report["rows"]}
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from iterdce.core import atomic
 from iterdce.commands import evaluate, predict, verify_dataset
 from iterdce.commands.common import INTERRUPTED
+from iterdce.core import atomic
 from iterdce.core.atomic import remove_stale_temporaries, write_json_atomic
 from iterdce.dataset.masks import derive_foreground_mask
 from iterdce.dataset.nifti_io import Geometry, read_image, write_image

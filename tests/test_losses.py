@@ -199,11 +199,7 @@ def test_perceptual_term(med3d_files, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_separable_filter_is_the_grouped_convolution() -> None:
     """The banded-matrix Gaussian filter of the SSIM loss computes what grouped 1D convolutions compute (the
     earlier implementation, kept in benchmarks/bench_ssim.py for its A/B)."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from bench_ssim import conv_filter
-
+    from benchmarks.bench_ssim import conv_filter
     from iterdce.losses.synthesis import _gaussian_1d, _gaussian_filter
 
     x = torch.randn(2, 3, 13, 11, 7, generator=torch.Generator().manual_seed(4), requires_grad=True)

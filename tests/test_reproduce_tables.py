@@ -1,14 +1,9 @@
 """benchmarks/reproduce_tables.py: the tables aggregate every seed as mean and spread, with the baselines once."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from reproduce_tables import BASELINES, MODELS, aggregate, markdown  # noqa: E402
+from benchmarks.reproduce_tables import BASELINES, MODELS, aggregate, markdown
 
 PHASES = ["2", "3"]
 

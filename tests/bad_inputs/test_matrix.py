@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from iterdce.core import output_checks
 from iterdce.commands import (
     demo,
     evaluate,
@@ -19,6 +18,7 @@ from iterdce.commands import (
     train,
     verify_dataset,
 )
+from iterdce.core import output_checks
 from tests.bad_inputs.rows import ROWS, Row
 from tests.bad_inputs.workspace import build_workspace, snapshot
 
