@@ -39,7 +39,8 @@ from torch import Tensor, nn
 
 from benchmarks.common import benchmark_network
 from iterdce.inference.tiled import predict_volume
-from iterdce.network.synthesizer import build_synthesizer, model_config
+from iterdce.network.config import ModelConfig
+from iterdce.network.synthesizer import build_synthesizer
 
 TIMES_S = [0.0, 85.0, 155.0, 225.0, 295.0, 365.0]
 PATCH = [32, 32, 16]
@@ -58,7 +59,7 @@ class PerCallEmbedding(nn.Module):
 
 def tiny_model(features: list[int]) -> nn.Module:
     torch.manual_seed(0)
-    model = build_synthesizer(model_config("iterative", benchmark_network(features), [0, 1], len(TIMES_S)))
+    model = build_synthesizer(ModelConfig.from_plan("iterative", benchmark_network(features), [0, 1], len(TIMES_S)))
     with torch.no_grad():
         torch.nn.init.normal_(model.net.final_conv.weight, std=0.1)
     return model.eval()

@@ -46,10 +46,11 @@ OVERLAP = 0.5
 
 def build_model(features: list[int], steps: int, device: torch.device) -> torch.nn.Module:
     """The benchmark network: same seed, same weights in every process; a random final conv (not identity)."""
-    from iterdce.network.synthesizer import build_synthesizer, model_config
+    from iterdce.network.config import ModelConfig
+    from iterdce.network.synthesizer import build_synthesizer
 
     torch.manual_seed(0)
-    model = build_synthesizer(model_config("iterative", benchmark_network(features), [0, 1], steps + 2))
+    model = build_synthesizer(ModelConfig.from_plan("iterative", benchmark_network(features), [0, 1], steps + 2))
     with torch.no_grad():
         torch.nn.init.normal_(model.net.final_conv.weight, std=0.1)
     return model.to(device).eval()

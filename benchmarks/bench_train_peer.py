@@ -90,13 +90,14 @@ class MonaiPeer(nn.Module):
 
 
 def build(method: str) -> nn.Module:
-    from iterdce.network.synthesizer import build_synthesizer, model_config
+    from iterdce.network.config import ModelConfig
+    from iterdce.network.synthesizer import build_synthesizer
 
     torch.manual_seed(0)
     if method == "monai":
         return MonaiPeer()
     network = benchmark_network(FEATURES, time_embedding_dim=32)
-    return build_synthesizer(model_config("iterative", network, [0, 1], len(TIMES_S)))
+    return build_synthesizer(ModelConfig.from_plan("iterative", network, [0, 1], len(TIMES_S)))
 
 
 def worker(args: argparse.Namespace) -> None:

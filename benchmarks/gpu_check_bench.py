@@ -21,10 +21,11 @@ MiB = 2**20
 
 
 def _benchmark_model(ctx: Context, plans: dict) -> torch.nn.Module:
-    from iterdce.network.synthesizer import build_synthesizer, model_config
+    from iterdce.network.config import ModelConfig
+    from iterdce.network.synthesizer import build_synthesizer
 
     torch.manual_seed(0)
-    model = build_synthesizer(model_config("iterative", plans["network"], plans["input_phases"],
+    model = build_synthesizer(ModelConfig.from_plan("iterative", plans["network"], plans["input_phases"],
                                            plans["max_phases"]))
     with torch.no_grad():
         torch.nn.init.normal_(model.net.final_conv.weight, std=0.1)

@@ -29,11 +29,12 @@ def measure(features: list[int], tile: list[int], batch: int) -> dict:
     import torch
 
     from iterdce.inference.tile_choice import NetworkShape, forward_bytes
-    from iterdce.network.synthesizer import build_synthesizer, model_config
+    from iterdce.network.config import ModelConfig
+    from iterdce.network.synthesizer import build_synthesizer
 
     torch.set_num_threads(1)
     network = benchmark_network(features)
-    model = build_synthesizer(model_config("iterative", network, [0, 1], len(TIMES))).eval()
+    model = build_synthesizer(ModelConfig.from_plan("iterative", network, [0, 1], len(TIMES))).eval()
     inputs = torch.randn(batch, 2, *tile)
     times = torch.tensor([TIMES] * batch)
     with torch.inference_mode():
@@ -41,7 +42,7 @@ def measure(features: list[int], tile: list[int], batch: int) -> dict:
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         model(inputs, times)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-    estimate = forward_bytes(tile, batch, NetworkShape.from_config(network, 2, len(TIMES) - 2))
+    estimate = forward_bytes(tile, batch, NetworkShape.from_config(model.net.config, len(TIMES) - 2))
     return {"features": features, "tile": tile, "batch": batch, "measured_mb": round(peak / 2**20, 1),
             "estimate_mb": round(estimate / 2**20, 1), "estimate_over_measured": round(estimate / max(peak, 1), 2)}
 

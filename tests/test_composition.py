@@ -25,7 +25,8 @@ from iterdce.inference.composition import (
     resolve_composition,
 )
 from iterdce.inference.inputs import load_input_case
-from iterdce.network.synthesizer import build_synthesizer, model_config
+from iterdce.network.config import ModelConfig
+from iterdce.network.synthesizer import build_synthesizer
 from iterdce.preprocessing.normalization import TINormStats, apply_ti_norm, undo_ti_norm
 from iterdce.preprocessing.orientation import reorient
 from iterdce.preprocessing.plans_io import save_plans
@@ -64,13 +65,13 @@ def prior_fit(seed: int = 0) -> PriorFit:
 def prior_model_folder(tmp_path, plans: dict, fit: PriorFit):
     """An untrained synthesizer with a fitted kinetic prior (its final conv is zero: it predicts the prior)."""
     network = {**{k: v for k, v in NETWORK.items() if k != "in_channels"}, "kinetic_prior": True}
-    config = model_config("iterative", network, [0, 1], len(TIMES))
+    config = ModelConfig.from_plan("iterative", network, [0, 1], len(TIMES))
     model = build_synthesizer(config)
     model.kinetic_prior.set_fit(DEGREE, TIME_DEGREE, fit.coefficients, fit.low, fit.high)
     folder = tmp_path / "results" / "Dataset001_Phantom" / "RecursiveTrainer__plans"
     save_plans({**plans, "network": {**plans["network"], "kinetic_prior": True}}, folder / "plans.json")
     save_checkpoint(folder / "fold_0" / "checkpoint_final.pth",
-                    {"network_state": model.state_dict(), "model_config": config, "epoch": 1})
+                    {"network_state": model.state_dict(), "model_config": config.to_dict(), "epoch": 1})
     return folder
 
 

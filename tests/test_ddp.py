@@ -13,6 +13,7 @@ import torch
 import torch.multiprocessing as mp
 
 from iterdce.core.checkpoint import load_checkpoint
+from iterdce.network.config import ModelConfig
 from iterdce.network.synthesizer import build_synthesizer
 from iterdce.preprocessing.plans_io import load_plans
 from iterdce.training.data_loader import PatchSampler
@@ -86,7 +87,7 @@ def test_two_gloo_ranks_keep_identical_weights(preprocessed_dataset: Path, tmp_p
     folder = results / "WarmupTrainer__plans" / "fold_0"
     final = load_checkpoint(folder / "checkpoint_final.pth")
     torch.manual_seed(12345)  # the trainer's seed: the initial weights both ranks started from
-    initial = build_synthesizer(final["model_config"]).state_dict()
+    initial = build_synthesizer(ModelConfig.from_dict(final["model_config"])).state_dict()
     assert any(not torch.equal(initial[k], states[0][k]) for k in initial)  # training did change them
     for key in states[0]:
         assert torch.equal(final["network_state"][key], states[0][key]), key

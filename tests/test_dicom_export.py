@@ -26,7 +26,8 @@ from iterdce.dicom.report import case_id_for
 from iterdce.dicom.scan import scan_tree
 from iterdce.dicom.volume import read_volume
 from iterdce.inference.dicom_output import iterdce_version
-from iterdce.network.synthesizer import build_synthesizer, model_config
+from iterdce.network.config import ModelConfig
+from iterdce.network.synthesizer import build_synthesizer
 from iterdce.preprocessing.plans_io import save_plans
 from tests.dicom_phantom import PATIENT_NAME, StudyWriter, dcm2niix_binary, quantised, run_dcm2niix
 from tests.helpers import synthetic_case, tiny_model_plans
@@ -46,7 +47,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results root with Dataset001_Phantom/RecursiveTrainer__plans: tiny plan, one fold, random final conv."""
     root = tmp_path_factory.mktemp("model")
     plans = tiny_model_plans(root, [16, 16, 8], NETWORK)
-    config = model_config("iterative", NETWORK, [0, 1], len(TIMES))
+    config = ModelConfig.from_plan("iterative", NETWORK, [0, 1], len(TIMES))
     model = build_synthesizer(config)
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
@@ -55,7 +56,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = root / "results" / "Dataset001_Phantom" / "RecursiveTrainer__plans"
     save_plans(plans, folder / "plans.json")
     save_checkpoint(folder / "fold_0" / "checkpoint_final.pth",
-                    {"network_state": model.state_dict(), "model_config": config, "epoch": 1})
+                    {"network_state": model.state_dict(), "model_config": config.to_dict(), "epoch": 1})
     return root / "results"
 
 

@@ -8,8 +8,9 @@ import torch
 
 from iterdce.core.errors import IterdceError
 from iterdce.inference.model_loading import load_fold_models
+from iterdce.network.config import ModelConfig
 from iterdce.network.kinetic_prior import KineticPrior
-from iterdce.network.synthesizer import build_synthesizer, model_config
+from iterdce.network.synthesizer import build_synthesizer
 from iterdce.preprocessing.plans_io import migrate_plans
 from iterdce.regression.model import REGRESSION_FILE, RegressionFitter
 from tests.test_regression_baseline import jittered_times, synthetic_case
@@ -48,8 +49,8 @@ def test_torch_prior_matches_the_numpy_regression():
 @pytest.mark.parametrize("kind", ["iterative", "single_step"])
 def test_an_untrained_synthesizer_with_a_prior_predicts_the_prior(kind):
     fit = fitted_regression()
-    config = model_config(kind, {**NETWORK, "kinetic_prior": True}, [0, 1], 5)
-    assert config["network"]["in_channels"] == 3 and config["kinetic_prior"]
+    config = ModelConfig.from_plan(kind, {**NETWORK, "kinetic_prior": True}, [0, 1], 5)
+    assert config.network.in_channels == 3 and config.kinetic_prior
     model = build_synthesizer(config)
     set_prior(model.kinetic_prior, fit)
     times = jittered_times(4)
@@ -63,15 +64,15 @@ def test_an_untrained_synthesizer_with_a_prior_predicts_the_prior(kind):
 
 def test_the_fit_travels_in_the_checkpoint_and_an_unfitted_prior_is_refused(tmp_path):
     fit = fitted_regression()
-    config = model_config("iterative", {**NETWORK, "kinetic_prior": True}, [0, 1], 5)
+    config = ModelConfig.from_plan("iterative", {**NETWORK, "kinetic_prior": True}, [0, 1], 5)
     model = build_synthesizer(config)
     folder = tmp_path / "fold_0"
     folder.mkdir()
-    torch.save({"model_config": config, "network_state": model.state_dict()}, folder / "checkpoint_final.pth")
+    torch.save({"model_config": config.to_dict(), "network_state": model.state_dict()}, folder / "checkpoint_final.pth")
     with pytest.raises(IterdceError, match="kinetic prior was never fitted"):
         load_fold_models(tmp_path, [0])
     set_prior(model.kinetic_prior, fit)
-    torch.save({"model_config": config, "network_state": model.state_dict()}, folder / "checkpoint_final.pth")
+    torch.save({"model_config": config.to_dict(), "network_state": model.state_dict()}, folder / "checkpoint_final.pth")
     loaded = load_fold_models(tmp_path, [0])[0][0]
     assert torch.equal(loaded.kinetic_prior.coefficients, torch.as_tensor(fit.coefficients, dtype=torch.float32))
 

@@ -15,7 +15,8 @@ from iterdce.core.checkpoint import save_checkpoint
 from iterdce.evaluation.folders import EvaluationInputError, evaluate_folders
 from iterdce.evaluation.region import RegionError
 from iterdce.inference.predictor import PredictionSettings
-from iterdce.network.synthesizer import build_synthesizer, model_config
+from iterdce.network.config import ModelConfig
+from iterdce.network.synthesizer import build_synthesizer
 from iterdce.preprocessing.pipeline import data_folder, plan_and_preprocess
 from iterdce.preprocessing.plans_io import load_plans, save_plans
 from iterdce.workflow.cross_validation import validate_fold
@@ -40,14 +41,14 @@ def both_reports(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame
     assert list(plans.spacing) == [0.8, 0.8, 2.0]
     folder = root / "results" / raw.name / "RecursiveTrainer__plans"
     save_plans(plans, folder / "plans.json")
-    config = model_config("iterative", NETWORK, plans.input_phases, plans.num_phases)
+    config = ModelConfig.from_plan("iterative", NETWORK, plans.input_phases, plans.num_phases)
     model = build_synthesizer(config)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():  # a model that changes the phases, not the identity of a fresh network
         model.net.final_conv.weight.copy_(torch.randn(model.net.final_conv.weight.shape, generator=generator) * 0.05)
         model.net.final_conv.bias.fill_(0.1)
     save_checkpoint(folder / "fold_0" / "checkpoint_final.pth",
-                    {"network_state": model.state_dict(), "model_config": config})
+                    {"network_state": model.state_dict(), "model_config": config.to_dict()})
     val_cases = ["case_001", "case_003"]
     settings = PredictionSettings(device="cpu", progress=False, precision="fp32")
     plan_grid = validate_fold(folder, 0, data_folder(dataset, "plans"), val_cases, settings)

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from iterdce.network.synthesizer import build_synthesizer, model_config
+from iterdce.network.config import ModelConfig
+from iterdce.network.synthesizer import build_synthesizer
 from iterdce.preprocessing.case_files import load_preprocessed
 from iterdce.preprocessing.pipeline import plan_and_preprocess
 from iterdce.preprocessing.plans_io import load_plans, save_plans
@@ -121,7 +122,7 @@ def test_the_synthesizers_unroll_to_the_times_given() -> None:
                "time_embedding_dim": 8, "time_scale_s": 365.0, "use_time_embedding": True, "use_convlstm": True}
     inputs = torch.randn(1, 2, 8, 8, 4)
     for kind in ("iterative", "single_step"):
-        model = build_synthesizer(model_config(kind, network, [0, 1], 6))
+        model = build_synthesizer(ModelConfig.from_plan(kind, network, [0, 1], 6))
         for n_times in (3, 4, 6):
             times = torch.linspace(0.0, 300.0, n_times)[None]
             assert model(inputs, times).shape == (1, n_times - 2, 8, 8, 4)

@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from iterdce.network import IterUNet, build_network, sinusoidal_encoding, validate_network_config
+from iterdce.network import IterUNet, NetworkConfig, build_network, sinusoidal_encoding
 from iterdce.network.time_embedding import POSITION_SCALE
 
 torch.set_num_threads(1)
@@ -36,7 +36,7 @@ def times(target: float, source: float, batch: int = 2) -> tuple[torch.Tensor, t
 
 def test_config_round_trip_and_defaults() -> None:
     net = tiny_net(use_convlstm=False)
-    cfg = net.config
+    cfg = net.config.to_dict()
     assert cfg == {
         "in_channels": 2,
         "features_per_stage": [4, 8, 16],
@@ -46,13 +46,13 @@ def test_config_round_trip_and_defaults() -> None:
         "use_time_embedding": True,
         "use_convlstm": False,
     }
-    rebuilt = build_network(cfg)
-    assert rebuilt.config == cfg
+    rebuilt = build_network(NetworkConfig.from_dict(cfg))
+    assert rebuilt.config == net.config and rebuilt.config.to_dict() == cfg
     assert [(k, tuple(v.shape)) for k, v in rebuilt.state_dict().items()] == [
         (k, tuple(v.shape)) for k, v in net.state_dict().items()
     ]
     rebuilt.load_state_dict(net.state_dict())  # checkpoints restore into a config-built net
-    assert IterUNet().config["features_per_stage"] == [16, 32, 64, 128]
+    assert IterUNet().config.features_per_stage == (16, 32, 64, 128)
 
 
 @pytest.mark.parametrize(
@@ -73,16 +73,16 @@ def test_config_round_trip_and_defaults() -> None:
     ],
 )
 def test_bad_config_raises_clear_error(change: dict, fragment: str) -> None:
-    cfg = {**tiny_net().config, **change}
+    cfg = {**tiny_net().config.to_dict(), **change}
     with pytest.raises(ValueError, match=re.escape(fragment)):
-        build_network(cfg)
+        NetworkConfig.from_dict(cfg)
 
 
 def test_missing_config_key_is_named() -> None:
-    cfg = tiny_net().config
+    cfg = tiny_net().config.to_dict()
     del cfg["time_scale_s"]
     with pytest.raises(ValueError, match="missing keys \\['time_scale_s'\\]"):
-        validate_network_config(cfg)
+        NetworkConfig.from_dict(cfg)
 
 
 @pytest.mark.parametrize("pools", [ISO, ANISO], ids=["isotropic", "anisotropic"])

@@ -25,7 +25,8 @@ from iterdce.inference.inputs import PredictionInputError
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings
 from iterdce.inference.sliding_window import finalize, gaussian_importance_map, tile_grid
 from iterdce.inference.tiled import importance_floor, mirror_sets, predict_volume
-from iterdce.network.synthesizer import build_synthesizer, model_config
+from iterdce.network.config import ModelConfig
+from iterdce.network.synthesizer import build_synthesizer
 from iterdce.preprocessing.fingerprint import compute_fingerprint
 from iterdce.preprocessing.orientation import to_canonical
 from iterdce.preprocessing.planner import plan_experiment
@@ -100,7 +101,7 @@ def base_plans(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def make_model(seed: int | None = None, scale: float = 0.05) -> nn.Module:
     """The plan's synthesizer; ``seed`` None keeps the zero final conv (identity), else random final weights."""
-    model = build_synthesizer(model_config("iterative", NETWORK, [0, 1], len(TIMES)))
+    model = build_synthesizer(ModelConfig.from_plan("iterative", NETWORK, [0, 1], len(TIMES)))
     if seed is not None:
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
@@ -116,8 +117,8 @@ def write_model_folder(results: Path, plans: dict, folds: dict, checkpoint: str 
     save_plans(plans, folder / "plans.json")
     for fold, model in folds.items():
         save_checkpoint(folder / f"fold_{fold}" / f"checkpoint_{checkpoint}.pth",
-                        {"network_state": model.state_dict(), "model_config": model_config(
-                            "iterative", NETWORK, [0, 1], len(TIMES)), "epoch": 1})
+                        {"network_state": model.state_dict(), "model_config": ModelConfig.from_plan(
+                            "iterative", NETWORK, [0, 1], len(TIMES)).to_dict(), "epoch": 1})
     return folder
 
 

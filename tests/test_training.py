@@ -10,8 +10,9 @@ import torch
 
 from iterdce.commands.train import main as train_main
 from iterdce.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from iterdce.network.config import ModelConfig
 from iterdce.network.med3d import Med3DWeightsError
-from iterdce.network.synthesizer import build_synthesizer, model_config
+from iterdce.network.synthesizer import build_synthesizer
 from iterdce.preprocessing.plans_io import PlansError, load_plans
 from iterdce.training.trainer import TRAINERS
 from iterdce.training.trainer_recursive import RecursiveTrainer, WarmupTrainer
@@ -72,9 +73,9 @@ def test_model_config_round_trip_and_single_step_shapes() -> None:
     network = {"in_channels": 2, "features_per_stage": [4, 8], "pool_per_stage": [[2, 2, 1]],
                "time_embedding_dim": 8, "time_scale_s": 365.0, "use_time_embedding": True, "use_convlstm": True}
     with pytest.raises(ValueError, match="model kind"):
-        model_config("diffusion", network, [0, 1], 6)
+        ModelConfig.from_plan("diffusion", network, [0, 1], 6)
     torch.manual_seed(0)
-    single = build_synthesizer(model_config("single_step", network, [0, 1], 6))
+    single = build_synthesizer(ModelConfig.from_plan("single_step", network, [0, 1], 6))
     assert len(single.nets) == 4
     names = [n for n, _ in single.named_parameters()]
     assert not any("convlstm" in n or "time_embedding" in n for n in names)
@@ -82,8 +83,9 @@ def test_model_config_round_trip_and_single_step_shapes() -> None:
     out = single(inputs, times)
     assert out.shape == (2, 4, 8, 8, 4)
     assert torch.equal(out, inputs[:, 1:2].expand(-1, 4, -1, -1, -1))  # fresh nets: the residual is zero
-    config = model_config("iterative", network, [0, 1], 6)
-    rebuilt = build_synthesizer(json.loads(json.dumps(config)))  # survives the JSON round trip
+    config = ModelConfig.from_plan("iterative", network, [0, 1], 6)
+    assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config  # survives the JSON round trip
+    rebuilt = build_synthesizer(config)
     assert rebuilt(inputs, times).shape == (2, 4, 8, 8, 4)
 
 
@@ -215,7 +217,7 @@ def test_single_step_trainer_trains_and_checkpoints_its_kind(preprocessed_root, 
     assert payload["model_config"]["kind"] == "single_step" and payload["trainer"] == "SingleStepTrainer"
     changed = [k for k, v in payload["network_state"].items() if not torch.equal(v, before[k])]
     assert any(k.startswith("nets.3.") for k in changed)  # every per-phase net is trained
-    model = build_synthesizer(payload["model_config"])
+    model = build_synthesizer(ModelConfig.from_dict(payload["model_config"]))
     model.load_state_dict(payload["network_state"])
 
 

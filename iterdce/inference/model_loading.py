@@ -10,6 +10,7 @@ from torch import nn
 
 from iterdce.core.checkpoint import CheckpointError, load_checkpoint, load_weights
 from iterdce.core.errors import UsageError
+from iterdce.network.config import ModelConfig, checkpoint_model_config
 from iterdce.network.synthesizer import build_synthesizer
 
 CHECKPOINTS = ("final", "best", "latest")
@@ -39,7 +40,7 @@ def describe_model_folder(model_folder: Path) -> str:
 
 
 def load_fold_models(model_folder: Path, folds: Sequence[int | str], checkpoint: str = "final",
-                     device: torch.device | str = "cpu") -> tuple[list[nn.Module], list[str], dict]:
+                     device: torch.device | str = "cpu") -> tuple[list[nn.Module], list[str], ModelConfig]:
     """The requested folds present on disk (a warning names the missing ones; none is an error listing what
     exists), as eval-mode models on ``device``; also returns the folds used and the shared model config."""
     if checkpoint not in CHECKPOINTS:
@@ -55,21 +56,20 @@ def load_fold_models(model_folder: Path, folds: Sequence[int | str], checkpoint:
         warnings.warn(f"{model_folder}: {', '.join(missing)} missing checkpoint_{checkpoint}.pth; "
                       f"predicting with {', '.join(used)}", stacklevel=2)
     models: list[nn.Module] = []
-    config: dict = {}
+    config: ModelConfig | None = None
     for fold in used:
-        payload = load_checkpoint(model_folder / fold / f"checkpoint_{checkpoint}.pth", "cpu")
-        if config and payload["model_config"] != config:
-            raise CheckpointError(f"{model_folder / fold}: its network differs from {used[0]}'s")
-        config = payload["model_config"]
         path = model_folder / fold / f"checkpoint_{checkpoint}.pth"
-        try:
-            model = build_synthesizer(config)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise CheckpointError(f"{path}: its model_config cannot build a network ({exc})", path) from exc
+        payload = load_checkpoint(path, "cpu")
+        found = checkpoint_model_config(payload, path)
+        if config is not None and found != config:
+            raise CheckpointError(f"{model_folder / fold}: its network differs from {used[0]}'s")
+        config = found
+        model = build_synthesizer(config)
         load_weights(model, payload, path)
         prior = getattr(model, "kinetic_prior", None)
         if prior is not None and not prior.is_fitted():
             raise CheckpointError(f"{path}: its kinetic prior was never fitted (not a checkpoint iterdce_train "
                                   "wrote after its first step)", path)
         models.append(model.to(device).eval())
+    assert config is not None  # used is not empty
     return models, used, config

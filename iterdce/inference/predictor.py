@@ -104,14 +104,12 @@ class IterativePredictor:
         self.input_phases = list(self.plans.input_phases)
         self.target_phases = list(self.plans.target_phases)  # the default protocol's; a case may have others
         expected = (self.input_phases, self.plans.max_phases)
-        found = (list(self.model_config["input_phases"]), int(self.model_config["num_phases"]))
+        found = (list(self.model_config.input_phases), self.model_config.num_phases)
         if found != expected:
             raise CheckpointError(f"{self.model_folder}: the checkpoints' network (input phases {found[0]}, "
                                   f"{found[1]} phases) does not fit plans.json (input phases {expected[0]}, "
                                   f"{expected[1]} phases)")
-        self.network_shape = NetworkShape.from_config(self.model_config["network"],
-                                                      self.model_config["network"]["in_channels"],
-                                                      len(self.target_phases))
+        self.network_shape = NetworkShape.from_config(self.model_config.network, len(self.target_phases))
         # fixed for the whole run, so that a case's tile does not depend on what else is in memory
         free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
         self.memory_budget = memory_budget(self.device.type, self.settings.tile_memory_gb, free)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from iterdce.inference.sliding_window import tile_starts
+from iterdce.network.config import NetworkConfig
 
 AUTO = "auto"
 PATCH = "patch"
@@ -41,11 +42,9 @@ class NetworkShape:
     out_channels: int
 
     @classmethod
-    def from_config(cls, network: dict, in_channels: int, out_channels: int) -> NetworkShape:
-        """From a checkpoint's / plan's ``network`` block (``features_per_stage``, ``pool_per_stage``)."""
-        return cls(tuple(int(f) for f in network["features_per_stage"]),
-                   tuple(tuple(int(p) for p in pool) for pool in network["pool_per_stage"]),
-                   int(in_channels), int(out_channels))
+    def from_config(cls, network: NetworkConfig, out_channels: int) -> NetworkShape:
+        """From a checkpoint's typed network config."""
+        return cls(network.features_per_stage, network.pool_per_stage, network.in_channels, int(out_channels))
 
     @property
     def divisor(self) -> tuple[int, ...]:

@@ -15,91 +15,14 @@ Design choices (documented here because trainers and checkpoints rely on them):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
 from iterdce.network.blocks import DecoderStage, EncoderStage
+from iterdce.network.config import NetworkConfig
 from iterdce.network.convlstm import ConvLSTMCell3D, LSTMState
 from iterdce.network.time_embedding import TimeEmbedding
-
-CONFIG_KEYS = (
-    "in_channels",
-    "features_per_stage",
-    "pool_per_stage",
-    "time_embedding_dim",
-    "time_scale_s",
-    "use_time_embedding",
-    "use_convlstm",
-)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def validate_network_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a network config (the plan's "network" section) and return it normalised to JSON types.
-
-    Raises ValueError naming the offending key when a key is missing, unknown or has a bad value.
-    """
-    if not isinstance(config, Mapping):
-        raise ValueError(f"network config must be a dict, got {type(config).__name__}")
-    missing = [k for k in CONFIG_KEYS if k not in config]
-    unknown = sorted(k for k in config if k not in CONFIG_KEYS)
-    if missing or unknown:
-        raise ValueError(f"network config: missing keys {missing}, unknown keys {unknown}")
-    in_channels = config["in_channels"]
-    if not _is_int(in_channels) or in_channels < 1:
-        raise ValueError(f"network config: in_channels must be an integer >= 1, got {in_channels!r}")
-    features = config["features_per_stage"]
-    if (
-        isinstance(features, (str, bytes))
-        or not isinstance(features, Sequence)
-        or len(features) == 0
-        or not all(_is_int(f) and f > 0 for f in features)
-    ):
-        raise ValueError(
-            f"network config: features_per_stage must be a non-empty list of positive integers, "
-            f"got {features!r}"
-        )
-    pools = config["pool_per_stage"]
-    if isinstance(pools, (str, bytes)) or not isinstance(pools, Sequence):
-        raise ValueError(f"network config: pool_per_stage must be a list of [x, y, z] lists, got {pools!r}")
-    if len(pools) != len(features) - 1:
-        raise ValueError(
-            f"network config: pool_per_stage has {len(pools)} entries but features_per_stage has "
-            f"{len(features)} stages; need len(pool_per_stage) == len(features_per_stage) - 1"
-        )
-    for i, pool in enumerate(pools):
-        if (
-            isinstance(pool, (str, bytes))
-            or not isinstance(pool, Sequence)
-            or len(pool) != 3
-            or not all(_is_int(p) and p >= 1 for p in pool)
-        ):
-            raise ValueError(
-                f"network config: pool_per_stage[{i}] must be 3 positive integers (one per axis), got {pool!r}"
-            )
-    dim = config["time_embedding_dim"]
-    if not _is_int(dim) or dim <= 0 or dim % 2:
-        raise ValueError(f"network config: time_embedding_dim must be a positive even integer, got {dim!r}")
-    scale = config["time_scale_s"]
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"network config: time_scale_s must be a positive number of seconds, got {scale!r}")
-    for key in ("use_time_embedding", "use_convlstm"):
-        if not isinstance(config[key], bool):
-            raise ValueError(f"network config: {key} must be true or false, got {config[key]!r}")
-    return {
-        "in_channels": int(in_channels),
-        "features_per_stage": [int(f) for f in features],
-        "pool_per_stage": [[int(p) for p in pool] for pool in pools],
-        "time_embedding_dim": int(dim),
-        "time_scale_s": float(scale),
-        "use_time_embedding": bool(config["use_time_embedding"]),
-        "use_convlstm": bool(config["use_convlstm"]),
-    }
 
 
 class IterUNet(nn.Module):
@@ -116,24 +39,17 @@ class IterUNet(nn.Module):
         use_convlstm: bool = True,
     ) -> None:
         super().__init__()
-        cfg = validate_network_config(
-            {
-                "in_channels": in_channels,
-                "features_per_stage": features_per_stage,
-                "pool_per_stage": pool_per_stage,
-                "time_embedding_dim": time_embedding_dim,
-                "time_scale_s": time_scale_s,
-                "use_time_embedding": use_time_embedding,
-                "use_convlstm": use_convlstm,
-            }
-        )
+        cfg = NetworkConfig.from_dict({"in_channels": in_channels, "features_per_stage": features_per_stage,
+                                       "pool_per_stage": pool_per_stage, "time_embedding_dim": time_embedding_dim,
+                                       "time_scale_s": time_scale_s, "use_time_embedding": use_time_embedding,
+                                       "use_convlstm": use_convlstm})
         self._config = cfg
-        feats: list[int] = cfg["features_per_stage"]
-        pools: list[list[int]] = cfg["pool_per_stage"]
+        feats = list(cfg.features_per_stage)
+        pools = [list(p) for p in cfg.pool_per_stage]
         self.divisor = tuple(math.prod(p[axis] for p in pools) for axis in range(3))
 
         stride_per_stage = [[1, 1, 1], *pools]
-        in_per_stage = [cfg["in_channels"], *feats[:-1]]
+        in_per_stage = [cfg.in_channels, *feats[:-1]]
         self.encoder = nn.ModuleList(
             EncoderStage(c_in, c_out, stride) for c_in, c_out, stride in zip(in_per_stage, feats, stride_per_stage)
         )
@@ -153,19 +69,15 @@ class IterUNet(nn.Module):
             nn.init.zeros_(self.final_conv.bias)
 
     @property
-    def config(self) -> dict[str, Any]:
-        """The constructor arguments as a JSON-ready dict (the plan's "network" section, for checkpoints)."""
-        return {
-            **self._config,
-            "features_per_stage": list(self._config["features_per_stage"]),
-            "pool_per_stage": [list(p) for p in self._config["pool_per_stage"]],
-        }
+    def config(self) -> NetworkConfig:
+        """The constructor arguments, typed (``to_dict()``: the JSON form checkpoints store)."""
+        return self._config
 
     def _check_inputs(self, x: Tensor, target_time_s: Tensor, source_time_s: Tensor) -> None:
         """Shape checks only (python ints, no host sync)."""
-        if x.ndim != 5 or x.shape[1] != self._config["in_channels"]:
+        if x.ndim != 5 or x.shape[1] != self._config.in_channels:
             raise ValueError(
-                f"iterU-Net input must be [B, {self._config['in_channels']}, X, Y, Z], got {tuple(x.shape)}"
+                f"iterU-Net input must be [B, {self._config.in_channels}, X, Y, Z], got {tuple(x.shape)}"
             )
         bad = [s for s, d in zip(x.shape[2:], self.divisor) if s % d]
         if bad:
@@ -210,7 +122,7 @@ class IterUNet(nn.Module):
         return x[:, -1:] + self.final_conv(h), new_state
 
 
-def build_network(network_config: Mapping[str, Any]) -> IterUNet:
-    """Build an IterUNet from the plan's "network" section (exactly the keys of IterUNet.config)."""
-    cfg = validate_network_config(network_config)
-    return IterUNet(**cfg)
+def build_network(config: NetworkConfig) -> IterUNet:
+    """The IterUNet of a typed network config."""
+    return IterUNet(config.in_channels, config.features_per_stage, config.pool_per_stage, config.time_embedding_dim,
+                    config.time_scale_s, config.use_time_embedding, config.use_convlstm)

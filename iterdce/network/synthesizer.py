@@ -11,28 +11,22 @@ prior's estimate of that phase (network/kinetic_prior.py) as a third channel, la
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import dataclasses
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from iterdce.network.iterunet import IterUNet, build_network, validate_network_config
+from iterdce.network.config import ModelConfig, NetworkConfig
+from iterdce.network.iterunet import build_network
 from iterdce.network.kinetic_prior import KineticPrior
-
-MODEL_KINDS = ("iterative", "single_step")
-INPUT_CHANNELS = 2  # every step reads [pre-contrast, current phase] (+ the prior's estimate with a kinetic prior)
-
-
-def input_channels(kinetic_prior: bool) -> int:
-    return INPUT_CHANNELS + int(kinetic_prior)
 
 
 class IterativeSynthesizer(nn.Module):
     """iterU-Net unrolled from the last input phase to the last target time given (``num_phases``: the longest
     protocol of the plan, kept for the checkpoint's record)."""
 
-    def __init__(self, network: Mapping[str, Any], input_phases: Sequence[int], num_phases: int,
+    def __init__(self, network: NetworkConfig, input_phases: Sequence[int], num_phases: int,
                  kinetic_prior: bool = False) -> None:
         super().__init__()
         self.net = build_network(network)
@@ -89,13 +83,13 @@ class IterativeSynthesizer(nn.Module):
 class SingleStepSynthesizer(nn.Module):
     """One plain U-Net (no time embedding, no ConvLSTM) per target phase, each fed pre + last input."""
 
-    def __init__(self, network: Mapping[str, Any], input_phases: Sequence[int], num_phases: int,
+    def __init__(self, network: NetworkConfig, input_phases: Sequence[int], num_phases: int,
                  kinetic_prior: bool = False) -> None:
         super().__init__()
-        plain = {**validate_network_config(network), "use_time_embedding": False, "use_convlstm": False}
+        plain = dataclasses.replace(network, use_time_embedding=False, use_convlstm=False)
         self.input_phases = [int(p) for p in input_phases]
         self.num_phases = int(num_phases)
-        self.nets = nn.ModuleList(IterUNet(**plain) for _ in range(num_phases - len(self.input_phases)))
+        self.nets = nn.ModuleList(build_network(plain) for _ in range(num_phases - len(self.input_phases)))
         self.kinetic_prior = KineticPrior() if kinetic_prior else None
 
     def forward(self, inputs: Tensor, times_s: Tensor, teacher: Tensor | None = None) -> Tensor:
@@ -114,29 +108,7 @@ class SingleStepSynthesizer(nn.Module):
         return torch.cat(outputs, dim=1)
 
 
-def model_config(kind: str, network: Mapping[str, Any], input_phases: Sequence[int], num_phases: int
-                 ) -> dict[str, Any]:
-    """Everything needed to rebuild a synthesizer; stored in every checkpoint.
-
-    ``network`` is the plan's network section (its ``kinetic_prior`` flag is the synthesizer's, not the
-    U-Net's); the channel count follows from it (``input_channels``).
-    """
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {kind!r}")
-    network = dict(network)
-    prior = bool(network.pop("kinetic_prior", False))
-    channels = input_channels(prior)
-    if network.get("in_channels", channels) != channels:
-        raise ValueError(f"the synthesizer feeds {channels} channels per step, got in_channels "
-                         f"{network['in_channels']}")
-    network["in_channels"] = channels
-    return {"kind": kind, "network": validate_network_config(network), "input_phases": list(input_phases),
-            "num_phases": int(num_phases), "kinetic_prior": prior}
-
-
-def build_synthesizer(config: Mapping[str, Any]) -> nn.Module:
-    """Rebuild a synthesizer from ``model_config``'s dict (checkpoints written before the kinetic prior existed
-    have no ``kinetic_prior`` key: they have none)."""
-    cls = IterativeSynthesizer if config["kind"] == "iterative" else SingleStepSynthesizer
-    return cls(config["network"], config["input_phases"], config["num_phases"],
-               bool(config.get("kinetic_prior", False)))
+def build_synthesizer(config: ModelConfig) -> nn.Module:
+    """Rebuild a synthesizer from its typed config (``ModelConfig.from_dict`` of a checkpoint's header)."""
+    cls = IterativeSynthesizer if config.kind == "iterative" else SingleStepSynthesizer
+    return cls(config.network, config.input_phases, config.num_phases, config.kinetic_prior)

@@ -5,7 +5,6 @@ name is how users try other settings (documentation/plans.md).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,12 +19,10 @@ from iterdce.preprocessing.plan_schema import (
     AugmentationPlan,
     NetworkPlan,
     NormalizationPlan,
-    OptimizerPlan,
     PerceptualPlan,
     Plans,
-    TrainingPlan,
 )
-from iterdce.preprocessing.presets import PRESETS
+from iterdce.preprocessing.presets import PRESETS, Preset
 from iterdce.preprocessing.resampling import ANISOTROPY_THRESHOLD
 from iterdce.preprocessing.topology import Topology, conform_patch, estimate_memory_gb, plan_topology
 
@@ -56,15 +53,15 @@ def initial_patch(spacing: Sequence[float], median_shape: Sequence[float], voxel
     return [int(max(1, min(round(p), math.ceil(m)))) for p, m in zip(patch, median_shape)]
 
 
-def fit_patch_and_topology(spacing: Sequence[float], median_shape: Sequence[float], preset: dict,
+def fit_patch_and_topology(spacing: Sequence[float], median_shape: Sequence[float], preset: Preset,
                            recursion_steps: int, gpu_memory_gb: float, perceptual: bool
                            ) -> tuple[list[int], Topology, float]:
     """Shrink the patch (the axis largest relative to the median shape first) until the estimate fits."""
-    patch = initial_patch(spacing, median_shape, preset["initial_patch_voxels"])
+    patch = initial_patch(spacing, median_shape, preset.initial_patch_voxels)
 
     def build(candidate: list[int]) -> tuple[list[int], Topology]:
-        topology = plan_topology(candidate, spacing, preset["max_stages"], preset["base_features"],
-                                 preset["max_features"])
+        topology = plan_topology(candidate, spacing, preset.max_stages, preset.base_features,
+                                 preset.max_features)
         return conform_patch(candidate, topology.divisor), topology
 
     patch, topology = build(patch)
@@ -154,8 +151,8 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
     spacings = np.array([c["spacing"] for c in cases], dtype=float)
     cropped = np.array([c["shape_after_crop"] for c in cases], dtype=float)
     spacing = plan_spacing(spacings, cropped)
-    if "min_spacing_mm" in settings:  # a CPU-sized plan resamples coarser so a small patch sees more anatomy
-        spacing = [round(max(s, m), 6) for s, m in zip(spacing, settings["min_spacing_mm"])]
+    if settings.min_spacing_mm is not None:  # a CPU-sized plan resamples coarser so a small patch sees more anatomy
+        spacing = [round(max(s, m), 6) for s, m in zip(spacing, settings.min_spacing_mm)]
     resampled = cropped * spacings / np.array(spacing)
     median_shape = np.median(resampled, axis=0)
     input_phases = list(fingerprint.get("input_phases") or [0, 1])
@@ -172,7 +169,7 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
     patch, topology, memory = fit_patch_and_topology(spacing, median_shape, settings, steps, gpu_memory_gb,
                                                      perceptual=True)
     dataset_voxels = float(np.sum(np.prod(resampled, axis=1)))
-    batch = choose_batch_size(patch, topology, steps, gpu_memory_gb, True, settings["max_batch_size"],
+    batch = choose_batch_size(patch, topology, steps, gpu_memory_gb, True, settings.max_batch_size,
                               dataset_voxels)
     plans = Plans(
         version=PLANS_VERSION,
@@ -197,16 +194,16 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
         network=NetworkPlan(
             features_per_stage=tuple(topology.features_per_stage),
             pool_per_stage=tuple(tuple(p) for p in topology.pool_per_stage),
-            time_embedding_dim=settings["time_embedding_dim"],
+            time_embedding_dim=settings.time_embedding_dim,
             time_scale_s=protocol.target_times_s[-1],
             use_time_embedding=True,
             use_convlstm=True,
-            kinetic_prior=bool(settings.get("kinetic_prior", False)),
+            kinetic_prior=settings.kinetic_prior,
         ),
-        loss_weights={**DEFAULT_LOSS_WEIGHTS, **settings.get("loss_weights", {})},
+        loss_weights={**DEFAULT_LOSS_WEIGHTS, **settings.loss_weights},
         perceptual=PerceptualPlan(med3d_weights),
-        optimizer=dataclasses.replace(OptimizerPlan(), **settings.get("optimizer", {})),
-        training=TrainingPlan(**settings["training"]),
+        optimizer=settings.optimizer,
+        training=settings.training,
         augmentation=AugmentationPlan(),
     )
     return Plans.from_dict(plans.to_dict())  # the same checks as a plan read from disk

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from iterdce.network.config import INPUT_CHANNELS
 from iterdce.network.iterunet import IterUNet
-from iterdce.network.synthesizer import INPUT_CHANNELS
 
 MIN_FEATURE_MAP = 4
 SAVED_TENSORS_ENCODER = 6  # two conv -> norm -> activation chains

@@ -30,8 +30,9 @@ from iterdce.core.checkpoint import (
 from iterdce.core.errors import TrainingDivergedError
 from iterdce.core.fault_injection import fault_point
 from iterdce.losses.synthesis import SynthesisLoss
+from iterdce.network.config import ModelConfig, checkpoint_model_config
 from iterdce.network.precision import autocast_context, resolve_precision
-from iterdce.network.synthesizer import build_synthesizer, model_config
+from iterdce.network.synthesizer import build_synthesizer
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.regression.fit import fit_fold_regression
 from iterdce.regression.model import REGRESSION_FILE
@@ -78,8 +79,8 @@ class Trainer:
         self.epoch, self.best_val = 0, float("inf")
         self._validation_batches: list[dict[str, Tensor]] | None = None
         torch.manual_seed(setup.seed)
-        self.config = model_config(self.model_kind, {**self.plans.network.as_dict(), **self.network_overrides},
-                                   self.plans.input_phases, self.plans.max_phases)
+        self.config = ModelConfig.from_plan(self.model_kind, {**self.plans.network.as_dict(), **self.network_overrides},
+                                            self.plans.input_phases, self.plans.max_phases)
         self.model = self.build_model()
         self.loss = self.build_loss()
         self.base_lr = float(getattr(self.plans.optimizer, self.lr_from))
@@ -131,7 +132,7 @@ class Trainer:
                                   f"{self.setup.fold}; run it first (iterdce_train {self.setup.fold} -tr "
                                   f"{self.name} runs every stage)", path)
         payload = load_checkpoint(path, self.device)
-        if payload["model_config"] != self.config:
+        if checkpoint_model_config(payload, path) != self.config:
             raise CheckpointError(f"{path}: its network does not match this plan's network", path)
         load_weights(unwrap(self.model), payload, path)
         self.log.notes.append(f"initialised from {path}")
@@ -167,7 +168,8 @@ class Trainer:
 
     def stage_config(self) -> dict[str, Any]:
         """What defines this stage's training (for comparing variants): everything but the names."""
-        return {"model_config": self.config, "teacher_forcing": self.teacher_forcing, "epochs": self.total_epochs,
+        return {"model_config": self.config.to_dict(), "teacher_forcing": self.teacher_forcing,
+                "epochs": self.total_epochs,
                 "iterations_per_epoch": self.iterations, "lr": self.base_lr, "optimizer": repr(self.optimizer),
                 "loss": self.loss.describe(), "batch_size": self.plans.batch_size,
                 "patch_size": self.plans.patch_size, "augmentation": self.plans.augmentation,
@@ -249,7 +251,7 @@ class Trainer:
     def checkpoint_payload(self) -> dict:
         return {
             "trainer": self.name, "plans_name": self.setup.plans_name, "fold": str(self.setup.fold),
-            "model_config": self.config, "network_state": unwrap(self.model).state_dict(),
+            "model_config": self.config.to_dict(), "network_state": unwrap(self.model).state_dict(),
             "optimizer_state": self.optimizer.state_dict(), "epoch": self.epoch, "total_epochs": self.total_epochs,
             "iterations_per_epoch": self.iterations, "best_val": self.best_val, "seed": self.setup.seed,
             "torch_rng": torch.get_rng_state(), "log": self.log.state(),
@@ -276,7 +278,7 @@ class Trainer:
                       "scratch")
             return False
         payload = load_checkpoint(path, self.device)
-        if payload["model_config"] != self.config:
+        if checkpoint_model_config(payload, path) != self.config:
             raise CheckpointError(f"{path}: its network differs from this plan's; delete the folder or train "
                                   "without --continue", path)
         load_weights(unwrap(self.model), payload, path)
