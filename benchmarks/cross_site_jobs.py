@@ -47,14 +47,16 @@ def run_one(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(job["threads"])
+    from iterdce.preprocessing.plans_io import as_plans
     from iterdce.training.run_config import TrainingSetup
     from iterdce.training.variants import run_stages
 
     start = time.perf_counter()
     results = Path(job["results"])
     setup = TrainingSetup(Path(job["preprocessed"]), results, fold="all", num_workers=job["workers"],
-                          device=job["device"], seed=job["seed"], resume=True, plans=job["plans"], progress=False,
-                          pretrained_weights=job.get("pretrained_weights"), precision=job.get("precision", "auto"))
+                          device=job["device"], seed=job["seed"], resume=True, plans=as_plans(job["plans"]),
+                          progress=False, pretrained_weights=job.get("pretrained_weights"),
+                          precision=job.get("precision", "auto"))
     trainer = run_stages("RecursiveTrainer", setup)
     train_s = time.perf_counter() - start
     model_folder = trainer.output.parent

@@ -93,12 +93,13 @@ def smooth_phases(shape: list[int], n_phases: int, seed: int) -> np.ndarray:
 def make_trainer(ctx: Context, trainer_class: type, plans: dict, results: str, resume: bool = False,
                  device: str | None = None):
     """``trainer_class`` on the prepared dataset, writing under ``<work>/<results>``."""
+    from iterdce.preprocessing.plans_io import as_plans
     from iterdce.training.run_config import TrainingSetup
 
     root = prepare_dataset(ctx, plans)
     setup = TrainingSetup(root, ctx.work / results / DATASET, plans["plans_name"], fold=0, epochs=2,
                           iterations_per_epoch=2, num_workers=0, device=device or str(ctx.device), resume=resume,
-                          progress=False, plans=copy.deepcopy(plans))
+                          progress=False, plans=as_plans(copy.deepcopy(plans)))
     return trainer_class(setup)
 
 

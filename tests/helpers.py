@@ -19,7 +19,7 @@ from iterdce.preprocessing.fingerprint import compute_fingerprint
 from iterdce.preprocessing.pipeline import plan_and_preprocess
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.planner import plan_experiment
-from iterdce.preprocessing.plans_io import load_plans, save_plans
+from iterdce.preprocessing.plans_io import as_plans, load_plans, save_plans
 from iterdce.training.data_loader import PatchSampler
 from iterdce.training.run_config import TrainingSetup
 from iterdce.training.trainer import Trainer
@@ -163,7 +163,7 @@ def make_setup(preprocessed_root: Path, results: Path, plans_change=None, **kwar
     options = {"fold": 0, "epochs": 1, "iterations_per_epoch": 2, "num_workers": 0, "device": "cpu",
                "progress": False, **kwargs}
     return TrainingSetup(preprocessed_dataset=preprocessed_root / DATASET, results_dataset=results / DATASET,
-                         plans=plans, **options)
+                         plans=as_plans(plans), **options)
 
 
 def first_batch(trainer: Trainer) -> dict[str, torch.Tensor]:

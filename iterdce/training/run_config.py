@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from iterdce.core.errors import JSONFileError, UsageError
 from iterdce.core.paths import model_folder_name
 from iterdce.network.precision import PRECISIONS
 from iterdce.preprocessing.pipeline import data_folder
 from iterdce.preprocessing.plan_schema import Plans
-from iterdce.preprocessing.plans_io import as_plans, load_plans
+from iterdce.preprocessing.plans_io import load_plans
 from iterdce.preprocessing.splits import SPLITS_FILE, read_splits
 
 
@@ -29,13 +28,12 @@ class TrainingSetup:
     seed: int = 12345
     resume: bool = False
     progress: bool = True
-    plans: Plans | dict[str, Any] | None = None
+    plans: Plans | None = None  # None: read <preprocessed>/<plans_name>.json
     pretrained_weights: Path | None = None  # initialise the first stage from this checkpoint
     precision: str = "auto"  # network arithmetic: auto, bf16 or fp32 (network/precision.py)
 
     def __post_init__(self) -> None:
-        """Check the budget flags; read the plan when none is given (a given plan, typed or in JSON form, is
-        checked the same way)."""
+        """Check the budget flags; read the plan when none is given."""
         for name in ("epochs", "iterations_per_epoch"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -46,8 +44,6 @@ class TrainingSetup:
             raise UsageError(f"-np/--num-processes must be >= 0, got {self.num_workers}")
         if self.plans is None:
             self.plans = load_plans(self.preprocessed_dataset / f"{self.plans_name}.json")
-        else:
-            self.plans = as_plans(self.plans)
 
     @property
     def data_dir(self) -> Path:
