@@ -212,6 +212,10 @@ def test_plan_round_trips_and_broken_plans_are_rejected_naming_the_file(tmp_path
     both = broken(lambda p: (p["optimizer"].pop("recursive_lr"), p["augmentation"].pop("probability_noise")))
     assert "missing key optimizer.recursive_lr" in both and "missing key augmentation.probability_noise" in both
     assert "missing key network.use_convlstm" in broken(lambda p: p["network"].pop("use_convlstm"))
+    # the network section is checked by the network's own config (one set of checks for plans and checkpoints)
+    assert "time_embedding_dim must be a positive even integer, got 7" in broken(
+        lambda p: p["network"].update(time_embedding_dim=7))
+    assert "pool_per_stage has 1 entries" in broken(lambda p: p["network"].update(pool_per_stage=[[2, 2, 2]]))
     assert "loss_weights.ssim missing (default 1.0)" in broken(lambda p: p["loss_weights"].pop("ssim"))
     assert "unknown key training.warmup_epoch" in broken(lambda p: p["training"].update(warmup_epoch=3))
     assert "unknown key network.in_channels" in broken(lambda p: p["network"].update(in_channels=2))

@@ -17,6 +17,7 @@ from typing import Any, Union
 
 from iterdce.core.errors import IterdceError
 from iterdce.losses.synthesis import DEFAULT_LOSS_WEIGHTS, LOSS_TERMS
+from iterdce.network.config import NetworkConfig, input_channels
 
 PLANS_VERSION = 4
 MASK_KINDS = ("breast", "foreground", "nonzero")
@@ -61,19 +62,13 @@ class NetworkPlan:
     kinetic_prior: bool
 
     def problems(self) -> list[str]:
-        found = []
-        if not self.features_per_stage or min(self.features_per_stage) < 1:
-            found.append("network.features_per_stage must be a non-empty list of positive integers")
-        if len(self.pool_per_stage) != len(self.features_per_stage) - 1:
-            found.append("network.pool_per_stage must have one [x, y, z] entry per stage transition "
-                         f"({len(self.features_per_stage) - 1}), got {len(self.pool_per_stage)}")
-        if any(len(p) != 3 or min(p) < 1 for p in self.pool_per_stage):
-            found.append("network.pool_per_stage entries must be 3 positive integers")
-        if self.time_embedding_dim < 2 or self.time_embedding_dim % 2:
-            found.append(f"network.time_embedding_dim must be a positive even integer, got {self.time_embedding_dim}")
-        if self.time_scale_s <= 0:
-            found.append(f"network.time_scale_s must be > 0, got {self.time_scale_s}")
-        return found
+        """The network's own checks (``NetworkConfig``), on the U-Net this section builds."""
+        section = {k: v for k, v in _to_json(self).items() if k != "kinetic_prior"}
+        try:
+            NetworkConfig.from_dict({**section, "in_channels": input_channels(self.kinetic_prior)})
+        except ValueError as exc:
+            return [str(exc)]
+        return []
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict (lists, not tuples): the form stored in checkpoints' model config."""
