@@ -21,6 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from iterdce.core.file_names import archive_name
+from iterdce.core.folder_names import plans_data_folder_name
+
 DATASET_NAME = "Dataset001_Phantom"
 
 
@@ -77,7 +80,7 @@ def child(dataset_dir: Path, preprocessed_root: Path, processes: int) -> None:
     plans = pipeline.plan_and_preprocess(dataset_dir, preprocessed_root, num_processes=processes, progress=False,
                                          log=lambda _: None)
     wall = time.perf_counter() - start
-    npz = sorted((preprocessed_root / dataset_dir.name / "plans_data").glob("*.npz"))
+    npz = sorted((preprocessed_root / dataset_dir.name / plans_data_folder_name("plans")).glob(archive_name("*")))
     print(json.dumps({"wall_s": wall, "stages_s": stages, "cases": len(npz), "baseline_mb": baseline,
                       "main_peak_mb": status_mb("VmHWM"), "workers_peak_mb": children_peak_mb(),
                       "patch_size": list(plans.patch_size), "spacing": list(plans.spacing),

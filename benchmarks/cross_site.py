@@ -30,6 +30,8 @@ from benchmarks.cross_site_data import export_model, input_folder, prepare_train
 from benchmarks.cross_site_jobs import run_jobs
 from benchmarks.cross_site_table import aggregate, markdown
 from benchmarks.cross_site_variants import apply_overrides, apply_variant, variant_names
+from iterdce.core.file_names import CHECKPOINT_FINAL
+from iterdce.core.folder_names import FOLD_ALL, TIMES_TR, fold_folder, model_folder_name
 from iterdce.inference.composition import COMPOSE_MODES, DEFAULT_COMPOSE
 from iterdce.network.precision import PRECISIONS
 from iterdce.regression.fit import fit_fold_regression
@@ -167,8 +169,8 @@ def scored_dataset_json(args: argparse.Namespace, test_dir: Path) -> Path | None
     info = json.loads((test_dir / "dataset.json").read_text())
     scored = args.workdir / f"{test_dir.name}_scored_with_{args.input_phases}_inputs" / "dataset.json"
     scored.parent.mkdir(parents=True, exist_ok=True)
-    if not (scored.parent / "timesTr").exists():  # each case's own times, read beside dataset.json
-        (scored.parent / "timesTr").symlink_to((test_dir / "timesTr").resolve())
+    if not (scored.parent / TIMES_TR).exists():  # each case's own times, read beside dataset.json
+        (scored.parent / TIMES_TR).symlink_to((test_dir / TIMES_TR).resolve())
     scored.write_text(json.dumps({**info, "input_phases": list(range(args.input_phases))}, indent=2))
     return scored
 
@@ -245,7 +247,7 @@ def finetune_jobs(study: Study, records: list[dict]) -> list[dict]:
     jobs = []
     for seed in args.seeds:
         source = args.workdir / "results" / f"{best}{suffix}_seed{seed}" / study.train_pre.name
-        checkpoint = source / "RecursiveTrainer__plans" / "fold_all" / "checkpoint_final.pth"
+        checkpoint = fold_folder(source / model_folder_name("RecursiveTrainer", "plans"), FOLD_ALL) / CHECKPOINT_FINAL
         jobs.append(study.job(best, seed, tune_pre, f"{best}+finetune{args.finetune_cases}", own_plans=tune_plans,
                               pretrained_weights=str(checkpoint)))
         jobs.append(study.job(best, seed, tune_pre, f"{best}_scratch{args.finetune_cases}", own_plans=tune_plans))

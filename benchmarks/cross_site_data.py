@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from iterdce.core.file_names import CHECKPOINT_FINAL, case_file_name, phase_file_name, sidecar_name
+from iterdce.core.folder_names import FOLD_ALL, IMAGES_TR, LABELS_TR, TIMES_TR, dataset_folder_name, fold_folder
+
 if TYPE_CHECKING:
     from iterdce.preprocessing.plan_schema import Plans
 
@@ -18,7 +21,7 @@ def simulate_sites(raw_root: Path, sites: list[str], cases_per_site: list[int], 
 
     folders = []
     for index, (site, n) in enumerate(zip(sites, cases_per_site)):
-        folder = raw_root / f"Dataset{900 + index:03d}_Site{site}"
+        folder = raw_root / dataset_folder_name(900 + index, f"Site{site}")
         if n == 0:  # skipped (e.g. the test site of a --train-only run); seeds of the others unchanged
             folders.append(folder)
             continue
@@ -48,7 +51,7 @@ def merge_sites(site_dirs: list[Path], out_dir: Path, input_phases: int = 2) -> 
 
     from iterdce.dataset.layout import discover_cases
 
-    for sub in ("imagesTr", "labelsTr", "timesTr"):
+    for sub in (IMAGES_TR, LABELS_TR, TIMES_TR):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     tables, total = [], 0
     for site_dir in site_dirs:
@@ -56,11 +59,11 @@ def merge_sites(site_dirs: list[Path], out_dir: Path, input_phases: int = 2) -> 
         for case_id, files in discover_cases(site_dir).cases.items():
             new = f"{prefix}_{case_id}"
             for phase, path in files.phase_files.items():
-                (out_dir / "imagesTr" / f"{new}_{phase:04d}.nii.gz").symlink_to(path.resolve())
+                (out_dir / IMAGES_TR / phase_file_name(new, phase)).symlink_to(path.resolve())
             if files.label is not None:
-                (out_dir / "labelsTr" / f"{new}.nii.gz").symlink_to(files.label.resolve())
+                (out_dir / LABELS_TR / case_file_name(new)).symlink_to(files.label.resolve())
             if files.times is not None:
-                (out_dir / "timesTr" / f"{new}.json").symlink_to(files.times.resolve())
+                (out_dir / TIMES_TR / sidecar_name(new)).symlink_to(files.times.resolve())
             total += 1
         if (site_dir / "cases.csv").is_file():
             table = pd.read_csv(site_dir / "cases.csv")
@@ -85,7 +88,7 @@ def input_folder(test_dir: Path, out_dir: Path, input_phases: list[int]) -> Path
     tmp.mkdir(parents=True, exist_ok=True)
     for case_id, files in discover_cases(test_dir).cases.items():
         for phase in input_phases:
-            link = tmp / f"{case_id}_{phase:04d}.nii.gz"
+            link = tmp / phase_file_name(case_id, phase)
             if not link.exists():
                 link.symlink_to(files.phase_files[phase].resolve())
         if files.times is not None and not (tmp / f"{case_id}.json").exists():
@@ -98,7 +101,7 @@ def real_target_folder(test_dir: Path, out_dir: Path, n_inputs: int) -> Path:
     """Links to a site's real target phases (every phase after the inputs): a stand-in prediction folder, so that
     an evaluation scores only the baselines."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for path in sorted((test_dir / "imagesTr").glob("*.nii.gz")):
+    for path in sorted((test_dir / IMAGES_TR).glob("*.nii.gz")):
         if int(path.name[-11:-7]) >= n_inputs and not (out_dir / path.name).exists():
             (out_dir / path.name).symlink_to(path.resolve())
     return out_dir
@@ -152,7 +155,7 @@ def export_model(model_folder: Path, out: Path, name: str) -> None:
 
     from iterdce.core.checkpoint import load_checkpoint, save_checkpoint
 
-    checkpoint = model_folder / "fold_all" / "checkpoint_final.pth"
+    checkpoint = fold_folder(model_folder, FOLD_ALL) / CHECKPOINT_FINAL
     if not checkpoint.is_file():
         print(f"nothing to export: {checkpoint} is missing", flush=True)
         return
@@ -170,7 +173,7 @@ def import_model(checkpoint: Path, model_folder: Path) -> Path:
     """The inverse of export_model: a model folder (plans.json + fold_all/checkpoint_final.pth)."""
     import shutil
 
-    (model_folder / "fold_all").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(checkpoint, model_folder / "fold_all" / "checkpoint_final.pth")
+    fold_folder(model_folder, FOLD_ALL).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(checkpoint, fold_folder(model_folder, FOLD_ALL) / CHECKPOINT_FINAL)
     shutil.copyfile(checkpoint.with_suffix(".plans.json"), model_folder / "plans.json")
     return model_folder

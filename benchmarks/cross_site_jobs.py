@@ -13,6 +13,7 @@ from pathlib import Path
 
 from benchmarks.cross_site_data import export_model, import_model, real_target_folder
 from benchmarks.cross_site_table import aggregate, markdown, row_values
+from iterdce.core.folder_names import IMAGES_TR, LABELS_TR
 from iterdce.inference.composition import DEFAULT_COMPOSE
 from iterdce.regression.fit import load_regression
 
@@ -30,7 +31,7 @@ def run_baselines(job: dict) -> dict:
 
     start, results, test_dir = time.perf_counter(), Path(job["results"]), Path(job["test_dir"])
     targets = real_target_folder(test_dir, results / "real_targets", job["n_inputs"])
-    summary = evaluate_folders(targets, test_dir / "imagesTr", results / "report", test_dir / "labelsTr",
+    summary = evaluate_folders(targets, test_dir / IMAGES_TR, results / "report", test_dir / LABELS_TR,
                                dataset_json=test_dataset_json(job), progress=False,
                                regression=load_regression(Path(job["regression"])), methods=BASELINES)
     return {"variant": "baselines", "seed": 0, "train_s": 0.0, "total_s": time.perf_counter() - start,
@@ -80,7 +81,7 @@ def evaluate_model(model_folder: Path, job: dict, train_s: float, start: float) 
     pred_dir = results / "test_predictions"
     predictor.predict_folder(Path(job["test_inputs"]), pred_dir)
     test_dir = Path(job["test_dir"])
-    summary = evaluate_folders(pred_dir, test_dir / "imagesTr", results / "test_report", test_dir / "labelsTr",
+    summary = evaluate_folders(pred_dir, test_dir / IMAGES_TR, results / "test_report", test_dir / LABELS_TR,
                                dataset_json=test_dataset_json(job), progress=False, methods=("iterdce",))
     return {"variant": job["variant"], "seed": job["seed"], "train_s": train_s,
             "total_s": time.perf_counter() - start, "summary": summary}

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import synchronize, toy_plan
+from iterdce.core.file_names import CHECKPOINT_FINAL, archive_name
 
 DATASET = "Dataset999_GpuCheck"
 TIMES_S = [0.0, 85.0, 155.0, 225.0, 295.0, 365.0]
@@ -69,12 +70,12 @@ def prepare_dataset(ctx: Context, plans: dict, n_cases: int = 3) -> Path:
     cases = [f"case_{i:03d}" for i in range(n_cases)]
     shape = [int(p * 1.5) for p in plans["patch_size"]]
     for index, case in enumerate(cases):
-        if (folder / f"{case}.npz").is_file():
+        if (folder / archive_name(case)).is_file():
             continue
         data = smooth_phases(shape, len(TIMES_S), seed=index)
         lesion = np.zeros(shape, np.uint8)
         lesion[tuple(slice(s // 3, s // 3 + max(2, s // 4)) for s in shape)] = 1
-        np.savez(folder / f"{case}.npz", data=data, lesion=lesion, mask=np.ones(shape, np.uint8))
+        np.savez(folder / archive_name(case), data=data, lesion=lesion, mask=np.ones(shape, np.uint8))
         (folder / f"{case}.json").write_text(json.dumps({"phase_times_s": TIMES_S}))
     splits = root / "splits_final.json"
     if not splits.is_file():  # written once: DDP ranks read it while they start
@@ -168,5 +169,5 @@ def model_folder(ctx: Context, plans: dict) -> Path:
     trainer = make_trainer(ctx, WarmupTrainer, plans, "results_predict")
     trainer.output.mkdir(parents=True, exist_ok=True)
     trainer.copy_plans()
-    trainer.save("checkpoint_final.pth")
+    trainer.save(CHECKPOINT_FINAL)
     return trainer.output.parent

@@ -26,6 +26,8 @@ from benchmarks.gpu_check_fixtures import (
     prepare_dataset,
     synthetic_batch,
 )
+from iterdce.core.file_names import CHECKPOINT_FINAL, CHECKPOINT_LATEST
+from iterdce.core.folder_names import fold_folder
 
 MiB = 2**20
 
@@ -65,7 +67,7 @@ def _stage(ctx: Context, name: str) -> tuple[str, str]:
         if "warmup_folder" not in ctx.state:
             raise RuntimeError("needs the warm-up section's checkpoint, which it did not write")
         trainer.initial_weights()  # loads the warm-up stage's checkpoint_final.pth
-        saved = load_checkpoint(ctx.state["warmup_folder"] / "fold_0" / "checkpoint_final.pth")["network_state"]
+        saved = load_checkpoint(fold_folder(ctx.state["warmup_folder"], 0) / CHECKPOINT_FINAL)["network_state"]
         same = all(torch.equal(v.cpu(), saved[k].cpu()) for k, v in trainer.model.state_dict().items())
         if not same:
             raise AssertionError("weights after initial_weights() differ from the warm-up checkpoint")
@@ -89,7 +91,7 @@ def _stage(ctx: Context, name: str) -> tuple[str, str]:
     trainer.output.mkdir(parents=True, exist_ok=True)
     trainer.copy_plans()
     trainer.epoch = trainer.total_epochs
-    trainer.save("checkpoint_final.pth")
+    trainer.save(CHECKPOINT_FINAL)
     ctx.state[f"{name}_folder"] = trainer.output.parent
     result = (f"{note}{len(batches)} steps, patch {plans['patch_size']} x {plans['batch_size']}, convs in {dtype}, "
               f"loss {losses[0]:.4f} -> {losses[-1]:.4f}, host syncs in the step loop: {len(syncs)}"
@@ -117,11 +119,11 @@ def resume(ctx: Context) -> tuple[str, str]:
         _train_steps(first, first.model, batches[:2])
         first.epoch = 1
         first.output.mkdir(parents=True, exist_ok=True)
-        first.save("checkpoint_latest.pth")
+        first.save(CHECKPOINT_LATEST)
         _train_steps(first, first.model, batches[2:])
         second = make_trainer(ctx, WarmupTrainer, plans, "results_resume", resume=True)
         if not second.resume():
-            raise AssertionError("resume() found no checkpoint_latest.pth")
+            raise AssertionError(f"resume() found no {CHECKPOINT_LATEST}")
         second.model.train()
         _train_steps(second, second.model, batches[2:])
     difference = float((parameters_vector(first.model) - parameters_vector(second.model)).abs().max())

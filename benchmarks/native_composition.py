@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.cross_site_data import import_model, input_folder, real_target_folder, simulate_sites
+from iterdce.core.folder_names import IMAGES_TR, LABELS_TR
 from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE
 from iterdce.evaluation.folders import evaluate_folders
 from iterdce.inference.composition import model_priors
@@ -76,13 +77,13 @@ def score_model(name: str, folder: Path, args: argparse.Namespace, test_dir: Pat
         for warning in caught:
             print(f"{name} {mode}: {warning.message}", flush=True)
         results["seconds"][mode] = time.perf_counter() - start
-        summary = evaluate_folders(pred_dir, test_dir / "imagesTr", args.workdir / "reports" / name / mode,
-                                   test_dir / "labelsTr", progress=False, methods=("iterdce",))
+        summary = evaluate_folders(pred_dir, test_dir / IMAGES_TR, args.workdir / "reports" / name / mode,
+                                   test_dir / LABELS_TR, progress=False, methods=("iterdce",))
         results["modes"][mode] = row(summary, "iterdce")
         print(f"{name} {mode}: {results['modes'][mode]} ({results['seconds'][mode]:.1f} s)", flush=True)
     targets = real_target_folder(test_dir, args.workdir / "real_targets", 2)
-    baselines = evaluate_folders(targets, test_dir / "imagesTr", args.workdir / "reports" / name / "baselines",
-                                 test_dir / "labelsTr", progress=False, regression=regression,
+    baselines = evaluate_folders(targets, test_dir / IMAGES_TR, args.workdir / "reports" / name / "baselines",
+                                 test_dir / LABELS_TR, progress=False, regression=regression,
                                  methods=("copy_last", "regression") if regression else ("copy_last",))
     results["baselines"] = {m: row(baselines, m) for m in baselines["methods"]}
     return results

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from iterdce.core.file_names import phase_file_name
 from iterdce.dataset.masks import derive_foreground_mask
 from iterdce.dataset.nifti_io import read_image
 
@@ -37,11 +38,12 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=6)
     parser.add_argument("--phase", type=int, default=5, help="the phase whose gradient energy is split")
     args = parser.parse_args()
-    cases = sorted({p.name[:-12] for p in args.images.glob("*_0000.nii.gz")})[:args.cases]
+    first = phase_file_name("", 0)  # _0000.nii.gz
+    cases = sorted({p.name.removesuffix(first) for p in args.images.glob(phase_file_name("*", 0))})[:args.cases]
     shares = []
     for case in cases:
-        sigma, share = noise_share([args.images / f"{case}_{p:04d}.nii.gz" for p in (0, 1)],
-                                   args.images / f"{case}_{args.phase:04d}.nii.gz")
+        sigma, share = noise_share([args.images / phase_file_name(case, p) for p in (0, 1)],
+                                   args.images / phase_file_name(case, args.phase))
         shares.append(share)
         print(f"{case}: noise sigma {sigma:.4g}, share of phase {args.phase}'s gradient energy {share:.3f}")
     print(f"mean share over {len(shares)} cases: {np.mean(shares):.3f} (a noise-free prediction of the expected "

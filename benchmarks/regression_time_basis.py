@@ -22,6 +22,8 @@ import json
 from pathlib import Path
 
 from benchmarks.cross_site_data import real_target_folder
+from iterdce.core.file_names import archive_name
+from iterdce.core.folder_names import IMAGES_TR, LABELS_TR, plans_data_folder_name
 from iterdce.core.kinetic_terms import DEGREE
 from iterdce.evaluation.folders import evaluate_folders
 from iterdce.preprocessing.case_files import load_preprocessed
@@ -38,7 +40,7 @@ UNCLIPPED = 1e9
 def fit(data: Path, sites: str, time_degree: int, n_inputs: int) -> KineticRegression:
     """The regression fitted on the preprocessed cases of ``sites`` (case names start with ``site<x>_``)."""
     fitter = RegressionFitter(DEGREE, time_degree)
-    for path in sorted(data.glob("*.npz")):
+    for path in sorted(data.glob(archive_name("*"))):
         if path.name[4].upper() in sites:
             case = load_preprocessed(data, path.name[:-4])
             fitter.add_case(case.data, case.times_s, n_inputs, case.mask > 0, case.lesion)
@@ -49,7 +51,7 @@ def score(model: KineticRegression, site_dir: Path, scratch: Path, n_inputs: int
     """Last-phase lesion enhancement error, SCC, curve-type accuracy and last-phase PSNR on one site's cases."""
     targets = real_target_folder(site_dir, scratch / f"targets_{site_dir.name}", n_inputs)
     with contextlib.redirect_stdout(io.StringIO()):
-        summary = evaluate_folders(targets, site_dir / "imagesTr", scratch / name, site_dir / "labelsTr",
+        summary = evaluate_folders(targets, site_dir / IMAGES_TR, scratch / name, site_dir / LABELS_TR,
                                    progress=False, regression=model, methods=("regression",))
     entry = summary["methods"]["regression"]
     kinetics, last = entry["kinetics"], entry["per_phase"][max(entry["per_phase"], key=int)]
@@ -63,7 +65,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="results json")
     parser.add_argument("--n-inputs", type=int, default=2)
     args = parser.parse_args()
-    data = args.workdir / "preprocessed" / "Dataset899_SitesABC" / "plans_data"
+    data = args.workdir / "preprocessed" / "Dataset899_SitesABC" / plans_data_folder_name("plans")
     if not data.is_dir():
         parser.error(f"{data} is missing: run python -m benchmarks.cross_site with --workdir {args.workdir} first")
     rows, fits = [], {}

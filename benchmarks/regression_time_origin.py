@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.regression_time_basis import SITE_FOLDERS, score
+from iterdce.core.file_names import archive_name
+from iterdce.core.folder_names import plans_data_folder_name
 from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, kinetic_terms, n_terms
 from iterdce.preprocessing.case_files import load_preprocessed
 
@@ -88,7 +90,7 @@ def fit(data: Path, sites: str, basis: str, n_inputs: int, max_voxels: int = 200
     count = n_terms(DEGREE, 1) * len(time_factors(basis, 1.0, 2.0))
     gram, moments = np.zeros((count, count)), np.zeros(count)
     low, high = np.full(5, np.inf), np.full(5, -np.inf)
-    for path in sorted(data.glob("*.npz")):
+    for path in sorted(data.glob(archive_name("*"))):
         if path.name[4].upper() not in sites:
             continue
         case = load_preprocessed(data, path.name[:-4])
@@ -127,7 +129,7 @@ def main() -> None:
     parser.add_argument("--splits", nargs="+", default=[f"{a}:{b}" for a, b in SPLITS],
                         help="fit:test site pairs (default: every split)")
     args = parser.parse_args()
-    data = args.workdir / "preprocessed" / "Dataset899_SitesABC" / "plans_data"
+    data = args.workdir / "preprocessed" / "Dataset899_SitesABC" / plans_data_folder_name("plans")
     if not data.is_dir():
         parser.error(f"{data} is missing: run python -m benchmarks.cross_site with --workdir {args.workdir} first")
     for split in args.splits:

@@ -23,6 +23,8 @@ import numpy as np
 
 from benchmarks.cross_site_table import row_values
 from iterdce.commands.common import parse_fold
+from iterdce.core.file_names import phase_file_name
+from iterdce.core.folder_names import IMAGES_TR, LABELS_TR
 from iterdce.dataset.nifti_io import read_image
 from iterdce.evaluation.folders import evaluate_folders
 from iterdce.inference.case_pipeline import prepare_case
@@ -53,7 +55,7 @@ def voxel_errors(folder: Path, reference: Path | None, truth: Path, scales: dict
     that folder's outputs; TI-normalized units, averaged over every synthesized file."""
     errors, means, maxima = [], [], []
     for path in sorted(folder.glob("*_[0-9][0-9][0-9][0-9].nii.gz")):
-        case_id = path.name[:-len("_0000.nii.gz")]
+        case_id = path.name[:-len(phase_file_name("", 0))]
         output = read_image(path)[0].astype(np.float64) / scales[case_id]
         errors.append(float(np.abs(output - read_image(truth / path.name)[0] / scales[case_id]).mean()))
         if reference is not None:
@@ -88,11 +90,11 @@ def main() -> None:
         wall, cpu = time.perf_counter(), time.process_time()
         done = predictor.predict_folder(args.inputs, folder, num_parts=args.num_parts)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        summary = evaluate_folders(folder, args.truth / "imagesTr", args.out / f"report_{name}",
-                                   args.truth / "labelsTr", progress=False, methods=("iterdce",))
+        summary = evaluate_folders(folder, args.truth / IMAGES_TR, args.out / f"report_{name}",
+                                   args.truth / LABELS_TR, progress=False, methods=("iterdce",))
         tiles = sorted({tuple(json.loads(p.read_text()).get("tile_size") or ()) for p in folder.glob("*.json")})
         rows[name] = {"predicted_cases": len(done), "wall_s": wall, "cpu_s": cpu, "tiles": tiles,
-                      **scores(summary), **voxel_errors(folder, first, args.truth / "imagesTr", scales)}
+                      **scores(summary), **voxel_errors(folder, first, args.truth / IMAGES_TR, scales)}
         first = first or folder
         print(name, json.dumps(rows[name]), flush=True)
     (args.out / "tile_quality.json").write_text(json.dumps(rows, indent=1))

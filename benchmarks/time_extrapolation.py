@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from iterdce.core.file_names import phase_file_name, sidecar_name
+from iterdce.core.folder_names import IMAGES_TR, LABELS_TR
+
 TIMES_S = (0.0, 80.0, 165.0, 245.0, 325.0, 405.0, 485.0, 565.0, 645.0)
 
 
@@ -40,10 +43,11 @@ def main() -> None:
     early = args.work / "early"
     shutil.rmtree(early, ignore_errors=True)
     early.mkdir(parents=True)
-    for path in sorted((raw / "imagesTr").glob("*_000[01].nii.gz")):
+    for path in sorted((raw / IMAGES_TR).glob("*_000[01].nii.gz")):
         shutil.copy(path, early)
-    for case in sorted({p.name[:-12] for p in early.glob("*_0000.nii.gz")}):  # the whole protocol: its own times
-        (early / f"{case}.json").write_text(f'{{"phase_times_s": {list(TIMES_S)}}}')
+    first = phase_file_name("", 0)  # _0000.nii.gz
+    for case in sorted({p.name.removesuffix(first) for p in early.glob(phase_file_name("*", 0))}):  # its own times
+        (early / sidecar_name(case)).write_text(f'{{"phase_times_s": {list(TIMES_S)}}}')
     settings = PredictionSettings(folds=[PRETRAINED_FOLD], device="cpu", progress=False)
     predictor = IterativePredictor(pretrained_model_folder(args.model), settings)
     print(f"trained target times {predictor.plans.trained_target_times_s} s; predicting at {TIMES_S[2:]} s")
@@ -52,7 +56,7 @@ def main() -> None:
         predictor.predict_folder(early, args.work / "pred", overwrite=True)
     for warning in caught:
         print(f"warning: {warning.message}")
-    evaluate_folders(args.work / "pred", raw / "imagesTr", args.work / "report", labels=raw / "labelsTr",
+    evaluate_folders(args.work / "pred", raw / IMAGES_TR, args.work / "report", labels=raw / LABELS_TR,
                      progress=False, methods=("iterdce", "copy_last", "linear"))
     table = pd.read_csv(args.work / "report" / "per_case.csv")
     summary = table.pivot_table(index="time_s", columns="method", values=["psnr", "enhancement_error"],

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from iterdce.core.file_names import case_file_name, phase_file_name
+from iterdce.core.folder_names import IMAGES_TR, LABELS_TR
 from iterdce.core.kinetics_rule import classify_curve
 from iterdce.dataset.nifti_io import read_image
 
@@ -27,8 +29,8 @@ BASELINES = ("copy_last", "regression")
 
 def raw_lesion_curves(site_dir: Path, case: str, n_phases: int) -> dict[int, np.ndarray]:
     """Mean scanner intensity of each lesion label per phase, from the raw images and labels."""
-    labels = read_image(site_dir / "labelsTr" / f"{case}.nii.gz", np.int32)[0]
-    phases = [read_image(site_dir / "imagesTr" / f"{case}_{k:04d}.nii.gz", np.float64)[0] for k in range(n_phases)]
+    labels = read_image(site_dir / LABELS_TR / case_file_name(case), np.int32)[0]
+    phases = [read_image(site_dir / IMAGES_TR / phase_file_name(case, k), np.float64)[0] for k in range(n_phases)]
     return {int(v): np.array([p[labels == v].mean() for p in phases]) for v in np.unique(labels) if v > 0}
 
 

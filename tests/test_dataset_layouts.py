@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from iterdce.core.file_names import split_phase_name
 from iterdce.dataset import nifti_io
 from iterdce.dataset.case import CaseLoadError, DCECase, load_case
-from iterdce.dataset.layout import detect_layout, discover_cases, split_phase_name
+from iterdce.dataset.layout import detect_layout, discover_cases
 from iterdce.dataset.masks import derive_foreground_mask, nonzero_mask
 from iterdce.dataset.nifti_io import Geometry, ImageReadError, read_header, read_image, write_image
 from iterdce.dataset.schema import DatasetSchemaError, load_dataset_json

@@ -17,7 +17,7 @@ from iterdce.network.config import ModelConfig
 from iterdce.network.synthesizer import build_synthesizer
 from iterdce.preprocessing.plans_io import load_plans
 from iterdce.training.data_loader import PatchSampler
-from iterdce.training.run_config import TrainingSetup
+from iterdce.training.run_config import DEFAULT_SEED, TrainingSetup
 
 torch.set_num_threads(1)
 
@@ -86,7 +86,7 @@ def test_two_gloo_ranks_keep_identical_weights(preprocessed_dataset: Path, tmp_p
         assert torch.equal(states[0][key], states[1][key]), key
     folder = results / "WarmupTrainer__plans" / "fold_0"
     final = load_checkpoint(folder / "checkpoint_final.pth")
-    torch.manual_seed(12345)  # the trainer's seed: the initial weights both ranks started from
+    torch.manual_seed(DEFAULT_SEED)  # the trainer's seed: the initial weights both ranks started from
     initial = build_synthesizer(ModelConfig.from_dict(final["model_config"])).state_dict()
     assert any(not torch.equal(initial[k], states[0][k]) for k in initial)  # training did change them
     for key in states[0]:
@@ -103,7 +103,7 @@ def test_ranks_draw_different_batches(preprocessed_dataset: Path) -> None:
     plans = load_plans(preprocessed_dataset / "plans.json")
     cases = [f"case_{i:03d}" for i in range(4)]
     folder = preprocessed_dataset / "plans_data"
-    samplers = [PatchSampler(folder, cases, plans.patch_size, 2, plans.augmentation, seed=12345, rank=r)
+    samplers = [PatchSampler(folder, cases, plans.patch_size, 2, plans.augmentation, seed=DEFAULT_SEED, rank=r)
                 for r in range(WORLD_SIZE)]
     for index in range(3):
         a, b = (s.batch(index)["data"] for s in samplers)

@@ -5,9 +5,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from iterdce.core.file_names import phase_file_name as output_name
 from iterdce.core.kinetics_rule import CURVE_CODES
 from iterdce.dataset.nifti_io import Geometry, read_image
-from iterdce.inference.export import ENHANCING_THRESHOLD, kinetic_map, output_name, write_kinetic_map, write_phases
+from iterdce.inference.export import ENHANCING_THRESHOLD, kinetic_map, write_kinetic_map, write_phases
 
 TIMES = [0.0, 85.0, 155.0, 225.0, 295.0, 365.0]
 SHAPE = (24, 24, 8)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from iterdce.core.folder_names import model_folder_name
 from iterdce.core.paths import (
     ENV_VARS,
     DatasetNotFoundError,
     find_dataset,
-    model_folder_name,
     resolve_roots,
 )
 

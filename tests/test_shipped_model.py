@@ -12,7 +12,15 @@ import torch
 
 from iterdce.commands.predict import main as predict_main
 from iterdce.core.checkpoint import load_checkpoint
-from iterdce.pretrained import DEFAULT_PRETRAINED, PRETRAINED_MODELS, pretrained_checkpoint, pretrained_model_folder
+from iterdce.core.file_names import CHECKPOINT_FINAL
+from iterdce.core.folder_names import FOLD_ALL, fold_folder
+from iterdce.pretrained import (
+    DEFAULT_PRETRAINED,
+    PRETRAINED_FOLD,
+    PRETRAINED_MODELS,
+    pretrained_checkpoint,
+    pretrained_model_folder,
+)
 from tests.helpers import make_raw_dataset
 
 torch.set_num_threads(1)
@@ -56,3 +64,10 @@ def test_predict_pretrained_needs_no_training_and_uses_the_named_model(tmp_path:
         outputs[out.name] = nib.load(out / "case_000_0005.nii.gz").get_fdata()
     assert DEFAULT_PRETRAINED != "phantom_sites_abc"
     assert not np.allclose(outputs["default"], outputs["phantom_sites_abc"])  # two different models ran
+
+
+def test_shipped_model_paths_follow_the_name_rules():
+    """iterdce.pretrained cannot import iterdce.core (same layer), so its fold and checkpoint names are checked
+    against the rules here."""
+    assert PRETRAINED_FOLD == FOLD_ALL
+    assert pretrained_checkpoint() == fold_folder(pretrained_model_folder(), FOLD_ALL) / CHECKPOINT_FINAL

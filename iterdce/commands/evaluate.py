@@ -20,11 +20,13 @@ from iterdce.commands.common import (
     roots_from_args,
     run_guarded,
 )
+from iterdce.core.folder_names import model_folder_name
 from iterdce.core.output_checks import require_writable_folder
 from iterdce.core.owned_outputs import refuse_overlap
-from iterdce.core.paths import find_dataset, model_folder_name
+from iterdce.core.paths import find_dataset
 from iterdce.evaluation.folders import evaluate_folders
 from iterdce.evaluation.region import DEFAULT_REGION, REGIONS
+from iterdce.preprocessing.plan_schema import DEFAULT_REFERENCE_PHASE
 from iterdce.regression.fit import load_regression
 from iterdce.workflow.cross_validation import cross_validation_summary
 
@@ -40,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"where the metrics are computed (default {DEFAULT_REGION})")
     parser.add_argument("-o", "--output", type=Path, help="report folder")
     parser.add_argument("--dataset-json", type=Path, help="dataset.json with the phase times (default: next to REF)")
-    parser.add_argument("--reference-phase", type=int, default=1, help="TI-norm reference phase (default 1)")
+    parser.add_argument("--reference-phase", type=int, default=DEFAULT_REFERENCE_PHASE,
+                        help=f"TI-norm reference phase (default {DEFAULT_REFERENCE_PHASE})")
     parser.add_argument("--allow-missing-phases", action="store_true",
                         help="score a case with missing predicted phases on the phases present (default: error)")
     parser.add_argument("--regression", type=Path,

@@ -20,12 +20,13 @@ from iterdce.commands.common import (
     roots_from_args,
     run_guarded,
 )
+from iterdce.core.file_names import CHECKPOINT_KINDS
+from iterdce.core.folder_names import model_folder_name
 from iterdce.core.output_checks import require_writable_folder
-from iterdce.core.paths import find_dataset, model_folder_name
+from iterdce.core.paths import find_dataset
 from iterdce.inference.case_pipeline import rank_device
 from iterdce.inference.composition import COMPOSE_MODES, DEFAULT_COMPOSE
 from iterdce.inference.dicom_output import OUTPUT_FORMATS, DicomExporter
-from iterdce.inference.model_loading import CHECKPOINTS
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings, refuse_output_inside_input
 from iterdce.inference.tile_choice import CPU_BUDGET_GB, CUDA_FREE_FRACTION, PATCH, TILE_CHOICES
 from iterdce.pretrained import DEFAULT_PRETRAINED, PRETRAINED_FOLD, PRETRAINED_MODELS, pretrained_model_folder
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="folds to average (default 0 1 2 3 4; missing ones are skipped with a warning)")
     parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", help="trainer name (default RecursiveTrainer)")
     add_plans_argument(parser)
-    parser.add_argument("--checkpoint", default="final", choices=CHECKPOINTS, help="which checkpoint (default final)")
+    parser.add_argument("--checkpoint", default="final", choices=CHECKPOINT_KINDS,
+                        help="which checkpoint (default final)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--tile-batch", type=positive_int, default=4, help="tiles per forward pass (default 4)")
     parser.add_argument("--tile-size", nargs="+", default=[PATCH], metavar="SIZE",

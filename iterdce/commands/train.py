@@ -31,7 +31,7 @@ from iterdce.evaluation.report import summary_table
 from iterdce.inference.predictor import PredictionSettings
 from iterdce.training.allocator import keep_freed_memory
 from iterdce.training.distributed import init_distributed, shutdown
-from iterdce.training.run_config import TrainingSetup
+from iterdce.training.run_config import DEFAULT_SEED, TrainingSetup
 from iterdce.training.variants import TRAINERS, run_stages
 from iterdce.workflow.cross_validation import validate_fold
 
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrained-weights", type=Path, metavar="CHECKPOINT",
                         help="initialise the first stage from this checkpoint (same network; e.g. the shipped "
                              "phantom-pretrained model, then fine-tune on your cases)")
-    parser.add_argument("--seed", type=int, default=12345, help="random seed (default 12345)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
     add_precision_argument(parser)
     add_quiet_argument(parser)
     add_root_arguments(parser)

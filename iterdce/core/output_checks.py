@@ -7,10 +7,11 @@ from pathlib import Path
 
 from iterdce.core.atomic import name_max, temporary_name_overhead
 from iterdce.core.errors import OutputLocationError
+from iterdce.core.file_names import KINETIC_MAP_SUFFIX
 
 # the longest name derived from a case id: <case>_kinetics.nii.gz (predictions are <case>_<pppp>.nii.gz,
 # preprocessed cases <case>.npz and <case>.json)
-LONGEST_CASE_FILE_SUFFIX = "_kinetics.nii.gz"
+LONGEST_CASE_FILE_SUFFIX = KINETIC_MAP_SUFFIX
 
 
 def require_writable_folder(folder: str | os.PathLike[str], flag: str) -> Path:

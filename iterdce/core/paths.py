@@ -5,14 +5,13 @@ Nothing here runs at import time; commands call ``resolve_roots`` when they star
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from iterdce.core.errors import IterdceError
+from iterdce.core.folder_names import DATASET_PATTERN
 
 ENV_VARS = {"raw": "ITERDCE_RAW", "preprocessed": "ITERDCE_PREPROCESSED", "results": "ITERDCE_RESULTS"}
-DATASET_PATTERN = re.compile(r"^Dataset(\d{3})_(.+)$")
 
 
 class DatasetNotFoundError(IterdceError, FileNotFoundError):
@@ -40,11 +39,6 @@ def resolve_roots(
         value = flag if flag is not None else os.environ.get(ENV_VARS[key])
         chosen[key] = Path(value) if value else Path.cwd() / "iterdce_data" / key
     return Roots(**chosen)
-
-
-def model_folder_name(trainer: str, plans_name: str) -> str:
-    """``<Trainer>__<plans>``: the folder of a trained model under ``<results>/<Dataset>/``."""
-    return f"{trainer}__{plans_name}"
 
 
 def _looks_like_path(spec: str) -> bool:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from iterdce.core.errors import IterdceError
+from iterdce.core.file_names import phase_file_name
 from iterdce.dataset.layout import CaseFiles
 from iterdce.dataset.nifti_io import Geometry, read_image
 from iterdce.dataset.schema import load_case_times
@@ -96,7 +97,7 @@ def load_case(files: CaseFiles, phase_times_s: tuple[float, ...], num_phases: in
         missing = [p for p in range(n_phases) if p not in files.phase_files]
         if missing:
             raise CaseLoadError(f"case {files.case_id}: missing phase file(s) "
-                                + ", ".join(f"{files.case_id}_{p:04d}" for p in missing)
+                                + ", ".join(phase_file_name(files.case_id, p, ending="") for p in missing)
                                 + f" ({n_phases} phases in {source})")
         beyond = sorted(p for p in files.phase_files if p >= n_phases)
         if beyond:

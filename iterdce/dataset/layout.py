@@ -6,12 +6,21 @@
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PHASE_FILE = re.compile(r"^(?P<case>.+)_(?P<phase>\d{4})(?P<ending>\.nii\.gz|\.nii)$")
-NIFTI_FILE = re.compile(r"^(?P<case>.+?)(?P<ending>\.nii\.gz|\.nii)$")
+from iterdce.core.file_names import NIFTI_ENDINGS, NIFTI_FILE, SIDECAR_SUFFIX, split_phase_name
+from iterdce.core.folder_names import (
+    PER_CASE_IMAGES,
+    PER_CASE_LABELS,
+    PER_CASE_MASKS,
+    TRAINING_SPLIT,
+    images_folder_name,
+    labels_folder_name,
+    masks_folder_name,
+    times_folder_name,
+)
+
 ATTACHED_KINDS = {"label": "lesion mask", "mask": "breast mask", "times": "timing sidecar"}
 
 
@@ -38,14 +47,6 @@ class Discovery:
     layout: str
     cases: dict[str, CaseFiles]
     stray: list[tuple[Path, str]] = field(default_factory=list)
-
-
-def split_phase_name(name: str) -> tuple[str, int, str] | None:
-    """``case_0003.nii.gz`` -> (``case``, 3, ``.nii.gz``); None if the name does not fit."""
-    match = PHASE_FILE.match(name)
-    if not match:
-        return None
-    return match["case"], int(match["phase"]), match["ending"]
 
 
 def not_a_file(path: Path) -> str:
@@ -107,26 +108,26 @@ def _attach_single_files(
         setattr(cases[case_id], attribute, path)
 
 
-def detect_layout(dataset_dir: Path, split: str = "Tr") -> str:
+def detect_layout(dataset_dir: Path, split: str = TRAINING_SPLIT) -> str:
     """``flat``, ``per_case`` or ``4d`` from what is on disk."""
-    if (dataset_dir / "images").is_dir() and not (dataset_dir / f"images{split}").is_dir():
+    images = dataset_dir / images_folder_name(split)
+    if (dataset_dir / PER_CASE_IMAGES).is_dir() and not images.is_dir():
         return "per_case"
-    images = dataset_dir / f"images{split}"
     if not images.is_dir():
-        raise FileNotFoundError(f"{dataset_dir}: no images{split}/ (flat or 4D layout) nor images/ (per-case layout)")
+        raise FileNotFoundError(f"{dataset_dir}: no {images.name}/ (flat or 4D layout) nor {PER_CASE_IMAGES}/ "
+                                "(per-case layout)")
     names = [p.name for p in images.iterdir() if p.is_file() and not p.name.startswith(".")]
     phase_named = sum(split_phase_name(n) is not None for n in names)
     return "flat" if phase_named >= len(names) - phase_named else "4d"
 
 
-def discover_cases(dataset_dir: Path, split: str = "Tr") -> Discovery:
+def discover_cases(dataset_dir: Path, split: str = TRAINING_SPLIT) -> Discovery:
     """Find every case of ``dataset_dir`` in whichever layout it uses."""
     layout = detect_layout(dataset_dir, split)
     stray: list[tuple[Path, str]] = []
-    ending = (".nii.gz", ".nii")
     if layout == "per_case":
         cases: dict[str, CaseFiles] = {}
-        for folder in sorted((dataset_dir / "images").iterdir()):
+        for folder in sorted((dataset_dir / PER_CASE_IMAGES).iterdir()):
             if not folder.is_dir():
                 if not folder.name.startswith("."):
                     stray.append((folder, "per-case layout expects one folder per case under images/"))
@@ -140,13 +141,13 @@ def discover_cases(dataset_dir: Path, split: str = "Tr") -> Discovery:
                                  for p in files.image_files)
                     continue
                 cases[case_id] = files
-        _attach_single_files(cases, dataset_dir / "segmentations", "label", ending, stray)
-        _attach_single_files(cases, dataset_dir / "masks", "mask", ending, stray)
+        _attach_single_files(cases, dataset_dir / PER_CASE_LABELS, "label", NIFTI_ENDINGS, stray)
+        _attach_single_files(cases, dataset_dir / PER_CASE_MASKS, "mask", NIFTI_ENDINGS, stray)
     elif layout == "flat":
-        cases = group_phase_files(dataset_dir / f"images{split}", stray)
+        cases = group_phase_files(dataset_dir / images_folder_name(split), stray)
     else:
         cases = {}
-        for path in sorted((dataset_dir / f"images{split}").iterdir()):
+        for path in sorted((dataset_dir / images_folder_name(split)).iterdir()):
             match = NIFTI_FILE.match(path.name)
             if path.name.startswith("."):
                 continue
@@ -159,7 +160,7 @@ def discover_cases(dataset_dir: Path, split: str = "Tr") -> Discovery:
                 continue
             cases[match["case"]] = CaseFiles(match["case"], volume_4d=path)
     if layout != "per_case":
-        _attach_single_files(cases, dataset_dir / f"labels{split}", "label", ending, stray)
-        _attach_single_files(cases, dataset_dir / f"masks{split}", "mask", ending, stray)
-    _attach_single_files(cases, dataset_dir / f"times{split}", "times", (".json",), stray)
+        _attach_single_files(cases, dataset_dir / labels_folder_name(split), "label", NIFTI_ENDINGS, stray)
+        _attach_single_files(cases, dataset_dir / masks_folder_name(split), "mask", NIFTI_ENDINGS, stray)
+    _attach_single_files(cases, dataset_dir / times_folder_name(split), "times", (SIDECAR_SUFFIX,), stray)
     return Discovery(layout=layout, cases=dict(sorted(cases.items())), stray=stray)

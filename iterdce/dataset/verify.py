@@ -8,6 +8,7 @@ import numpy as np
 from tqdm import tqdm
 
 from iterdce.core.errors import IterdceError, JSONFileError, listing
+from iterdce.core.file_names import phase_file_name
 from iterdce.core.output_checks import case_id_problem
 from iterdce.dataset.case import label_values_problem
 from iterdce.dataset.layout import CaseFiles, discover_cases
@@ -114,7 +115,7 @@ def _check_images(files: CaseFiles, info: DatasetInfo, n_phases: int, source: st
     folder = next(iter(files.phase_files.values())).parent if files.phase_files else Path()
     for phase in range(n_phases):
         if phase not in files.phase_files:
-            expected = folder / f"{case}_{phase:04d}{info.file_ending}"
+            expected = folder / phase_file_name(case, phase, info.file_ending)
             problems.append(Problem(case, str(expected), f"missing phase file (phase {phase} of "
                                                          f"{n_phases} in {source})"))
     for phase, path in files.phase_files.items():

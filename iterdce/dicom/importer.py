@@ -6,7 +6,6 @@ interrupted import leaves no half-written dataset; ``--overwrite`` replaces only
 """
 from __future__ import annotations
 
-import re
 import shutil
 from collections import Counter
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ from tqdm import tqdm
 
 from iterdce.core.atomic import write_json_atomic
 from iterdce.core.errors import IterdceError
+from iterdce.core.file_names import NIFTI_ENDING, phase_file_name, sidecar_name
+from iterdce.core.folder_names import DATASET_PATTERN, IMAGES_TR, TIMES_TR
 from iterdce.core.owned_outputs import (
     check_replaceable,
     move_into_place,
@@ -29,8 +30,6 @@ from iterdce.dicom.phases import Acquisition, StudyRefused, find_acquisition
 from iterdce.dicom.report import REPORT_NAME, StudyRow, case_id_for, write_report
 from iterdce.dicom.scan import Study, scan_tree
 from iterdce.dicom.volume import VolumeError, read_volume
-
-DATASET_NAME = re.compile(r"^Dataset\d{3}_(?P<name>.+)$")
 
 
 class DicomImportError(IterdceError, ValueError):
@@ -109,8 +108,8 @@ def _write_case(staging: Path, case: str, acquisition: Acquisition) -> None:
         volume = read_volume(stack)
         if not np.all(np.isfinite(volume)):
             raise VolumeError(f"phase {phase}: NaN/inf voxels after rescaling")
-        write_image(staging / "imagesTr" / f"{case}_{phase:04d}.nii.gz", volume, affine, np.float32)
-    write_json_atomic(staging / "timesTr" / f"{case}.json", {
+        write_image(staging / IMAGES_TR / phase_file_name(case, phase), volume, affine, np.float32)
+    write_json_atomic(staging / TIMES_TR / sidecar_name(case), {
         "phase_times_s": acquisition.times_s,
         "time_tags": acquisition.time_tags,
         "time_reference": acquisition.time_reference,
@@ -119,12 +118,12 @@ def _write_case(staging: Path, case: str, acquisition: Acquisition) -> None:
 
 
 def _dataset_json(out_dir: Path, cases: list[str], times: list[list[float]]) -> dict:
-    match = DATASET_NAME.match(out_dir.name)
+    match = DATASET_PATTERN.match(out_dir.name)
     median = np.median(np.asarray(times, dtype=np.float64), axis=0)
     return {
-        "name": match["name"] if match else out_dir.name,
+        "name": match[2] if match else out_dir.name,
         "description": "imported from DICOM by iterdce_import_dicom (per-case times in timesTr/)",
-        "file_ending": ".nii.gz",
+        "file_ending": NIFTI_ENDING,
         "phase_times_s": [round(float(t), 3) for t in median],
         "numTraining": len(cases),
         "input_phases": [0, 1],
@@ -155,7 +154,7 @@ def import_dicom(root: Path, out_dir: Path, settings: ImportSettings | None = No
             try:
                 _write_case(staging, case, acquisition)
             except VolumeError as exc:
-                for leftover in (staging / "imagesTr").glob(f"{case}_*.nii.gz"):
+                for leftover in (staging / IMAGES_TR).glob(f"{case}_*.nii.gz"):
                     leftover.unlink()
                 rows.append(_row(study, case, "skipped", settings, acquisition=acquisition,
                                  skipped=acquisition.skipped, notes=[str(exc)]))

@@ -10,6 +10,8 @@ from tqdm import tqdm
 
 from iterdce.core.atomic import remove_stale_temporaries
 from iterdce.core.errors import IterdceError, JSONFileError, listing
+from iterdce.core.file_names import case_file_name, phase_file_name, sidecar_name
+from iterdce.core.folder_names import TIMES_TR
 from iterdce.core.json_io import read_json
 from iterdce.dataset.case import label_values_problem
 from iterdce.dataset.layout import group_phase_files
@@ -18,6 +20,7 @@ from iterdce.dataset.schema import DatasetSchemaError, load_case_times, load_dat
 from iterdce.evaluation.case_evaluation import METHODS, CaseEvaluation, PhasePredictor, evaluate_case
 from iterdce.evaluation.region import DEFAULT_REGION, Scoring
 from iterdce.evaluation.report import plot_montage, summary_table, write_report
+from iterdce.preprocessing.plan_schema import DEFAULT_REFERENCE_PHASE
 
 MONTAGE_CASES = 4
 TIME_TOLERANCE_S = 1.0  # a prediction at a real phase's time within this is scored against that phase
@@ -103,7 +106,7 @@ def prediction_problems(case_id: str, phases: dict[int, Path], pred: Path, input
     problems = [f"case {case_id}: {path} is phase {p}, but the case has phases 0-{last}"
                 for p, path in phases.items() if p > last]
     present = {p: phases[p] for p in targets if p in phases}
-    missing = [pred / f"{case_id}_{p:04d}.nii.gz" for p in targets if p not in phases]
+    missing = [pred / phase_file_name(case_id, p) for p in targets if p not in phases]
     if not present:
         problems.append(f"case {case_id}: no predicted target phase in {pred} (expected phases {targets})")
     elif missing and not allow_missing:
@@ -113,7 +116,8 @@ def prediction_problems(case_id: str, phases: dict[int, Path], pred: Path, input
 
 
 def collect_cases(pred: Path, ref: Path, labels: Path | None, masks: Path | None, dataset_json: Path | None,
-                  reference_phase: int = 1, allow_missing_phases: bool = False) -> list[EvaluationCase]:
+                  reference_phase: int = DEFAULT_REFERENCE_PHASE, allow_missing_phases: bool = False
+                  ) -> list[EvaluationCase]:
     """Pair every predicted case with its real phases; raise EvaluationInputError listing all problems."""
     problems = [f"{p}: folder not found" for p in (pred, ref, labels, masks) if p is not None and not p.is_dir()]
     if problems:
@@ -132,14 +136,14 @@ def collect_cases(pred: Path, ref: Path, labels: Path | None, masks: Path | None
         raise EvaluationInputError(f"{pred}: no <case>_<pppp>.nii.gz predictions found", pred)
     cases, skipped = [], []
     for case_id, phases in predicted.items():
-        times_file = json_path.parent / "timesTr" / f"{case_id}.json"
+        times_file = json_path.parent / TIMES_TR / sidecar_name(case_id)
         try:  # the case's own protocol (any number of phases), else dataset.json's default
             times = load_case_times(times_file) if times_file.is_file() else info.phase_times_s
         except (DatasetSchemaError, JSONFileError) as exc:
             problems.append(str(exc))
             continue
         targets = [p for p in range(len(times)) if p > max(inputs)]
-        predicted_times = prediction_times(pred / f"{case_id}.json", problems)
+        predicted_times = prediction_times(pred / sidecar_name(case_id), problems)
         if predicted_times is not None:
             phases, notes = pair_by_time(case_id, phases, predicted_times, times, max(inputs) + 1)
             for note in notes:
@@ -149,11 +153,11 @@ def collect_cases(pred: Path, ref: Path, labels: Path | None, masks: Path | None
                 continue
         present, case_problems = prediction_problems(case_id, phases, pred, inputs, targets, allow_missing_phases)
         problems += case_problems
-        missing = [f"{ref / f'{case_id}_{p:04d}.nii.gz'}" for p in range(len(times))
+        missing = [f"{ref / phase_file_name(case_id, p)}" for p in range(len(times))
                    if p not in real.get(case_id, {})]
         problems += [f"case {case_id}: missing real phase {m}" for m in missing]
-        label = labels / f"{case_id}.nii.gz" if labels else None
-        mask = masks / f"{case_id}.nii.gz" if masks else None
+        label = labels / case_file_name(case_id) if labels else None
+        mask = masks / case_file_name(case_id) if masks else None
         for path in (label, mask):
             if path is not None and not path.is_file():
                 problems.append(f"case {case_id}: missing {path}")
@@ -242,7 +246,8 @@ def evaluate_folder_case(case: EvaluationCase, scoring: Scoring, regression: Pha
 
 
 def evaluate_folders(pred: Path, ref: Path, out_dir: Path, labels: Path | None = None, masks: Path | None = None,
-                     dataset_json: Path | None = None, reference_phase: int = 1, progress: bool = True,
+                     dataset_json: Path | None = None, reference_phase: int = DEFAULT_REFERENCE_PHASE,
+                     progress: bool = True,
                      regression: PhasePredictor | None = None, methods: Sequence[str] = METHODS,
                      allow_missing_phases: bool = False, region: str = DEFAULT_REGION) -> dict:
     """The whole report; prints the summary table and returns the summary. Every input is read before the first

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from iterdce import __version__
+from iterdce.core.file_names import kinetic_map_name, phase_file_name, sidecar_name
 from iterdce.dataset.layout import CaseFiles
 from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image, write_image
 from iterdce.dicom.derived import DerivedSeries, write_derived_series
@@ -27,7 +28,6 @@ from iterdce.dicom.phases import Acquisition, StudyRefused, find_acquisition
 from iterdce.dicom.report import CASE_ID_SOURCES, case_id_for
 from iterdce.dicom.scan import Study, scan_tree
 from iterdce.dicom.volume import read_volume
-from iterdce.inference.export import kinetic_map_name, output_name
 from iterdce.inference.inputs import PredictionInputError, discover_inputs
 from iterdce.inference.predictor import IterativePredictor
 
@@ -118,9 +118,9 @@ def _stage_dicom_inputs(sources: dict[str, DicomSource], folder: Path, n_inputs:
     for case_id, source in sources.items():
         acquisition = source.acquisition
         for phase in range(n_inputs):
-            write_image(folder / output_name(case_id, phase), read_volume(acquisition.stacks[phase]),
+            write_image(folder / phase_file_name(case_id, phase), read_volume(acquisition.stacks[phase]),
                         acquisition.stacks[0].affine, np.float32)
-        (folder / f"{case_id}.json").write_text(json.dumps({"phase_times_s": acquisition.times_s[:n_inputs]}))
+        (folder / sidecar_name(case_id)).write_text(json.dumps({"phase_times_s": acquisition.times_s[:n_inputs]}))
 
 
 def _stage_nifti_inputs(cases: dict[str, CaseFiles], todo: list[str], folder: Path) -> None:
@@ -227,7 +227,7 @@ class DicomExporter:
         versions = f"iterdce {iterdce_version()}"
         for phase in range(self.n_inputs, len(times_s)):
             time_s = float(times_s[phase])
-            volume, geometry = read_image(nifti_dir / output_name(source.case_id, phase))
+            volume, geometry = read_image(nifti_dir / phase_file_name(source.case_id, phase))
             acquired = None if clock is None else clock + dt.timedelta(seconds=time_s - float(times_s[0]))
             series = DerivedSeries(
                 volume=to_template_grid(volume, geometry.affine, template),

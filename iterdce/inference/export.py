@@ -7,21 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from iterdce.core.atomic import write_json_atomic
+from iterdce.core.file_names import kinetic_map_name, phase_file_name, sidecar_name
 from iterdce.core.kinetics_rule import classify_ratio, curve_ratio, early_index
 from iterdce.dataset.masks import derive_foreground_mask
 from iterdce.dataset.nifti_io import Geometry, write_image
 
 ENHANCING_THRESHOLD = 0.5  # initial relative enhancement (50 %) for a voxel to count as enhancing
-
-
-def output_name(case_id: str, phase: int) -> str:
-    """``<case>_<pppp>.nii.gz``: the raw-dataset name of a phase file."""
-    return f"{case_id}_{phase:04d}.nii.gz"
-
-
-def kinetic_map_name(case_id: str) -> str:
-    """``<case>_kinetics.nii.gz``."""
-    return f"{case_id}_kinetics.nii.gz"
 
 
 def write_phases(phases: np.ndarray, geometry: Geometry, out_dir: Path, case_id: str,
@@ -30,15 +21,10 @@ def write_phases(phases: np.ndarray, geometry: Geometry, out_dir: Path, case_id:
     provenance mark of the model that made them)."""
     paths = []
     for phase, volume in zip(target_phases, phases):
-        path = out_dir / output_name(case_id, phase)
+        path = out_dir / phase_file_name(case_id, phase)
         write_image(path, volume.astype(np.float32), geometry, description=description)
         paths.append(path)
     return paths
-
-
-def times_name(case_id: str) -> str:
-    """``<case>.json``: the times of a case's inputs and synthesized phases (the timing-sidecar format)."""
-    return f"{case_id}.json"
 
 
 def write_times(out_dir: Path, case_id: str, times_s: Sequence[float] | np.ndarray, first_synthesized: int,
@@ -46,7 +32,7 @@ def write_times(out_dir: Path, case_id: str, times_s: Sequence[float] | np.ndarr
     """``<case>.json`` of a prediction: ``phase_times_s`` of every phase (inputs first), which phases were
     synthesized, the provenance mark (a file without it is never overwritten) and ``record`` (how the case
     was predicted: its inference tile)."""
-    path = out_dir / times_name(case_id)
+    path = out_dir / sidecar_name(case_id)
     write_json_atomic(path, {"phase_times_s": [float(t) for t in times_s],
                              "synthesized_phases": list(range(first_synthesized, len(times_s))),
                              "written_by": description, **(record or {})})

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from iterdce.core.errors import IterdceError
+from iterdce.core.file_names import SIDECAR_SUFFIX, phase_file_name, split_phase_name
 from iterdce.core.output_checks import case_id_problem
 from iterdce.dataset.case import DCECase
-from iterdce.dataset.layout import CaseFiles, not_a_file, split_phase_name
+from iterdce.dataset.layout import CaseFiles, not_a_file
 from iterdce.dataset.nifti_io import ImageReadError, read_image
 from iterdce.dataset.schema import DatasetSchemaError, read_json, timing_problems
 from iterdce.dataset.verify import intensity_range_problem
@@ -30,11 +31,12 @@ def discover_inputs(folder: Path, input_phases: Sequence[int]) -> tuple[dict[str
         if path.name.startswith("."):
             continue
         if not path.is_file():
-            if split_phase_name(path.name) is not None or path.name.endswith(".json"):
+            if split_phase_name(path.name) is not None or path.name.endswith(SIDECAR_SUFFIX):
                 problems.append(f"{path}: named like an input but {not_a_file(path)}")
             continue
-        if path.name.endswith(".json"):
-            cases.setdefault(path.name[:-5], CaseFiles(path.name[:-5])).times = path
+        if path.name.endswith(SIDECAR_SUFFIX):
+            case_id = path.name[:-len(SIDECAR_SUFFIX)]
+            cases.setdefault(case_id, CaseFiles(case_id)).times = path
             continue
         parsed = split_phase_name(path.name)
         if parsed is None:
@@ -69,7 +71,7 @@ def case_problems(files: CaseFiles, input_phases: Sequence[int]) -> list[str]:
 
     The voxel data are read here (one file at a time), so a corrupt file is found before anything is written.
     """
-    problems = [f"case {files.case_id}: missing input phase file {files.case_id}_{p:04d}.nii.gz"
+    problems = [f"case {files.case_id}: missing input phase file {phase_file_name(files.case_id, p)}"
                 for p in input_phases if p not in files.phase_files]
     reference = None
     for phase in sorted(files.phase_files):

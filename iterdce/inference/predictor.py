@@ -18,6 +18,7 @@ from iterdce.core.atomic import remove_stale_temporaries
 from iterdce.core.checkpoint import CheckpointError
 from iterdce.core.device import choose_device
 from iterdce.core.errors import IterdceError, OutputLocationError, UsageError, listing
+from iterdce.core.file_names import checkpoint_name, kinetic_map_name, phase_file_name, sidecar_name
 from iterdce.core.json_io import read_json
 from iterdce.core.owned_outputs import refuse_overlap
 from iterdce.dataset.case import DCECase
@@ -31,7 +32,6 @@ from iterdce.inference.composition import (
     native_phases,
     resolve_composition,
 )
-from iterdce.inference.export import kinetic_map_name, output_name, times_name
 from iterdce.inference.inputs import PredictionInputError, case_times, discover_inputs
 from iterdce.inference.model_loading import describe_model_folder, load_fold_models
 from iterdce.inference.provenance import DESCRIPTION_PREFIX, OutputState, description, model_id, output_state
@@ -89,7 +89,7 @@ class IterativePredictor:
         self.device = choose_device(self.settings.device)
         self.models, self.folds, self.model_config = load_fold_models(
             self.model_folder, self.settings.folds, self.settings.checkpoint, self.device)
-        checkpoints = [self.model_folder / fold / f"checkpoint_{self.settings.checkpoint}.pth" for fold in self.folds]
+        checkpoints = [self.model_folder / fold / checkpoint_name(self.settings.checkpoint) for fold in self.folds]
         self.precision = resolve_precision(self.settings.precision, self.device)
         # the mark of outputs predicted before --precision existed holds: bf16 on CUDA, float32 on the CPU
         usual = "bf16" if self.device.type == "cuda" else "fp32"
@@ -212,7 +212,7 @@ class IterativePredictor:
                    ) -> list[Path]:
         """The files a finished case synthesized along ``times_s`` has in ``out_dir`` (with its kinetic map when
         one is asked for): one per time after the inputs, named by phase index."""
-        paths = [out_dir / output_name(case_id, p) for p in range(len(self.input_phases), len(times_s))]
+        paths = [out_dir / phase_file_name(case_id, p) for p in range(len(self.input_phases), len(times_s))]
         return paths + [out_dir / kinetic_map_name(case_id)] if kinetic_map else paths
 
     def case_times(self, files: CaseFiles) -> np.ndarray:
@@ -283,7 +283,7 @@ class IterativePredictor:
         file iterdce did not write, or one of another model without ``overwrite``, is refused for all cases."""
         todo, problems = [], []
         for case_id in case_ids:
-            sidecar = out_dir / times_name(case_id)
+            sidecar = out_dir / sidecar_name(case_id)
             if sidecar.exists() and not json_written_by_iterdce(sidecar):
                 problems.append(f"{sidecar}: exists and was not written by iterdce_predict; it is never "
                                 "overwritten: move it away or choose another -o")

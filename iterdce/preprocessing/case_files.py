@@ -16,6 +16,8 @@ import numpy as np
 from tqdm import tqdm
 
 from iterdce.core.errors import CorruptFileError, IterdceError, listing
+from iterdce.core.file_names import archive_name, sidecar_name
+from iterdce.core.folder_names import PLANS_DATA_SUFFIX
 from iterdce.core.json_io import read_json
 
 NPZ_KEYS = ("data", "lesion", "mask")
@@ -57,7 +59,7 @@ def _array_headers(archive: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]
 def case_problem(folder: Path, case_id: str, checksum: bool = False) -> str | None:
     """What is wrong with a preprocessed case's two files (None: both present, consistent and complete as far
     as size, zip directory and array headers show; with ``checksum`` also the SHA-256 of every byte)."""
-    sidecar, archive = folder / f"{case_id}.json", folder / f"{case_id}.npz"
+    sidecar, archive = folder / sidecar_name(case_id), folder / archive_name(case_id)
     if not sidecar.is_file():
         return f"{sidecar}: missing"
     if not archive.is_file():
@@ -85,7 +87,7 @@ def case_problem(folder: Path, case_id: str, checksum: bool = False) -> str | No
 
 def regenerate_hint(folder: Path) -> str:
     """The command that rewrites the bad cases of a ``<plans>_data`` folder (finished cases are kept)."""
-    plans_name = folder.name.removesuffix("_data")
+    plans_name = folder.name.removesuffix(PLANS_DATA_SUFFIX)
     extra = "" if plans_name == "plans" else f" --plans-name {plans_name}"
     return f"regenerate with: iterdce_plan_and_preprocess -d {folder.parent.name}{extra}"
 
@@ -103,7 +105,7 @@ def verify_cases(folder: Path, case_ids: list[str], progress: bool = True) -> No
 
 def read_case_arrays(folder: Path, case_id: str) -> tuple[dict[str, np.ndarray], dict]:
     """The arrays and properties of a case; the archive's bytes are checked against the sidecar's checksum."""
-    sidecar, archive = folder / f"{case_id}.json", folder / f"{case_id}.npz"
+    sidecar, archive = folder / sidecar_name(case_id), folder / archive_name(case_id)
     properties = read_json(sidecar, expect=dict)
     try:
         raw = archive.read_bytes()

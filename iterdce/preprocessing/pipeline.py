@@ -15,6 +15,8 @@ import numpy as np
 
 from iterdce.core.atomic import copy_atomic, remove_stale_temporaries, write_atomic, write_json_atomic
 from iterdce.core.errors import JSONFileError
+from iterdce.core.file_names import archive_name, sidecar_name
+from iterdce.core.folder_names import plans_data_folder_name
 from iterdce.core.json_io import read_json
 from iterdce.core.parallel import map_with_progress
 from iterdce.dataset.layout import CaseFiles, discover_cases
@@ -41,7 +43,7 @@ def plan_key(plans: Plans) -> str:
 
 def data_folder(preprocessed_dataset: Path, plans_name: str) -> Path:
     """Where the preprocessed cases of a plan live."""
-    return preprocessed_dataset / f"{plans_name}_data"
+    return preprocessed_dataset / plans_data_folder_name(plans_name)
 
 
 def source_signature(cases: dict[str, CaseFiles], dataset_dir: Path) -> str:
@@ -62,7 +64,7 @@ def case_is_done(out_dir: Path, case_id: str, key: str) -> bool:
     """
     if case_problem(out_dir, case_id) is not None:
         return False
-    properties = read_json(out_dir / f"{case_id}.json", expect=dict)
+    properties = read_json(out_dir / sidecar_name(case_id), expect=dict)
     return properties.get("plan_key") == key and "npz_sha256" in properties
 
 
@@ -95,8 +97,8 @@ def run_preprocess_job(job: PreprocessJob) -> str:
         digest.update(save_npz(tmp, {"data": result.data, "lesion": result.lesion,
                                      "mask": result.mask.astype(np.uint8)}))
 
-    write_atomic(job.out_dir / f"{case_id}.npz", save)
-    write_json_atomic(job.out_dir / f"{case_id}.json", {**result.properties, "plan_key": job.key, **digest})
+    write_atomic(job.out_dir / archive_name(case_id), save)
+    write_json_atomic(job.out_dir / sidecar_name(case_id), {**result.properties, "plan_key": job.key, **digest})
     return case_id
 
 

@@ -21,6 +21,8 @@ from iterdce.network.config import NetworkConfig, input_channels
 
 PLANS_VERSION = 4
 MASK_KINDS = ("breast", "foreground", "nonzero")
+# TI-norm reference when dataset.json names none: the first post-contrast phase (also iterdce_evaluate's default)
+DEFAULT_REFERENCE_PHASE = 1
 # where the loss is averaged: the whole patch (the paper) or the body foreground of the patch only
 LOSS_MASKS = ("none", "foreground")
 

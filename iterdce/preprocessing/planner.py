@@ -15,6 +15,7 @@ from iterdce.core.errors import DataError, UsageError
 from iterdce.dataset.schema import DatasetSchemaError
 from iterdce.losses.synthesis import DEFAULT_LOSS_WEIGHTS
 from iterdce.preprocessing.plan_schema import (
+    DEFAULT_REFERENCE_PHASE,
     PLANS_VERSION,
     AugmentationPlan,
     NetworkPlan,
@@ -26,7 +27,7 @@ from iterdce.preprocessing.presets import PRESETS, Preset
 from iterdce.preprocessing.resampling import ANISOTROPY_THRESHOLD
 from iterdce.preprocessing.topology import Topology, conform_patch, estimate_memory_gb, plan_topology
 
-REFERENCE_RULE = "first post-contrast phase (phase index 1)"
+REFERENCE_RULE = f"first post-contrast phase (phase index {DEFAULT_REFERENCE_PHASE})"
 
 
 def plan_spacing(spacings: np.ndarray, shapes: np.ndarray) -> list[float]:
@@ -158,7 +159,7 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
     input_phases = list(fingerprint.get("input_phases") or [0, 1])
     reference = fingerprint.get("reference_phase")
     rule = "dataset.json reference_phase" if reference is not None else REFERENCE_RULE
-    reference = 1 if reference is None else int(reference)
+    reference = DEFAULT_REFERENCE_PHASE if reference is None else int(reference)
     if reference not in input_phases:
         raise DatasetSchemaError(f"dataset.json of {fingerprint.get('dataset')}: reference phase {reference} must "
                                  f"be an input phase {input_phases}: at prediction time only the input phases exist")

@@ -12,6 +12,7 @@ from iterdce.core.errors import DataError, JSONFileError
 from iterdce.core.json_io import read_json
 
 SPLITS_FILE = "splits_final.json"
+SPLIT_SEED = 12345  # of the fold split (its own fact: changing the training seed must not move cases between folds)
 
 
 def case_strata(case_ids: list[str], cases_csv: Path | None, lesion_presence: dict[str, bool]) -> dict[str, str]:
@@ -29,7 +30,7 @@ def case_strata(case_ids: list[str], cases_csv: Path | None, lesion_presence: di
     return {c: "lesion" if lesion_presence.get(c, False) else "no_lesion" for c in case_ids}
 
 
-def make_splits(strata: dict[str, str], n_folds: int = 5, seed: int = 12345) -> list[dict[str, list[str]]]:
+def make_splits(strata: dict[str, str], n_folds: int = 5, seed: int = SPLIT_SEED) -> list[dict[str, list[str]]]:
     """Deal each stratum's shuffled cases round-robin over the folds, continuing where the last one stopped.
 
     Folds differ in size by at most one case and each stratum is spread as evenly as possible.
@@ -68,7 +69,7 @@ def read_splits(path: Path) -> list[dict[str, list[str]]]:
     return splits
 
 
-def load_or_create_splits(out_dir: Path, strata: dict[str, str], n_folds: int = 5, seed: int = 12345
+def load_or_create_splits(out_dir: Path, strata: dict[str, str], n_folds: int = 5, seed: int = SPLIT_SEED
                           ) -> list[dict[str, list[str]]]:
     """Existing ``splits_final.json`` is kept as it is (reproducible folds) when every case it names is in the
     dataset (``strata`` holds the dataset's cases); otherwise create and write it."""

@@ -15,6 +15,8 @@ PRETRAINED_MODELS: dict[str, str] = {
     "phantom_sites_abc": "site profiles A-C only, so that site D is a held-out site (the cross-site benchmark)",
 }
 DEFAULT_PRETRAINED = "phantom_all_sites"
+# iterdce.pretrained sits beside iterdce.core (imports nothing), so it spells the fold (FOLD_ALL) and checkpoint
+# (CHECKPOINT_FINAL) names of iterdce.core.folder_names / file_names itself; tests/test_shipped_model.py loads them
 PRETRAINED_FOLD = "all"
 
 

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from iterdce.core.atomic import write_json_atomic
 from iterdce.core.errors import IterdceError, JSONFileError
+from iterdce.core.folder_names import FOLD_GLOB
 from iterdce.core.json_io import read_json
 from iterdce.preprocessing.case_files import load_preprocessed
 from iterdce.regression.model import REGRESSION_FILE, REGRESSION_FORMAT, KineticRegression, RegressionFitter
@@ -72,8 +73,8 @@ def load_regression(path: Path) -> RegressionEnsemble:
     if path.is_file():
         files = [path]
     else:
-        files = sorted(path.glob(REGRESSION_FILE)) or sorted(path.glob(f"fold_*/{REGRESSION_FILE}"))
+        files = sorted(path.glob(REGRESSION_FILE)) or sorted(path.glob(f"{FOLD_GLOB}/{REGRESSION_FILE}"))
     if not files:
-        raise RegressionFitError(f"{path}: no {REGRESSION_FILE} here or in its fold_* folders; train a fold first "
+        raise RegressionFitError(f"{path}: no {REGRESSION_FILE} here or in its {FOLD_GLOB} folders; train a fold first "
                          "(iterdce_train fits it) or pass the file")
     return RegressionEnsemble([load_regression_file(f) for f in files], files)

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from iterdce.core.atomic import write_atomic, write_json_atomic
+from iterdce.core.file_names import NIFTI_ENDING, case_file_name, phase_file_name, sidecar_name
+from iterdce.core.folder_names import IMAGES_TR, LABELS_TR, MASKS_TR, TIMES_TR
 from iterdce.dataset.nifti_io import Geometry, write_image
 from iterdce.simulation.case import SimulatedCase
 from iterdce.simulation.config import SimulationConfig
@@ -24,7 +26,7 @@ ACQUISITION_COLUMNS = (
     "fat_suppression", "fat_factor", "field_strength_t", "agent", "flip_angle_deg", "tr_ms", "phase_times_s",
     "bolus_arrival_s", "aif_scale", "aif_stretch", "motion_mm", "max_shift_mm", "vessels", "cysts", "heart",
 )
-OUTPUTS = ("imagesTr", "labelsTr", "masksTr", "timesTr", "dataset.json", "cases.csv", "acquisition.csv")
+OUTPUTS = (IMAGES_TR, LABELS_TR, MASKS_TR, TIMES_TR, "dataset.json", "cases.csv", "acquisition.csv")
 MAX_LESIONS = 2
 
 
@@ -35,11 +37,11 @@ def write_case(dataset_dir: Path, case: SimulatedCase, write_times: bool) -> Non
     """
     geometry = Geometry(shape=tuple(int(s) for s in case.labels.shape), affine=case.affine)
     for phase, volume in enumerate(case.images):
-        write_image(dataset_dir / "imagesTr" / f"{case.case_id}_{phase:04d}.nii.gz", volume, geometry, np.float32)
-    write_image(dataset_dir / "labelsTr" / f"{case.case_id}.nii.gz", case.labels, geometry, np.uint8)
-    write_image(dataset_dir / "masksTr" / f"{case.case_id}.nii.gz", case.breast_mask, geometry, np.uint8)
+        write_image(dataset_dir / IMAGES_TR / phase_file_name(case.case_id, phase), volume, geometry, np.float32)
+    write_image(dataset_dir / LABELS_TR / case_file_name(case.case_id), case.labels, geometry, np.uint8)
+    write_image(dataset_dir / MASKS_TR / case_file_name(case.case_id), case.breast_mask, geometry, np.uint8)
     if write_times:
-        write_json_atomic(dataset_dir / "timesTr" / f"{case.case_id}.json",
+        write_json_atomic(dataset_dir / TIMES_TR / sidecar_name(case.case_id),
                           {"phase_times_s": [float(t) for t in case.times_s]})
 
 
@@ -74,7 +76,7 @@ def write_dataset_json(
         "name": dataset_name(name_from or dataset_dir),
         "description": "Synthetic physics-based breast DCE-MRI phantom (iterdce.simulation): Parker AIF, "
                        "extended Tofts kinetics, spoiled gradient-echo signal, Rician noise." + site,
-        "file_ending": ".nii.gz",
+        "file_ending": NIFTI_ENDING,
         "phase_times_s": [float(t) for t in config.phase_times_s],
         "numTraining": int(num_cases),
         "input_phases": [0, 1],

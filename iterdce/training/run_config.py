@@ -5,12 +5,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iterdce.core.errors import JSONFileError, UsageError
-from iterdce.core.paths import model_folder_name
+from iterdce.core.folder_names import FOLD_ALL, fold_folder, model_folder_name
 from iterdce.network.precision import PRECISIONS
 from iterdce.preprocessing.pipeline import data_folder
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.plans_io import load_plans
 from iterdce.preprocessing.splits import SPLITS_FILE, read_splits
+
+DEFAULT_SEED = 12345  # of the initial weights and of every batch (iterdce_train --seed)
 
 
 @dataclass
@@ -25,7 +27,7 @@ class TrainingSetup:
     iterations_per_epoch: int | None = None
     num_workers: int = 0
     device: str = "auto"
-    seed: int = 12345
+    seed: int = DEFAULT_SEED
     resume: bool = False
     progress: bool = True
     plans: Plans | None = None  # None: read <preprocessed>/<plans_name>.json
@@ -55,7 +57,7 @@ class TrainingSetup:
         if not path.is_file():
             raise JSONFileError(f"{path}: no splits; run iterdce_plan_and_preprocess first", path)
         splits = read_splits(path)
-        if self.fold == "all":
+        if self.fold == FOLD_ALL:
             cases = sorted(splits[0]["train"] + splits[0]["val"])
             return cases, cases
         fold = int(self.fold)
@@ -65,4 +67,4 @@ class TrainingSetup:
 
     def output_folder(self, trainer_name: str) -> Path:
         """``<results>/<Dataset>/<Trainer>__<plans>/fold_<k>``."""
-        return self.results_dataset / model_folder_name(trainer_name, self.plans_name) / f"fold_{self.fold}"
+        return fold_folder(self.results_dataset / model_folder_name(trainer_name, self.plans_name), self.fold)

@@ -29,6 +29,7 @@ from iterdce.core.checkpoint import (
 )
 from iterdce.core.errors import TrainingDivergedError
 from iterdce.core.fault_injection import fault_point
+from iterdce.core.file_names import CHECKPOINT_BEST, CHECKPOINT_FINAL, CHECKPOINT_LATEST
 from iterdce.losses.synthesis import SynthesisLoss
 from iterdce.network.config import ModelConfig, checkpoint_model_config
 from iterdce.network.precision import autocast_context, resolve_precision
@@ -126,7 +127,7 @@ class Trainer:
             self.load_pretrained()
             self.fit_kinetic_prior()
             return
-        path = self.setup.output_folder(self.previous_stage.name) / "checkpoint_final.pth"
+        path = self.setup.output_folder(self.previous_stage.name) / CHECKPOINT_FINAL
         if not path.is_file():
             raise CheckpointError(f"{path}: the {self.previous_stage.name} stage has not finished for fold "
                                   f"{self.setup.fold}; run it first (iterdce_train {self.setup.fold} -tr "
@@ -271,10 +272,10 @@ class Trainer:
 
     def resume(self) -> bool:
         """Load ``checkpoint_latest.pth`` with optimizer, epoch, log and RNG; False when there is none."""
-        path = self.output / "checkpoint_latest.pth"
+        path = self.output / CHECKPOINT_LATEST
         if not path.is_file():
             if self.context.is_main:
-                print(f"{self.name}: --continue found no checkpoint_latest.pth in {self.output}; starting from "
+                print(f"{self.name}: --continue found no {CHECKPOINT_LATEST} in {self.output}; starting from "
                       "scratch")
             return False
         payload = load_checkpoint(path, self.device)
@@ -298,14 +299,14 @@ class Trainer:
 
     def run(self) -> Path:
         """Train to ``total_epochs`` (resuming when asked); returns the output folder."""
-        if not (self.setup.resume and (self.output / "checkpoint_latest.pth").is_file()):
+        if not (self.setup.resume and (self.output / CHECKPOINT_LATEST).is_file()):
             self.load_pretrained()
         if self.context.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.output, self.output.parent)
             self.copy_plans()
         resumed = self.setup.resume and self.resume()
-        if resumed and self.epoch >= self.total_epochs and (self.output / "checkpoint_final.pth").is_file():
+        if resumed and self.epoch >= self.total_epochs and (self.output / CHECKPOINT_FINAL).is_file():
             if self.context.is_main:
                 print(f"{self.name}: already finished ({self.epoch} epochs), nothing to do")
             return self.output
@@ -322,7 +323,7 @@ class Trainer:
         model.train()
         while self.epoch < self.total_epochs:
             self.run_epoch(model, sampler)  # writes the log and plot after every epoch
-        self.save("checkpoint_final.pth")
+        self.save(CHECKPOINT_FINAL)
         barrier(self.context)
         return self.output
 
@@ -346,7 +347,7 @@ class Trainer:
         train_loss = float(mean_over_ranks(loss_sum / self.iterations, self.context).item())
         if not np.isfinite(train_loss):
             raise TrainingDivergedError(f"{self.name}: training loss became {train_loss} in epoch {self.epoch + 1} "
-                                        f"(last checkpoint: {self.output / 'checkpoint_latest.pth'})", self.output)
+                                        f"(last checkpoint: {self.output / CHECKPOINT_LATEST})", self.output)
         self.epoch += 1
         values = {"train_loss": train_loss, "lr": lr}
         last = self.epoch == self.total_epochs
@@ -355,12 +356,12 @@ class Trainer:
             error = values.get("val_enhancement_error", values["val_loss"])
             if error < self.best_val:
                 self.best_val = error
-                self.save("checkpoint_best.pth")
+                self.save(CHECKPOINT_BEST)
         self.log.log(self.epoch, **values)
         if self.context.is_main:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
             tqdm.write(f"{self.name} epoch {self.epoch}/{self.total_epochs}: {shown}")
-        self.save("checkpoint_latest.pth")
+        self.save(CHECKPOINT_LATEST)
         self.write_log()
         barrier(self.context)
 

@@ -18,6 +18,8 @@ from tqdm import tqdm
 
 from iterdce.core.atomic import remove_stale_temporaries, write_json_atomic
 from iterdce.core.errors import IterdceError
+from iterdce.core.file_names import sidecar_name
+from iterdce.core.folder_names import FOLD_GLOB, VALIDATION_FOLDER, fold_folder, validation_folder
 from iterdce.core.json_io import read_json
 from iterdce.dataset.case import DCECase, load_case
 from iterdce.dataset.layout import CaseFiles, discover_cases
@@ -63,13 +65,13 @@ def validate_fold(model_folder: Path, fold: int | str, data_dir: Path, case_ids:
         raise RegionError(f"{model_folder}: region 'breast' needs a plan normalized inside the breast masks "
                           f"(its normalization.mask is {plans.normalization.mask!r}); evaluate the exported "
                           "validation cases with iterdce_evaluate --region breast -m MASKS instead")
-    out_dir = model_folder / f"fold_{fold}" / "validation"
+    out_dir = validation_folder(model_folder, fold)
     mark = description(predictor.model_id)
     remove_stale_temporaries(out_dir)
     n_in = len(plans.input_phases)
     regression = None
     if train_case_ids:
-        regression = ensure_fold_regression(model_folder / f"fold_{fold}", data_dir, train_case_ids, n_in, progress)
+        regression = ensure_fold_regression(fold_folder(model_folder, fold), data_dir, train_case_ids, n_in, progress)
     raw_cases = discover_cases(raw_dir).cases if raw_dir is not None else {}
     evaluations = []
     for case_id in tqdm(case_ids, desc=f"validation fold {fold}", unit="case", disable=not progress):
@@ -104,7 +106,7 @@ def _plan_grid_case(predictor: IterativePredictor, data_dir: Path, case_id: str,
     """A preprocessed case synthesized and scored on the plan grid (no raw dataset at hand)."""
     n_in = len(predictor.input_phases)
     case = load_preprocessed(data_dir, case_id)
-    properties = read_json(data_dir / f"{case_id}.json", expect=dict)
+    properties = read_json(data_dir / sidecar_name(case_id), expect=dict)
     synthesized = predictor.synthesize_normalized(case.data[:n_in], case.times_s)
     mask = scoring.mask(case.data[:n_in], case.mask if scoring.region == "breast" else None)
     real_n, synth_n, stats = scoring.normalize(case.data, synthesized, mask)
@@ -122,7 +124,7 @@ def cross_validation_summary(model_folder: Path, n_folds: int = 5) -> dict:
     tables: dict[str, list[pd.DataFrame]] = {"per_case.csv": [], "lesions.csv": []}
     folds, scorings = [], []
     for fold in range(n_folds):
-        folder = model_folder / f"fold_{fold}" / "validation"
+        folder = validation_folder(model_folder, fold)
         if (folder / "per_case.csv").is_file():
             folds.append(fold)
             summary_path = folder / "summary.json"
@@ -140,7 +142,8 @@ def cross_validation_summary(model_folder: Path, n_folds: int = 5) -> dict:
                     raise IterdceError(f"{folder / name}: not a readable CSV table ({type(exc).__name__}); rerun "
                                        f"iterdce_train {fold} to write it anew", folder / name) from exc
     if not folds:
-        raise IterdceError(f"{model_folder}: no fold_*/validation/per_case.csv; train the folds first", model_folder)
+        raise IterdceError(f"{model_folder}: no {FOLD_GLOB}/{VALIDATION_FOLDER}/per_case.csv; train the folds first",
+                           model_folder)
     phase_table = pd.concat(tables["per_case.csv"], ignore_index=True)
     lesion_table = pd.concat(tables["lesions.csv"], ignore_index=True) if tables["lesions.csv"] else pd.DataFrame()
     if any(s != scorings[0] for s in scorings):

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iterdce.core.atomic import copy_atomic
+from iterdce.core.file_names import phase_file_name, sidecar_name
+from iterdce.core.folder_names import IMAGES_TR, LABELS_TR, TIMES_TR
 from iterdce.dataset.verify import require_valid_dataset
 from iterdce.evaluation.dataset_figures import dataset_figures
 from iterdce.evaluation.folders import evaluate_folders
@@ -78,10 +80,11 @@ def run_demo(out_dir: Path, config: DemoConfig | None = None, log=print) -> dict
     inputs = out_dir / "demo_input"
     inputs.mkdir(exist_ok=True)
     for case_id in held_out:
-        names = [f"{case_id}_{phase:04d}.nii.gz" for phase in plans.input_phases]
-        sources = [raw / "imagesTr" / name for name in names]
-        if (raw / "timesTr" / f"{case_id}.json").is_file():  # the case's own acquisition times
-            sources.append(raw / "timesTr" / f"{case_id}.json")
+        names = [phase_file_name(case_id, phase) for phase in plans.input_phases]
+        sources = [raw / IMAGES_TR / name for name in names]
+        times = raw / TIMES_TR / sidecar_name(case_id)
+        if times.is_file():  # the case's own acquisition times
+            sources.append(times)
         for source in sources:
             if not (inputs / source.name).is_file():
                 copy_atomic(source, inputs / source.name)  # a killed copy leaves no half file
@@ -92,7 +95,7 @@ def run_demo(out_dir: Path, config: DemoConfig | None = None, log=print) -> dict
 
     log("[6/6] evaluating against the real delayed phases")
     report = out_dir / "report"
-    summary = evaluate_folders(out_dir / "predictions", raw / "imagesTr", report, labels=raw / "labelsTr",
+    summary = evaluate_folders(out_dir / "predictions", raw / IMAGES_TR, report, labels=raw / LABELS_TR,
                                progress=False, regression=regression)  # prints the verdict line and the table
     log(f"\nverdict: {summary['verdict']}")
     log(f"figures: {report / 'montage.png'}, {report / 'kinetic_curves'}/, {figures[0]}, {figures[1]}")

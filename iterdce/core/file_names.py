@@ -1,0 +1,69 @@
+"""The names of the files iterdce reads and writes, each rule spelled once.
+
+- a phase image: ``<case>_<pppp>.nii.gz`` (or ``.nii``), the case id, an underscore and a 4-digit phase index,
+  as in nnU-Net's ``<case>_<channel>`` rule; raw datasets, prediction inputs and outputs all use it;
+- a per-case file: ``<case>.nii.gz`` (lesion or breast mask), ``<case>.json`` (timing sidecar, preprocessed
+  properties), ``<case>.npz`` (preprocessed arrays), ``<case>_kinetics.nii.gz`` (the kinetic map);
+- a checkpoint: ``checkpoint_<kind>.pth`` with kind ``latest``, ``best`` or ``final``.
+
+Folder names (folds, model folders, dataset subfolders) are in :mod:`iterdce.core.folder_names`.
+"""
+from __future__ import annotations
+
+import re
+
+NIFTI_ENDING = ".nii.gz"  # what iterdce writes
+NIFTI_ENDINGS = (".nii.gz", ".nii")  # what it reads
+PHASE_FILE = re.compile(r"^(?P<case>.+)_(?P<phase>\d{4})(?P<ending>\.nii\.gz|\.nii)$")
+NIFTI_FILE = re.compile(r"^(?P<case>.+?)(?P<ending>\.nii\.gz|\.nii)$")
+
+KINETIC_MAP_SUFFIX = "_kinetics.nii.gz"
+SIDECAR_SUFFIX = ".json"
+ARCHIVE_SUFFIX = ".npz"
+
+
+
+def phase_file_name(case_id: str, phase: int, ending: str = NIFTI_ENDING) -> str:
+    """``<case>_<pppp><ending>``: ``case_001``, 3 -> ``case_001_0003.nii.gz`` (``ending=""``: the bare stem;
+    ``case_id="*"``: a glob for that phase of every case)."""
+    return f"{case_id}_{phase:04d}{ending}"
+
+
+def split_phase_name(name: str) -> tuple[str, int, str] | None:
+    """``case_0003.nii.gz`` -> (``case``, 3, ``.nii.gz``); None if the name does not fit."""
+    match = PHASE_FILE.match(name)
+    if not match:
+        return None
+    return match["case"], int(match["phase"]), match["ending"]
+
+
+def case_file_name(case_id: str, ending: str = NIFTI_ENDING) -> str:
+    """``<case><ending>``: one file per case (a lesion or breast mask, a 4D image)."""
+    return f"{case_id}{ending}"
+
+
+def sidecar_name(case_id: str) -> str:
+    """``<case>.json``: a case's timing sidecar (raw data, predictions) or its preprocessed properties."""
+    return f"{case_id}{SIDECAR_SUFFIX}"
+
+
+def archive_name(case_id: str) -> str:
+    """``<case>.npz``: a preprocessed case's arrays."""
+    return f"{case_id}{ARCHIVE_SUFFIX}"
+
+
+def kinetic_map_name(case_id: str) -> str:
+    """``<case>_kinetics.nii.gz``: the voxel-wise curve-type map of a prediction."""
+    return f"{case_id}{KINETIC_MAP_SUFFIX}"
+
+
+def checkpoint_name(kind: str) -> str:
+    """``checkpoint_<kind>.pth`` for ``latest``, ``best``, ``final`` (what ``--checkpoint`` names)."""
+    return f"checkpoint_{kind}.pth"
+
+
+CHECKPOINT_LATEST = checkpoint_name("latest")  # every epoch, for --continue
+CHECKPOINT_BEST = checkpoint_name("best")  # the best validation loss so far
+CHECKPOINT_FINAL = checkpoint_name("final")  # the end of training; what prediction loads by default
+CHECKPOINT_GLOB = checkpoint_name("*")
+CHECKPOINT_KINDS = ("final", "best", "latest")  # what prediction may load
