@@ -46,8 +46,8 @@ def scores(summary: dict) -> dict:
 def case_scales(predictor: IterativePredictor, inputs: Path) -> dict[str, float]:
     """Each case's TI-norm standard deviation (raw units per normalized unit), from its own input phases."""
     cases, _ = discover_inputs(inputs, predictor.input_phases)
-    return {case_id: float(prepare_case(files, predictor.case_times(files), predictor.plans).properties["ti_norm"]
-                           ["std"]) for case_id, files in cases.items()}
+    return {case_id: prepare_case(files, predictor.case_times(files), predictor.plans).properties.ti_norm.std
+            for case_id, files in cases.items()}
 
 
 def voxel_errors(folder: Path, reference: Path | None, truth: Path, scales: dict[str, float]) -> dict:

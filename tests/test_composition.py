@@ -27,6 +27,7 @@ from iterdce.inference.composition import (
 from iterdce.inference.inputs import load_input_case
 from iterdce.network.config import ModelConfig
 from iterdce.network.synthesizer import build_synthesizer
+from iterdce.preprocessing.case_properties import CaseProperties
 from iterdce.preprocessing.normalization import TINormStats, apply_ti_norm, undo_ti_norm
 from iterdce.preprocessing.orientation import reorient
 from iterdce.preprocessing.plans_io import save_plans
@@ -114,10 +115,10 @@ def test_an_untrained_model_with_a_prior_reproduces_the_regression_at_native_res
     assert predictor.composition.mode == "prior"
     predictor.predict_folder(tmp_path / "in", tmp_path / "out")
     files = CaseFiles("case_k", {p: tmp_path / "in" / f"case_k_{p:04d}.nii.gz" for p in (0, 1)})
-    stats = preprocess_input(load_input_case(files, [0, 1], np.asarray(TIMES)), predictor.plans).properties["ti_norm"]
+    stats = preprocess_input(load_input_case(files, [0, 1], np.asarray(TIMES)), predictor.plans).properties.ti_norm
     regression = KineticRegression(DEGREE, TIME_DEGREE, np.asarray(fit.coefficients), fit.low, fit.high)
-    normalized = (phases - stats["mean"]) / stats["std"]
-    want = regression.predict(normalized, TIMES[:2], TIMES[2:]) * stats["std"] + stats["mean"]
+    normalized = (phases - stats.mean) / stats.std
+    want = regression.predict(normalized, TIMES[:2], TIMES[2:]) * stats.std + stats.mean
     inside = np.any(phases != 0, axis=0)  # the crop box: outside it every input is 0 and so is the output
     scale = float(np.ptp(phases[1]))
     for index, phase in enumerate((2, 3, 4, 5)):
@@ -126,13 +127,23 @@ def test_an_untrained_model_with_a_prior_reproduces_the_regression_at_native_res
         assert float(np.abs(want[index] - phases[1]).max()) > 0.01 * scale  # the prior really changes the phase
 
 
+def case_properties(transform, cropped_shape, plan_shape) -> CaseProperties:
+    """The preprocessing record of a case with TI-norm mean 100 and std 10, cropped to nothing, on a 2 mm plan."""
+    eye = tuple(tuple(float(i == j) for j in range(4)) for i in range(4))
+    return CaseProperties(
+        case="k", original_shape=tuple(cropped_shape), original_affine=eye, qform_code=1, sform_code=1,
+        orientation_transform=tuple(tuple(float(v) for v in row) for row in transform), canonical_shape=cropped_shape,
+        canonical_affine=eye, canonical_spacing=(1.0, 1.0, 1.0), crop_box=tuple((0, n) for n in cropped_shape),
+        cropped_shape=cropped_shape, target_spacing=(2.0, 2.0, 2.0), resampled_shape=plan_shape,
+        ti_norm=TINormStats(100.0, 10.0, 1), ti_norm_mask="foreground", phase_times_s=(0.0, 60.0, 120.0, 180.0),
+        has_lesion_labels=False)
+
+
 def test_native_phases_adds_the_plan_grid_change_to_the_base():
     """By hand: a change of +2 (normalized) everywhere on the plan grid is +2 std on every native voxel."""
     rng = np.random.default_rng(0)
     native = rng.normal(100.0, 10.0, (2, 12, 10, 6)).astype(np.float32)
-    properties = {"orientation_transform": [[0, 1], [1, 1], [2, 1]], "crop_box": [[0, 12], [0, 10], [0, 6]],
-                  "cropped_shape": [12, 10, 6], "target_spacing": [2.0, 2.0, 2.0],
-                  "ti_norm": {"mean": 100.0, "std": 10.0, "reference_phase": 1}}
+    properties = case_properties(((0, 1), (1, 1), (2, 1)), (12, 10, 6), (6, 5, 3))
     plan_inputs = resample_phases((native - 100.0) / 10.0, [1.0, 1.0, 1.0], (6, 5, 3))
     synthesized = plan_inputs[-1:] + 2.0
     out = native_phases(np.repeat(synthesized, 3, axis=0), plan_inputs, native, [0, 60, 120, 180, 240], properties,
@@ -195,9 +206,7 @@ def test_a_zero_change_returns_either_base_bit_for_bit(mode):
     rng = np.random.default_rng(2)
     native = rng.normal(100.0, 10.0, (2, 12, 10, 6)).astype(np.float32)
     transform = np.array([[1, -1], [0, 1], [2, 1]])  # axes 0 and 1 swapped, one flipped: canonical 10 x 12 x 6
-    properties = {"orientation_transform": transform.tolist(), "crop_box": [[0, 10], [0, 12], [0, 6]],
-                  "cropped_shape": [10, 12, 6], "target_spacing": [2.0, 2.0, 2.0],
-                  "ti_norm": {"mean": 100.0, "std": 10.0, "reference_phase": 1}}
+    properties = case_properties(transform.tolist(), (10, 12, 6), (5, 6, 3))
     composition = Composition(mode, (prior_fit(3),))
     times = [0, 60, 120, 180]
     canonical = reorient(native, transform)

@@ -15,6 +15,7 @@ from iterdce.dataset.nifti_io import Geometry, read_image
 from iterdce.dataset.verify import InvalidDatasetError
 from iterdce.preprocessing import pipeline
 from iterdce.preprocessing.case_io import normalization_mask, to_canonical_case
+from iterdce.preprocessing.case_properties import CaseProperties
 from iterdce.preprocessing.normalization import NormalizationError, apply_ti_norm, ti_norm_stats, undo_ti_norm
 from iterdce.preprocessing.orientation import inverse_transform, reorient, to_canonical
 from iterdce.preprocessing.plans_io import load_plans
@@ -156,8 +157,8 @@ def test_restore_inverts_preprocessing_exactly_at_the_plan_spacing() -> None:
     assert canonical.spacing == pytest.approx((0.7, 0.8, 3.0), abs=1e-6)
     result = preprocess_canonical(canonical, canonical.spacing, reference_phase=1, mask_kind="foreground")
     props = result.properties
-    assert props["cropped_shape"] == [21, 20, 8] and props["resampled_shape"] == props["cropped_shape"]
-    assert props["original_shape"] == [10, 24, 20] and props["original_affine"] == affine.tolist()
+    assert props.cropped_shape == (21, 20, 8) and props.resampled_shape == props.cropped_shape
+    assert props.original_shape == (10, 24, 20) and props.to_dict()["original_affine"] == affine.tolist()
     assert result.data.shape == (4, 21, 20, 8) and result.data.dtype == np.float32
     assert result.lesion.sum() == lesion.sum() and result.mask.dtype == bool
     reference = result.data[1][result.mask].astype(np.float64)
@@ -177,7 +178,7 @@ def test_restore_after_resampling_keeps_shape_and_intensities(spacing, target) -
     canonical = to_canonical_case(make_case(image, affine), "foreground")
     result = preprocess_canonical(canonical, target, reference_phase=1, mask_kind="foreground")
     expected = [round(n * s / t) for n, s, t in zip(shape, spacing, target)]
-    assert list(result.data.shape[1:]) == expected == result.properties["resampled_shape"]
+    assert list(result.data.shape[1:]) == expected == list(result.properties.resampled_shape)
     restored = restore_phases(result.data, result.properties)
     assert restored.shape == image.shape
     error = np.abs(restored - image) / (image.max() - image.min())
@@ -235,7 +236,7 @@ def test_pipeline_writes_fingerprint_plan_cases_and_folds(tmp_path: Path) -> Non
         assert abs(reference.mean()) < 1e-5 and abs(reference.std() - 1.0) < 1e-5
         assert sidecar["plan_key"] == pipeline.plan_key(plans) and sidecar["ti_norm"]["mask"] == "foreground"
         raw = np.stack([read_image(dataset / "imagesTr" / f"{case}_{p:04d}.nii.gz")[0] for p in range(4)])
-        np.testing.assert_allclose(restore_phases(data, sidecar), raw, atol=1e-4 * raw.std())
+        np.testing.assert_allclose(restore_phases(data, CaseProperties.from_dict(sidecar)), raw, atol=1e-4 * raw.std())
     splits = json.loads((out / "splits_final.json").read_text())
     assert len(splits) == 5
     vals = [set(fold["val"]) for fold in splits]

@@ -28,6 +28,7 @@ from iterdce.inference.composition import Composition, native_phases
 from iterdce.inference.export import write_kinetic_map, write_phases, write_times
 from iterdce.inference.inputs import load_input_case
 from iterdce.preprocessing.case_io import to_canonical_case
+from iterdce.preprocessing.case_properties import CaseProperties
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.preprocessor import PreprocessedCase, preprocess_canonical
 
@@ -69,7 +70,7 @@ class PreparedCase:
     case_id: str
     data: np.ndarray  # TI-normalized input phases [n_in, x, y, z] in plan space
     times_s: np.ndarray
-    properties: dict
+    properties: CaseProperties
     geometry: Geometry
     image: np.ndarray  # the input phases as read, for the kinetic map
     mask: np.ndarray  # the TI-norm mask (body foreground of the inputs) on the plan grid

@@ -32,8 +32,9 @@ from torch import nn
 
 from iterdce.core.errors import UsageError
 from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, later_phases
+from iterdce.preprocessing.case_properties import CaseProperties
 from iterdce.preprocessing.cropping import crop
-from iterdce.preprocessing.normalization import TINormStats, apply_ti_norm, undo_ti_norm
+from iterdce.preprocessing.normalization import apply_ti_norm, undo_ti_norm
 from iterdce.preprocessing.orientation import inverse_transform, reorient, reorient_view
 from iterdce.preprocessing.preprocessor import restore_phases
 from iterdce.preprocessing.resampling import resample_phases
@@ -140,7 +141,7 @@ def resolve_composition(mode: str, priors: tuple[PriorFit, ...], guard: bool = T
 
 
 def native_phases(synthesized: np.ndarray, plan_inputs: np.ndarray, inputs: np.ndarray,
-                  times_s: Sequence[float] | np.ndarray, properties: dict, composition: Composition,
+                  times_s: Sequence[float] | np.ndarray, properties: CaseProperties, composition: Composition,
                   kept: float = 1.0) -> np.ndarray:
     """Synthesized target phases on the case's own grid, in its intensity scale.
 
@@ -156,13 +157,13 @@ def native_phases(synthesized: np.ndarray, plan_inputs: np.ndarray, inputs: np.n
     if composition.mode == "plan":
         restored = restore_phases(synthesized, properties)
         return restored if kept >= 1.0 else _towards_last(restored, inputs[-1], kept)
-    transform = np.asarray(properties["orientation_transform"])
-    stats = TINormStats(**{k: properties["ti_norm"][k] for k in ("mean", "std", "reference_phase")})
-    box = properties["crop_box"]
+    transform = np.asarray(properties.orientation_transform)
+    stats = properties.ti_norm
+    box = [list(b) for b in properties.crop_box]
     canonical = reorient_view(inputs, transform)
     cropped = crop(canonical, box)
     change = synthesized - composition.base(plan_inputs, times_s)
-    change = resample_phases(change, properties["target_spacing"], tuple(properties["cropped_shape"]))
+    change = resample_phases(change, properties.target_spacing, properties.cropped_shape)
     change *= np.float32(stats.std)
     full = np.repeat(canonical[-1:].astype(np.float32), change.shape[0], axis=0)  # outside the box: all inputs 0
     inside = crop(full, box)

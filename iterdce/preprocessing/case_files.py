@@ -19,6 +19,7 @@ from iterdce.core.errors import CorruptFileError, IterdceError, listing
 from iterdce.core.file_names import archive_name, sidecar_name
 from iterdce.core.folder_names import PLANS_DATA_SUFFIX
 from iterdce.core.json_io import read_json
+from iterdce.preprocessing.case_properties import CaseSidecar
 
 NPZ_KEYS = ("data", "lesion", "mask")
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -65,22 +66,22 @@ def case_problem(folder: Path, case_id: str, checksum: bool = False) -> str | No
     if not archive.is_file():
         return f"{archive}: missing"
     try:
-        properties = read_json(sidecar, expect=dict)
+        record = read_sidecar(folder, case_id)
     except IterdceError as exc:
         return str(exc)
     size = archive.stat().st_size
-    if "npz_size" in properties and size != properties["npz_size"]:
-        return f"{archive}: {size} bytes, but {sidecar.name} records {properties['npz_size']} (truncated or altered)"
+    if record.npz_size is not None and size != record.npz_size:
+        return f"{archive}: {size} bytes, but {sidecar.name} records {record.npz_size} (truncated or altered)"
     try:
         headers = _array_headers(archive)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         return f"{archive}: not a readable .npz archive ({type(exc).__name__}: {exc})"
     if any(k not in headers for k in NPZ_KEYS) or headers["data"][1] != np.float32:
         return f"{archive}: does not hold float32 'data', 'lesion' and 'mask' arrays"
-    spatial = tuple(properties.get("resampled_shape", ()))
+    spatial = record.properties.resampled_shape
     if headers["data"][0][1:] != spatial or any(headers[k][0] != spatial for k in ("lesion", "mask")):
         return f"{archive}: array shapes differ from resampled_shape {list(spatial)} in {sidecar.name}"
-    if checksum and "npz_sha256" in properties and npz_digest(archive)["npz_sha256"] != properties["npz_sha256"]:
+    if checksum and record.npz_sha256 is not None and npz_digest(archive)["npz_sha256"] != record.npz_sha256:
         return f"{archive}: checksum differs from the one in {sidecar.name} (altered after it was written)"
     return None
 
@@ -103,16 +104,25 @@ def verify_cases(folder: Path, case_ids: list[str], progress: bool = True) -> No
                                + f"\n{regenerate_hint(folder)}", folder)
 
 
-def read_case_arrays(folder: Path, case_id: str) -> tuple[dict[str, np.ndarray], dict]:
-    """The arrays and properties of a case; the archive's bytes are checked against the sidecar's checksum."""
+def read_sidecar(folder: Path, case_id: str) -> CaseSidecar:
+    """The typed ``<case>.json`` of a preprocessed case; CorruptFileError names the file and the bad key."""
+    path = folder / sidecar_name(case_id)
+    try:
+        return CaseSidecar.from_dict(read_json(path, expect=dict))
+    except ValueError as exc:
+        raise CorruptFileError(f"{path}: {exc}; {regenerate_hint(folder)}", path) from exc
+
+
+def read_case_arrays(folder: Path, case_id: str) -> tuple[dict[str, np.ndarray], CaseSidecar]:
+    """The arrays and sidecar of a case; the archive's bytes are checked against the sidecar's checksum."""
     sidecar, archive = folder / sidecar_name(case_id), folder / archive_name(case_id)
-    properties = read_json(sidecar, expect=dict)
+    record = read_sidecar(folder, case_id)
     try:
         raw = archive.read_bytes()
     except OSError as exc:
         raise CorruptFileError(f"{archive}: cannot be read ({exc.strerror or exc}); {regenerate_hint(folder)}",
                                archive) from exc
-    expected = properties.get("npz_sha256")
+    expected = record.npz_sha256
     if expected is not None and hashlib.sha256(raw).hexdigest() != expected:
         raise CorruptFileError(f"{archive}: checksum differs from {sidecar.name} (truncated or altered); "
                                f"{regenerate_hint(folder)}", archive)
@@ -122,7 +132,7 @@ def read_case_arrays(folder: Path, case_id: str) -> tuple[dict[str, np.ndarray],
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise CorruptFileError(f"{archive}: not a readable .npz archive ({type(exc).__name__}); "
                                f"{regenerate_hint(folder)}", archive) from exc
-    return arrays, properties
+    return arrays, record
 
 
 @dataclass
@@ -141,9 +151,9 @@ class CaseArrays:
 
 def load_preprocessed(folder: Path, case_id: str) -> CaseArrays:
     """Read ``<case>.npz`` and its sidecar (no pickles; the archive's checksum is verified)."""
-    arrays, properties = read_case_arrays(Path(folder), case_id)
+    arrays, record = read_case_arrays(Path(folder), case_id)
     data, lesion, mask = arrays["data"], arrays["lesion"], arrays["mask"]
-    times = properties["phase_times_s"]
+    times = record.properties.phase_times_s
     fill = data.reshape(data.shape[0], -1).min(axis=1)
     seg = np.stack([(lesion > 0).astype(np.float32), mask.astype(np.float32)])
     return CaseArrays(data, lesion, mask, np.asarray(times, np.float32), np.argwhere(lesion > 0), fill, seg)

@@ -22,8 +22,9 @@ from iterdce.core.parallel import map_with_progress
 from iterdce.dataset.layout import CaseFiles, discover_cases
 from iterdce.dataset.schema import load_dataset_json
 from iterdce.dataset.verify import require_valid_dataset
-from iterdce.preprocessing.case_files import case_problem, save_npz
+from iterdce.preprocessing.case_files import case_problem, read_sidecar, save_npz
 from iterdce.preprocessing.case_io import load_canonical
+from iterdce.preprocessing.case_properties import CaseSidecar
 from iterdce.preprocessing.fingerprint import FINGERPRINT_FILE, compute_fingerprint, protocols_found, write_fingerprint
 from iterdce.preprocessing.normalization import NormalizationError
 from iterdce.preprocessing.plan_schema import Plans
@@ -64,8 +65,8 @@ def case_is_done(out_dir: Path, case_id: str, key: str) -> bool:
     """
     if case_problem(out_dir, case_id) is not None:
         return False
-    properties = read_json(out_dir / sidecar_name(case_id), expect=dict)
-    return properties.get("plan_key") == key and "npz_sha256" in properties
+    sidecar = read_sidecar(out_dir, case_id)
+    return sidecar.plan_key == key and sidecar.npz_sha256 is not None
 
 
 @dataclass(frozen=True)
@@ -91,14 +92,15 @@ def run_preprocess_job(job: PreprocessJob) -> str:
         raise NormalizationError(f"case {case_id} ({files}): {exc}") from exc
     del canonical
 
-    digest: dict[str, object] = {}
+    digest: dict[str, Any] = {}
 
     def save(tmp: Path) -> None:
         digest.update(save_npz(tmp, {"data": result.data, "lesion": result.lesion,
                                      "mask": result.mask.astype(np.uint8)}))
 
     write_atomic(job.out_dir / archive_name(case_id), save)
-    write_json_atomic(job.out_dir / sidecar_name(case_id), {**result.properties, "plan_key": job.key, **digest})
+    sidecar = CaseSidecar(result.properties, job.key, digest["npz_size"], digest["npz_sha256"])
+    write_json_atomic(job.out_dir / sidecar_name(case_id), sidecar.to_dict())
     return case_id
 
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from iterdce.preprocessing.case_io import CanonicalCase
+from iterdce.preprocessing.case_properties import CaseProperties
 from iterdce.preprocessing.cropping import crop, nonzero_box, paste
-from iterdce.preprocessing.normalization import TINormStats, apply_ti_norm, ti_norm_stats, undo_ti_norm
+from iterdce.preprocessing.normalization import apply_ti_norm, ti_norm_stats, undo_ti_norm
 from iterdce.preprocessing.orientation import inverse_transform, reorient
 from iterdce.preprocessing.resampling import resample_mask, resample_phases, shape_for_spacing
 
@@ -24,7 +25,7 @@ class PreprocessedCase:
     data: np.ndarray
     lesion: np.ndarray
     mask: np.ndarray
-    properties: dict
+    properties: CaseProperties
 
 
 def preprocess_canonical(canonical: CanonicalCase, target_spacing: Sequence[float], reference_phase: int,
@@ -39,7 +40,7 @@ def preprocess_canonical(canonical: CanonicalCase, target_spacing: Sequence[floa
     data = resample_phases(apply_ti_norm(cropped, stats), canonical.spacing, new_shape)
     lesion = np.zeros(cropped.shape[1:], np.int16) if canonical.lesion is None else crop(canonical.lesion, box)
     case = canonical.case
-    properties = {
+    properties = CaseProperties.from_dict({
         "case": case.case_id,
         "original_shape": [int(s) for s in case.image.shape[1:]],
         "original_affine": case.geometry.affine.tolist(),
@@ -56,21 +57,22 @@ def preprocess_canonical(canonical: CanonicalCase, target_spacing: Sequence[floa
         "ti_norm": {**stats.to_dict(), "mask": mask_kind},
         "phase_times_s": [float(t) for t in case.times_s],
         "has_lesion_labels": canonical.lesion is not None,
-    }
+    })
     return PreprocessedCase(data=data, lesion=resample_mask(lesion.astype(np.int16), new_shape),
                             mask=resample_mask(mask.astype(np.uint8), new_shape).astype(bool),
                             properties=properties)
 
 
-def restore_phases(normalized: np.ndarray, properties: dict, background: float | None = 0.0) -> np.ndarray:
+def restore_phases(normalized: np.ndarray, properties: CaseProperties, background: float | None = 0.0
+                   ) -> np.ndarray:
     """Undo resampling, TI-norm, cropping and reorientation for phases [P, x, y, z] in plan space.
 
     Voxels outside the crop box get ``background`` (the raw images were zero there).
     """
-    cropped_shape = tuple(properties["cropped_shape"])
-    resampled_spacing = properties["target_spacing"]
+    cropped_shape = properties.cropped_shape
+    resampled_spacing = properties.target_spacing
     phases = resample_phases(normalized, resampled_spacing, cropped_shape)
-    stats = TINormStats(**{k: properties["ti_norm"][k] for k in ("mean", "std", "reference_phase")})
+    stats = properties.ti_norm
     phases = undo_ti_norm(phases, stats)
-    full = paste(phases, properties["crop_box"], tuple(properties["canonical_shape"]), fill=background or 0.0)
-    return reorient(full, inverse_transform(np.asarray(properties["orientation_transform"])))
+    full = paste(phases, [list(b) for b in properties.crop_box], properties.canonical_shape, fill=background or 0.0)
+    return reorient(full, inverse_transform(np.asarray(properties.orientation_transform)))

@@ -18,7 +18,6 @@ from tqdm import tqdm
 
 from iterdce.core.atomic import remove_stale_temporaries, write_json_atomic
 from iterdce.core.errors import IterdceError
-from iterdce.core.file_names import sidecar_name
 from iterdce.core.folder_names import FOLD_GLOB, VALIDATION_FOLDER, fold_folder, validation_folder
 from iterdce.core.json_io import read_json
 from iterdce.dataset.case import DCECase, load_case
@@ -30,7 +29,7 @@ from iterdce.evaluation.report import summarize, summary_table, write_report
 from iterdce.inference.export import write_phases
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings
 from iterdce.inference.provenance import description
-from iterdce.preprocessing.case_files import load_preprocessed
+from iterdce.preprocessing.case_files import load_preprocessed, read_sidecar
 from iterdce.preprocessing.preprocessor import restore_phases
 from iterdce.regression.fit import ensure_fold_regression
 
@@ -106,16 +105,16 @@ def _plan_grid_case(predictor: IterativePredictor, data_dir: Path, case_id: str,
     """A preprocessed case synthesized and scored on the plan grid (no raw dataset at hand)."""
     n_in = len(predictor.input_phases)
     case = load_preprocessed(data_dir, case_id)
-    properties = read_json(data_dir / sidecar_name(case_id), expect=dict)
+    properties = read_sidecar(data_dir, case_id).properties
     synthesized = predictor.synthesize_normalized(case.data[:n_in], case.times_s)
     mask = scoring.mask(case.data[:n_in], case.mask if scoring.region == "breast" else None)
     real_n, synth_n, stats = scoring.normalize(case.data, synthesized, mask)
-    plan_stats = properties["ti_norm"]  # plan units -> the scanner's scale, which curve typing needs
-    native_scale = (plan_stats["mean"] + stats.mean * plan_stats["std"], stats.std * plan_stats["std"])
+    plan_stats = properties.ti_norm  # plan units -> the scanner's scale, which curve typing needs
+    native_scale = (plan_stats.mean + stats.mean * plan_stats.std, stats.std * plan_stats.std)
     evaluation = evaluate_case(case_id, synth_n, real_n, case.times_s, mask, case.lesion, native_scale,
                                regression=regression)
-    geometry = Geometry(tuple(properties["original_shape"]), np.asarray(properties["original_affine"]),
-                        properties["qform_code"], properties["sform_code"])
+    geometry = Geometry(properties.original_shape, np.asarray(properties.original_affine), properties.qform_code,
+                        properties.sform_code)
     return evaluation, restore_phases(synthesized, properties), geometry, case.times_s
 
 
