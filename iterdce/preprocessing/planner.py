@@ -14,7 +14,7 @@ import numpy as np
 
 from iterdce.core.errors import DataError, UsageError
 from iterdce.dataset.schema import DatasetSchemaError
-from iterdce.losses.synthesis import DEFAULT_LOSS_WEIGHTS
+from iterdce.losses.registry import default_loss_weights
 from iterdce.preprocessing.plan_schema import (
     PLANS_VERSION,
     AugmentationPlan,
@@ -203,7 +203,7 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
             use_convlstm=True,
             kinetic_prior=bool(settings.get("kinetic_prior", False)),
         ),
-        loss_weights={**DEFAULT_LOSS_WEIGHTS, **settings.get("loss_weights", {})},
+        loss_weights={**default_loss_weights(), **settings.get("loss_weights", {})},
         perceptual=PerceptualPlan(med3d_weights),
         optimizer=dataclasses.replace(OptimizerPlan(), **settings.get("optimizer", {})),
         training=TrainingPlan(**settings["training"]),

@@ -1,7 +1,7 @@
 """Planner presets: the knobs that differ between a full GPU plan and a CPU-sized one.
 
 Optimizer, augmentation and loss-weight defaults are shared by every preset; they live in plan_schema.py
-(``OptimizerPlan``, ``AugmentationPlan``) and training/losses.py (``DEFAULT_LOSS_WEIGHTS``). A preset may
+(``OptimizerPlan``, ``AugmentationPlan``) and iterdce/losses (each loss term's default weight). A preset may
 override some of them under "loss_weights" and "optimizer".
 """
 from __future__ import annotations
