@@ -85,15 +85,17 @@ def register_loss_term(name: str, default_weight: float, needs: tuple[Need, ...]
     return register
 
 
-def loss_terms() -> tuple[LossTerm, ...]:
-    """Every registered term in evaluation order (the user's modules of ITERDCE_EXTENSIONS loaded first)."""
-    load_extensions()
+def loss_terms(with_extensions: bool = True) -> tuple[LossTerm, ...]:
+    """Every registered term in evaluation order; the user's modules (ITERDCE_EXTENSIONS) are imported first unless
+    ``with_extensions`` is False (then: the terms registered so far, e.g. the built-in ones at import time)."""
+    if with_extensions:
+        load_extensions()
     return tuple(_TERMS.values())
 
 
-def default_loss_weights() -> dict[str, float]:
+def default_loss_weights(with_extensions: bool = True) -> dict[str, float]:
     """Each registered term's default weight (what the planner writes into a new plan)."""
-    return {term.name: term.default_weight for term in loss_terms()}
+    return {term.name: term.default_weight for term in loss_terms(with_extensions)}
 
 
 def loss_weight_problems(weights: Any) -> list[str]:

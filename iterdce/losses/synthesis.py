@@ -23,8 +23,8 @@ from iterdce.network.med3d import Med3DFeatures
 __all__ = ["DEFAULT_LOSS_WEIGHTS", "MED3D_ENV", "SynthesisLoss", "gradient_difference_loss", "perceptual_distance",
            "resolve_med3d_path", "ssim3d"]
 
-# the built-in terms' default weights (the paper's loss; default_loss_weights() adds terms registered later)
-DEFAULT_LOSS_WEIGHTS = default_loss_weights()
+# the built-in terms' default weights (the paper's loss; default_loss_weights() adds the user's terms)
+DEFAULT_LOSS_WEIGHTS = default_loss_weights(with_extensions=False)
 MED3D_ENV = "ITERDCE_MED3D_WEIGHTS"
 
 
