@@ -21,16 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from iterdce.core import ssim
 from iterdce.losses import synthesis as losses
 
 if TYPE_CHECKING:
     from iterdce.preprocessing.plan_schema import Plans
 
-MATMUL_FILTER = losses._gaussian_filter
+MATMUL_FILTER = ssim.gaussian_filter
 
 
-def conv_filter(x: Tensor, kernels: list[Tensor]) -> Tensor:
-    """The earlier implementation: one grouped 1D convolution per axis."""
+def conv_filter(x: Tensor, kernels: list[Tensor], boundary: ssim.Boundary = "valid") -> Tensor:
+    """The earlier implementation: one grouped 1D convolution per axis (the loss's "valid" boundary only)."""
     channels = x.shape[1]
     for axis, k in enumerate(kernels):
         shape = [1, 1, 1]
@@ -39,7 +40,8 @@ def conv_filter(x: Tensor, kernels: list[Tensor]) -> Tensor:
     return x
 
 
-FILTERS: dict[str, Callable[[Tensor, list[Tensor]], Tensor]] = {"matmul": MATMUL_FILTER, "conv": conv_filter}
+Filter = Callable[[Tensor, list[Tensor], ssim.Boundary], Tensor]
+FILTERS: dict[str, Filter] = {"matmul": MATMUL_FILTER, "conv": conv_filter}
 
 
 def timed(run: Callable[[], object], repeats: int) -> float:
@@ -56,7 +58,7 @@ def loss_ab(rounds: int, repeats: int) -> dict[str, float]:
     mask = (torch.rand(x.shape, generator=generator) > 0.3).float()
     values, grads = {}, {}
     for name, fn in FILTERS.items():
-        losses._gaussian_filter = fn
+        ssim.gaussian_filter = fn
         value = losses.ssim3d(x, y, 10.0, mask=mask)
         values[name], grads[name] = value.detach(), torch.autograd.grad(value, x)[0]
     result = {"ssim_difference": float((values["matmul"] - values["conv"]).abs()),
@@ -65,9 +67,9 @@ def loss_ab(rounds: int, repeats: int) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in FILTERS}
     for _ in range(rounds):
         for name, fn in FILTERS.items():
-            losses._gaussian_filter = fn
+            ssim.gaussian_filter = fn
             times[name].append(timed(lambda: losses.ssim3d(x, y, 10.0, mask=mask).backward(), repeats))
-    losses._gaussian_filter = MATMUL_FILTER
+    ssim.gaussian_filter = MATMUL_FILTER
     result.update({f"ssim_fwd_bwd_ms_{name}": 1000 * statistics.median(t) for name, t in times.items()})
     return result
 
@@ -98,12 +100,12 @@ def _step_ab(plans: Plans, preprocessed: Path, scratch: Path, rounds: int, repea
     times: dict[str, list[float]] = {name: [] for name in FILTERS}
     for _ in range(rounds):
         for name, fn in FILTERS.items():
-            losses._gaussian_filter = fn
+            ssim.gaussian_filter = fn
             start = time.perf_counter()
             for batch in batches:
                 trainer.train_step(trainer.model, batch)
             times[name].append((time.perf_counter() - start) / len(batches))
-    losses._gaussian_filter = MATMUL_FILTER
+    ssim.gaussian_filter = MATMUL_FILTER
     return {"precision": trainer.precision, **{f"step_s_{name}": statistics.median(t) for name, t in times.items()}}
 
 

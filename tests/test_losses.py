@@ -117,8 +117,9 @@ def test_masked_l1() -> None:
 
 
 def test_loss_weights_validated() -> None:
-    with pytest.raises(ValueError, match="missing keys \\['gradient_difference'\\]"):
-        SynthesisLoss({"l1": 1.0, "ssim": 1.0, "perceptual": 0.0}, data_range=1.0)
+    with pytest.raises(ValueError, match="loss_weights.l2: unknown loss term"):
+        SynthesisLoss({"l1": 1.0, "l2": 1.0}, data_range=1.0)
+    assert SynthesisLoss({"l1": 1.0}, data_range=1.0).weights == DEFAULT_LOSS_WEIGHTS | {"l1": 1.0}  # defaults
     with pytest.raises(ValueError, match="non-negative"):
         SynthesisLoss({**DEFAULT_LOSS_WEIGHTS, "l1": -1.0}, data_range=1.0)
     with pytest.raises(ValueError, match="data_range"):
@@ -200,12 +201,12 @@ def test_separable_filter_is_the_grouped_convolution() -> None:
     """The banded-matrix Gaussian filter of the SSIM loss computes what grouped 1D convolutions compute (the
     earlier implementation, kept in benchmarks/bench_ssim.py for its A/B)."""
     from benchmarks.bench_ssim import conv_filter
-    from iterdce.losses.synthesis import _gaussian_1d, _gaussian_filter
+    from iterdce.core.ssim import gaussian_filter, gaussian_kernel
 
     x = torch.randn(2, 3, 13, 11, 7, generator=torch.Generator().manual_seed(4), requires_grad=True)
-    kernels = [_gaussian_1d(w, 1.5, x.device) for w in (11, 9, 7)]
+    kernels = [gaussian_kernel(w, 1.5, x.device) for w in (11, 9, 7)]
     reference = conv_filter(x, kernels)
-    filtered = _gaussian_filter(x, kernels)
+    filtered = gaussian_filter(x, kernels, "valid")
     assert filtered.shape == reference.shape == (2, 3, 3, 3, 1)
     assert torch.allclose(filtered, reference, atol=1e-6)
     weights = torch.randn(reference.shape, generator=torch.Generator().manual_seed(5))

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from iterdce.losses.synthesis import DEFAULT_LOSS_WEIGHTS
 from iterdce.preprocessing.fingerprint import compute_fingerprint, protocols_found
 from iterdce.preprocessing.planner import plan_experiment, plan_summary
 from iterdce.preprocessing.plans_io import Plans, PlansError, as_plans, load_plans, save_plans
@@ -216,11 +217,14 @@ def test_plan_round_trips_and_broken_plans_are_rejected_naming_the_file(tmp_path
     assert "time_embedding_dim must be a positive even integer, got 7" in broken(
         lambda p: p["network"].update(time_embedding_dim=7))
     assert "pool_per_stage has 1 entries" in broken(lambda p: p["network"].update(pool_per_stage=[[2, 2, 2]]))
-    assert "loss_weights.ssim missing (default 1.0)" in broken(lambda p: p["loss_weights"].pop("ssim"))
     assert "unknown key training.warmup_epoch" in broken(lambda p: p["training"].update(warmup_epoch=3))
     assert "unknown key network.in_channels" in broken(lambda p: p["network"].update(in_channels=2))
-    assert "unknown loss term" in broken(lambda p: p["loss_weights"].update(l2=1.0))
+    assert "loss_weights.l2: unknown loss term" in broken(lambda p: p["loss_weights"].update(l2=1.0))
+    assert "loss_weights.l1 must be a non-negative number" in broken(lambda p: p["loss_weights"].update(l1=-1.0))
     assert "optimizer.betas" in broken(lambda p: p["optimizer"].update(betas=[0.9]))
+    without_ssim = json.loads(json.dumps(plans))
+    del without_ssim["loss_weights"]["ssim"]  # a term a plan leaves out gets its default weight
+    assert as_plans(without_ssim).loss_weights == plans["loss_weights"] | {"ssim": DEFAULT_LOSS_WEIGHTS["ssim"]}
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(PlansError, match="bad.json: not valid JSON"):
         load_plans(tmp_path / "bad.json")

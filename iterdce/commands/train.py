@@ -32,7 +32,7 @@ from iterdce.inference.predictor import PredictionSettings
 from iterdce.training.allocator import keep_freed_memory
 from iterdce.training.distributed import init_distributed, shutdown
 from iterdce.training.run_config import DEFAULT_SEED, TrainingSetup
-from iterdce.training.variants import TRAINERS, run_stages
+from iterdce.training.variants import run_stages, trainer_names
 from iterdce.workflow.cross_validation import validate_fold
 
 
@@ -41,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("fold", type=parse_fold, help="cross-validation fold (0-4 with 5 folds), or 'all' "
                         "(train on every case)")
     add_dataset_argument(parser)
-    parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", choices=list(TRAINERS),
-                        help="trainer (default RecursiveTrainer: warm-up, then recursion)")
+    parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", choices=trainer_names(),
+                        help="trainer (default RecursiveTrainer: warm-up, then recursion; one of your own: a Trainer "
+                        "subclass in a .py file named in ITERDCE_EXTENSIONS)")
     add_plans_argument(parser)
     parser.add_argument("--epochs", type=positive_int, help="epochs per stage (default: the plan's)")
     parser.add_argument("--iterations-per-epoch", type=positive_int, help="iterations per epoch (default: the plan's)")

@@ -8,9 +8,9 @@ documentation/evaluation.md.
 from __future__ import annotations
 
 import numpy as np
-from skimage.metrics import structural_similarity
+import torch
 
-from iterdce.core.ssim import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW
+from iterdce.core.ssim import ssim_map
 
 
 def _prepare(
@@ -68,8 +68,9 @@ def ssim3d_numpy(
 ) -> float:
     """3D SSIM (Gaussian window 11, sigma 1.5, population covariance) averaged over the mask.
 
-    The SSIM map is computed on the whole volume (reflect padding at the borders, no edge crop) and
-    its mean is taken inside the mask; R as in psnr. An empty mask gives NaN.
+    The SSIM map is computed on the whole volume (reflect padding at the borders, no edge crop: iterdce.core.ssim's
+    ``"reflect"`` boundary, scikit-image's ``structural_similarity`` to ~1e-14) and its mean is taken inside the
+    mask; R as in psnr. An empty mask gives NaN.
     """
     pred, ref, inside = _prepare(pred, ref, mask)
     if ref.ndim != 3:
@@ -77,21 +78,9 @@ def ssim3d_numpy(
     if not inside.any():
         return float("nan")
     rng = _data_range(ref, inside, data_range)
-    smallest = min(ref.shape)
-    win_size = min(SSIM_WINDOW, smallest if smallest % 2 == 1 else smallest - 1)
-    _, ssim_map = structural_similarity(
-        pred,
-        ref,
-        data_range=rng,
-        gaussian_weights=True,
-        sigma=SSIM_SIGMA,
-        use_sample_covariance=False,
-        win_size=win_size,
-        K1=SSIM_K1,
-        K2=SSIM_K2,
-        full=True,
-    )
-    return float(np.mean(ssim_map[inside]))
+    with torch.no_grad():
+        local = ssim_map(torch.from_numpy(pred)[None, None], torch.from_numpy(ref)[None, None], rng, "reflect")
+    return float(np.mean(local[0, 0].numpy()[inside]))
 
 
 def mae(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None) -> float:

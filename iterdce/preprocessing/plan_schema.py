@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from iterdce.core.errors import IterdceError
-from iterdce.losses.synthesis import DEFAULT_LOSS_WEIGHTS, LOSS_TERMS
+from iterdce.losses.registry import loss_weight_problems, with_default_weights
 from iterdce.network.config import NetworkConfig, input_channels
 
 PLANS_VERSION = 4
@@ -246,11 +246,7 @@ class Plans:
         low_high = self.intensity_range
         if len(low_high) != 2 or not low_high[1] > low_high[0]:
             found.append(f"intensity_range must be [low, high] with high > low, got {list(low_high)}")
-        found += [f"loss_weights.{k} missing (default {DEFAULT_LOSS_WEIGHTS[k]})"
-                  for k in LOSS_TERMS if k not in self.loss_weights]
-        found += [f"loss_weights.{k}: unknown loss term (known: {', '.join(LOSS_TERMS)})"
-                  for k in self.loss_weights if k not in LOSS_TERMS]
-        found += [f"loss_weights.{k} must be >= 0" for k, w in self.loss_weights.items() if w < 0]
+        found += loss_weight_problems(self.loss_weights)
         for section in (self.normalization, self.network, self.optimizer, self.training, self.augmentation):
             found += section.problems()
         return found
@@ -261,6 +257,8 @@ class Plans:
         problems: list[str] = []
         plans = _build(cls, raw, "", problems)
         if plans is not None and not problems:
+            # a term the plan leaves out gets its default weight (a plan older than the term keeps loading)
+            plans = dataclasses.replace(plans, loss_weights=with_default_weights(plans.loss_weights))
             problems += plans.problems()
         if problems or plans is None:
             raise PlansError("; ".join(problems))

@@ -13,7 +13,7 @@ import numpy as np
 
 from iterdce.core.errors import DataError, UsageError
 from iterdce.dataset.schema import DatasetSchemaError
-from iterdce.losses.synthesis import DEFAULT_LOSS_WEIGHTS
+from iterdce.losses.registry import default_loss_weights
 from iterdce.preprocessing.plan_schema import (
     DEFAULT_REFERENCE_PHASE,
     PLANS_VERSION,
@@ -201,7 +201,7 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
             use_convlstm=True,
             kinetic_prior=settings.kinetic_prior,
         ),
-        loss_weights={**DEFAULT_LOSS_WEIGHTS, **settings.loss_weights},
+        loss_weights={**default_loss_weights(), **settings.loss_weights},
         perceptual=PerceptualPlan(med3d_weights),
         optimizer=settings.optimizer,
         training=settings.training,

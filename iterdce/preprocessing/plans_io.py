@@ -12,7 +12,6 @@ from typing import Any
 from iterdce.core.atomic import write_json_atomic
 from iterdce.core.errors import JSONFileError
 from iterdce.core.json_io import read_json
-from iterdce.losses.synthesis import OPTIONAL_LOSS_TERMS
 from iterdce.preprocessing.plan_schema import PLANS_VERSION, AugmentationPlan, Plans, PlansError
 
 __all__ = ["PLANS_VERSION", "Plans", "PlansError", "as_plans", "load_plans", "migrate_plans", "save_plans"]
@@ -72,7 +71,8 @@ def _version_2_to_3(raw: dict[str, Any]) -> dict[str, Any]:
 
 def _version_1_to_2(raw: dict[str, Any]) -> dict[str, Any]:
     """Version 1 -> 2: the fixed keys go, ``reference_phase`` lives in normalization, and the settings added
-    during version 1 (``training.loss_mask``, optional loss terms) get their defaults.
+    during version 1 (``training.loss_mask``) get their defaults (a loss term left out gets its default weight in
+    any version: ``Plans.from_dict``).
 
     A version-1 value that version 2 cannot express (another optimizer, in_channels != 2) is an error.
     """
@@ -92,9 +92,6 @@ def _version_1_to_2(raw: dict[str, Any]) -> dict[str, Any]:
                          f"{norm['reference_phase']}")
     if isinstance(out.get("training"), dict):
         out["training"].setdefault("loss_mask", "none")
-    if isinstance(out.get("loss_weights"), dict):
-        for term in OPTIONAL_LOSS_TERMS:
-            out["loss_weights"].setdefault(term, 0.0)
     out["version"] = 2
     return out
 

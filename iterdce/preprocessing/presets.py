@@ -1,8 +1,9 @@
 """Planner presets: the knobs that differ between a full GPU plan and a CPU-sized one, as typed ``Preset``s.
 
 Optimizer, augmentation and loss-weight defaults are shared by every preset; they live in plan_schema.py
-(``OptimizerPlan``, ``AugmentationPlan``) and the loss-term registry (iterdce/losses). A preset may override some
-loss weights and the optimizer. A misspelt field fails when this module is imported, not silently later.
+(``OptimizerPlan``, ``AugmentationPlan``) and iterdce/losses (each loss term's default weight). A preset may
+override some loss weights and the optimizer. A misspelt field fails when this module is imported, not silently
+later.
 """
 from __future__ import annotations
 

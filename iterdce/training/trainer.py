@@ -4,7 +4,8 @@ validation, checkpoints, log).
 A stage is described by class attributes (teacher forcing, which epoch budget and learning rate of the plan
 it uses, the stage whose weights it starts from, network overrides) and built through overridable hooks:
 ``build_model``, ``build_loss``, ``build_optimizer``, ``learning_rate`` (the schedule) and ``build_sampler``.
-A variant is one subclass (variants.py); its name, registry entry and output folder come from the class.
+A variant is one subclass (variants.py, or a file of ITERDCE_EXTENSIONS); its name, registry entry and output folder
+come from the class.
 """
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
-"""Baselines and ablations, chosen by name with ``-tr``; each differs from iterU-Net in one respect.
+"""Baselines and ablations, chosen by name with ``-tr``; each differs from iterU-Net in one respect, and the
+lookup of a trainer by name.
 
-A variant is one subclass here: its name, registry entry and output folder come from the class name.
+A variant is one subclass of ``Trainer`` (here, or in a file of one's own named in ITERDCE_EXTENSIONS, or in an
+installed package's ``iterdce.extensions`` entry point: iterdce.core.extensions): its name, registry entry and
+output folder come from the class name, and a variant of ``RecursiveTrainer`` that changes the network gets its
+warm-up stage derived (trainer_recursive.py).
 """
 from __future__ import annotations
 
@@ -8,13 +12,14 @@ from pathlib import Path
 
 from iterdce.core.checkpoint import load_checkpoint
 from iterdce.core.errors import UsageError
+from iterdce.core.extensions import EXTENSIONS_ENV, load_extensions
 from iterdce.preprocessing.case_files import verify_cases
 from iterdce.training.distributed import DistributedContext
 from iterdce.training.run_config import TrainingSetup
 from iterdce.training.trainer import TRAINERS, Trainer
 from iterdce.training.trainer_recursive import RecursiveTrainer, WarmupTrainer
 
-__all__ = ["TRAINERS", "get_trainer", "run_stages", "stages"]
+__all__ = ["TRAINERS", "get_trainer", "run_stages", "stages", "trainer_names"]
 
 
 class NoTeacherWarmupTrainer(WarmupTrainer):
@@ -29,17 +34,14 @@ class NoWarmupTrainer(RecursiveTrainer):
     previous_stage = NoTeacherWarmupTrainer
 
 
-class NoTemporalWarmupTrainer(WarmupTrainer):
-    """Warm-up stage of the no-temporal ablation."""
-
-    network_overrides = {"use_time_embedding": False, "use_convlstm": False}
-
-
 class NoTemporalTrainer(RecursiveTrainer):
-    """Ablation: iterU-Net without time embedding and ConvLSTM (warm-up, then recursion)."""
+    """Ablation: iterU-Net without time embedding and ConvLSTM (warm-up, then recursion; the warm-up stage,
+    NoTemporalWarmupTrainer, is derived)."""
 
     network_overrides = {"use_time_embedding": False, "use_convlstm": False}
-    previous_stage = NoTemporalWarmupTrainer
+
+
+NoTemporalWarmupTrainer = TRAINERS["NoTemporalWarmupTrainer"]  # derived from NoTemporalTrainer
 
 
 class SingleStepTrainer(Trainer):
@@ -50,10 +52,18 @@ class SingleStepTrainer(Trainer):
     epochs_from = ("warmup_epochs", "recursive_epochs")
 
 
+def trainer_names() -> list[str]:
+    """Every trainer's name: the package's and those of the user's modules (ITERDCE_EXTENSIONS)."""
+    load_extensions()
+    return list(TRAINERS)
+
+
 def get_trainer(name: str) -> type[Trainer]:
     """The trainer class called ``name`` (clear error listing the known ones)."""
+    names = trainer_names()
     if name not in TRAINERS:
-        raise UsageError(f"unknown trainer {name!r}; choose one of {', '.join(TRAINERS)}")
+        raise UsageError(f"unknown trainer {name!r}; choose one of {', '.join(names)} (a trainer of your own: a "
+                         f"Trainer subclass in a file named in {EXTENSIONS_ENV})")
     return TRAINERS[name]
 
 
