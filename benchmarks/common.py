@@ -71,3 +71,20 @@ def toy_plan(plans: dict[str, Any], features: Sequence[int] = (4, 8)) -> dict[st
     plans["patch_size"] = list(TOY_PATCH)
     plans["batch_size"] = TOY_BATCH
     return plans
+
+
+def synthetic_sidecar(case_id: str, shape: Sequence[int], times_s: Sequence[float]) -> dict[str, Any]:
+    """The ``<case>.json`` of a hand-made preprocessed case of ``shape`` (identity geometry, TI-norm 0/1, no
+    crop), for fixtures that write ``<case>.npz`` themselves."""
+    from iterdce.preprocessing.case_properties import CaseProperties, CaseSidecar
+    from iterdce.preprocessing.normalization import TINormStats
+
+    eye = tuple(tuple(float(i == j) for j in range(4)) for i in range(4))
+    grid = tuple(int(s) for s in shape)
+    properties = CaseProperties(
+        case=case_id, original_shape=grid, original_affine=eye, qform_code=1, sform_code=1,
+        orientation_transform=((0.0, 1.0), (1.0, 1.0), (2.0, 1.0)), canonical_shape=grid, canonical_affine=eye,
+        canonical_spacing=(1.0, 1.0, 1.0), crop_box=tuple((0, n) for n in grid), cropped_shape=grid,
+        target_spacing=(1.0, 1.0, 1.0), resampled_shape=grid, ti_norm=TINormStats(0.0, 1.0, 1),
+        ti_norm_mask="foreground", phase_times_s=tuple(float(t) for t in times_s), has_lesion_labels=True)
+    return CaseSidecar(properties).to_dict()

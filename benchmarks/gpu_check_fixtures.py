@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import synchronize, toy_plan
+from benchmarks.common import synchronize, synthetic_sidecar, toy_plan
 from iterdce.core.file_names import CHECKPOINT_FINAL, archive_name
 
 DATASET = "Dataset999_GpuCheck"
@@ -76,7 +76,7 @@ def prepare_dataset(ctx: Context, plans: dict, n_cases: int = 3) -> Path:
         lesion = np.zeros(shape, np.uint8)
         lesion[tuple(slice(s // 3, s // 3 + max(2, s // 4)) for s in shape)] = 1
         np.savez(folder / archive_name(case), data=data, lesion=lesion, mask=np.ones(shape, np.uint8))
-        (folder / f"{case}.json").write_text(json.dumps({"phase_times_s": TIMES_S}))
+        (folder / f"{case}.json").write_text(json.dumps(synthetic_sidecar(case, shape, TIMES_S)))
     splits = root / "splits_final.json"
     if not splits.is_file():  # written once: DDP ranks read it while they start
         splits.write_text(json.dumps([{"train": cases[:-1], "val": cases[-1:]}]))

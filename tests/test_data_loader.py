@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.common import synthetic_sidecar
 from iterdce.preprocessing.plan_schema import AugmentationPlan
 from iterdce.training.augmentation import build_transforms, center_crop, extraction_size
 from iterdce.training.data_loader import (
@@ -40,7 +41,7 @@ def write_case(folder: Path, case_id: str, seed: int, with_lesion: bool) -> None
     mask = np.ones(SHAPE, np.uint8)
     folder.mkdir(parents=True, exist_ok=True)
     np.savez(folder / f"{case_id}.npz", data=data, lesion=lesion, mask=mask)
-    (folder / f"{case_id}.json").write_text(json.dumps({"phase_times_s": TIMES}))
+    (folder / f"{case_id}.json").write_text(json.dumps(synthetic_sidecar(case_id, SHAPE, TIMES)))
 
 
 @pytest.fixture(scope="session")
