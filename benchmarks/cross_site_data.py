@@ -137,10 +137,11 @@ def adopt_plan(plans: Plans, dataset_out: Path) -> Plans:
     dataset name and the range of trained target times become this dataset's (the planner's rule on its
     fingerprint), so a model trained on it is exported with the times it saw. Written back to plans.json."""
     from iterdce.preprocessing.fingerprint import FINGERPRINT_FILE
+    from iterdce.preprocessing.fingerprint_schema import DatasetFingerprint
     from iterdce.preprocessing.planner import choose_protocol
     from iterdce.preprocessing.plans_io import save_plans
 
-    fingerprint = json.loads((dataset_out / FINGERPRINT_FILE).read_text())
+    fingerprint = DatasetFingerprint.from_dict(json.loads((dataset_out / FINGERPRINT_FILE).read_text()))
     protocol = choose_protocol(fingerprint, len(plans.input_phases))
     adopted = plans.replace(dataset=dataset_out.name, trained_target_times_s=protocol.trained_target_times_s)
     if adopted != plans:

@@ -18,6 +18,12 @@ import torch
 
 from benchmarks.common import synchronize, synthetic_sidecar, toy_plan
 from iterdce.core.file_names import CHECKPOINT_FINAL, archive_name
+from iterdce.preprocessing.fingerprint_schema import (
+    CaseFingerprint,
+    DatasetFingerprint,
+    PhaseStatistics,
+    ProtocolSummary,
+)
 
 DATASET = "Dataset999_GpuCheck"
 TIMES_S = [0.0, 85.0, 155.0, 225.0, 295.0, 365.0]
@@ -42,11 +48,14 @@ class Context:
         return self.device.type == "cuda"
 
 
-def fingerprint(shape: list[int], spacing: list[float]) -> dict:
+def fingerprint(shape: list[int], spacing: list[float]) -> DatasetFingerprint:
     """A one-case fingerprint with the paper's protocol: enough for ``plan_experiment``."""
-    phases = [{"mean": 100.0, "std": 20.0, "percentile_00_5": 0.0, "percentile_99_5": 300.0} for _ in TIMES_S]
-    return {"dataset": DATASET, "num_phases": len(TIMES_S), "input_phases": [0, 1], "mask_kind": "foreground",
-            "cases": [{"spacing": spacing, "shape_after_crop": shape, "phase_times_s": TIMES_S, "phases": phases}]}
+    times = tuple(float(t) for t in TIMES_S)
+    phases = tuple(PhaseStatistics(100.0, 20.0, 100.0, 0.0, 300.0) for _ in times)
+    case = CaseFingerprint("case_000", tuple(spacing), tuple(shape), tuple(shape), times, phases, 1, True, 1, 1.0,
+                           None, None)
+    return DatasetFingerprint(DATASET, "flat", len(times), times, (ProtocolSummary(len(times), 1, times, times),),
+                              (0, 1), None, "foreground", False, "RAS", (case,))
 
 
 def make_plan(preset: str, dry_run: bool) -> dict:

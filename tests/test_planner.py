@@ -1,6 +1,7 @@
 """Planner decisions on hand-made fingerprints, the memory estimate, and the plans.json schema check."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from iterdce.losses.synthesis import DEFAULT_LOSS_WEIGHTS
 from iterdce.preprocessing.fingerprint import compute_fingerprint, protocols_found
+from iterdce.preprocessing.fingerprint_schema import DatasetFingerprint
 from iterdce.preprocessing.planner import plan_experiment, plan_summary
 from iterdce.preprocessing.plans_io import Plans, PlansError, as_plans, load_plans, save_plans
 from iterdce.preprocessing.topology import estimate_memory_gb, plan_topology
@@ -25,7 +27,7 @@ def plan_json(*args, **kwargs) -> dict:
 
 
 def fingerprint(spacings: Sequence[Sequence[float]], shapes: Sequence[Sequence[int]], n_phases: int = 6,
-                reference_phase: int | None = None, input_phases: Sequence[int] = (0, 1)) -> dict:
+                reference_phase: int | None = None, input_phases: Sequence[int] = (0, 1)) -> DatasetFingerprint:
     """A fingerprint in the format of ``compute_fingerprint``, one case per (spacing, shape)."""
     times = TIMES[:n_phases]
     cases = []
@@ -39,21 +41,25 @@ def fingerprint(spacings: Sequence[Sequence[float]], shapes: Sequence[Sequence[i
             "lesion_volume_ml": 1.5, "lesion_relative_enhancement": [0.0] + [1.0] * (n_phases - 1),
             "breast_relative_enhancement": [0.0] + [0.2] * (n_phases - 1),
         })
-    return {"dataset": "Dataset001_Hand", "layout": "flat", "num_phases": n_phases, "phase_times_s": times,
-            "input_phases": list(input_phases), "reference_phase": reference_phase, "mask_kind": "foreground",
-            "has_breast_masks": True, "orientation": "RAS (cases reoriented to the closest canonical voxel order)",
-            "cases": cases, "protocols": protocols_found(cases)}
+    hand = DatasetFingerprint.from_dict({
+        "dataset": "Dataset001_Hand", "layout": "flat", "num_phases": n_phases, "phase_times_s": times,
+        "input_phases": list(input_phases), "reference_phase": reference_phase, "mask_kind": "foreground",
+        "has_breast_masks": True, "orientation": "RAS (cases reoriented to the closest canonical voxel order)",
+        "cases": cases, "protocols": []})
+    return dataclasses.replace(hand, protocols=protocols_found(hand.cases))
 
 
 def test_hand_made_fingerprint_has_the_computed_format(tmp_path: Path) -> None:
     dataset = make_raw_dataset(tmp_path / "raw", n_cases=2, shape=(16, 16, 8))
     computed = compute_fingerprint(dataset, num_processes=1, progress=False)
-    hand = fingerprint([(1, 1, 1)], [(16, 16, 8)], n_phases=4)
-    assert set(hand) == set(computed)
-    assert computed["protocols"] == [{"num_phases": 4, "cases": 2, "times_min_s": computed["phase_times_s"],
-                                      "times_max_s": computed["phase_times_s"]}]
-    assert set(hand["cases"][0]) == set(computed["cases"][0])
-    assert set(hand["cases"][0]["phases"][0]) == set(computed["cases"][0]["phases"][0])
+    hand = fingerprint([(1, 1, 1)], [(16, 16, 8)], n_phases=4).to_dict()
+    assert DatasetFingerprint.from_dict(computed.to_dict()) == computed  # the file's JSON form reads back
+    computed_json = computed.to_dict()
+    assert set(hand) == set(computed_json)
+    assert computed_json["protocols"] == [{"num_phases": 4, "cases": 2, "times_min_s": computed_json["phase_times_s"],
+                                           "times_max_s": computed_json["phase_times_s"]}]
+    assert set(hand["cases"][0]) == set(computed_json["cases"][0])
+    assert set(hand["cases"][0]["phases"][0]) == set(computed_json["cases"][0]["phases"][0])
     plans = plan_json(computed, preset="tiny")
     assert as_plans(plans).to_dict() == plans  # valid: the checks of a plan read from disk pass
 
@@ -172,7 +178,7 @@ def test_unknown_preset_and_empty_fingerprint_are_errors() -> None:
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         plan_json(fp, preset="huge")
     with pytest.raises(ValueError, match="no cases"):
-        plan_json({**fp, "cases": []})
+        plan_json(dataclasses.replace(fp, cases=()))
 
 
 def test_tiny_preset_is_smaller_than_default() -> None:
@@ -276,20 +282,20 @@ def test_version_2_plans_are_migrated_when_read(tmp_path: Path) -> None:
 def test_mixed_protocols_are_planned_as_times() -> None:
     """Cases of 4, 5 and 6 phases: the default protocol is dataset.json's, the longest case sets max_phases
     and the trained range covers every case's targets."""
-    fp = fingerprint([(1.0, 1.0, 1.0)] * 3, [(40, 36, 20)] * 3)
+    fp = fingerprint([(1.0, 1.0, 1.0)] * 3, [(40, 36, 20)] * 3).to_dict()
     fp["cases"][1]["phase_times_s"] = [0.0, 90.0, 190.0, 290.0]
     fp["cases"][2]["phase_times_s"] = [0.0, 75.0, 155.0, 235.0, 315.0]
     for case in fp["cases"][1:]:
         n = len(case["phase_times_s"])
         case["phases"] = case["phases"][:n]
-    plans = plan_json(fp)
+    plans = plan_json(DatasetFingerprint.from_dict(fp))
     assert plans["input_times_s"] == TIMES[:2] and plans["target_times_s"] == TIMES[2:6]
     assert plans["max_phases"] == 6 and plans["trained_target_times_s"] == [155.0, 365.0]
     fp["cases"][0]["phase_times_s"] = [0.0, 85.0, 400.0, 450.0, 500.0, 600.0]
-    assert plan_json(fp)["trained_target_times_s"] == [155.0, 600.0]
+    assert plan_json(DatasetFingerprint.from_dict(fp))["trained_target_times_s"] == [155.0, 600.0]
     fp["cases"][1]["phase_times_s"] = [0.0, 90.0]
     with pytest.raises(ValueError, match="case_001 have no phase after the 2 input phases"):
-        plan_json(fp)
+        plan_json(DatasetFingerprint.from_dict(fp))
 
 
 def test_version_1_plans_are_migrated_when_read(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ Every file is written atomically; finished cases are skipped on a rerun, so an i
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -25,7 +26,8 @@ from iterdce.dataset.verify import require_valid_dataset
 from iterdce.preprocessing.case_files import case_problem, read_sidecar, save_npz
 from iterdce.preprocessing.case_io import load_canonical
 from iterdce.preprocessing.case_properties import CaseSidecar
-from iterdce.preprocessing.fingerprint import FINGERPRINT_FILE, compute_fingerprint, protocols_found, write_fingerprint
+from iterdce.preprocessing.fingerprint import FINGERPRINT_FILE, compute_fingerprint, write_fingerprint
+from iterdce.preprocessing.fingerprint_schema import DatasetFingerprint
 from iterdce.preprocessing.normalization import NormalizationError
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.planner import plan_experiment, plan_summary
@@ -113,19 +115,19 @@ def copy_if_changed(source_dir: Path, out_dir: Path, names: tuple[str, ...]) -> 
 
 
 def fingerprint_for(dataset_dir: Path, out_dir: Path, cases: dict[str, CaseFiles], num_processes: int,
-                    progress: bool) -> dict:
+                    progress: bool) -> DatasetFingerprint:
     """Reuse the written fingerprint when the raw files are unchanged, else compute and write it."""
     signature = source_signature(cases, dataset_dir)
     path = out_dir / FINGERPRINT_FILE
     if path.is_file():
         try:
-            existing = read_json(path, expect=dict)
-            if existing.get("source_signature") == signature:
+            existing = DatasetFingerprint.from_dict(read_json(path, expect=dict))
+            if existing.source_signature == signature:
                 return existing
-        except JSONFileError:
+        except (JSONFileError, ValueError):
             pass  # written anew below
-    fingerprint = compute_fingerprint(dataset_dir, num_processes, progress)
-    fingerprint["source_signature"] = signature
+    fingerprint = dataclasses.replace(compute_fingerprint(dataset_dir, num_processes, progress),
+                                      source_signature=signature)
     write_fingerprint(fingerprint, out_dir)
     return fingerprint
 
@@ -175,7 +177,7 @@ def plan_and_preprocess(dataset_dir: Path, preprocessed_root: Path, num_processe
                           plans.normalization.mask, plans.input_phases, data_dir, key)
             for files in todo]
     map_with_progress(run_preprocess_job, jobs, num_processes, desc="preprocess", progress=progress)
-    presence = {c["case"]: c["lesion_count"] > 0 for c in fingerprint["cases"]}
+    presence = {c.case: c.lesion_count > 0 for c in fingerprint.cases}
     strata = case_strata(sorted(cases), dataset_dir / "cases.csv", presence)
     splits = load_or_create_splits(out_dir, strata)
     split_cases = {c for fold in splits for c in fold["val"]}
@@ -183,10 +185,9 @@ def plan_and_preprocess(dataset_dir: Path, preprocessed_root: Path, num_processe
         log(f"warning: {out_dir / SPLITS_FILE} was written for other cases ({len(split_cases)} in the folds, "
             f"{len(cases)} in the dataset); delete it to split anew")
     log(plan_summary(plans))
-    protocols = protocols_found(fingerprint["cases"])
-    log("  protocols         " + "; ".join(f"{p['num_phases']} phases: {p['cases']} case(s), last at "
-                                           f"{p['times_min_s'][-1]:.0f}-{p['times_max_s'][-1]:.0f} s"
-                                           for p in protocols))
+    log("  protocols         " + "; ".join(f"{p.num_phases} phases: {p.cases} case(s), last at "
+                                           f"{p.times_min_s[-1]:.0f}-{p.times_max_s[-1]:.0f} s"
+                                           for p in fingerprint.protocols))
     log(f"  folds             {len(splits)} (validation sizes {[len(s['val']) for s in splits]})")
     log(f"  written to        {out_dir}")
     return plans

@@ -8,13 +8,11 @@ fails when it is read, before any training. The defaults of the settings the pla
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
+from iterdce.core.dataclass_json import build_dataclass, to_json
 from iterdce.core.errors import IterdceError
 from iterdce.losses.registry import loss_weight_problems, with_default_weights
 from iterdce.network.config import NetworkConfig, input_channels
@@ -65,7 +63,7 @@ class NetworkPlan:
 
     def problems(self) -> list[str]:
         """The network's own checks (``NetworkConfig``), on the U-Net this section builds."""
-        section = {k: v for k, v in _to_json(self).items() if k != "kinetic_prior"}
+        section = {k: v for k, v in to_json(self).items() if k != "kinetic_prior"}
         try:
             NetworkConfig.from_dict({**section, "in_channels": input_channels(self.kinetic_prior)})
         except ValueError as exc:
@@ -74,7 +72,7 @@ class NetworkPlan:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict (lists, not tuples): the form stored in checkpoints' model config."""
-        return _to_json(self)
+        return to_json(self)
 
 
 @dataclass(frozen=True)
@@ -255,7 +253,7 @@ class Plans:
     def from_dict(cls, raw: Any) -> Plans:
         """Build and check a plan from its JSON form; PlansError lists every problem by dotted key."""
         problems: list[str] = []
-        plans = _build(cls, raw, "", problems)
+        plans = build_dataclass(cls, raw, "", problems, "the plan")
         if plans is not None and not problems:
             # a term the plan leaves out gets its default weight (a plan older than the term keeps loading)
             plans = dataclasses.replace(plans, loss_weights=with_default_weights(plans.loss_weights))
@@ -266,7 +264,7 @@ class Plans:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (what plans.json holds)."""
-        return _to_json(self)
+        return to_json(self)
 
     def replace(self, **changes: Any) -> Plans:
         """A copy with top-level fields or, with ``section={...}``, some keys of a section changed; checked."""
@@ -275,71 +273,5 @@ class Plans:
             if isinstance(value, Mapping) and isinstance(raw.get(key), dict):
                 raw[key] = {**raw[key], **value}
             else:
-                raw[key] = _to_json(value)
+                raw[key] = to_json(value)
         return Plans.from_dict(raw)
-
-
-def _to_json(value: Any) -> Any:
-    """Dataclasses, tuples and mappings as plain JSON types."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_json(v) for v in value]
-    return value
-
-
-def _type_name(hint: Any) -> str:
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
-
-
-def _convert(hint: Any, value: Any, key: str, problems: list[str]) -> Any:
-    """``value`` converted to the field type ``hint``; a mismatch adds a problem and returns None."""
-    origin = typing.get_origin(hint)
-    if origin in (Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        return _convert(next(a for a in options if a is not type(None)), value, key, problems)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key + ".", problems)
-    if origin is tuple:
-        if not isinstance(value, list):
-            problems.append(f"{key} must be a list, got {value!r}")
-            return None
-        item = typing.get_args(hint)[0]
-        items = [_convert(item, v, f"{key}[{i}]", problems) for i, v in enumerate(value)]
-        return tuple(items)
-    if origin is dict:
-        if not isinstance(value, dict):
-            problems.append(f"{key} must be an object, got {value!r}")
-            return None
-        item = typing.get_args(hint)[1]
-        return {str(k): _convert(item, v, f"{key}.{k}", problems) for k, v in value.items()}
-    ok = {
-        bool: isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
-        str: isinstance(value, str),
-    }[hint]
-    if not ok:
-        problems.append(f"{key} must be {_type_name(hint)}, got {value!r}")
-        return None
-    return hint(value)
-
-
-def _build(cls: Any, raw: Any, prefix: str, problems: list[str]) -> Any:
-    """One dataclass from a JSON object: every field required, no key unknown."""
-    if not isinstance(raw, dict):
-        problems.append(f"{prefix.rstrip('.') or 'the plan'} must be an object, got {type(raw).__name__}")
-        return None
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    count = len(problems)
-    problems += [f"missing key {prefix}{n}" for n in names if n not in raw]
-    problems += [f"unknown key {prefix}{k}" for k in raw if k not in names]
-    values = {n: _convert(hints[n], raw[n], prefix + n, problems) for n in names if n in raw}
-    if len(problems) > count:
-        return None
-    return cls(**values)

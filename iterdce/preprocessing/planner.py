@@ -14,6 +14,7 @@ import numpy as np
 from iterdce.core.errors import DataError, UsageError
 from iterdce.dataset.schema import DatasetSchemaError
 from iterdce.losses.registry import default_loss_weights
+from iterdce.preprocessing.fingerprint_schema import DatasetFingerprint
 from iterdce.preprocessing.plan_schema import (
     DEFAULT_REFERENCE_PHASE,
     PLANS_VERSION,
@@ -93,14 +94,14 @@ def choose_batch_size(patch: Sequence[int], topology: Topology, recursion_steps:
     return batch
 
 
-def intensity_range(fingerprint: dict, reference_phase: int) -> list[float]:
+def intensity_range(fingerprint: DatasetFingerprint, reference_phase: int) -> list[float]:
     """Range of TI-normalized intensities (0.5 / 99.5 percentiles over all cases and phases)."""
     lows, highs = [], []
-    for case in fingerprint["cases"]:
-        ref = case["phases"][reference_phase]
-        std = max(ref["std"], 1e-8)
-        lows += [(p["percentile_00_5"] - ref["mean"]) / std for p in case["phases"]]
-        highs += [(p["percentile_99_5"] - ref["mean"]) / std for p in case["phases"]]
+    for case in fingerprint.cases:
+        ref = case.phases[reference_phase]
+        std = max(ref.std, 1e-8)
+        lows += [(p.percentile_00_5 - ref.mean) / std for p in case.phases]
+        highs += [(p.percentile_99_5 - ref.mean) / std for p in case.phases]
     return [float(min(lows)), float(max(highs))]
 
 
@@ -115,24 +116,24 @@ class ProtocolChoice:
     trained_target_times_s: tuple[float, float]
 
 
-def choose_protocol(fingerprint: dict, n_inputs: int) -> ProtocolChoice:
+def choose_protocol(fingerprint: DatasetFingerprint, n_inputs: int) -> ProtocolChoice:
     """Default protocol: the median times of the cases with dataset.json's phase count (dataset.json's own times
     when no case has it); targets are every phase after the inputs, as times. Cases of other protocols only
     widen ``max_phases`` and the trained range of target times."""
-    cases = fingerprint["cases"]
-    default = [float(t) for t in fingerprint.get("phase_times_s") or cases[0]["phase_times_s"]]
-    same = [c["phase_times_s"] for c in cases if len(c["phase_times_s"]) == len(default)]
+    cases = fingerprint.cases
+    default = [float(t) for t in fingerprint.phase_times_s or cases[0].phase_times_s]
+    same = [c.phase_times_s for c in cases if len(c.phase_times_s) == len(default)]
     times = [float(t) for t in np.median(np.array(same, dtype=float), axis=0)] if same else default
-    too_short = [c["case"] for c in cases if len(c["phase_times_s"]) <= n_inputs]
+    too_short = [c.case for c in cases if len(c.phase_times_s) <= n_inputs]
     if too_short or len(times) <= n_inputs:
-        raise DataError(f"{fingerprint.get('dataset')}: case(s) {', '.join(too_short) or 'of the default protocol'} "
+        raise DataError(f"{fingerprint.dataset}: case(s) {', '.join(too_short) or 'of the default protocol'} "
                         f"have no phase after the {n_inputs} input phases")
-    targets = [t for c in cases for t in c["phase_times_s"][n_inputs:]]
+    targets = [t for c in cases for t in c.phase_times_s[n_inputs:]]
     return ProtocolChoice(tuple(times[:n_inputs]), tuple(times[n_inputs:]),
-                          max(len(c["phase_times_s"]) for c in cases), (float(min(targets)), float(max(targets))))
+                          max(len(c.phase_times_s) for c in cases), (float(min(targets)), float(max(targets))))
 
 
-def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: float = 8.0,
+def plan_experiment(fingerprint: DatasetFingerprint, preset: str = "default", gpu_memory_gb: float = 8.0,
                     plans_name: str = "plans", med3d_weights: str | None = None) -> Plans:
     """Every decision of the plan, checked as a plan read from disk is.
 
@@ -146,22 +147,22 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
     if preset not in PRESETS:
         raise UsageError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     settings = PRESETS[preset]
-    cases = fingerprint["cases"]
+    cases = fingerprint.cases
     if not cases:
         raise DataError("the fingerprint holds no cases")
-    spacings = np.array([c["spacing"] for c in cases], dtype=float)
-    cropped = np.array([c["shape_after_crop"] for c in cases], dtype=float)
+    spacings = np.array([c.spacing for c in cases], dtype=float)
+    cropped = np.array([c.shape_after_crop for c in cases], dtype=float)
     spacing = plan_spacing(spacings, cropped)
     if settings.min_spacing_mm is not None:  # a CPU-sized plan resamples coarser so a small patch sees more anatomy
         spacing = [round(max(s, m), 6) for s, m in zip(spacing, settings.min_spacing_mm)]
     resampled = cropped * spacings / np.array(spacing)
     median_shape = np.median(resampled, axis=0)
-    input_phases = list(fingerprint.get("input_phases") or [0, 1])
-    reference = fingerprint.get("reference_phase")
+    input_phases = list(fingerprint.input_phases or (0, 1))
+    reference = fingerprint.reference_phase
     rule = "dataset.json reference_phase" if reference is not None else REFERENCE_RULE
     reference = DEFAULT_REFERENCE_PHASE if reference is None else int(reference)
     if reference not in input_phases:
-        raise DatasetSchemaError(f"dataset.json of {fingerprint.get('dataset')}: reference phase {reference} must "
+        raise DatasetSchemaError(f"dataset.json of {fingerprint.dataset}: reference phase {reference} must "
                                  f"be an input phase {input_phases}: at prediction time only the input phases exist")
     protocol = choose_protocol(fingerprint, len(input_phases))
     # network calls per sample: one per step from phase 1 to the longest case's last phase (the warm-up steps
@@ -175,7 +176,7 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
     plans = Plans(
         version=PLANS_VERSION,
         plans_name=plans_name,
-        dataset=fingerprint["dataset"],
+        dataset=fingerprint.dataset,
         preset=preset,
         orientation="RAS",
         spacing=tuple(spacing),
@@ -185,7 +186,7 @@ def plan_experiment(fingerprint: dict, preset: str = "default", gpu_memory_gb: f
         target_times_s=protocol.target_times_s,
         max_phases=protocol.max_phases,
         trained_target_times_s=protocol.trained_target_times_s,
-        normalization=NormalizationPlan("ti_norm", reference, fingerprint["mask_kind"], rule),
+        normalization=NormalizationPlan("ti_norm", reference, fingerprint.mask_kind, rule),
         intensity_range=tuple(intensity_range(fingerprint, reference)),
         patch_size=tuple(patch),
         batch_size=batch,
