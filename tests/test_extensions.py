@@ -14,6 +14,7 @@ from iterdce.core import extensions
 from iterdce.core.checkpoint import load_checkpoint
 from iterdce.losses import registry
 from iterdce.losses.synthesis import DEFAULT_LOSS_WEIGHTS, SynthesisLoss
+from iterdce.network.config import ModelConfig
 from iterdce.network.synthesizer import build_synthesizer
 from iterdce.preprocessing.plans_io import PlansError, as_plans, load_plans
 from iterdce.pretrained import PRETRAINED_MODELS, pretrained_checkpoint, pretrained_model_folder
@@ -105,4 +106,4 @@ def test_shipped_models_load_with_their_loss(name: str):
     low, high = plans.intensity_range
     assert SynthesisLoss(plans.loss_weights, high - low).weights == raw["loss_weights"]
     payload = load_checkpoint(pretrained_checkpoint(name))
-    build_synthesizer(payload["model_config"]).load_state_dict(payload["network_state"])
+    build_synthesizer(ModelConfig.from_dict(payload["model_config"])).load_state_dict(payload["network_state"])
