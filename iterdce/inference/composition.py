@@ -20,7 +20,8 @@ The out-of-distribution guard: a model with a kinetic prior knows the range of e
 pre-contrast intensity (TI-normalized) its training cases covered (the prior's clip limits, the 0.5-99.5th
 percentiles of every training case). A case with more of its body outside that range than any training case
 is one the model never saw; there its synthesized phases are moved towards the native last input, fully so
-beyond ``OOD_FULL`` (copying the last input cannot be worse than a model guessing outside its data).
+beyond ``OOD_FULL``. That is the safe answer where the later phases change little (measured: site F), not where
+they change much (site D; documentation/prediction_internals.md gives both).
 """
 from __future__ import annotations
 
