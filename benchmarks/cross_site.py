@@ -79,9 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compose", default=DEFAULT_COMPOSE, choices=COMPOSE_MODES,
                         help="how the held-out site's phases reach its grid (iterdce_predict --compose); other than "
                              "auto, it is added to each evaluated model's name")
-    parser.add_argument("--no-ood-guard", dest="ood_guard", action="store_false",
-                        help="keep the network's whole change on out-of-distribution cases (iterdce_predict "
-                             "--no-ood-guard); added to each evaluated model's name")
+    parser.add_argument("--ood-guard", dest="ood_guard", action="store_true",
+                        help="move out-of-distribution cases towards their last input (iterdce_predict "
+                             "--ood-guard); added to each evaluated model's name")
     parser.add_argument("--input-phases", type=int, default=2,
                         help="how many first phases are the model's inputs (default 2: pre-contrast and the first "
                              "post-contrast phase; 3 adds the second post-contrast phase); use a fresh --workdir")
@@ -205,7 +205,7 @@ def evaluation_jobs(study: Study) -> list[dict]:
     """--evaluate-models: one job per exported <variant>_seed<k>.pth, named with the composition and guard."""
     args = study.args
     composed = ("" if args.compose == DEFAULT_COMPOSE else f"_compose_{args.compose}") + \
-        ("" if args.ood_guard else "_no_guard")
+        ("_ood_guard" if args.ood_guard else "")
     return [{**study.common, "variant": path.stem.rsplit("_seed", 1)[0] + composed,
              "seed": int(path.stem.rsplit("_seed", 1)[1]), "model_file": str(path),
              "results": str(args.workdir / "results" / f"eval_{path.stem}{composed}")}

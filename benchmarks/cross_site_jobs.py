@@ -77,7 +77,7 @@ def evaluate_model(model_folder: Path, job: dict, train_s: float, start: float) 
                                                                     progress=False, tta=job.get("tta", False),
                                                                     precision=job.get("precision", "auto"),
                                                                     compose=job.get("compose", DEFAULT_COMPOSE),
-                                                                    ood_guard=job.get("ood_guard", True)))
+                                                                    ood_guard=job.get("ood_guard", False)))
     pred_dir = results / "test_predictions"
     predictor.predict_folder(Path(job["test_inputs"]), pred_dir)
     test_dir = Path(job["test_dir"])

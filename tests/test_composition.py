@@ -183,19 +183,20 @@ def test_the_guard_measures_the_body_outside_the_trained_range_and_keeps_less_of
     assert change_kept((OOD_START + OOD_FULL) / 2) == pytest.approx(0.5) and change_kept(0.5) == 0.0
 
 
-def test_a_case_outside_the_trained_range_becomes_its_last_input_with_a_warning(tmp_path, base_plans):  # noqa: F811
+def test_with_the_guard_a_case_outside_the_trained_range_becomes_its_last_input(tmp_path, base_plans):  # noqa: F811
     shape, affine = (24, 22, 10), oblique_affine()
     narrow = PriorFit(prior_fit().coefficients, (-3.0, -3.0, 0.1), (-2.0, 3.0, 4.0))  # no enhancement seen
     folder = prior_model_folder(tmp_path, {**base_plans, "spacing": FINE_PLAN_SPACING}, narrow)
     phases = textured_phases(shape, seed=6)
     write_case(tmp_path / "in", "case_o", phases, Geometry(shape, affine))
-    with pytest.warns(UserWarning, match=r"1 case\(s\) lie outside the intensities this model was trained on.*case_o"):
-        predictor_for(folder, precision="fp32").predict_folder(tmp_path / "in", tmp_path / "out")
+    with pytest.warns(UserWarning, match=r"their phases were moved towards the last input phase: case_o"):
+        predictor_for(folder, precision="fp32", ood_guard=True).predict_folder(tmp_path / "in", tmp_path / "out")
     for phase in (2, 5):
         np.testing.assert_array_equal(read_image(tmp_path / "out" / f"case_o_{phase:04d}.nii.gz")[0], phases[1])
     record = json.loads((tmp_path / "out" / "case_o.json").read_text())
     assert record["change_kept"] == 0.0 and record["outside_trained_range"] > OOD_FULL
-    predictor_for(folder, precision="fp32", ood_guard=False).predict_folder(tmp_path / "in", tmp_path / "free")
+    with pytest.warns(UserWarning, match=r"case_o \(\d+\.\d % outside\); documentation"):  # by default: named, kept
+        predictor_for(folder, precision="fp32").predict_folder(tmp_path / "in", tmp_path / "free")
     free = read_image(tmp_path / "free" / "case_o_0005.nii.gz")[0]
     assert float(np.abs(free - phases[1]).max()) > 1.0  # without the guard the prior's change stays
     assert json.loads((tmp_path / "free" / "case_o.json").read_text())["change_kept"] == 1.0

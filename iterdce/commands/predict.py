@@ -79,10 +79,12 @@ def main(argv: list[str] | None = None) -> int:
                              "'last' (the last input phase), or 'plan' (the whole image resampled from the plan's "
                              "grid: loses detail finer than the plan spacing); 'auto' (default): prior for a model "
                              "with a kinetic prior, else last; documentation/prediction.md")
-    parser.add_argument("--no-ood-guard", action="store_true",
-                        help="keep the whole synthesized change also for a case whose intensities lie outside the "
-                             "range the model was trained on (by default such a case is moved towards its last "
-                             "input phase, with a warning naming it; documentation/prediction.md)")
+    parser.add_argument("--ood-guard", dest="ood_guard", action="store_true",
+                        help="move a case whose intensities lie outside the range the model was trained on towards "
+                             "its last input phase (by default its synthesized phases are kept and a warning names "
+                             "it; documentation/prediction_internals.md)")
+    parser.add_argument("--no-ood-guard", dest="ood_guard", action="store_false",
+                        help="keep every synthesized change (the default)")
     parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     parser.add_argument("--save-kinetic-map", action="store_true", help="also write <case>_kinetics.nii.gz")
     add_quiet_argument(parser)
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                                       args.step_size, tta=args.tta, progress=not args.quiet, tile_size=args.tile_size,
                                       target_times=args.target_times, tile_memory_gb=args.tile_memory_gb,
                                       precision=args.precision, compose=args.compose,
-                                      ood_guard=not args.no_ood_guard)
+                                      ood_guard=args.ood_guard)
         predictor = IterativePredictor(model_folder, settings)
         if args.output_format == "dicom":
             exporter = DicomExporter(predictor, f"{model_folder.parent.name}/{model_folder.name}",

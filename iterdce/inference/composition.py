@@ -130,7 +130,7 @@ def model_priors(models: Sequence[nn.Module]) -> tuple[PriorFit, ...]:
 
 def resolve_composition(mode: str, priors: tuple[PriorFit, ...], guard: bool = True) -> Composition:
     """``--compose`` for a model whose folds have ``priors`` (empty without a kinetic prior); ``guard``: the
-    out-of-distribution guard (``--no-ood-guard`` turns it off)."""
+    out-of-distribution guard (``--ood-guard`` turns it on)."""
     if mode not in COMPOSE_MODES:
         raise UsageError(f"--compose {mode}: choose one of {', '.join(COMPOSE_MODES)}")
     if mode == "auto":
