@@ -38,6 +38,7 @@ from iterdce.network.synthesizer import build_synthesizer
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.regression.fit import fit_fold_regression
 from iterdce.regression.model import REGRESSION_FILE
+from iterdce.training.checkpoint_state import TrainingState
 from iterdce.training.data_loader import PatchSampler, make_loader, start_workers, validation_batches
 from iterdce.training.distributed import DistributedContext, barrier, init_distributed, mean_over_ranks
 from iterdce.training.logger import TrainingLog
@@ -250,13 +251,13 @@ class Trainer:
             result["val_enhancement_error"] = float(error_sum.item() / lesion_patches.item())
         return result
 
-    def checkpoint_payload(self) -> dict:
+    def checkpoint_payload(self) -> dict[str, Any]:
         return {
             "trainer": self.name, "plans_name": self.setup.plans_name, "fold": str(self.setup.fold),
             "model_config": self.config.to_dict(), "network_state": unwrap(self.model).state_dict(),
-            "optimizer_state": self.optimizer.state_dict(), "epoch": self.epoch, "total_epochs": self.total_epochs,
-            "iterations_per_epoch": self.iterations, "best_val": self.best_val, "seed": self.setup.seed,
-            "torch_rng": torch.get_rng_state(), "log": self.log.state(),
+            "total_epochs": self.total_epochs, "iterations_per_epoch": self.iterations, "seed": self.setup.seed,
+            **TrainingState(self.optimizer.state_dict(), self.epoch, self.best_val, torch.get_rng_state(),
+                            self.log.state()).to_payload(),
         }
 
     def save(self, name: str) -> None:
@@ -284,10 +285,11 @@ class Trainer:
             raise CheckpointError(f"{path}: its network differs from this plan's; delete the folder or train "
                                   "without --continue", path)
         load_weights(unwrap(self.model), payload, path)
-        self.optimizer.load_state_dict(payload["optimizer_state"])
-        self.epoch, self.best_val = int(payload["epoch"]), float(payload["best_val"])
-        torch.set_rng_state(payload["torch_rng"].cpu())
-        self.log = TrainingLog(payload["log"]["history"], payload["log"]["notes"])
+        state = TrainingState.from_payload(payload, path)
+        self.optimizer.load_state_dict(state.optimizer_state)
+        self.epoch, self.best_val = state.epoch, state.best_val
+        torch.set_rng_state(state.torch_rng)
+        self.log = TrainingLog(state.log["history"], state.log["notes"])
         self.log.notes.append(f"resumed from {path.name} at epoch {self.epoch}")
         return True
 
