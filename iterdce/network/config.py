@@ -39,16 +39,22 @@ def _is_int(value: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class NetworkConfig:
-    """One iterU-Net's topology and temporal parts (the constructor arguments of ``IterUNet``)."""
+class NetworkTopology:
+    """The U-Net's stages and temporal parts: what a plan's "network" section and a built network share."""
 
-    in_channels: int
     features_per_stage: tuple[int, ...]
     pool_per_stage: tuple[tuple[int, ...], ...]
     time_embedding_dim: int
     time_scale_s: float
     use_time_embedding: bool
     use_convlstm: bool
+
+
+@dataclass(frozen=True)
+class NetworkConfig(NetworkTopology):
+    """One iterU-Net as built: its topology and its input channels (the constructor arguments of ``IterUNet``)."""
+
+    in_channels: int
 
     @classmethod
     def from_dict(cls, config: Any) -> NetworkConfig:
@@ -101,9 +107,10 @@ class NetworkConfig:
         for key in ("use_time_embedding", "use_convlstm"):
             if not isinstance(config[key], bool):
                 raise ValueError(f"network config: {key} must be true or false, got {config[key]!r}")
-        return cls(int(in_channels), tuple(int(f) for f in features),
-                   tuple(tuple(int(p) for p in pool) for pool in pools), int(dim), float(scale),
-                   bool(config["use_time_embedding"]), bool(config["use_convlstm"]))
+        return cls(features_per_stage=tuple(int(f) for f in features),
+                   pool_per_stage=tuple(tuple(int(p) for p in pool) for pool in pools), time_embedding_dim=int(dim),
+                   time_scale_s=float(scale), use_time_embedding=bool(config["use_time_embedding"]),
+                   use_convlstm=bool(config["use_convlstm"]), in_channels=int(in_channels))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (lists, not tuples), as checkpoints store it."""

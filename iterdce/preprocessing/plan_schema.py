@@ -15,7 +15,7 @@ from typing import Any
 from iterdce.core.dataclass_json import build_dataclass, to_json
 from iterdce.core.errors import IterdceError
 from iterdce.losses.registry import loss_weight_problems, with_default_weights
-from iterdce.network.config import NetworkConfig, input_channels
+from iterdce.network.config import NetworkConfig, NetworkTopology, input_channels
 
 PLANS_VERSION = 4
 MASK_KINDS = ("breast", "foreground", "nonzero")
@@ -48,17 +48,11 @@ class NormalizationPlan:
 
 
 @dataclass(frozen=True)
-class NetworkPlan:
+class NetworkPlan(NetworkTopology):
     """The iterU-Net's topology and temporal parts. It reads two channels, pre-contrast and current, plus the
     kinetic prior's estimate of the next phase when ``kinetic_prior`` is on (network/kinetic_prior.py): then
     each step predicts the change from the fold's voxel-wise regression instead of from the current phase."""
 
-    features_per_stage: tuple[int, ...]
-    pool_per_stage: tuple[tuple[int, ...], ...]
-    time_embedding_dim: int
-    time_scale_s: float
-    use_time_embedding: bool
-    use_convlstm: bool
     kinetic_prior: bool
 
     def problems(self) -> list[str]:
