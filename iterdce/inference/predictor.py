@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,7 +64,7 @@ class PredictionSettings:
     compose: str = DEFAULT_COMPOSE  # how phases reach the case's grid (inference/composition.py)
     ood_guard: bool = True  # move cases outside the trained range towards the last input (composition.py)
 
-    def provenance(self) -> dict:
+    def provenance(self) -> dict[str, Any]:
         """The settings that change the output voxels (hashed into the provenance mark with the checkpoints).
 
         The composition is added by the predictor once resolved (``plan``, the export before native
