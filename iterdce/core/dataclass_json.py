@@ -11,7 +11,12 @@ import math
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, TypeVar, Union
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+DataclassT = TypeVar("DataclassT", bound="DataclassInstance")
 
 
 def to_json(value: Any) -> Any:
@@ -38,7 +43,9 @@ def _convert(hint: Any, value: Any, key: str, problems: list[str], defaults_opti
             return None
         return _convert(next(a for a in options if a is not type(None)), value, key, problems, defaults_optional)
     if dataclasses.is_dataclass(hint):
-        return build_dataclass(hint, value, key + ".", problems, defaults_optional=defaults_optional)
+        # a field's type hint is a class (is_dataclass also admits instances)
+        return build_dataclass(typing.cast("type[DataclassInstance]", hint), value, key + ".", problems,
+                               defaults_optional=defaults_optional)
     if origin is tuple:
         if not isinstance(value, list):
             problems.append(f"{key} must be a list, got {value!r}")
@@ -64,8 +71,8 @@ def _convert(hint: Any, value: Any, key: str, problems: list[str], defaults_opti
     return hint(value)
 
 
-def build_dataclass(cls: Any, raw: Any, prefix: str, problems: list[str], what: str = "the file",
-                    defaults_optional: bool = False) -> Any:
+def build_dataclass(cls: type[DataclassT], raw: Any, prefix: str, problems: list[str], what: str = "the file",
+                    defaults_optional: bool = False) -> DataclassT | None:
     """One dataclass from a JSON object, problems appended to ``problems`` (None returned when there are any):
     every field is required (with ``defaults_optional``, only those without a default), none is unknown;
     ``what`` names the whole object in a message."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
@@ -28,7 +29,7 @@ def curve_ratio(values: np.ndarray, times_s: Sequence[float] | np.ndarray) -> np
     s_early = values[early_index(times_s)].max(axis=0)
     s_last = values[-1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (s_last - s_early) / s_early
+        return cast(np.ndarray, (s_last - s_early) / s_early)
 
 
 def classify_ratio(r: np.ndarray | float) -> np.ndarray:

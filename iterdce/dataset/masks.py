@@ -1,6 +1,8 @@
 """Foreground (body) masks for cases that come without a breast mask."""
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
@@ -27,4 +29,4 @@ def derive_foreground_mask(image: np.ndarray) -> np.ndarray:
 
 def nonzero_mask(image: np.ndarray) -> np.ndarray:
     """Voxels that are nonzero in any phase (the region kept by cropping)."""
-    return np.any(image != 0, axis=0)
+    return cast(np.ndarray, np.any(image != 0, axis=0))

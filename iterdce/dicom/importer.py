@@ -10,6 +10,7 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -117,7 +118,7 @@ def _write_case(staging: Path, case: str, acquisition: Acquisition) -> None:
     })
 
 
-def _dataset_json(out_dir: Path, cases: list[str], times: list[list[float]]) -> dict:
+def _dataset_json(out_dir: Path, cases: list[str], times: list[list[float]]) -> dict[str, Any]:
     match = DATASET_PATTERN.match(out_dir.name)
     median = np.median(np.asarray(times, dtype=np.float64), axis=0)
     return {

@@ -54,7 +54,7 @@ class Acquisition:
     notes: list[str] = field(default_factory=list)
 
 
-def _signature(slices: Sequence[Slice]) -> tuple:
+def _signature(slices: Sequence[Slice]) -> tuple[int, int, tuple[float, ...], tuple[float, ...]]:
     first = slices[0]
     return (first.rows, first.columns, tuple(np.round(first.pixel_spacing, 3)),
             tuple(np.round(first.orientation, 3)))

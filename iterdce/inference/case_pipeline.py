@@ -15,6 +15,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +94,7 @@ def prepare_case(files: CaseFiles, times_s: np.ndarray, plans: Plans) -> Prepare
 
 
 def finish_case(prepared: PreparedCase, synthesized: np.ndarray, out_dir: Path, save_kinetic_map: bool,
-                composition: Composition, mark: str | None = None, record: dict | None = None) -> None:
+                composition: Composition, mark: str | None = None, record: dict[str, Any] | None = None) -> None:
     """Put the synthesized phases on the case's own grid (``composition``: the native base + the predicted
     change) and write them (and the kinetic map) atomically, with ``mark`` (the predictor's provenance
     description) in each header; then ``<case>.json`` with every time (inputs and synthesized phases), which
@@ -116,7 +117,7 @@ def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
               synthesize: Callable[[PreparedCase], np.ndarray], out_dir: Path, save_kinetic_map: bool,
               num_processes: int, composition: Composition, mark: str | None = None,
               on_done: Callable[[], None] = lambda: None,
-              record: Callable[[PreparedCase], dict] = lambda prepared: {}) -> None:
+              record: Callable[[PreparedCase], dict[str, Any]] = lambda prepared: {}) -> None:
     """Prepare, synthesize and finish every (files, times) job in order; ``record(prepared)`` goes into the
     case's ``<case>.json``.
 
@@ -133,7 +134,7 @@ def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
     # spawned workers: the main process holds torch's threads, which forking does not survive reliably
     with ProcessPoolExecutor(num_processes, mp_context=get_context("spawn"), initializer=ignore_interrupts,
                              initargs=(os.getpid(),)) as pool:
-        pending: list[Future] = []
+        pending: list[Future[None]] = []
         for prepared in _prefetched(pool, jobs, plans, num_processes):
             pending.append(submit_quietly(pool, finish_case, prepared, synthesize(prepared), *finish_args,
                                           record(prepared)))
@@ -149,7 +150,7 @@ def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
 def _prefetched(pool: ProcessPoolExecutor, jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
                 ahead: int) -> Iterator[PreparedCase]:
     """The prepared cases in order, each submitted ``ahead`` cases before it is needed."""
-    futures: list[Future] = []
+    futures: list[Future[PreparedCase]] = []
     queue = iter(jobs)
     for files, times in queue:
         futures.append(submit_quietly(pool, prepare_case, files, times, plans))

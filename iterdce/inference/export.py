@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ def write_phases(phases: np.ndarray, geometry: Geometry, out_dir: Path, case_id:
 
 
 def write_times(out_dir: Path, case_id: str, times_s: Sequence[float] | np.ndarray, first_synthesized: int,
-                description: str | None = None, record: dict | None = None) -> Path:
+                description: str | None = None, record: dict[str, Any] | None = None) -> Path:
     """``<case>.json`` of a prediction: ``phase_times_s`` of every phase (inputs first), which phases were
     synthesized, the provenance mark (a file without it is never overwritten) and ``record`` (how the case
     was predicted: its inference tile)."""

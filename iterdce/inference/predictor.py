@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,7 +66,7 @@ class PredictionSettings:
     # site D and on the demo's own cases (reports/native_resolution.md); a warning names such cases either way
     ood_guard: bool = False
 
-    def provenance(self) -> dict:
+    def provenance(self) -> dict[str, Any]:
         """The settings that change the output voxels (hashed into the provenance mark with the checkpoints).
 
         The composition is added by the predictor once resolved (``plan``, the export before native

@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ class OutputState(Enum):
     FOREIGN = "foreign"  # not written by iterdce (or unreadable, so it cannot be known)
 
 
-def model_id(checkpoints: Sequence[Path], settings: dict) -> str:
+def model_id(checkpoints: Sequence[Path], settings: dict[str, Any]) -> str:
     """16 hex digits of SHA-256 over the checkpoint files' bytes and the settings that change the output."""
     digest = hashlib.sha256(repr(sorted(settings.items())).encode())
     for path in checkpoints:

@@ -106,7 +106,7 @@ def pad_to_patch(
 @functools.lru_cache(maxsize=8)
 def _importance_numpy(patch_size: tuple[int, ...], sigma_scale: float, min_weight: float) -> np.ndarray:
     """Read-only float64 Gaussian map (cached): separable, centred between the middle voxels."""
-    weights = np.ones((), dtype=np.float64)
+    weights: np.ndarray = np.ones((), dtype=np.float64)
     for p in patch_size:
         centred = np.arange(p, dtype=np.float64) - (p - 1) / 2.0
         sigma = p * sigma_scale

@@ -13,6 +13,7 @@ activation threshold, a nonlinear effect that survives normalisation.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -42,7 +43,7 @@ class ConvNormAct(nn.Module):
         h = self.norm(self.conv(x))
         if bias is not None:
             h = h + bias.to(h.dtype)
-        return self.act(h)
+        return cast(Tensor, self.act(h))
 
 
 class EncoderStage(nn.Module):
@@ -55,7 +56,7 @@ class EncoderStage(nn.Module):
 
     def forward(self, x: Tensor, bias: Tensor | None = None) -> Tensor:
         """`bias` [B, C, 1, 1, 1] (the time embedding) goes before the last activation."""
-        return self.conv2(self.conv1(x), bias)
+        return cast(Tensor, self.conv2(self.conv1(x), bias))
 
 
 class DecoderStage(nn.Module):
@@ -71,4 +72,4 @@ class DecoderStage(nn.Module):
     def forward(self, x: Tensor, skip: Tensor, bias: Tensor | None = None) -> Tensor:
         """Upsample x, join the skip; `bias` [B, C, 1, 1, 1] goes before the last activation."""
         up = self.up(x)
-        return self.conv2(self.conv1(torch.cat([up, skip.to(up.dtype)], dim=1)), bias)
+        return cast(Tensor, self.conv2(self.conv1(torch.cat([up, skip.to(up.dtype)], dim=1)), bias))

@@ -9,6 +9,7 @@ Weights come from a local file only; nothing is downloaded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -47,7 +48,7 @@ class BasicBlock(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         residual = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + residual)
+        return cast(Tensor, self.relu(out + residual))
 
 
 class ResNet10(nn.Module):
@@ -141,4 +142,4 @@ class Med3DFeatures(nn.Module):
         if x.ndim != 5:
             raise ValueError(f"Med3D input must be [B, C, X, Y, Z], got {tuple(x.shape)}")
         b, c = x.shape[:2]
-        return self.backbone(x.reshape(b * c, 1, *x.shape[2:]))
+        return cast(list[Tensor], self.backbone(x.reshape(b * c, 1, *x.shape[2:])))

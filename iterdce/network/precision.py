@@ -35,7 +35,7 @@ def resolve_precision(preference: str, device: torch.device) -> str:
     return "fp32"
 
 
-def autocast_context(precision: str, device: torch.device) -> AbstractContextManager:
+def autocast_context(precision: str, device: torch.device) -> AbstractContextManager[None]:
     """The autocast region for a resolved ``precision`` (``bf16`` or ``fp32``) on ``device``."""
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -40,7 +41,7 @@ class StageProjection(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(in_features, hidden), nn.GELU(), nn.Linear(hidden, channels))
 
     def forward(self, encoding: Tensor) -> Tensor:
-        return self.mlp(encoding)
+        return cast(Tensor, self.mlp(encoding))
 
 
 class TimeEmbedding(nn.Module):

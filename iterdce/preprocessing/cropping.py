@@ -1,7 +1,7 @@
 """Cropping to the nonzero bounding box of all phases together, and pasting back."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -24,7 +24,7 @@ def nonzero_box(image: np.ndarray) -> Box:
 def crop(array: np.ndarray, box: Box) -> np.ndarray:
     """The box of the last three axes of ``array``."""
     index: tuple[Any, ...] = (..., *(slice(a, b) for a, b in box))
-    return array[index]
+    return cast(np.ndarray, array[index])
 
 
 def paste(cropped: np.ndarray, box: Box, full_shape: tuple[int, ...], fill: float = 0.0) -> np.ndarray:

@@ -5,7 +5,6 @@ and names a missing or malformed key.
 """
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,4 +81,4 @@ class DatasetFingerprint:
         fingerprint = build_dataclass(cls, raw, "", problems, "the fingerprint", defaults_optional=True)
         if problems or fingerprint is None:
             raise ValueError("; ".join(problems))
-        return typing.cast(DatasetFingerprint, fingerprint)
+        return fingerprint

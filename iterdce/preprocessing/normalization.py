@@ -6,6 +6,7 @@ pair of numbers keeps the ratios of enhancement intact while removing the scanne
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ class TINormStats:
     std: float
     reference_phase: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

@@ -6,13 +6,15 @@ the plan's spacing and patch size describe the same anatomy whatever the source 
 """
 from __future__ import annotations
 
+from typing import cast
+
 import nibabel.orientations as nio
 import numpy as np
 
 
 def canonical_transform(affine: np.ndarray) -> np.ndarray:
     """The nibabel orientation transform (axis permutation and flips) from ``affine``'s order to RAS+."""
-    return nio.ornt_transform(nio.io_orientation(affine), nio.axcodes2ornt("RAS"))
+    return cast(np.ndarray, nio.ornt_transform(nio.io_orientation(affine), nio.axcodes2ornt("RAS")))
 
 
 def reorient_view(array: np.ndarray, transform: np.ndarray) -> np.ndarray:
@@ -20,7 +22,7 @@ def reorient_view(array: np.ndarray, transform: np.ndarray) -> np.ndarray:
     lead = array.ndim - 3
     full = np.concatenate([np.array([[i, 1] for i in range(lead)], dtype=float).reshape(lead, 2),
                            transform + np.array([[lead, 0]])]) if lead else transform
-    return nio.apply_orientation(array, full)
+    return cast(np.ndarray, nio.apply_orientation(array, full))
 
 
 def reorient(array: np.ndarray, transform: np.ndarray) -> np.ndarray:
@@ -30,7 +32,7 @@ def reorient(array: np.ndarray, transform: np.ndarray) -> np.ndarray:
 
 def reoriented_affine(affine: np.ndarray, shape: tuple[int, ...], transform: np.ndarray) -> np.ndarray:
     """Affine of the array obtained by ``reorient(array of spatial shape, transform)``."""
-    return affine @ nio.inv_ornt_aff(transform, shape[-3:])
+    return cast(np.ndarray, affine @ nio.inv_ornt_aff(transform, shape[-3:]))
 
 
 def inverse_transform(transform: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from iterdce.core.dataclass_json import build_dataclass, to_json
 from iterdce.core.errors import IterdceError
@@ -66,7 +66,7 @@ class NetworkPlan(NetworkTopology):
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict (lists, not tuples): the form stored in checkpoints' model config."""
-        return to_json(self)
+        return cast(dict[str, Any], to_json(self))
 
 
 @dataclass(frozen=True)
@@ -258,7 +258,7 @@ class Plans:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (what plans.json holds)."""
-        return to_json(self)
+        return cast(dict[str, Any], to_json(self))
 
     def replace(self, **changes: Any) -> Plans:
         """A copy with top-level fields or, with ``section={...}``, some keys of a section changed; checked."""

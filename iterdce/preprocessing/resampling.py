@@ -8,6 +8,7 @@ Masks: nearest neighbour.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 from skimage.transform import resize
@@ -31,8 +32,8 @@ def coarse_axis(spacing: Sequence[float] | np.ndarray) -> int | None:
 def _resize(volume: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
     if tuple(volume.shape) == tuple(shape):
         return volume.astype(np.float32, copy=False)
-    return resize(volume.astype(np.float32, copy=False), tuple(shape), order=order, mode="edge",
-                  anti_aliasing=False, preserve_range=True).astype(np.float32)
+    return cast(np.ndarray, resize(volume.astype(np.float32, copy=False), tuple(shape), order=order, mode="edge",
+                                   anti_aliasing=False, preserve_range=True).astype(np.float32))
 
 
 def resample_volume(volume: np.ndarray, new_shape: Sequence[int], separate_axis: int | None) -> np.ndarray:
@@ -63,4 +64,4 @@ def resample_mask(mask: np.ndarray, new_shape: Sequence[int]) -> np.ndarray:
     if tuple(mask.shape) == tuple(new_shape):
         return mask
     resized = resize(mask, tuple(new_shape), order=0, mode="edge", anti_aliasing=False, preserve_range=True)
-    return resized.astype(mask.dtype)
+    return cast(np.ndarray, resized.astype(mask.dtype))

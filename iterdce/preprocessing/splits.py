@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 from collections import defaultdict
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -66,7 +67,7 @@ def read_splits(path: Path) -> list[dict[str, list[str]]]:
                                                for k in ("train", "val"))):
             raise JSONFileError(f"{path}: fold {index} must be {{\"train\": [case ids], \"val\": [case ids]}}; "
                                 "delete the file and rerun iterdce_plan_and_preprocess to split anew", path)
-    return splits
+    return cast(list[dict[str, list[str]]], splits)
 
 
 def load_or_create_splits(out_dir: Path, strata: dict[str, str], n_folds: int = 5, seed: int = SPLIT_SEED
