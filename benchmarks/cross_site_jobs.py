@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -14,6 +15,7 @@ from pathlib import Path
 from benchmarks.cross_site_data import export_model, import_model, real_target_folder
 from benchmarks.cross_site_table import aggregate, markdown, row_values
 from iterdce.core.folder_names import IMAGES_TR, LABELS_TR
+from iterdce.core.parallel import die_with_parent
 from iterdce.inference.composition import DEFAULT_COMPOSE
 from iterdce.regression.fit import load_regression
 
@@ -91,7 +93,9 @@ def run_jobs(jobs: list[dict], records: list[dict], args: argparse.Namespace, ou
              clock: float) -> None:
     """Run (variant, seed) jobs in parallel processes; results.json / results.md rewritten after each."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=args.parallel, mp_context=context) as pool:
+    # the jobs die with this process: kill -9 of the benchmark leaves no training running
+    with ProcessPoolExecutor(max_workers=args.parallel, mp_context=context, initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(run_one, job): job for job in jobs}
         for future in as_completed(futures):
             job = futures[future]

@@ -18,11 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from benchmarks.common import mean_std
+from iterdce.core.parallel import die_with_parent
 
 MODELS = {"iterU-Net": "RecursiveTrainer", "single-step U-Nets": "SingleStepTrainer",
           "w/o warm-up": "NoWarmupTrainer", "w/o temporal (no time emb., no ConvLSTM)": "NoTemporalTrainer"}
@@ -142,7 +144,8 @@ def main() -> None:
                      "training": training, "plans_file": str(args.workdir / "preprocessed" / raw.name / "plans.json"),
                      "preprocessed": str(args.workdir / "preprocessed" / raw.name),
                      "results": str(args.workdir / f"results_seed{seed}" / raw.name)})
-    with ProcessPoolExecutor(max_workers=args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=args.parallel, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:  # they die with it
         for record in pool.map(run_seed, jobs):
             (args.workdir / f"seed_{record['seed']}.json").write_text(json.dumps(record))
             records.append(record)
