@@ -29,6 +29,17 @@ TRAIN_ARGS = ["0", "-d", "1", "-tr", "WarmupTrainer", "--epochs", "2", "--iterat
               "-np", "0", "--no-validation"]
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child before exec: Ctrl-C's default disposition. A test suite started in the background of a
+    non-interactive shell (``make test &``, some CI runners) inherits SIGINT ignored, and a Python started with
+    SIGINT ignored never turns it into KeyboardInterrupt; a command typed in a terminal always can."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# a command's own process group (Ctrl-C reaches it and its workers), with Ctrl-C as a terminal delivers it
+AS_A_TERMINAL_JOB = {"start_new_session": True, "preexec_fn": _ctrl_c_as_in_a_terminal}
+
+
 def files_of(folder: Path) -> dict[str, str]:
     """SHA-256 of every file under ``folder`` by relative path (temporaries included, so they show up)."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -155,7 +166,7 @@ def test_ctrl_c_to_the_process_group_while_data_workers_start_stops_training_and
             "--results", str(tmp_path / "results")]
     env = {**os.environ, ENV_VAR: "loader_started:2", SIGNAL_VAR: "SIGINT", "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "iterdce.commands.train", *args], env=env, capture_output=True,
-                            text=True, timeout=300, start_new_session=True)  # its own group, as a terminal's job
+                            text=True, timeout=300, **AS_A_TERMINAL_JOB)
     assert result.returncode == 130, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and "interrupted; rerun the same command with --continue" in result.stderr
     assert train.main([*args, "--continue"]) == 0
@@ -215,7 +226,7 @@ def test_ctrl_c_to_the_process_group_while_prediction_workers_start_stops_cleanl
     args = [*predict_args(inputs, tmp_path / "resumed", trained), "-np", "2"]
     env = {**os.environ, ENV_VAR: "submitted:1", SIGNAL_VAR: "SIGINT", "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "iterdce.commands.predict", *args], env=env, capture_output=True,
-                            text=True, timeout=300, start_new_session=True)  # its own group, as a terminal's job
+                            text=True, timeout=300, **AS_A_TERMINAL_JOB)
     assert result.returncode == 130, result.stderr[-2000:]
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     assert predict.main(args) == 0
