@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from iterdce.preprocessing.case_properties import CaseProperties
 
 TOY_PATCH = [16, 16, 8]
 TOY_BATCH = 2
@@ -73,18 +76,31 @@ def toy_plan(plans: dict[str, Any], features: Sequence[int] = (4, 8)) -> dict[st
     return plans
 
 
-def synthetic_sidecar(case_id: str, shape: Sequence[int], times_s: Sequence[float]) -> dict[str, Any]:
-    """The ``<case>.json`` of a hand-made preprocessed case of ``shape`` (identity geometry, TI-norm 0/1, no
-    crop), for fixtures that write ``<case>.npz`` themselves."""
-    from iterdce.preprocessing.case_properties import CaseProperties, CaseSidecar
+def hand_made_properties(case_id: str, shape: Sequence[int], times_s: Sequence[float],
+                         transform: Sequence[Sequence[float]] = ((0, 1), (1, 1), (2, 1)),
+                         target_spacing: Sequence[float] = (1.0, 1.0, 1.0),
+                         resampled_shape: Sequence[int] | None = None,
+                         ti_norm: tuple[float, float] = (0.0, 1.0)) -> CaseProperties:
+    """The preprocessing record of a hand-made case of ``shape`` (identity affine, 1 mm voxels, nothing cropped;
+    TI-norm (mean, std) ``ti_norm`` on phase 1), for fixtures that build preprocessed cases themselves."""
+    from iterdce.preprocessing.case_properties import CaseProperties, matrix_rows
     from iterdce.preprocessing.normalization import TINormStats
 
-    eye = tuple(tuple(float(i == j) for j in range(4)) for i in range(4))
+    eye = matrix_rows(np.eye(4))
     grid = tuple(int(s) for s in shape)
-    properties = CaseProperties(
+    return CaseProperties(
         case=case_id, original_shape=grid, original_affine=eye, qform_code=1, sform_code=1,
-        orientation_transform=((0.0, 1.0), (1.0, 1.0), (2.0, 1.0)), canonical_shape=grid, canonical_affine=eye,
+        orientation_transform=matrix_rows(transform), canonical_shape=grid, canonical_affine=eye,
         canonical_spacing=(1.0, 1.0, 1.0), crop_box=tuple((0, n) for n in grid), cropped_shape=grid,
-        target_spacing=(1.0, 1.0, 1.0), resampled_shape=grid, ti_norm=TINormStats(0.0, 1.0, 1),
-        ti_norm_mask="foreground", phase_times_s=tuple(float(t) for t in times_s), has_lesion_labels=True)
-    return CaseSidecar(properties).to_dict()
+        target_spacing=tuple(float(s) for s in target_spacing),
+        resampled_shape=grid if resampled_shape is None else tuple(int(s) for s in resampled_shape),
+        ti_norm=TINormStats(ti_norm[0], ti_norm[1], 1), ti_norm_mask="foreground",
+        phase_times_s=tuple(float(t) for t in times_s), has_lesion_labels=True)
+
+
+def synthetic_sidecar(case_id: str, shape: Sequence[int], times_s: Sequence[float]) -> dict[str, Any]:
+    """The ``<case>.json`` of a hand-made preprocessed case of ``shape`` (``hand_made_properties``), for fixtures
+    that write ``<case>.npz`` themselves."""
+    from iterdce.preprocessing.case_properties import CaseSidecar
+
+    return CaseSidecar(hand_made_properties(case_id, shape, times_s)).to_dict()

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from benchmarks.common import hand_made_properties
 from iterdce.core.checkpoint import save_checkpoint
 from iterdce.core.errors import UsageError
 from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE, n_terms
@@ -27,7 +28,6 @@ from iterdce.inference.composition import (
 from iterdce.inference.inputs import load_input_case
 from iterdce.network.config import ModelConfig
 from iterdce.network.synthesizer import build_synthesizer
-from iterdce.preprocessing.case_properties import CaseProperties
 from iterdce.preprocessing.normalization import TINormStats, apply_ti_norm, undo_ti_norm
 from iterdce.preprocessing.orientation import reorient
 from iterdce.preprocessing.plans_io import save_plans
@@ -127,23 +127,12 @@ def test_an_untrained_model_with_a_prior_reproduces_the_regression_at_native_res
         assert float(np.abs(want[index] - phases[1]).max()) > 0.01 * scale  # the prior really changes the phase
 
 
-def case_properties(transform, cropped_shape, plan_shape) -> CaseProperties:
-    """The preprocessing record of a case with TI-norm mean 100 and std 10, cropped to nothing, on a 2 mm plan."""
-    eye = tuple(tuple(float(i == j) for j in range(4)) for i in range(4))
-    return CaseProperties(
-        case="k", original_shape=tuple(cropped_shape), original_affine=eye, qform_code=1, sform_code=1,
-        orientation_transform=tuple(tuple(float(v) for v in row) for row in transform), canonical_shape=cropped_shape,
-        canonical_affine=eye, canonical_spacing=(1.0, 1.0, 1.0), crop_box=tuple((0, n) for n in cropped_shape),
-        cropped_shape=cropped_shape, target_spacing=(2.0, 2.0, 2.0), resampled_shape=plan_shape,
-        ti_norm=TINormStats(100.0, 10.0, 1), ti_norm_mask="foreground", phase_times_s=(0.0, 60.0, 120.0, 180.0),
-        has_lesion_labels=False)
-
-
 def test_native_phases_adds_the_plan_grid_change_to_the_base():
     """By hand: a change of +2 (normalized) everywhere on the plan grid is +2 std on every native voxel."""
     rng = np.random.default_rng(0)
     native = rng.normal(100.0, 10.0, (2, 12, 10, 6)).astype(np.float32)
-    properties = case_properties(((0, 1), (1, 1), (2, 1)), (12, 10, 6), (6, 5, 3))
+    properties = hand_made_properties("k", (12, 10, 6), TIMES[:4], target_spacing=(2.0, 2.0, 2.0),
+                                      resampled_shape=(6, 5, 3), ti_norm=(100.0, 10.0))
     plan_inputs = resample_phases((native - 100.0) / 10.0, [1.0, 1.0, 1.0], (6, 5, 3))
     synthesized = plan_inputs[-1:] + 2.0
     out = native_phases(np.repeat(synthesized, 3, axis=0), plan_inputs, native, [0, 60, 120, 180, 240], properties,
@@ -207,7 +196,8 @@ def test_a_zero_change_returns_either_base_bit_for_bit(mode):
     rng = np.random.default_rng(2)
     native = rng.normal(100.0, 10.0, (2, 12, 10, 6)).astype(np.float32)
     transform = np.array([[1, -1], [0, 1], [2, 1]])  # axes 0 and 1 swapped, one flipped: canonical 10 x 12 x 6
-    properties = case_properties(transform.tolist(), (10, 12, 6), (5, 6, 3))
+    properties = hand_made_properties("k", (10, 12, 6), TIMES[:4], transform.tolist(), (2.0, 2.0, 2.0), (5, 6, 3),
+                                      (100.0, 10.0))
     composition = Composition(mode, (prior_fit(3),))
     times = [0, 60, 120, 180]
     canonical = reorient(native, transform)

@@ -159,42 +159,32 @@ def documented_commands() -> list[Command]:
 @pytest.fixture
 def parse_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make every argparse parser stop right after parsing (or refusing) the arguments."""
-    original_parse_args = argparse.ArgumentParser.parse_args
-    original_parse_known = argparse.ArgumentParser.parse_known_args
-    depth = {"parse_args": 0, "known": 0}
+    depth = [0]  # parse calls in progress (parse_args calls parse_known_args): stop when the outermost returns
 
     def lenient(parser: argparse.ArgumentParser) -> None:
         if LENIENT:  # a line with "...": what it elides may be required
             for action in parser._actions:
                 action.required = False
 
-    def parse_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
-        lenient(self)
-        depth["parse_args"] += 1
-        try:
-            parsed = original_parse_args(self, args, namespace)
-        finally:
-            depth["parse_args"] -= 1
-        if depth["parse_args"] == 0 and depth["known"] == 0:
-            raise _Parsed(parsed)
-        return parsed
-
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
-        lenient(self)
-        depth["known"] += 1
-        try:
-            parsed = original_parse_known(self, args, namespace)
-        finally:
-            depth["known"] -= 1
-        if depth["parse_args"] == 0 and depth["known"] == 0:
-            raise _Parsed(parsed)
-        return parsed
+    def stopping_after(original):  # type: ignore[no-untyped-def]
+        def parse(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
+            lenient(self)
+            depth[0] += 1
+            try:
+                parsed = original(self, args, namespace)
+            finally:
+                depth[0] -= 1
+            if depth[0] == 0:
+                raise _Parsed(parsed)
+            return parsed
+        return parse
 
     def error(self, message):  # type: ignore[no-untyped-def]
         raise _Rejected(f"{self.prog}: {message}")
 
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_args)
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", parse_known_args)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", stopping_after(argparse.ArgumentParser.parse_args))
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args",
+                        stopping_after(argparse.ArgumentParser.parse_known_args))
     monkeypatch.setattr(argparse.ArgumentParser, "error", error)
 
 

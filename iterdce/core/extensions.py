@@ -45,10 +45,13 @@ def _import_once(key: str, do_import: Callable[[], object]) -> None:
     _loaded.add(key)
     try:
         do_import()
-    except Exception as exc:
+    except (ImportError, OSError, SyntaxError) as exc:  # not found or not Python: one line naming the entry
         _loaded.discard(key)
         raise UsageError(f"{EXTENSIONS_ENV}/{ENTRY_POINT_GROUP}: importing {key} failed: "
                          f"{type(exc).__name__}: {exc}") from exc
+    except BaseException:  # an error inside the user's module keeps its traceback
+        _loaded.discard(key)
+        raise
 
 
 def _import_module(entry: str) -> None:

@@ -93,14 +93,17 @@ def prepare_case(files: CaseFiles, times_s: np.ndarray, plans: Plans) -> Prepare
     return PreparedCase(case.case_id, pre.data, case.times_s, pre.properties, case.geometry, case.image, pre.mask)
 
 
-def finish_case(prepared: PreparedCase, synthesized: np.ndarray, out_dir: Path, save_kinetic_map: bool,
+Guard = tuple[float | None, float]  # (fraction of the body outside the trained range or None, share of change kept)
+
+
+def finish_case(prepared: PreparedCase, synthesized: np.ndarray, guard: Guard, out_dir: Path, save_kinetic_map: bool,
                 composition: Composition, mark: str | None = None, record: dict[str, Any] | None = None) -> None:
     """Put the synthesized phases on the case's own grid (``composition``: the native base + the predicted
     change) and write them (and the kinetic map) atomically, with ``mark`` (the predictor's provenance
     description) in each header; then ``<case>.json`` with every time (inputs and synthesized phases), which
     pairs the outputs with real phases by time (iterdce_evaluate), and ``record`` (how the case was predicted,
-    e.g. its tile)."""
-    fraction, kept = composition.kept(prepared.data, prepared.mask)
+    e.g. its tile); ``guard``: ``composition.kept`` of the case."""
+    fraction, kept = guard
     restored = native_phases(synthesized, prepared.data, prepared.image, prepared.times_s, prepared.properties,
                              composition, kept)
     if fraction is not None:
@@ -117,27 +120,33 @@ def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
               synthesize: Callable[[PreparedCase], np.ndarray], out_dir: Path, save_kinetic_map: bool,
               num_processes: int, composition: Composition, mark: str | None = None,
               on_done: Callable[[], None] = lambda: None,
-              record: Callable[[PreparedCase], dict[str, Any]] = lambda prepared: {}) -> None:
+              record: Callable[[PreparedCase], dict[str, Any]] = lambda prepared: {}) -> dict[str, Guard]:
     """Prepare, synthesize and finish every (files, times) job in order; ``record(prepared)`` goes into the
-    case's ``<case>.json``.
+    case's ``<case>.json``. Returns each case's out-of-distribution measure (``Composition.kept``), computed once.
 
     ``num_processes`` 0: all in this process. N >= 1: N worker processes prepare up to N cases ahead and
     finish (restore + write) the previous ones while ``synthesize`` runs here. Worker errors are raised here.
     """
     finish_args = (out_dir, save_kinetic_map, composition, mark)
+    guards: dict[str, Guard] = {}
+
+    def guard(prepared: PreparedCase) -> Guard:
+        guards[prepared.case_id] = composition.kept(prepared.data, prepared.mask)
+        return guards[prepared.case_id]
+
     if num_processes <= 0:
         for files, times in jobs:
             prepared = prepare_case(files, times, plans)
-            finish_case(prepared, synthesize(prepared), *finish_args, record(prepared))
+            finish_case(prepared, synthesize(prepared), guard(prepared), *finish_args, record(prepared))
             on_done()
-        return
+        return guards
     # spawned workers: the main process holds torch's threads, which forking does not survive reliably
     with ProcessPoolExecutor(num_processes, mp_context=get_context("spawn"), initializer=ignore_interrupts,
                              initargs=(os.getpid(),)) as pool:
         pending: list[Future[None]] = []
         for prepared in _prefetched(pool, jobs, plans, num_processes):
-            pending.append(submit_quietly(pool, finish_case, prepared, synthesize(prepared), *finish_args,
-                                          record(prepared)))
+            pending.append(submit_quietly(pool, finish_case, prepared, synthesize(prepared), guard(prepared),
+                                          *finish_args, record(prepared)))
             while len(pending) > num_processes:  # bounded: finished cases do not pile up in memory
                 pending.pop(0).result()
                 fault_point("collected")
@@ -145,6 +154,7 @@ def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
         for future in pending:
             future.result()
             on_done()
+    return guards
 
 
 def _prefetched(pool: ProcessPoolExecutor, jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,

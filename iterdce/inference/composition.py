@@ -160,7 +160,7 @@ def native_phases(synthesized: np.ndarray, plan_inputs: np.ndarray, inputs: np.n
         return restored if kept >= 1.0 else _towards_last(restored, inputs[-1], kept)
     transform = np.asarray(properties.orientation_transform)
     stats = properties.ti_norm
-    box = [list(b) for b in properties.crop_box]
+    box = properties.crop_box
     canonical = reorient_view(inputs, transform)
     cropped = crop(canonical, box)
     change = synthesized - composition.base(plan_inputs, times_s)

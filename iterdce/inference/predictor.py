@@ -24,7 +24,7 @@ from iterdce.core.json_io import read_json
 from iterdce.core.owned_outputs import refuse_overlap
 from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles
-from iterdce.inference.case_pipeline import PreparedCase, effective_part, preprocess_input, run_cases, select_part
+from iterdce.inference.case_pipeline import effective_part, preprocess_input, run_cases, select_part
 from iterdce.inference.composition import (
     DEFAULT_COMPOSE,
     OOD_FULL,
@@ -273,16 +273,11 @@ class IterativePredictor:
         out_dir.mkdir(parents=True, exist_ok=True)
         label = "cases" if parts == 1 else f"cases (part {part + 1}/{parts})"
         bar = tqdm(total=len(todo), desc=label, unit="case", disable=not self.settings.progress)
-        guarded: dict[str, tuple[float | None, float]] = {}
-
-        def synthesize(prepared: PreparedCase) -> np.ndarray:
-            guarded[prepared.case_id] = self.composition.kept(prepared.data, prepared.mask)
-            return self.synthesize_normalized(prepared.data, prepared.times_s)
-
-        run_cases([(cases[c], times[c]) for c in todo], self.plans, synthesize, out_dir,
-                  save_kinetic_map, num_processes, self.composition, description(self.model_id),
-                  on_done=lambda: bar.update(1),
-                  record=lambda prepared: {"tile_size": self.tile_for(prepared.data.shape[1:])})
+        guarded = run_cases([(cases[c], times[c]) for c in todo], self.plans,
+                            lambda prepared: self.synthesize_normalized(prepared.data, prepared.times_s), out_dir,
+                            save_kinetic_map, num_processes, self.composition, description(self.model_id),
+                            on_done=lambda: bar.update(1),
+                            record=lambda prepared: {"tile_size": self.tile_for(prepared.data.shape[1:])})
         bar.close()
         self.warn_out_of_distribution(guarded)
         return todo

@@ -7,10 +7,14 @@ and names a missing or malformed key.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from iterdce.core.dataclass_json import build_dataclass, to_json
 from iterdce.preprocessing.normalization import TINormStats
 
 Box = tuple[tuple[int, int], ...]
@@ -40,54 +44,33 @@ class CaseProperties:
     has_lesion_labels: bool
 
     def to_dict(self) -> dict[str, Any]:
-        """The sidecar's JSON form."""
-        return {
-            "case": self.case, "original_shape": list(self.original_shape),
-            "original_affine": [list(row) for row in self.original_affine], "qform_code": self.qform_code,
-            "sform_code": self.sform_code, "orientation_transform": [list(row) for row in self.orientation_transform],
-            "canonical_shape": list(self.canonical_shape),
-            "canonical_affine": [list(row) for row in self.canonical_affine],
-            "canonical_spacing": list(self.canonical_spacing), "crop_box": [list(b) for b in self.crop_box],
-            "cropped_shape": list(self.cropped_shape), "target_spacing": list(self.target_spacing),
-            "resampled_shape": list(self.resampled_shape),
-            "ti_norm": {**self.ti_norm.to_dict(), "mask": self.ti_norm_mask},
-            "phase_times_s": list(self.phase_times_s), "has_lesion_labels": self.has_lesion_labels,
-        }
+        """The sidecar's JSON form (the TI-norm mask inside ``ti_norm``, as the record has always had it)."""
+        raw: dict[str, Any] = to_json(self)
+        raw["ti_norm"]["mask"] = raw.pop("ti_norm_mask")
+        return raw
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> CaseProperties:
-        """Read the JSON form back; ValueError names the key that is missing or malformed (other keys of a sidecar,
-        e.g. its plan key and archive digest, are ignored)."""
-        try:
-            ti_norm = raw["ti_norm"]
-            return cls(
-                case=str(raw["case"]), original_shape=_ints(raw["original_shape"]),
-                original_affine=_matrix(raw["original_affine"]), qform_code=int(raw["qform_code"]),
-                sform_code=int(raw["sform_code"]), orientation_transform=_matrix(raw["orientation_transform"]),
-                canonical_shape=_ints(raw["canonical_shape"]), canonical_affine=_matrix(raw["canonical_affine"]),
-                canonical_spacing=_floats(raw["canonical_spacing"]),
-                crop_box=tuple((int(lo), int(hi)) for lo, hi in raw["crop_box"]),
-                cropped_shape=_ints(raw["cropped_shape"]), target_spacing=_floats(raw["target_spacing"]),
-                resampled_shape=_ints(raw["resampled_shape"]),
-                ti_norm=TINormStats(float(ti_norm["mean"]), float(ti_norm["std"]), int(ti_norm["reference_phase"])),
-                ti_norm_mask=str(ti_norm["mask"]), phase_times_s=_floats(raw["phase_times_s"]),
-                has_lesion_labels=bool(raw["has_lesion_labels"]))
-        except KeyError as exc:
-            raise ValueError(f"missing key {exc.args[0]}") from exc
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"malformed preprocessing record ({exc})") from exc
+        """Read the JSON form back; ValueError names every key that is missing or malformed (other keys of a
+        sidecar, e.g. its plan key and archive digest, are ignored)."""
+        ti_norm = raw.get("ti_norm") if isinstance(raw, Mapping) else None
+        if not isinstance(ti_norm, Mapping):
+            raise ValueError("missing key ti_norm")
+        names = {f.name for f in dataclasses.fields(cls)}
+        record = {k: v for k, v in raw.items() if k in names}
+        record["ti_norm"] = {k: v for k, v in ti_norm.items() if k != "mask"}
+        if "mask" in ti_norm:
+            record["ti_norm_mask"] = ti_norm["mask"]
+        problems: list[str] = []
+        properties = build_dataclass(cls, record, "", problems, "the preprocessing record")
+        if problems or properties is None:
+            raise ValueError("; ".join(problems))
+        return properties
 
 
-def _ints(values: Any) -> tuple[int, ...]:
-    return tuple(int(v) for v in values)
-
-
-def _floats(values: Any) -> tuple[float, ...]:
-    return tuple(float(v) for v in values)
-
-
-def _matrix(rows: Any) -> Matrix:
-    return tuple(tuple(float(v) for v in row) for row in rows)
+def matrix_rows(matrix: Any) -> Matrix:
+    """A 2-D array (an affine, an orientation transform) as rows of Python floats."""
+    return tuple(tuple(float(v) for v in row) for row in np.asarray(matrix).tolist())
 
 
 @dataclass(frozen=True)

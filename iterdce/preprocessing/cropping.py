@@ -1,6 +1,7 @@
 """Cropping to the nonzero bounding box of all phases together, and pasting back."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -21,13 +22,14 @@ def nonzero_box(image: np.ndarray) -> Box:
     return box
 
 
-def crop(array: np.ndarray, box: Box) -> np.ndarray:
+def crop(array: np.ndarray, box: Sequence[Sequence[int]]) -> np.ndarray:
     """The box of the last three axes of ``array``."""
     index: tuple[Any, ...] = (..., *(slice(a, b) for a, b in box))
     return cast(np.ndarray, array[index])
 
 
-def paste(cropped: np.ndarray, box: Box, full_shape: tuple[int, ...], fill: float = 0.0) -> np.ndarray:
+def paste(cropped: np.ndarray, box: Sequence[Sequence[int]], full_shape: tuple[int, ...], fill: float = 0.0
+          ) -> np.ndarray:
     """Put ``cropped`` back at ``box`` in an array of spatial ``full_shape`` filled with ``fill``."""
     out = np.full(cropped.shape[:-3] + tuple(full_shape), fill, dtype=cropped.dtype)
     index: tuple[Any, ...] = (..., *(slice(a, b) for a, b in box))

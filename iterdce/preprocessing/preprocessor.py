@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from iterdce.preprocessing.case_io import CanonicalCase
-from iterdce.preprocessing.case_properties import CaseProperties
+from iterdce.preprocessing.case_properties import CaseProperties, matrix_rows
 from iterdce.preprocessing.cropping import crop, nonzero_box, paste
 from iterdce.preprocessing.normalization import apply_ti_norm, ti_norm_stats, undo_ti_norm
 from iterdce.preprocessing.orientation import inverse_transform, reorient
@@ -40,24 +40,25 @@ def preprocess_canonical(canonical: CanonicalCase, target_spacing: Sequence[floa
     data = resample_phases(apply_ti_norm(cropped, stats), canonical.spacing, new_shape)
     lesion = np.zeros(cropped.shape[1:], np.int16) if canonical.lesion is None else crop(canonical.lesion, box)
     case = canonical.case
-    properties = CaseProperties.from_dict({
-        "case": case.case_id,
-        "original_shape": [int(s) for s in case.image.shape[1:]],
-        "original_affine": case.geometry.affine.tolist(),
-        "qform_code": case.geometry.qform_code,
-        "sform_code": case.geometry.sform_code,
-        "orientation_transform": canonical.transform.tolist(),
-        "canonical_shape": [int(s) for s in image.shape[1:]],
-        "canonical_affine": canonical.affine.tolist(),
-        "canonical_spacing": list(canonical.spacing),
-        "crop_box": box,
-        "cropped_shape": [int(s) for s in cropped.shape[1:]],
-        "target_spacing": [float(s) for s in target_spacing],
-        "resampled_shape": [int(s) for s in new_shape],
-        "ti_norm": {**stats.to_dict(), "mask": mask_kind},
-        "phase_times_s": [float(t) for t in case.times_s],
-        "has_lesion_labels": canonical.lesion is not None,
-    })
+    properties = CaseProperties(
+        case=case.case_id,
+        original_shape=tuple(int(s) for s in case.image.shape[1:]),
+        original_affine=matrix_rows(case.geometry.affine),
+        qform_code=int(case.geometry.qform_code),
+        sform_code=int(case.geometry.sform_code),
+        orientation_transform=matrix_rows(canonical.transform),
+        canonical_shape=tuple(int(s) for s in image.shape[1:]),
+        canonical_affine=matrix_rows(canonical.affine),
+        canonical_spacing=tuple(float(s) for s in canonical.spacing),
+        crop_box=tuple((int(a), int(b)) for a, b in box),
+        cropped_shape=tuple(int(s) for s in cropped.shape[1:]),
+        target_spacing=tuple(float(s) for s in target_spacing),
+        resampled_shape=tuple(int(s) for s in new_shape),
+        ti_norm=stats,
+        ti_norm_mask=mask_kind,
+        phase_times_s=tuple(float(t) for t in case.times_s),
+        has_lesion_labels=canonical.lesion is not None,
+    )
     return PreprocessedCase(data=data, lesion=resample_mask(lesion.astype(np.int16), new_shape),
                             mask=resample_mask(mask.astype(np.uint8), new_shape).astype(bool),
                             properties=properties)
@@ -74,5 +75,5 @@ def restore_phases(normalized: np.ndarray, properties: CaseProperties, backgroun
     phases = resample_phases(normalized, resampled_spacing, cropped_shape)
     stats = properties.ti_norm
     phases = undo_ti_norm(phases, stats)
-    full = paste(phases, [list(b) for b in properties.crop_box], properties.canonical_shape, fill=background or 0.0)
+    full = paste(phases, properties.crop_box, properties.canonical_shape, fill=background or 0.0)
     return reorient(full, inverse_transform(np.asarray(properties.orientation_transform)))
