@@ -34,8 +34,8 @@ from iterdce.core.file_names import CHECKPOINT_FINAL
 from iterdce.core.folder_names import FOLD_ALL, TIMES_TR, fold_folder, model_folder_name
 from iterdce.inference.composition import COMPOSE_MODES, DEFAULT_COMPOSE
 from iterdce.network.precision import PRECISIONS
-from iterdce.regression.fit import fit_fold_regression
-from iterdce.regression.model import REGRESSION_FILE, REGRESSION_FORMAT
+from iterdce.regression.fit import fit_fold_regression, stored_fit_for
+from iterdce.regression.model import REGRESSION_FILE
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -155,7 +155,7 @@ def fit_regression(args: argparse.Namespace, train_pre: Path, plans: dict, cases
     from iterdce.preprocessing.pipeline import data_folder
 
     path = args.workdir / REGRESSION_FILE
-    if not path.is_file() or json.loads(path.read_text()).get("format") != REGRESSION_FORMAT:
+    if stored_fit_for(path, len(plans["input_phases"])) is None:
         model = fit_fold_regression(data_folder(train_pre, "plans"), cases, len(plans["input_phases"]))
         path.write_text(json.dumps(model.to_json()))
     return path

@@ -71,8 +71,8 @@ def test_regression_with_no_change_learns_copy_last_and_clips_outside_its_range(
 
 def test_kinetic_terms_in_coefficient_order():
     terms = kinetic_terms(np.array([3.0]), np.array([2.0]), 0.5, degree=1, time_degree=2)
-    # u = 3, v = 2, tau = 0.5: (a, b, m) = (0,0,1),(0,1,1),(1,0,1),(0,0,2),(0,1,2),(1,0,2)
-    assert exponents(1, 2) == ((0, 0, 1), (0, 1, 1), (1, 0, 1), (0, 0, 2), (0, 1, 2), (1, 0, 2))
+    # u = 3, v = 2, tau = 0.5: (a, b, c, m) = (0,0,0,1),(0,1,0,1),(1,0,0,1),(0,0,0,2),(0,1,0,2),(1,0,0,2)
+    assert exponents(1, 2) == ((0, 0, 0, 1), (0, 1, 0, 1), (1, 0, 0, 1), (0, 0, 0, 2), (0, 1, 0, 2), (1, 0, 0, 2))
     np.testing.assert_allclose([np.broadcast_to(t, (1,))[0] for t in terms], [0.5, 1, 1.5, 0.25, 0.5, 0.75])
 
 

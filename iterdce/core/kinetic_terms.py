@@ -2,11 +2,17 @@
 (numpy, evaluation/baselines.py) and the network's kinetic prior (torch, network/kinetic_prior.py).
 
 A voxel's enhancement since the last input phase at a later time is modelled as a sum of terms
-``u**a * v**b * tau**m`` with ``u`` the early enhancement (last input minus pre-contrast), ``v`` the
-pre-contrast intensity (both TI-normalized) and ``tau`` the time since the last input in units of
-``TIME_UNIT_S``. ``m`` starts at 1, so the model predicts no change at ``tau = 0``; because time is a
+``u**a * v**b * s**c * tau**m`` with ``u`` the early enhancement (last input minus pre-contrast), ``v`` the
+pre-contrast intensity (both TI-normalized), ``s`` the slope between the last two *post-contrast* inputs (their
+change per ``TIME_UNIT_S``; it exists only with three or more inputs) and ``tau`` the time since the last input in
+units of ``TIME_UNIT_S``. ``m`` starts at 1, so the model predicts no change at ``tau = 0``; because time is a
 variable and not a phase index, one fit serves every protocol (jittered gaps, other phase counts,
 ``--target-times``).
+
+With two inputs there is no slope: ``slope_degree`` is 0 and the terms are exactly those of the two-input model
+(same order, same count), so a two-input fit does not move when the slope terms exist. With three or more inputs
+the slope terms (``c >= 1``) follow the others within each time power: a curve's direction (still rising,
+levelling off, washing out) is what the slope tells and the early enhancement alone does not.
 """
 from __future__ import annotations
 
@@ -15,60 +21,89 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-DEGREE = 3  # in (u, v): a + b <= DEGREE
+DEGREE = 3  # in (u, v, s): a + b + c <= DEGREE
 TIME_DEGREE = 3  # tau**1 .. tau**TIME_DEGREE
+SLOPE_DEGREE = 2  # s**1 .. s**SLOPE_DEGREE, where the inputs give a slope
 TIME_UNIT_S = 100.0
 
 Array = TypeVar("Array")
 
 
-def exponents(degree: int = DEGREE, time_degree: int = TIME_DEGREE) -> tuple[tuple[int, int, int], ...]:
-    """The (a, b, m) of every term, in the order of a fit's coefficients."""
-    return tuple((a, b, m) for m in range(1, time_degree + 1)
-                 for a in range(degree + 1) for b in range(degree + 1 - a))
+def slope_degree_for(n_inputs: int) -> int:
+    """The slope degree of a model with ``n_inputs`` input phases (pre-contrast included): 0 with two inputs
+    (one post-contrast phase: no slope), ``SLOPE_DEGREE`` with three or more."""
+    return SLOPE_DEGREE if n_inputs >= 3 else 0
 
 
-def n_terms(degree: int = DEGREE, time_degree: int = TIME_DEGREE) -> int:
-    return len(exponents(degree, time_degree))
+def exponents(degree: int = DEGREE, time_degree: int = TIME_DEGREE, slope_degree: int = 0
+              ) -> tuple[tuple[int, int, int, int], ...]:
+    """The (a, b, c, m) of every term, in the order of a fit's coefficients (``c = 0`` first in each time
+    power, in the order of the two-input model)."""
+    return tuple((a, b, c, m) for m in range(1, time_degree + 1) for c in range(min(slope_degree, degree) + 1)
+                 for a in range(degree + 1 - c) for b in range(degree + 1 - a - c))
 
 
-def kinetic_terms(u: Any, v: Any, tau: Any, degree: int = DEGREE, time_degree: int = TIME_DEGREE) -> list[Any]:
-    """Every term ``u**a * v**b * tau**m`` (plain arithmetic, so numpy arrays and torch tensors both work;
-    ``tau`` broadcasts against ``u`` and ``v``). Powers are built once and reused."""
-    u_pow, v_pow, t_pow = [1.0, u], [1.0, v], [1.0, tau]
+def n_terms(degree: int = DEGREE, time_degree: int = TIME_DEGREE, slope_degree: int = 0) -> int:
+    return len(exponents(degree, time_degree, slope_degree))
+
+
+def kinetic_terms(u: Any, v: Any, tau: Any, degree: int = DEGREE, time_degree: int = TIME_DEGREE,
+                  s: Any = None, slope_degree: int = 0) -> list[Any]:
+    """Every term ``u**a * v**b * s**c * tau**m`` (plain arithmetic, so numpy arrays and torch tensors both work;
+    ``tau`` broadcasts against ``u`` and ``v``). Powers are built once and reused; ``s`` is needed only with
+    ``slope_degree > 0``."""
+    if slope_degree and s is None:
+        raise ValueError("slope terms need the slope s between the last two post-contrast inputs")
+    u_pow, v_pow, s_pow, t_pow = [1.0, u], [1.0, v], [1.0, s], [1.0, tau]
     for _ in range(2, degree + 1):
         u_pow.append(u_pow[-1] * u)
         v_pow.append(v_pow[-1] * v)
+    for _ in range(2, slope_degree + 1):
+        s_pow.append(s_pow[-1] * s)
     for _ in range(2, time_degree + 1):
         t_pow.append(t_pow[-1] * tau)
-    uv = {(a, b): u_pow[a] * v_pow[b] for a in range(degree + 1) for b in range(degree + 1 - a)}
-    return [uv[(a, b)] * t_pow[m] for a, b, m in exponents(degree, time_degree)]
+    uvs = {(a, b, c): u_pow[a] * v_pow[b] * s_pow[c] if c else u_pow[a] * v_pow[b]
+           for a, b, c, _ in exponents(degree, 1, slope_degree)}
+    return [uvs[(a, b, c)] * t_pow[m] for a, b, c, m in exponents(degree, time_degree, slope_degree)]
+
+
+def input_slope(inputs: Any, times_s: Sequence[float] | np.ndarray) -> Any:
+    """The slope feature ``s`` of inputs ``[n_in, ...]`` at ``times_s``: the change between the last two inputs per
+    ``TIME_UNIT_S`` (None with fewer than three inputs, where the model has no slope terms)."""
+    if len(times_s) < 3:
+        return None
+    gap = (float(times_s[-1]) - float(times_s[-2])) / TIME_UNIT_S
+    if not gap > 0:
+        raise ValueError(f"the last two input times must increase, got {times_s[-2]} and {times_s[-1]}")
+    return (inputs[-1] - inputs[-2]) / gap
 
 
 def later_phases(pre: np.ndarray, early: np.ndarray, taus: Sequence[float] | np.ndarray,
                  coefficients: Sequence[float] | np.ndarray,
                  low: Sequence[float], high: Sequence[float], degree: int = DEGREE, time_degree: int = TIME_DEGREE,
-                 dtype: np.dtype | type = np.float32) -> np.ndarray:
-    """The model's estimate ``early + sum_j c_j u**a v**b tau**m`` at every ``tau`` (numpy, float64 inside).
+                 dtype: np.dtype | type = np.float32, slope: np.ndarray | None = None, slope_degree: int = 0,
+                 slope_range: Sequence[float] = (0.0, 0.0)) -> np.ndarray:
+    """The model's estimate ``early + sum_j c_j u**a v**b s**c tau**m`` at every ``tau`` (numpy, float64 inside).
 
-    ``u = early - pre`` and ``v = pre`` are clipped to ``low[:2]``/``high[:2]`` and each tau to
-    ``low[2]``/``high[2]`` (the range seen in the fit). The time polynomial of each (a, b) is summed first,
-    so one target costs one multiply-add per (u, v) term whatever the time degree: the regression baseline
-    and the native-resolution kinetic prior of the predictor (inference/composition.py) both call this.
-    Returns ``[len(taus), *early.shape]`` in ``dtype``.
+    ``u = early - pre`` and ``v = pre`` are clipped to ``low[:2]``/``high[:2]``, ``s`` (``slope``, with
+    ``slope_degree > 0``) to ``slope_range`` and each tau to ``low[2]``/``high[2]`` (the ranges seen in the fit).
+    The time polynomial of each (a, b, c) is summed first, so one target costs one multiply-add per (u, v, s) term
+    whatever the time degree: the regression baseline and the native-resolution kinetic prior of the predictor
+    (inference/composition.py) both call this. Returns ``[len(taus), *early.shape]`` in ``dtype``.
     """
     pre64, early64 = np.asarray(pre, np.float64), np.asarray(early, np.float64)
     u = np.clip(early64 - pre64, low[0], high[0])
     v = np.clip(pre64, low[1], high[1])
-    uv = kinetic_terms(u, v, 1.0, degree, 1)  # every u**a v**b once (tau**1 with tau = 1)
-    pairs = [(a, b) for a, b, m in exponents(degree, 1)]
-    index = {term: j for j, term in enumerate(exponents(degree, time_degree))}
+    s = None if not slope_degree else np.clip(np.asarray(slope, np.float64), slope_range[0], slope_range[1])
+    products = kinetic_terms(u, v, 1.0, degree, 1, s, slope_degree)  # every u**a v**b s**c once (tau = 1)
+    triples = [(a, b, c) for a, b, c, _ in exponents(degree, 1, slope_degree)]
+    index = {term: j for j, term in enumerate(exponents(degree, time_degree, slope_degree))}
     out = np.empty((len(taus), *early64.shape), dtype)
     for k, tau in enumerate(taus):
         t = float(np.clip(tau, low[2], high[2]))
         total = early64.copy()
-        for (a, b), product in zip(pairs, uv):
-            weight = sum(float(coefficients[index[(a, b, m)]]) * t ** m for m in range(1, time_degree + 1))
-            total += weight * product  # (0, 0): the scalar 1
+        for (a, b, c), product in zip(triples, products):
+            weight = sum(float(coefficients[index[(a, b, c, m)]]) * t ** m for m in range(1, time_degree + 1))
+            total += weight * product  # (0, 0, 0): the scalar 1
         out[k] = total
     return out

@@ -32,7 +32,7 @@ import numpy as np
 from torch import nn
 
 from iterdce.core.errors import UsageError
-from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, later_phases
+from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, input_slope, later_phases
 from iterdce.preprocessing.case_properties import CaseProperties
 from iterdce.preprocessing.cropping import crop
 from iterdce.preprocessing.normalization import apply_ti_norm, undo_ti_norm
@@ -54,13 +54,16 @@ class PriorFit:
     coefficients: tuple[float, ...]
     low: tuple[float, float, float]
     high: tuple[float, float, float]
+    slope_degree: int = 0  # > 0: reads the slope between the last two of >= 3 inputs
+    slope_range: tuple[float, float] = (0.0, 0.0)
 
     def estimate(self, inputs: np.ndarray, input_times_s: Sequence[float], target_times_s: Sequence[float]
                  ) -> np.ndarray:
         """TI-normalized inputs [n_in, ...] -> the prior's estimate at each target time [T, ...] (float32)."""
         taus = [(float(t) - float(input_times_s[-1])) / TIME_UNIT_S for t in target_times_s]
+        slope = input_slope(inputs.astype(np.float64), input_times_s) if self.slope_degree else None
         return later_phases(inputs[0], inputs[-1], taus, self.coefficients, self.low, self.high, DEGREE,
-                            TIME_DEGREE, np.float32)
+                            TIME_DEGREE, np.float32, slope, self.slope_degree, self.slope_range)
 
 
 @dataclass(frozen=True)
@@ -122,9 +125,11 @@ def model_priors(models: Sequence[nn.Module]) -> tuple[PriorFit, ...]:
         prior = getattr(model, "kinetic_prior", None)
         if prior is None:
             return ()
+        slope_range = prior.slope_range.tolist() if prior.slope_degree else [0.0, 0.0]
         fits.append(PriorFit(tuple(float(c) for c in prior.coefficients.tolist()),
                              tuple(float(x) for x in prior.low.tolist()),  # type: ignore[arg-type]
-                             tuple(float(x) for x in prior.high.tolist())))  # type: ignore[arg-type]
+                             tuple(float(x) for x in prior.high.tolist()),  # type: ignore[arg-type]
+                             int(prior.slope_degree), (float(slope_range[0]), float(slope_range[1]))))
     return tuple(fits)
 
 

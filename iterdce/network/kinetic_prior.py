@@ -5,6 +5,8 @@ what the regression misses (spatial context: lesion morphology, noise, partial v
 The coefficients and clip limits are buffers: they travel in every checkpoint's state dict, so a trained
 model predicts without the fit file. A new module is unfitted (``fitted`` is 0); the trainer fills it
 from the fold's training cases before the first step, and model loading refuses an unfitted prior.
+With three or more input phases the prior also reads the slope between the last two inputs
+(``slope_degree > 0``, core/kinetic_terms.py); a two-input prior has exactly the buffers it always had.
 """
 from __future__ import annotations
 
@@ -17,43 +19,63 @@ from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, kinetic
 
 
 class KineticPrior(nn.Module):
-    """``early + sum_j c_j * u**a v**b tau**m`` with the inputs clipped to the fitted range (no parameters)."""
+    """``early + sum_j c_j * u**a v**b s**c tau**m`` with the inputs clipped to the fitted range (no parameters)."""
 
     coefficients: Tensor
     low: Tensor
     high: Tensor
     fitted: Tensor
+    slope_range: Tensor
 
-    def __init__(self) -> None:
+    def __init__(self, slope_degree: int = 0) -> None:
         super().__init__()
-        self.register_buffer("coefficients", torch.zeros(n_terms()))
+        self.slope_degree = int(slope_degree)
+        self.register_buffer("coefficients", torch.zeros(n_terms(slope_degree=self.slope_degree)))
         self.register_buffer("low", torch.zeros(3))  # (u, v, tau)
         self.register_buffer("high", torch.zeros(3))
+        if self.slope_degree:
+            self.register_buffer("slope_range", torch.zeros(2))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.uint8))
 
     def set_fit(self, degree: int, time_degree: int, coefficients: Sequence[float], low: Sequence[float],
-                high: Sequence[float]) -> None:
+                high: Sequence[float], slope_degree: int = 0, slope_range: Sequence[float] = (0.0, 0.0)) -> None:
         """Copy a fit in (a KineticRegression's fields); it must use this module's terms."""
-        if (degree, time_degree) != (DEGREE, TIME_DEGREE) or len(coefficients) != n_terms():
-            raise ValueError(f"the kinetic prior uses degree {DEGREE} and time degree {TIME_DEGREE} "
-                             f"({n_terms()} terms), got a fit of degree {degree}, time degree {time_degree}")
+        count = n_terms(slope_degree=self.slope_degree)
+        if (degree, time_degree, slope_degree) != (DEGREE, TIME_DEGREE, self.slope_degree) \
+                or len(coefficients) != count:
+            raise ValueError(f"the kinetic prior uses degree {DEGREE}, time degree {TIME_DEGREE} and slope degree "
+                             f"{self.slope_degree} ({count} terms), got a fit of degree {degree}, time degree "
+                             f"{time_degree}, slope degree {slope_degree}")
         with torch.no_grad():
             self.coefficients.copy_(torch.as_tensor(list(coefficients), dtype=torch.float32))
             self.low.copy_(torch.as_tensor(list(low), dtype=torch.float32))
             self.high.copy_(torch.as_tensor(list(high), dtype=torch.float32))
+            if self.slope_degree:
+                self.slope_range.copy_(torch.as_tensor(list(slope_range), dtype=torch.float32))
             self.fitted.fill_(1)
 
     def is_fitted(self) -> bool:
         """Whether a fit was set (one host read: call it when loading a model, not per step)."""
         return bool(self.fitted.item())
 
-    def forward(self, pre: Tensor, early: Tensor, early_time_s: Tensor, target_time_s: Tensor) -> Tensor:
-        """pre, early [B, 1, X, Y, Z] (TI-normalized), times [B] in seconds -> the estimate at the target time."""
+    def forward(self, pre: Tensor, early: Tensor, early_time_s: Tensor, target_time_s: Tensor,
+                previous: Tensor | None = None, previous_time_s: Tensor | None = None) -> Tensor:
+        """pre, early [B, 1, X, Y, Z] (TI-normalized), times [B] in seconds -> the estimate at the target time.
+
+        ``previous`` / ``previous_time_s``: the input before ``early`` and its time, read by a prior with slope
+        terms (the synthesizers pass them with three or more inputs)."""
         shape = (-1,) + (1,) * (early.ndim - 1)
         tau = ((target_time_s - early_time_s) / TIME_UNIT_S).clamp(self.low[2], self.high[2]).reshape(shape)
         u = (early - pre).clamp(self.low[0], self.high[0])
         v = pre.clamp(self.low[1], self.high[1])
-        terms = kinetic_terms(u.float(), v.float(), tau.float())
+        s = None
+        if self.slope_degree:
+            if previous is None or previous_time_s is None:
+                raise ValueError("this kinetic prior reads the slope between the last two inputs: pass previous and "
+                                 "previous_time_s")
+            gap = ((early_time_s - previous_time_s) / TIME_UNIT_S).reshape(shape)
+            s = ((early - previous).float() / gap).clamp(self.slope_range[0], self.slope_range[1])
+        terms = kinetic_terms(u.float(), v.float(), tau.float(), s=s, slope_degree=self.slope_degree)
         change = torch.zeros_like(u, dtype=torch.float32)
         for c, term in zip(self.coefficients.unbind(), terms):
             change = change + c * term

@@ -7,7 +7,11 @@ Both share one call signature so trainers, validation and the predictor treat th
 
 With ``kinetic_prior`` (a plan option), every step that predicts a target phase also reads the kinetic
 prior's estimate of that phase (network/kinetic_prior.py) as a third channel, last, so the residual output
-(last channel + learned change) starts from the regression's estimate instead of the current phase.
+(last channel + learned change) starts from the regression's estimate instead of the current phase. With three or
+more inputs the prior reads the slope between the last two (``prior_estimate``).
+
+Every input phase reaches the network: the iterative model's steps whose target is an input are fed the real
+phase, so the ConvLSTM state has read the whole input sequence when the first target is predicted.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from iterdce.core.kinetic_terms import slope_degree_for
 from iterdce.network.config import ModelConfig, NetworkConfig
 from iterdce.network.iterunet import build_network
 from iterdce.network.kinetic_prior import KineticPrior
@@ -32,7 +37,7 @@ class IterativeSynthesizer(nn.Module):
         self.net = build_network(network)
         self.input_phases = [int(p) for p in input_phases]
         self.num_phases = int(num_phases)
-        self.kinetic_prior = KineticPrior() if kinetic_prior else None
+        self.kinetic_prior = KineticPrior(slope_degree_for(len(self.input_phases))) if kinetic_prior else None
 
     def time_biases(self, times_s: Tensor) -> list[list[Tensor]] | None:
         """Every step's time-embedding biases for times_s [B, P] (None without a time embedding).
@@ -65,8 +70,8 @@ class IterativeSynthesizer(nn.Module):
             target = source + 1
             channels = [pre, current]
             if self.kinetic_prior is not None:  # a warm-up step (target is an input) starts from the current phase
-                channels.append(current if target < n_in else self.kinetic_prior(
-                    pre, inputs[:, n_in - 1:n_in], times_s[:, n_in - 1], times_s[:, target]))
+                channels.append(current if target < n_in else prior_estimate(self.kinetic_prior, inputs, times_s,
+                                                                             target))
             prediction, state = self.net(torch.cat(channels, dim=1), times_s[:, target], times_s[:, source], state,
                                          None if time_biases is None else time_biases[source - 1])
             if target >= n_in:
@@ -90,7 +95,7 @@ class SingleStepSynthesizer(nn.Module):
         self.input_phases = [int(p) for p in input_phases]
         self.num_phases = int(num_phases)
         self.nets = nn.ModuleList(build_network(plain) for _ in range(num_phases - len(self.input_phases)))
-        self.kinetic_prior = KineticPrior() if kinetic_prior else None
+        self.kinetic_prior = KineticPrior(slope_degree_for(len(self.input_phases))) if kinetic_prior else None
 
     def forward(self, inputs: Tensor, times_s: Tensor, teacher: Tensor | None = None) -> Tensor:
         """inputs [B, n_in, ...] -> targets [B, P - n_in, ...]; ``teacher`` is unused (no recursion)."""
@@ -103,9 +108,19 @@ class SingleStepSynthesizer(nn.Module):
         for j, net in enumerate(self.nets[:times_s.shape[1] - n_in]):
             channels = [pre, last]
             if self.kinetic_prior is not None:
-                channels.append(self.kinetic_prior(pre, last, times_s[:, n_in - 1], times_s[:, n_in + j]))
+                channels.append(prior_estimate(self.kinetic_prior, inputs, times_s, n_in + j))
             outputs.append(net(torch.cat(channels, dim=1), times_s[:, n_in + j], times_s[:, n_in - 1])[0])
         return torch.cat(outputs, dim=1)
+
+
+def prior_estimate(prior: KineticPrior, inputs: Tensor, times_s: Tensor, target: int) -> Tensor:
+    """The prior's estimate of phase ``target`` from ``inputs`` [B, n_in, ...] (pre first, last input last; the one
+    before it too where the prior reads the slope) at ``times_s`` [B, P]."""
+    n_in = inputs.shape[1]
+    previous = (inputs[:, n_in - 2:n_in - 1], times_s[:, n_in - 2]) if prior.slope_degree else (None, None)
+    estimate: Tensor = prior(inputs[:, :1], inputs[:, n_in - 1:n_in], times_s[:, n_in - 1], times_s[:, target],
+                             *previous)
+    return estimate
 
 
 def build_synthesizer(config: ModelConfig) -> nn.Module:

@@ -12,6 +12,7 @@ from iterdce.core.atomic import write_json_atomic
 from iterdce.core.errors import IterdceError, JSONFileError
 from iterdce.core.folder_names import FOLD_GLOB
 from iterdce.core.json_io import read_json
+from iterdce.core.kinetic_terms import slope_degree_for
 from iterdce.preprocessing.case_files import load_preprocessed
 from iterdce.regression.model import REGRESSION_FILE, REGRESSION_FORMAT, KineticRegression, RegressionFitter
 
@@ -36,7 +37,7 @@ class RegressionEnsemble:
 def fit_fold_regression(data_dir: Path, case_ids: Sequence[str], n_inputs: int, progress: bool = False
                         ) -> KineticRegression:
     """Fit the regression on preprocessed (TI-normalized, plan-space) training cases."""
-    fitter = RegressionFitter()
+    fitter = RegressionFitter(slope_degree=slope_degree_for(n_inputs))
     for case_id in tqdm(case_ids, desc="fitting the regression baseline", unit="case", disable=not progress):
         case = load_preprocessed(data_dir, case_id)
         fitter.add_case(case.data, case.times_s, n_inputs, case.mask > 0, case.lesion)
@@ -48,15 +49,27 @@ def ensure_fold_regression(fold_folder: Path, data_dir: Path, case_ids: Sequence
     """The fold's stored fit, fitted and written first when it does not exist yet (or was written by an older
     iterdce in another format: the fit is derived data, refitted from the same cases)."""
     path = fold_folder / REGRESSION_FILE
-    if path.is_file():
-        try:
-            return load_regression_file(path)
-        except RegressionFitError:
-            if read_json(path, expect=dict).get("format") == REGRESSION_FORMAT:
-                raise
+    stored = stored_fit_for(path, n_inputs)
+    if stored is not None:
+        return stored
     model = fit_fold_regression(data_dir, case_ids, n_inputs, progress)
     write_json_atomic(path, model.to_json())
     return model
+
+
+def stored_fit_for(path: Path, n_inputs: int) -> KineticRegression | None:
+    """The fit stored at ``path`` when it is one for ``n_inputs`` inputs; None when there is none or it is derived
+    data to refit: written by an older iterdce in another format, or without the slope terms three or more inputs
+    now have (kinetic_terms.slope_degree_for). A broken file of the current format is an error naming it."""
+    if not path.is_file():
+        return None
+    try:
+        model = load_regression_file(path)
+    except RegressionFitError:
+        if read_json(path, expect=dict).get("format") == REGRESSION_FORMAT:
+            raise
+        return None
+    return model if model.slope_degree == slope_degree_for(n_inputs) else None
 
 
 def load_regression_file(path: Path) -> KineticRegression:

@@ -1,5 +1,6 @@
 """The voxel-wise kinetic regression: every later phase as a polynomial of a voxel's early enhancement, its
-pre-contrast intensity and the time since the last input (``iterdce.core.kinetic_terms``), fitted by least squares
+pre-contrast intensity, the slope between the last two inputs where there are three or more, and the time since
+the last input (``iterdce.core.kinetic_terms``), fitted by least squares
 on training cases. It is a baseline of its own (no deep learning) and the kinetic prior the network starts from.
 """
 from __future__ import annotations
@@ -9,7 +10,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, kinetic_terms, later_phases, n_terms
+from iterdce.core.kinetic_terms import (
+    DEGREE,
+    TIME_DEGREE,
+    TIME_UNIT_S,
+    input_slope,
+    kinetic_terms,
+    later_phases,
+    n_terms,
+)
 
 
 def _float_dtype(array: np.ndarray) -> np.dtype:
@@ -47,6 +56,8 @@ class KineticRegression:
     coefficients: np.ndarray  # [n_terms]
     feature_low: tuple[float, float, float]  # (u, v, tau) lower clip
     feature_high: tuple[float, float, float]
+    slope_degree: int = 0  # 0: two inputs, no slope terms (kinetic_terms.slope_degree_for)
+    slope_range: tuple[float, float] = (0.0, 0.0)  # the slope's clip range (with slope_degree > 0)
 
     def predict(self, input_phases: np.ndarray, input_times_s: Sequence[float],
                 target_times_s: Sequence[float]) -> np.ndarray:
@@ -56,15 +67,23 @@ class KineticRegression:
         if inputs.ndim < 2 or inputs.shape[0] < 2 or len(input_times_s) != inputs.shape[0]:
             raise ValueError(f"the regression needs >= 2 input phases along axis 0 and one time each, got shape "
                              f"{inputs.shape} and {len(input_times_s)} times")
+        if self.slope_degree and inputs.shape[0] < 3:
+            raise ValueError(f"this regression reads the slope between the last two of >= 3 inputs, got "
+                             f"{inputs.shape[0]} input phases")
         taus = _relative_times(input_times_s, target_times_s)
+        slope = input_slope(inputs.astype(np.float64), input_times_s) if self.slope_degree else None
         return later_phases(inputs[0], inputs[-1], taus, self.coefficients, self.feature_low, self.feature_high,
-                            self.degree, self.time_degree, _float_dtype(inputs))
+                            self.degree, self.time_degree, _float_dtype(inputs), slope, self.slope_degree,
+                            self.slope_range)
 
     def to_json(self) -> dict:
-        return {"kind": "kinetic_regression", "format": REGRESSION_FORMAT, "degree": self.degree,
-                "time_degree": self.time_degree, "time_unit_s": TIME_UNIT_S,
-                "coefficients": self.coefficients.tolist(), "feature_low": list(self.feature_low),
-                "feature_high": list(self.feature_high)}
+        payload = {"kind": "kinetic_regression", "format": REGRESSION_FORMAT, "degree": self.degree,
+                   "time_degree": self.time_degree, "time_unit_s": TIME_UNIT_S,
+                   "coefficients": self.coefficients.tolist(), "feature_low": list(self.feature_low),
+                   "feature_high": list(self.feature_high)}
+        if self.slope_degree:  # a two-input fit's file stays as it was
+            payload.update(slope_degree=self.slope_degree, slope_range=list(self.slope_range))
+        return payload
 
     @classmethod
     def from_json(cls, payload: dict) -> KineticRegression:
@@ -76,29 +95,35 @@ class KineticRegression:
             coefficients = np.asarray(payload["coefficients"], np.float64)
             low = tuple(float(x) for x in payload["feature_low"])
             high = tuple(float(x) for x in payload["feature_high"])
+            slope_degree = int(payload.get("slope_degree", 0))
+            slope_range = tuple(float(x) for x in payload.get("slope_range", (0.0, 0.0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a kinetic regression fit: {exc}") from exc
-        count = n_terms(degree, time_degree)
+        if slope_degree < 0 or len(slope_range) != 2:
+            raise ValueError("slope_degree must be >= 0 and slope_range hold (low, high)")
+        count = n_terms(degree, time_degree, slope_degree)
         if coefficients.shape != (count,) or not np.isfinite(coefficients).all():
             raise ValueError(f"kinetic regression coefficients must be {count} finite numbers")
         if len(low) != 3 or len(high) != 3:
             raise ValueError("feature_low and feature_high must hold (u, v, tau)")
-        return cls(degree, time_degree, coefficients, (low[0], low[1], low[2]), (high[0], high[1], high[2]))
+        return cls(degree, time_degree, coefficients, (low[0], low[1], low[2]), (high[0], high[1], high[2]),
+                   slope_degree, (slope_range[0], slope_range[1]))
 
 
 class RegressionFitter:
     """Accumulates the normal equations case by case (memory independent of the number of cases)."""
 
     def __init__(self, degree: int = DEGREE, time_degree: int = TIME_DEGREE, max_voxels_per_case: int = 200_000,
-                 seed: int = 0) -> None:
-        self.degree, self.time_degree = degree, time_degree
+                 seed: int = 0, slope_degree: int = 0) -> None:
+        self.degree, self.time_degree, self.slope_degree = degree, time_degree, slope_degree
         self.max_voxels, self.rng = max_voxels_per_case, np.random.default_rng(seed)
-        count = n_terms(degree, time_degree)
+        count = n_terms(degree, time_degree, slope_degree)
         self.gram = np.zeros((count, count))
         self.moments = np.zeros(count)
         self.regions = 0  # case regions (foreground, lesion) added
         self.low = np.array([np.inf, np.inf, np.inf])
         self.high = np.array([-np.inf, -np.inf, -np.inf])
+        self.slope_low, self.slope_high = np.inf, -np.inf
 
     def add_case(self, phases: np.ndarray, times_s: Sequence[float] | np.ndarray, n_inputs: int, mask: np.ndarray,
                  lesion: np.ndarray | None) -> None:
@@ -108,6 +133,8 @@ class RegressionFitter:
         if times.shape != (phases.shape[0],):
             raise ValueError(f"{times.size} phase times for {phases.shape[0]} phases")
         taus = _relative_times(times[:n_inputs], times[n_inputs:])
+        if self.slope_degree and n_inputs < 3:
+            raise ValueError(f"a fit with slope terms needs >= 3 input phases, got {n_inputs}")
         fg = np.asarray(mask, bool)
         les = np.zeros_like(fg) if lesion is None else (np.asarray(lesion) > 0)
         for region in (fg & ~les, les):
@@ -118,15 +145,20 @@ class RegressionFitter:
                 index = np.sort(self.rng.choice(index, self.max_voxels, replace=False))
             flat = phases.reshape(phases.shape[0], -1)[:, index].astype(np.float64)
             pre, early = flat[0], flat[n_inputs - 1]
+            slope = input_slope(flat[:n_inputs], times[:n_inputs]) if self.slope_degree else None
             weight = 0.5 / (index.size * taus.size)
             for k, tau in enumerate(taus):
-                terms = kinetic_terms(early - pre, pre, float(tau), self.degree, self.time_degree)
+                terms = kinetic_terms(early - pre, pre, float(tau), self.degree, self.time_degree, slope,
+                                      self.slope_degree)
                 design = np.stack([np.broadcast_to(t, pre.shape) for t in terms])  # [n_terms, N]
                 self.gram += weight * design @ design.T
                 self.moments += weight * design @ (flat[n_inputs + k] - early)
             uv = np.stack([early - pre, pre])
             self.low[:2] = np.minimum(self.low[:2], np.percentile(uv, 0.5, axis=1))
             self.high[:2] = np.maximum(self.high[:2], np.percentile(uv, 99.5, axis=1))
+            if slope is not None:
+                self.slope_low = min(self.slope_low, float(np.percentile(slope, 0.5)))
+                self.slope_high = max(self.slope_high, float(np.percentile(slope, 99.5)))
             self.regions += 1
         self.low[2] = min(self.low[2], float(taus.min()))
         self.high[2] = max(self.high[2], float(taus.max()))
@@ -140,4 +172,5 @@ class RegressionFitter:
         low, high = self.low, self.high
         return KineticRegression(self.degree, self.time_degree, coefficients,
                                  (float(low[0]), float(low[1]), float(low[2])),
-                                 (float(high[0]), float(high[1]), float(high[2])))
+                                 (float(high[0]), float(high[1]), float(high[2])), self.slope_degree,
+                                 (float(self.slope_low), float(self.slope_high)) if self.slope_degree else (0.0, 0.0))
