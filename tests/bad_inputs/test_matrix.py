@@ -11,7 +11,9 @@ import pytest
 from iterdce.commands import (
     demo,
     evaluate,
+    export_model,
     import_dicom,
+    install_model,
     plan_and_preprocess,
     predict,
     simulate,
@@ -24,7 +26,7 @@ from tests.bad_inputs.workspace import build_workspace, snapshot
 
 MAINS = {"verify": verify_dataset.main, "plan": plan_and_preprocess.main, "train": train.main,
          "predict": predict.main, "evaluate": evaluate.main, "simulate": simulate.main, "demo": demo.main,
-         "import_dicom": import_dicom.main}
+         "import_dicom": import_dicom.main, "export": export_model.main, "install": install_model.main}
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 REAL_TEMPORARY_FILE = tempfile.TemporaryFile
 
