@@ -8,6 +8,7 @@ from pathlib import Path
 from iterdce.commands.common import (
     add_dataset_argument,
     add_plans_argument,
+    add_quiet_argument,
     add_root_arguments,
     check_folds,
     new_parser,
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--license", default=UNSPECIFIED_LICENSE,
                         help=f"the license written into the model card (default {UNSPECIFIED_LICENSE})")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing zip at -o")
+    add_quiet_argument(parser)
     add_root_arguments(parser)
     args = parser.parse_args(argv)
     roots = roots_from_args(args)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from iterdce.commands.common import (
     add_models_root_argument,
+    add_quiet_argument,
     add_root_arguments,
     new_parser,
     roots_from_args,
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("zip", help="the shared model (iterdce_export_model's zip)")
     parser.add_argument("--name", help="install under this name (default: the name in its model card)")
     parser.add_argument("--overwrite", action="store_true", help="replace an installed model of the same name")
+    add_quiet_argument(parser)
     add_models_root_argument(parser)
     add_root_arguments(parser)
     args = parser.parse_args(argv)
