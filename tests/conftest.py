@@ -23,3 +23,12 @@ def raw_dataset(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def preprocessed_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_preprocessed(tmp_path_factory.mktemp("training_data"))
+
+
+@pytest.fixture(scope="session")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bad-input matrix's workspace (tests/bad_inputs/workspace.py): a tiny trained model, its predictions,
+    exported to model.zip and installed; built once per session, copied by the tests that change it."""
+    from tests.bad_inputs.workspace import build_workspace
+
+    return build_workspace(tmp_path_factory.mktemp("bad_inputs") / "ws")

@@ -9,7 +9,9 @@ import pytest
 from iterdce.commands import (
     demo,
     evaluate,
+    export_model,
     import_dicom,
+    install_model,
     plan_and_preprocess,
     predict,
     simulate,
@@ -21,7 +23,8 @@ from iterdce.core.errors import JSONFileError
 
 COMMANDS = {"iterdce_demo": demo, "iterdce_evaluate": evaluate, "iterdce_import_dicom": import_dicom,
             "iterdce_plan_and_preprocess": plan_and_preprocess, "iterdce_predict": predict,
-            "iterdce_simulate": simulate, "iterdce_train": train, "iterdce_verify_dataset": verify_dataset}
+            "iterdce_simulate": simulate, "iterdce_train": train, "iterdce_verify_dataset": verify_dataset,
+            "iterdce_export_model": export_model, "iterdce_install_model": install_model}
 
 
 def help_text(module, capsys) -> str:
@@ -39,7 +42,8 @@ def test_every_help_ends_with_an_example(name, capsys):
 
 def test_shared_flags_mean_the_same_everywhere(capsys):
     texts = {name: help_text(module, capsys) for name, module in COMMANDS.items()}
-    for name in ("iterdce_evaluate", "iterdce_plan_and_preprocess", "iterdce_predict", "iterdce_train"):
+    for name in ("iterdce_evaluate", "iterdce_export_model", "iterdce_plan_and_preprocess", "iterdce_predict",
+                 "iterdce_train"):
         assert "-p PLANS_NAME, --plans-name PLANS_NAME" in texts[name], name
         assert "-d DATASET, --dataset DATASET" in texts[name], name
     for name in ("iterdce_plan_and_preprocess", "iterdce_simulate", "iterdce_train"):

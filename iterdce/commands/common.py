@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from iterdce.core.errors import IterdceError, JSONFileError, UsageError
-from iterdce.core.paths import Roots, resolve_roots
+from iterdce.core.paths import MODELS_ENV, Roots, resolve_roots
 from iterdce.network.precision import PRECISIONS
 from iterdce.preprocessing.splits import SPLITS_FILE, read_splits
 
@@ -70,6 +70,12 @@ def add_root_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--raw", help="raw datasets root (env ITERDCE_RAW)")
     group.add_argument("--preprocessed", help="preprocessed root (env ITERDCE_PREPROCESSED)")
     group.add_argument("--results", help="results root (env ITERDCE_RESULTS)")
+
+
+def add_models_root_argument(parser: argparse.ArgumentParser) -> None:
+    """--models-root: where installed models live (else ITERDCE_MODELS, else <results root>/models)."""
+    parser.add_argument("--models-root", help=f"installed models' folder (env {MODELS_ENV}; default "
+                                              "<results root>/models)")
 
 
 def roots_from_args(args: argparse.Namespace) -> Roots:

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
 from iterdce.commands.common import (
     add_dataset_argument,
+    add_models_root_argument,
     add_plans_argument,
     add_precision_argument,
     add_quiet_argument,
@@ -23,13 +25,15 @@ from iterdce.commands.common import (
 from iterdce.core.file_names import CHECKPOINT_KINDS
 from iterdce.core.folder_names import model_folder_name
 from iterdce.core.output_checks import require_writable_folder
-from iterdce.core.paths import find_dataset
+from iterdce.core.paths import find_dataset, models_root
 from iterdce.inference.case_pipeline import rank_device
 from iterdce.inference.composition import COMPOSE_MODES, DEFAULT_COMPOSE
 from iterdce.inference.dicom_output import OUTPUT_FORMATS, DicomExporter
+from iterdce.inference.model_loading import trained_folds
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings, refuse_output_inside_input
 from iterdce.inference.tile_choice import CPU_BUDGET_GB, CUDA_FREE_FRACTION, PATCH, TILE_CHOICES
 from iterdce.pretrained import DEFAULT_PRETRAINED, PRETRAINED_FOLD, PRETRAINED_MODELS, pretrained_model_folder
+from iterdce.sharing.install import resolve_model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="NAME", help="use a model shipped with iterdce (no training needed) instead of a "
                         "trained dataset's model: " + "; ".join(f"{name}: {what}" for name, what in
                                                                 PRETRAINED_MODELS.items()))
-    parser.add_argument("-f", "--folds", nargs="+", type=parse_fold, default=[0, 1, 2, 3, 4],
-                        help="folds to average (default 0 1 2 3 4; missing ones are skipped with a warning)")
+    parser.add_argument("--model", metavar="NAME|ZIP", help="use a shared model: the name of one installed with "
+                        "iterdce_install_model, or its .zip (checked and unpacked for this run)")
+    parser.add_argument("-f", "--folds", nargs="+", type=parse_fold,
+                        help="folds to average (default 0 1 2 3 4, with --model every fold it holds; missing ones "
+                             "are skipped with a warning)")
     parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", help="trainer name (default RecursiveTrainer)")
     add_plans_argument(parser)
     parser.add_argument("--checkpoint", default="final", choices=CHECKPOINT_KINDS,
@@ -93,10 +100,15 @@ def main(argv: list[str] | None = None) -> int:
                              "NIfTI inputs with --dicom-template")
     parser.add_argument("--dicom-template", metavar="DIR", help="DICOM studies the NIfTI inputs came from "
                         "(with --output-format dicom)")
+    add_models_root_argument(parser)
     add_root_arguments(parser)
     args = parser.parse_args(argv)
-    if args.dataset is None and not args.pretrained:
-        parser.error("-d/--dataset is required (or --pretrained)")
+    chosen = [flag for flag, value in (("-d/--dataset", args.dataset), ("--pretrained", args.pretrained),
+                                       ("--model", args.model)) if value]
+    if not chosen:
+        parser.error("-d/--dataset is required (or --pretrained, or --model)")
+    if len(chosen) > 1:
+        parser.error(f"{' and '.join(chosen)} each name the model: give one of them")
     if not 0 < args.step_size <= 1:
         parser.error(f"--step-size must be in (0, 1], got {args.step_size}")
     args.tile_size = parse_tile_size(parser, args.tile_size)
@@ -106,13 +118,22 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("always", UserWarning)
 
     def body() -> int:
+        with tempfile.TemporaryDirectory(prefix="iterdce-model-") as unpacked:
+            return predict(Path(unpacked))
+
+    def predict(unpacked: Path) -> int:
         refuse_output_inside_input(Path(args.input), Path(args.output))
         require_writable_folder(args.output, "-o")
+        folds: list[int | str]
         if args.pretrained:
             model_folder, folds = pretrained_model_folder(args.pretrained), [PRETRAINED_FOLD]
+        elif args.model:
+            model_folder = resolve_model(args.model, models_root(roots.results, args.models_root), unpacked)
+            folds = args.folds or trained_folds(model_folder, args.checkpoint)
         else:
             results = find_dataset(args.dataset, roots.results, "results")
-            model_folder, folds = results / model_folder_name(args.trainer, args.plans_name), args.folds
+            model_folder = results / model_folder_name(args.trainer, args.plans_name)
+            folds = args.folds or [0, 1, 2, 3, 4]
         settings = PredictionSettings(folds, args.checkpoint, rank_device(args.device), args.tile_batch,
                                       args.step_size, tta=args.tta, progress=not args.quiet, tile_size=args.tile_size,
                                       target_times=args.target_times, tile_memory_gb=args.tile_memory_gb,
@@ -120,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                                       ood_guard=args.ood_guard)
         predictor = IterativePredictor(model_folder, settings)
         if args.output_format == "dicom":
-            exporter = DicomExporter(predictor, f"{model_folder.parent.name}/{model_folder.name}",
+            name = args.model or f"{model_folder.parent.name}/{model_folder.name}"
+            exporter = DicomExporter(predictor, name,
                                      progress=not args.quiet)
             done = exporter.predict(args.input, args.output, args.dicom_template, args.overwrite,
                                     args.save_kinetic_map)

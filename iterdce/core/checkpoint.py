@@ -1,6 +1,7 @@
 """Checkpoints: tensors and plain metadata only, written atomically, read with ``weights_only=True``."""
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,19 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found", path)
+    return _load(path, path, map_location)
+
+
+def load_checkpoint_bytes(data: bytes, name: str | Path, map_location: str | torch.device = "cpu"
+                          ) -> dict[str, Any]:
+    """``load_checkpoint`` of a checkpoint held in memory (a member of a shared model's zip, checked before
+    anything is extracted); ``name`` is what the errors call it."""
+    return _load(io.BytesIO(data), Path(name), map_location)
+
+
+def _load(source: Path | io.BytesIO, path: Path, map_location: str | torch.device) -> dict[str, Any]:
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "unsupported global" in str(exc).lower():
             raise CheckpointError(f"{path}: refused: it holds Python objects other than tensors and plain values, "

@@ -67,3 +67,12 @@ CHECKPOINT_BEST = checkpoint_name("best")  # the best validation loss so far
 CHECKPOINT_FINAL = checkpoint_name("final")  # the end of training; what prediction loads by default
 CHECKPOINT_GLOB = checkpoint_name("*")
 CHECKPOINT_KINDS = ("final", "best", "latest")  # what prediction may load
+
+# a shared model (iterdce_export_model / iterdce_install_model): a zip of a model folder whose top level holds the
+# card and the manifest (the SHA-256 of every other member)
+MODEL_CARD_JSON = "model_card.json"
+MODEL_CARD_MD = "model_card.md"
+MODEL_MANIFEST = "manifest.json"
+MODEL_ZIP_SUFFIX = ".zip"
+CV_SUMMARY = "cv_summary.json"  # a model folder's cross-validation summary (iterdce_evaluate --cv)
+TRAINING_LOG = "training_log.json"  # a fold's training log

@@ -24,6 +24,9 @@ PLANS_DATA_SUFFIX = "_data"
 PER_CASE_IMAGES = "images"
 PER_CASE_LABELS = "segmentations"
 PER_CASE_MASKS = "masks"
+# installed shared models: <results>/models/<name>/ (iterdce_install_model; ITERDCE_MODELS or --models-root elsewhere)
+MODELS_FOLDER = "models"
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")  # an installed model's name: one folder, no dots first
 
 
 def dataset_folder_name(dataset_id: int, name: str) -> str:
@@ -70,6 +73,11 @@ def model_folder_name(trainer: str, plans_name: str) -> str:
 def fold_folder_name(fold: int | str) -> str:
     """``fold_<k>``, or ``fold_all`` for the fold trained on every case."""
     return f"fold_{fold}"
+
+
+def is_model_name(name: str) -> bool:
+    """Whether ``name`` can name an installed model (``MODEL_NAME``: letters, digits, ``_ . -``, no folders)."""
+    return bool(MODEL_NAME.fullmatch(name))
 
 
 def fold_folder(model_folder: Path, fold: int | str) -> Path:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iterdce.core.errors import IterdceError
-from iterdce.core.folder_names import DATASET_PATTERN
+from iterdce.core.folder_names import DATASET_PATTERN, MODELS_FOLDER
 
 ENV_VARS = {"raw": "ITERDCE_RAW", "preprocessed": "ITERDCE_PREPROCESSED", "results": "ITERDCE_RESULTS"}
+MODELS_ENV = "ITERDCE_MODELS"  # where iterdce_install_model puts shared models (default <results>/models)
 
 
 class DatasetNotFoundError(IterdceError, FileNotFoundError):
@@ -39,6 +40,12 @@ def resolve_roots(
         value = flag if flag is not None else os.environ.get(ENV_VARS[key])
         chosen[key] = Path(value) if value else Path.cwd() / "iterdce_data" / key
     return Roots(**chosen)
+
+
+def models_root(results: Path, flag: str | os.PathLike[str] | None = None) -> Path:
+    """The installed models' root: ``--models-root``, else ``ITERDCE_MODELS``, else ``<results>/models``."""
+    value = flag if flag is not None else os.environ.get(MODELS_ENV)
+    return Path(value) if value else Path(results) / MODELS_FOLDER
 
 
 def _looks_like_path(spec: str) -> bool:

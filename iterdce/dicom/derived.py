@@ -82,7 +82,8 @@ def _source_references(sources: Sequence[Stack], k: int) -> list[Dataset]:
     return items
 
 
-def _series_header(template: Dataset, series: DerivedSeries, now: dt.datetime, versions: str) -> Dataset:
+def _series_header(template: Dataset, series: DerivedSeries, now: dt.datetime, versions: str | Sequence[str]
+                   ) -> Dataset:
     ds = Dataset()
     for keyword in COPIED:
         element = template.data_element(keyword) if keyword in template else None
@@ -96,7 +97,8 @@ def _series_header(template: Dataset, series: DerivedSeries, now: dt.datetime, v
     ds.SeriesDescription = series.description[:64]
     ds.ImageType = ["DERIVED", "SECONDARY"]
     ds.DerivationDescription = series.derivation[:1024]
-    ds.Manufacturer, ds.ManufacturerModelName, ds.SoftwareVersions = "iterdce", "iterdce", versions
+    ds.Manufacturer, ds.ManufacturerModelName, ds.SoftwareVersions = "iterdce", "iterdce", (
+        versions if isinstance(versions, str) else list(versions))
     ds.ContentDate, ds.ContentTime = _da_tm(now)
     ds.InstanceCreationDate, ds.InstanceCreationTime = _da_tm(now)
     if series.acquired is not None:
@@ -109,7 +111,7 @@ def _series_header(template: Dataset, series: DerivedSeries, now: dt.datetime, v
 
 
 def write_derived_series(folder: Path, series: DerivedSeries, template: Stack, template_header: Dataset,
-                         sources: Sequence[Stack], versions: str) -> Path:
+                         sources: Sequence[Stack], versions: str | Sequence[str]) -> Path:
     """Write ``series`` as one file per slice into ``folder`` (created whole or not at all)."""
     if tuple(series.volume.shape) != template.shape:
         raise ValueError(f"volume of shape {series.volume.shape} for a template of shape {template.shape}")

@@ -213,8 +213,10 @@ class DicomExporter:
         acquisition = source.acquisition
         numbers = ", ".join(str(s.number) for s in acquisition.series[:self.n_inputs])
         folds = ", ".join(self.predictor.folds)
+        card = self.predictor.card
+        carded = "" if card is None else f", model card {card['id']} version {card['version']}"
         return (f"{what} synthesized by iterdce {iterdce_version()} with model {self.model_name} "
-                f"({folds}) from the first {self.n_inputs} DCE phases (series {numbers}); not acquired")
+                f"({folds}{carded}) from the first {self.n_inputs} DCE phases (series {numbers}); not acquired")
 
     def _write_case(self, nifti_dir: Path, case_dir: Path, source: DicomSource, times_s: np.ndarray,
                     kinetic_map: bool) -> None:
@@ -224,7 +226,10 @@ class DicomExporter:
         sources = acquisition.stacks[:self.n_inputs]
         clock = acquisition.clocks[0] if acquisition.clocks else None
         number = source.next_series_number
-        versions = f"iterdce {iterdce_version()}"
+        card = self.predictor.card
+        # SoftwareVersions (LO, 64 characters a value): iterdce's, and the model card's id (16 hex digits) and version
+        versions = [f"iterdce {iterdce_version()}",
+                    *([f"model {card['id'][:16]} {card['version']}"[:64]] if card is not None else [])]
         for phase in range(self.n_inputs, len(times_s)):
             time_s = float(times_s[phase])
             volume, geometry = read_image(nifti_dir / phase_file_name(source.case_id, phase))

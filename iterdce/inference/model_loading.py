@@ -23,6 +23,14 @@ def available_folds(model_folder: Path, checkpoint: str) -> list[str]:
     return sorted(p.name for p in model_folder.glob(FOLD_GLOB) if (p / checkpoint_name(checkpoint)).is_file())
 
 
+def trained_folds(model_folder: Path, checkpoint: str) -> list[int | str]:
+    """The folds of ``model_folder`` holding ``checkpoint_<checkpoint>.pth`` (``fold_3`` -> 3, ``fold_all`` ->
+    ``all``); fold 0 when there is none, so that loading names what the folder holds."""
+    prefix = fold_folder_name("")
+    names = [name.removeprefix(prefix) for name in available_folds(model_folder, checkpoint)]
+    return [int(n) if n.isdigit() else n for n in names] or [0]
+
+
 def describe_model_folder(model_folder: Path) -> str:
     """What a model folder holds (each ``fold_*`` with its checkpoint files), or the trainer folders beside it
     when it does not exist: the context an error message needs to say what *is* there."""

@@ -41,6 +41,7 @@ from iterdce.inference.tiled import predict_volume
 from iterdce.network.precision import resolve_precision
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.plans_io import load_plans
+from iterdce.sharing.model_card import card_of_folder
 
 
 @dataclass
@@ -89,6 +90,8 @@ class IterativePredictor:
         if not self.model_folder.is_dir():
             raise CheckpointError(describe_model_folder(self.model_folder))
         self.plans = load_plans(self.model_folder / "plans.json")
+        card = card_of_folder(self.model_folder)  # a shared model's card: recorded with every case it predicts
+        self.card = None if card is None else {"name": card.name, "id": card.id, "version": card.version}
         self.device = choose_device(self.settings.device)
         self.models, self.folds, self.model_config = load_fold_models(
             self.model_folder, self.settings.folds, self.settings.checkpoint, self.device)
@@ -277,7 +280,8 @@ class IterativePredictor:
                             lambda prepared: self.synthesize_normalized(prepared.data, prepared.times_s), out_dir,
                             save_kinetic_map, num_processes, self.composition, description(self.model_id),
                             on_done=lambda: bar.update(1),
-                            record=lambda prepared: {"tile_size": self.tile_for(prepared.data.shape[1:])})
+                            record=lambda prepared: {"tile_size": self.tile_for(prepared.data.shape[1:]),
+                                                     **({"model_card": self.card} if self.card else {})})
         bar.close()
         self.warn_out_of_distribution(guarded)
         return todo

@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from iterdce.core.atomic import write_atomic, write_json_atomic  # noqa: E402
+from iterdce.core.file_names import TRAINING_LOG  # noqa: E402
 
 
 class TrainingLog:
@@ -32,7 +33,7 @@ class TrainingLog:
 
     def write(self, folder: Path, extra: dict | None = None) -> None:
         """``training_log.json`` and ``progress.png`` into ``folder``, atomically."""
-        write_json_atomic(folder / "training_log.json", {**(extra or {}), **self.state()})
+        write_json_atomic(folder / TRAINING_LOG, {**(extra or {}), **self.state()})
         write_atomic(folder / "progress.png", self._plot, suffix=".png")
 
     def _plot(self, path: Path) -> None:

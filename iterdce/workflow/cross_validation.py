@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from iterdce.core.atomic import remove_stale_temporaries, write_json_atomic
 from iterdce.core.errors import IterdceError
+from iterdce.core.file_names import CV_SUMMARY
 from iterdce.core.folder_names import FOLD_GLOB, VALIDATION_FOLDER, fold_folder, validation_folder
 from iterdce.core.json_io import read_json
 from iterdce.dataset.case import DCECase, load_case
@@ -154,6 +155,6 @@ def cross_validation_summary(model_folder: Path, n_folds: int = 5) -> dict:
     if len(folds) < n_folds:
         summary["warning"] = f"only folds {folds} of {n_folds} have validation results"
         print(f"warning: {model_folder}: {summary['warning']}; the summary covers those folds only")
-    write_json_atomic(model_folder / "cv_summary.json", summary)
+    write_json_atomic(model_folder / CV_SUMMARY, summary)
     print(summary_table(summary))
     return summary

@@ -5,13 +5,18 @@ import gzip
 import json
 import os
 import shutil
+import stat
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import torch
 
+from iterdce.core.file_names import MODEL_MANIFEST
 from iterdce.dataset.nifti_io import read_image, write_image
+from iterdce.sharing.package import manifest
 from tests.bad_inputs.workspace import DATASET, TRAINER
 
 LONG_ID = "c" * 240
@@ -159,3 +164,44 @@ def replace_with(path: Path, kind: str) -> None:
         os.mkfifo(path)
     else:
         path.symlink_to(path.name)  # points at itself
+
+
+def zip_members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def rewrite_zip(path: Path, change: Callable[[dict[str, bytes]], None], refresh_manifest: bool = True,
+                extra: zipfile.ZipInfo | None = None) -> None:
+    """Rewrite a shared-model zip after ``change`` edits its members (the manifest recomputed unless told not to,
+    so that only the change itself is wrong); ``extra``: one more raw member (its bytes: its file name's target)."""
+    files = zip_members(path)
+    change(files)
+    if refresh_manifest:
+        files.pop(MODEL_MANIFEST, None)
+        files[MODEL_MANIFEST] = (json.dumps(manifest(files)) + "\n").encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+        if extra is not None:
+            archive.writestr(extra, b"/etc/passwd")
+
+
+def zip_with_member(path: Path, name: str, symlink: bool = False) -> None:
+    info = zipfile.ZipInfo(name)
+    info.external_attr = ((stat.S_IFLNK | 0o777) if symlink else (stat.S_IFREG | 0o644)) << 16
+    rewrite_zip(path, lambda files: None, refresh_manifest=False, extra=info)
+
+
+def zip_plans_version(path: Path, version: int) -> None:
+    def change(files: dict[str, bytes]) -> None:
+        plans = json.loads(files["plans.json"])
+        plans["version"] = version
+        files["plans.json"] = json.dumps(plans).encode()
+    rewrite_zip(path, change)
+
+
+def zip_pickled_checkpoint(path: Path, tmp: Path) -> None:
+    malicious_checkpoint(tmp)
+    rewrite_zip(path, lambda files: files.update({"fold_0/checkpoint_final.pth": tmp.read_bytes()}))
+    tmp.unlink()

@@ -14,13 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from tests.bad_inputs import breakers as b
-from tests.bad_inputs.workspace import TRAINER
+from tests.bad_inputs.workspace import SHARED, TRAINER
 
 ROOTS = ("--raw", "{ws}/raw", "--preprocessed", "{ws}/preprocessed", "--results", "{ws}/results")
 PREDICT = ("-i", "{ws}/inputs", "-o", "{ws}/out", "-d", "1", "-tr", TRAINER, "-f", "0", "--device", "cpu", "--quiet")
 TRAIN = ("0", "-d", "1", "-tr", TRAINER, "--device", "cpu", "-np", "0", "--no-validation")
 EVALUATE = ("--pred", "{ws}/pred", "-r", "{ws}/raw/Dataset001_Phantom/imagesTr", "-o", "{ws}/report")
 IMAGES = "Dataset001_Phantom/imagesTr"
+EXPORT = ("-d", "1", "-tr", TRAINER, "-f", "0")
+MODEL_ZIP = "{ws}/model.zip"
+PREDICT_MODEL = ("-i", "{ws}/inputs", "-o", "{ws}/out", "--device", "cpu", "--quiet")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,14 @@ def predict(name, expect, breaks=None, args=(), code=1, base=PREDICT, **kw):
 
 def evaluate(name, expect, breaks=None, args=(), code=1, base=EVALUATE):
     return Row(f"evaluate-{name}", "evaluate", (*base, *args), expect, breaks, code)
+
+
+def export(name, expect, breaks=None, args=(), code=1, base=EXPORT):
+    return Row(f"export-{name}", "export", (*base, *ROOTS, *args), expect, breaks, code)
+
+
+def install(name, expect, breaks=None, args=(), code=1, zip_path=MODEL_ZIP):
+    return Row(f"install-{name}", "install", (zip_path, *ROOTS, *args), expect, breaks, code)
 
 
 def simulate(name, expect, breaks=None, args=(), code=1):
@@ -248,6 +259,59 @@ ROWS: list[Row] = [
             lambda ws: b.misfit_checkpoint(b.model(ws) / "fold_0" / "checkpoint_final.pth")),
     predict("model-plans-garbage", ("plans.json", "line 1 column 1"),
             lambda ws: b.text(b.model(ws) / "plans.json", "x")),
+    predict("model-not-installed", ("--model nosuch", "no model of that name", SHARED), base=PREDICT_MODEL,
+            args=("--model", "nosuch")),
+    predict("model-and-dataset", ("-d/--dataset and --model",), args=("--model", SHARED), code=2),
+    predict("model-zip-slip", ("model.zip", "'../evil.json'", "outside its folder"),
+            lambda ws: b.zip_with_member(ws / "model.zip", "../evil.json"), base=PREDICT_MODEL,
+            args=("--model", MODEL_ZIP)),
+    predict("model-zip-truncated", ("model.zip", "not a readable zip"), lambda ws: b.truncate(ws / "model.zip"),
+            base=PREDICT_MODEL, args=("--model", MODEL_ZIP)),
+    # ---------------------------------------------------------------- iterdce_export_model / iterdce_install_model
+    export("output-exists", ("model.zip", "exists; pass --overwrite"), args=("-o", MODEL_ZIP)),
+    export("output-not-zip", ("model.tar", ".zip file"), args=("-o", "{ws}/model.tar")),
+    export("fold-not-trained", ("fold_3", "checkpoint not found"), args=("-o", "{ws}/m.zip", "-f", "3")),
+    export("fold-not-in-splits", ("fold 7 does not exist",), args=("-o", "{ws}/m.zip", "-f", "7")),
+    export("unknown-trainer", ("NoSuchTrainer__plans", "no plan found"),
+           args=("-o", "{ws}/m.zip", "-tr", "NoSuchTrainer")),
+    export("checkpoint-malicious", ("checkpoint_final.pth", "refused: it holds Python objects"),
+           lambda ws: b.malicious_checkpoint(b.model(ws) / "fold_0" / "checkpoint_final.pth"),
+           args=("-o", "{ws}/m.zip")),
+    export("bad-name", ("--name", "a model name"), args=("-o", "{ws}/m.zip", "--name", "../up")),
+    export("output-flag-missing", ("-o/--output",), code=2),
+    install("truncated-zip", ("model.zip", "not a readable zip"), lambda ws: b.truncate(ws / "model.zip"),
+            args=("--name", "new")),
+    install("not-a-zip", ("model.zip", "not a readable zip"), lambda ws: b.text(ws / "model.zip", "PK?"),
+            args=("--name", "new")),
+    install("missing-zip", ("nothere.zip", "no such file"), zip_path="{ws}/nothere.zip"),
+    install("zip-slip", ("'../evil.json'", "a path outside its folder"),
+            lambda ws: b.zip_with_member(ws / "model.zip", "../evil.json"), args=("--name", "new")),
+    install("absolute-path", ("'/tmp/evil.json'", "an absolute path"),
+            lambda ws: b.zip_with_member(ws / "model.zip", "/tmp/evil.json"), args=("--name", "new")),
+    install("backslash-path", ("a backslash",),
+            lambda ws: b.zip_with_member(ws / "model.zip", "..\\evil.json"), args=("--name", "new")),
+    install("symlink-member", ("fold_0/kinetic_regression.json", "symbolic link"),
+            lambda ws: b.zip_with_member(ws / "model.zip", "fold_0/kinetic_regression.json", symlink=True),
+            args=("--name", "new")),
+    install("unknown-member", ("notes.txt", "not part of a shared model"),
+            lambda ws: b.rewrite_zip(ws / "model.zip", lambda files: files.update({"notes.txt": b"x"})),
+            args=("--name", "new")),
+    install("checksum-mismatch", ("checksum mismatch", "plans.json"),
+            lambda ws: b.rewrite_zip(ws / "model.zip", lambda files: files.update(
+                {"plans.json": files["plans.json"].replace(b'"patch_size"', b' "patch_size"')}),
+                refresh_manifest=False), args=("--name", "new")),
+    install("no-manifest", ("no manifest.json",),
+            lambda ws: b.rewrite_zip(ws / "model.zip", lambda files: files.pop("manifest.json"),
+                                     refresh_manifest=False), args=("--name", "new")),
+    install("pickled-checkpoint", ("fold_0/checkpoint_final.pth", "refused: it holds Python objects"),
+            lambda ws: b.zip_pickled_checkpoint(ws / "model.zip", ws / "evil.pth"), args=("--name", "new")),
+    install("unknown-plan-version", ("plans.json", "version 99 is not supported"),
+            lambda ws: b.zip_plans_version(ws / "model.zip", 99), args=("--name", "new")),
+    install("card-not-its-weights", ("model_card.json", "not the SHA-256 of the weights"),
+            lambda ws: b.rewrite_zip(ws / "model.zip", lambda files: files.update({"model_card.json": files[
+                "model_card.json"].replace(b'"id": "', b'"id": "0')})), args=("--name", "new")),
+    install("existing-name", (SHARED, "installed already", "--overwrite"), args=("--name", SHARED)),
+    install("bad-name", ("--name", "a model name"), args=("--name", "../up")),
     # ---------------------------------------------------------------- iterdce_evaluate
     evaluate("missing-prediction", ("case_000_0003.nii.gz", "paired by index"),
              lambda ws: (ws / "pred" / "case_000_0003.nii.gz").unlink()),

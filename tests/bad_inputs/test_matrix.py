@@ -11,7 +11,9 @@ import pytest
 from iterdce.commands import (
     demo,
     evaluate,
+    export_model,
     import_dicom,
+    install_model,
     plan_and_preprocess,
     predict,
     simulate,
@@ -20,18 +22,13 @@ from iterdce.commands import (
 )
 from iterdce.core import output_checks
 from tests.bad_inputs.rows import ROWS, Row
-from tests.bad_inputs.workspace import build_workspace, snapshot
+from tests.bad_inputs.workspace import snapshot
 
 MAINS = {"verify": verify_dataset.main, "plan": plan_and_preprocess.main, "train": train.main,
          "predict": predict.main, "evaluate": evaluate.main, "simulate": simulate.main, "demo": demo.main,
-         "import_dicom": import_dicom.main}
+         "import_dicom": import_dicom.main, "export": export_model.main, "install": install_model.main}
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 REAL_TEMPORARY_FILE = tempfile.TemporaryFile
-
-
-@pytest.fixture(scope="session")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_workspace(tmp_path_factory.mktemp("bad_inputs") / "ws")
 
 
 def _refusing_read_only_folders(*args, dir=None, **kwargs):  # noqa: A002 - tempfile's own keyword

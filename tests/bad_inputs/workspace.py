@@ -1,7 +1,8 @@
 """The pristine workspace the bad-input matrix starts every row from, and the tree snapshots it compares.
 
 One tiny end-to-end run (4 cases of 24x24x8, 4 phases): raw dataset, preprocessed data, a WarmupTrainer fold 0
-trained for one iteration, prediction inputs and the model's predictions. Rows copy it and break one thing.
+trained for one iteration, prediction inputs and the model's predictions, and the model shared: exported to
+``model.zip`` and installed as ``results/models/shared``. Rows copy it and break one thing.
 """
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ import torch
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings
 from iterdce.preprocessing.pipeline import plan_and_preprocess
 from iterdce.preprocessing.plans_io import load_plans, save_plans
+from iterdce.sharing.export import export_model
+from iterdce.sharing.install import install_model
 from iterdce.training.run_config import TrainingSetup
 from iterdce.training.variants import run_stages
 from tests.helpers import make_raw_dataset
 
 DATASET = "Dataset001_Phantom"
 TRAINER = "WarmupTrainer"
+SHARED = "shared"  # the installed model's name
 SHAPE = (24, 24, 8)
 N_PHASES = 4
 
@@ -47,6 +51,9 @@ def build_workspace(root: Path) -> Path:
     predictor = IterativePredictor(root / "results" / DATASET / f"{TRAINER}__plans",
                                    PredictionSettings(folds=[0], device="cpu", progress=False))
     predictor.predict_folder(inputs, root / "pred")
+    export_model(root / "results" / DATASET / f"{TRAINER}__plans", [0], root / "model.zip",
+                 preprocessed=root / "preprocessed" / DATASET)
+    install_model(root / "model.zip", root / "results" / "models", SHARED)
     return root
 
 
