@@ -113,12 +113,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_early_frames(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """--early-frames K must suit every simulated site's timing jitter (the simulator's own check)."""
+    if not args.early_frames:
+        return
     from iterdce.core.errors import UsageError
     from iterdce.simulation.config import SimulationConfig
     from iterdce.simulation.sites import site_profile
 
-    if not args.early_frames:
-        return
     for site in dict.fromkeys([*args.train_sites, args.test_site]):
         try:
             SimulationConfig(site=site_profile(site), early_frames=args.early_frames).validate()
