@@ -82,15 +82,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ood-guard", dest="ood_guard", action="store_true",
                         help="move out-of-distribution cases towards their last input (iterdce_predict "
                              "--ood-guard); added to each evaluated model's name")
-    parser.add_argument("--input-phases", type=int, default=2,
+    parser.add_argument("--input-phases", type=int, default=None,
                         help="how many first phases are the model's inputs (default 2: pre-contrast and the first "
-                             "post-contrast phase; 3 adds the second post-contrast phase); use a fresh --workdir")
+                             "post-contrast phase; 3 adds the second post-contrast phase; with --early-frames K, "
+                             "K+1: pre-contrast and the frames); use a fresh --workdir")
+    parser.add_argument("--early-frames", type=int, default=0, metavar="K",
+                        help="simulate every site with K ultrafast frames in the first 90 s (iterdce_simulate "
+                             "--early-frames) before its delayed phases; use a fresh --workdir")
     parser.add_argument("--quick", action="store_true", help="a tiny rehearsal of the whole benchmark")
     args = parser.parse_args(argv)
-    if not 2 <= args.input_phases <= 5:  # the site profiles acquire 6 phases; at least one must be a target
-        parser.error(f"--input-phases must be 2-5 (the sites have 6 phases), got {args.input_phases}")
-    if args.input_phases != 2 and (args.finetune_cases or args.pretrain_cases):
-        parser.error("--input-phases other than 2 is not combined with --finetune-cases or --pretrain-cases")
+    check_early_frames(parser, args)
+    if args.input_phases is None:
+        args.input_phases = args.early_frames + 1 if args.early_frames else 2
+    # the site profiles acquire 6 phases, or pre-contrast, K frames and later phases: one must be a target
+    most = args.early_frames + 1 if args.early_frames else 5
+    if not 2 <= args.input_phases <= most:
+        parser.error(f"--input-phases must be 2-{most} (the sites' phases before the delayed ones), got "
+                     f"{args.input_phases}")
+    if (args.input_phases != 2 or args.early_frames) and (args.finetune_cases or args.pretrain_cases):
+        parser.error("--input-phases other than 2 and --early-frames are not combined with --finetune-cases or "
+                     "--pretrain-cases")
     if args.quick:
         args.train_cases, args.test_cases, args.shape = [3, 3, 2], 3, [128, 112, 40]
         args.epochs, args.iterations, args.seeds = (1, 1), 2, args.seeds[:2]
@@ -98,6 +109,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.finetune_cases = min(args.finetune_cases, 2)
         args.pretrain_cases = min(args.pretrain_cases, 1)
     return args
+
+
+def check_early_frames(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--early-frames K must suit every simulated site's timing jitter (the simulator's own check)."""
+    if not args.early_frames:
+        return
+    from iterdce.core.errors import UsageError
+    from iterdce.simulation.config import SimulationConfig
+    from iterdce.simulation.sites import site_profile
+
+    for site in dict.fromkeys([*args.train_sites, args.test_site]):
+        try:
+            SimulationConfig(site=site_profile(site), early_frames=args.early_frames).validate()
+        except UsageError as exc:
+            parser.error(f"--early-frames {args.early_frames}, site {site}: {exc}")
+
 
 @dataclass
 class Study:
@@ -144,7 +171,7 @@ def simulate(args: argparse.Namespace) -> tuple[list[Path], Path, list[Path], li
         extra_sites += [*args.train_sites, args.test_site]
         extra_counts += [args.pretrain_cases] * (len(args.train_sites) + 1)
     folders = simulate_sites(args.workdir / "raw", sites + extra_sites, counts + extra_counts, args.shape, seed=2024,
-                             jobs=args.jobs)
+                             jobs=args.jobs, early_frames=args.early_frames)
     finetune_dirs = folders[len(sites):len(sites) + (1 if args.finetune_cases else 0)]
     return (folders[:len(args.train_sites)], folders[len(args.train_sites)], finetune_dirs,
             folders[len(sites) + len(finetune_dirs):])

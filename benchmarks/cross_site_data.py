@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 
 def simulate_sites(raw_root: Path, sites: list[str], cases_per_site: list[int], shape: list[int], seed: int,
-                   jobs: int) -> list[Path]:
-    """One raw dataset per site (skipped when it exists)."""
+                   jobs: int, early_frames: int = 0) -> list[Path]:
+    """One raw dataset per site (skipped when it exists, if simulated with the same ``early_frames``)."""
     from iterdce.simulation import simulate_dataset
     from iterdce.simulation.lesions import LesionPlacementError
 
@@ -27,14 +27,23 @@ def simulate_sites(raw_root: Path, sites: list[str], cases_per_site: list[int], 
             continue
         for attempt in range(5):  # a draw whose lesion does not fit its breast: take the next seed
             if (folder / "dataset.json").is_file():
+                check_early_frames(folder, early_frames)
                 break
             try:
                 simulate_dataset(folder, n, shape=shape, seed=seed + 1000 * index + attempt, jobs=jobs, site=site,
-                                 overwrite=True)
+                                 overwrite=True, early_frames=early_frames)
             except LesionPlacementError as exc:
                 print(f"site {site}, seed {seed + 1000 * index + attempt}: {exc}; next seed", flush=True)
         folders.append(folder)
     return folders
+
+
+def check_early_frames(folder: Path, early_frames: int) -> None:
+    """Refuse to reuse a site dataset simulated with another number of early frames (a workdir of another run)."""
+    found = json.loads((folder / "dataset.json").read_text()).get("simulation", {}).get("early_frames", 0)
+    if found != early_frames:
+        raise SystemExit(f"{folder}: simulated with {found} early frames, asked for {early_frames}; use another "
+                         "--workdir")
 
 
 def merge_sites(site_dirs: list[Path], out_dir: Path, input_phases: int = 2) -> Path:

@@ -44,3 +44,20 @@ def test_merged_sites_name_their_input_phases_and_refuse_a_different_count(tmp_p
     assert merge_sites([site], merged, input_phases=3) == merged  # the same request reuses it
     with pytest.raises(SystemExit, match=r"merged earlier with input phases \[0, 1, 2\], asked for \[0, 1\]"):
         merge_sites([site], merged)
+
+
+def test_a_site_simulated_without_early_frames_is_not_reused_with_them(tmp_path: Path) -> None:
+    from benchmarks.cross_site import parse_args
+    from benchmarks.cross_site_data import simulate_sites
+
+    folder = tmp_path / "raw" / "Dataset900_SiteA"
+    folder.mkdir(parents=True)
+    (folder / "dataset.json").write_text(json.dumps({"simulation": {"seed": 0}}))  # written before the option
+    assert simulate_sites(tmp_path / "raw", ["A"], [2], [64, 56, 16], seed=0, jobs=1) == [folder]
+    with pytest.raises(SystemExit, match="Dataset900_SiteA: simulated with 0 early frames, asked for 4"):
+        simulate_sites(tmp_path / "raw", ["A"], [2], [64, 56, 16], seed=0, jobs=1, early_frames=4)
+    assert parse_args(["--early-frames", "4"]).input_phases == 5
+    assert parse_args(["--early-frames", "4", "--input-phases", "3"]).input_phases == 3
+    assert parse_args([]).input_phases == 2
+    with pytest.raises(SystemExit):  # site D's timing jitter leaves no room for 5 frames
+        parse_args(["--early-frames", "5"])

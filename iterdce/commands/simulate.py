@@ -14,6 +14,7 @@ from iterdce.commands.common import (
     run_guarded,
 )
 from iterdce.core.output_checks import require_writable_folder
+from iterdce.simulation.early_frames import MAX_EARLY_FRAMES, early_frame_problems
 from iterdce.simulation.sites import SITES
 
 
@@ -38,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fixed (default): every case follows one protocol; mixed: cases cycle through three "
                              "protocols of 6, 5 and 4 phases with 70, 90 and 120 s gaps, each with its timesTr/ "
                              "sidecar (a multi-centre collection; documentation/simulation.md)")
+    parser.add_argument("--early-frames", type=int, default=0, metavar="K",
+                        help="ultrafast-style protocol: K frames evenly from 20 to 90 s after injection replace the "
+                             "early phases and become the model's inputs with the pre-contrast phase (input_phases "
+                             "0..K); the later phases follow (default 0: the protocol as is; at most "
+                             f"{MAX_EARLY_FRAMES})")
     parser.add_argument("--no-fat-suppression", action="store_true",
                         help="no spectral fat saturation: fat is the brightest tissue before contrast")
     parser.add_argument("--motion", type=float, default=None, metavar="MM",
@@ -76,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     for key, default in FIXED_OPTIONS.items():
         if getattr(args, key) is None:
             setattr(args, key, default)
+    # a site's jitter is known once its profile is read: simulate_dataset checks the frames against it then
+    problems = early_frame_problems(args.early_frames, 0.0 if with_site else args.timing_jitter)
+    if problems:
+        return fail(f"--early-frames: {problems[0]}")
 
     def body() -> int:
         require_writable_folder(args.output, "-o")
@@ -91,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             timing_jitter_s=args.timing_jitter, fat_suppression=not args.no_fat_suppression,
             motion_mm=args.motion, jobs=args.num_processes, overwrite=args.overwrite, site=site,
             case_prefix=args.case_prefix, progress=not args.quiet,
-            protocols=MIXED_PROTOCOLS if args.protocols == "mixed" else (),
+            protocols=MIXED_PROTOCOLS if args.protocols == "mixed" else (), early_frames=args.early_frames,
         )
         counts = ", ".join(f"{k} {v}" for k, v in summary.curve_type_counts.items())
         print(f"wrote {len(summary.case_ids)} cases, {len(summary.lesion_rows)} lesions ({counts}) to "

@@ -5,7 +5,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from iterdce.core.errors import UsageError
-from iterdce.simulation.sites import SiteProfile
+from iterdce.simulation.early_frames import delayed_phase_problem, early_frame_problems, with_early_frames
+from iterdce.simulation.sites import SiteProfile, site_shortest_times
 
 DEFAULT_TIMES_S = (0.0, 85.0, 155.0, 225.0, 295.0, 365.0)
 # ``--protocols mixed``: three protocols of a multi-centre collection (6, 5 and 4 phases; gaps 70, 90, 120 s)
@@ -30,10 +31,22 @@ class SimulationConfig:
     agent: str = "gadopentetate"
     site: SiteProfile | None = None  # when set, each case draws its protocol from the site's ranges
     protocols: tuple[tuple[float, ...], ...] = ()  # when set, case i is acquired with protocols[i % len]
+    early_frames: int = 0  # k >= 1: k ultrafast frames in the first 90 s replace the early phases (early_frames.py)
+
+    @property
+    def jitter_bound_s(self) -> float:
+        """The largest timing jitter any case can get: the site's upper bound, else ``timing_jitter_s``."""
+        return self.site.jitter_s[1] if self.site is not None else self.timing_jitter_s
+
+    def acquired(self, times_s: tuple[float, ...]) -> tuple[float, ...]:
+        """A base protocol as acquired: with this run's early frames (unchanged without them)."""
+        return with_early_frames(times_s, self.early_frames, self.jitter_bound_s)
 
     def case_times(self, index: int) -> tuple[float, ...]:
-        """Nominal phase times of case ``index``: its protocol of ``protocols``, else ``phase_times_s``."""
-        return tuple(self.protocols[index % len(self.protocols)]) if self.protocols else tuple(self.phase_times_s)
+        """Nominal phase times of case ``index``: its protocol of ``protocols``, else ``phase_times_s``, as
+        acquired (with the early frames)."""
+        return self.acquired(tuple(self.protocols[index % len(self.protocols)]) if self.protocols
+                             else tuple(self.phase_times_s))
 
     def validate(self) -> None:
         """Raise ValueError naming every setting that is out of range."""
@@ -42,8 +55,11 @@ class SimulationConfig:
             problems.append(f"shape must be 3 integers of at least {MIN_SHAPE}, got {tuple(self.shape)}")
         if len(self.spacing) != 3 or any(not (0.05 <= s <= 20.0) for s in self.spacing):
             problems.append(f"spacing must be 3 values between 0.05 and 20 mm, got {tuple(self.spacing)}")
+        problems += early_frame_problems(self.early_frames, self.jitter_bound_s)
         for times in [list(self.phase_times_s), *(list(p) for p in self.protocols)]:
             problems += self._timing_problems(times)
+            if not problems:
+                problems += delayed_phase_problem(times, int(self.early_frames), self.jitter_bound_s)
         if not self.snr > 0:
             problems.append(f"snr must be positive, got {self.snr}")
         if not 0 <= self.motion_mm <= 10:
@@ -52,6 +68,9 @@ class SimulationConfig:
             problems.append(f"TR {self.tr_s} s / flip angle {self.flip_angle_deg} deg out of range")
         if self.site is not None:
             self.site.validate()
+            if not problems:  # the site's earliest protocol keeps the fewest delayed phases
+                problems += delayed_phase_problem(site_shortest_times(self.site), int(self.early_frames),
+                                                  self.jitter_bound_s)
             if self.protocols:
                 problems.append("mixed protocols cannot be combined with a site profile (it draws the protocol)")
         if problems:
@@ -76,8 +95,11 @@ class SimulationConfig:
         return problems
 
     def to_json(self) -> dict[str, Any]:
-        """Plain-JSON form, stored in dataset.json for provenance."""
+        """Plain-JSON form, stored in dataset.json for provenance (``early_frames`` only when used, so a run
+        without them writes the same dataset.json as before the option existed)."""
         payload = asdict(self)
+        if not self.early_frames:
+            del payload["early_frames"]
         for key in ("shape", "spacing", "phase_times_s"):
             payload[key] = list(payload[key])
         payload["protocols"] = [list(p) for p in self.protocols]

@@ -5,7 +5,7 @@ is the same whatever the profile draws, and the default (no site) phantom is unc
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ from scipy.spatial.transform import Rotation
 from iterdce.simulation.acquisition import BIAS_AMPLITUDE
 from iterdce.simulation.config import SimulationConfig
 from iterdce.simulation.lesion_design import case_rng
-from iterdce.simulation.sites import SiteProfile
+from iterdce.simulation.sites import SiteProfile, nominal_times
 from iterdce.simulation.tissues import BPE_KTRANS
 
 FAT_SUPPRESSION = (0.10, 0.25)
@@ -107,16 +107,6 @@ def _choice(rng: np.random.Generator, table: dict[str, float]) -> str:
     return str(keys[int(rng.choice(len(keys), p=weights / weights.sum()))])
 
 
-def nominal_times(first_post_s: float, gap_s: float, n_phases: int) -> tuple[float, ...]:
-    """Pre-contrast at 0 s, first post-contrast phase at ``first_post_s``, then one phase every ``gap_s``."""
-    return (0.0,) + tuple(round(first_post_s + k * gap_s, 1) for k in range(n_phases - 1))
-
-
-def site_nominal_times(site: SiteProfile) -> tuple[float, ...]:
-    """The site's middle protocol (mid-range first phase and gap): dataset.json's phase_times_s."""
-    return nominal_times(float(np.mean(site.first_post_s)), float(np.mean(site.gap_s)), site.n_phases)
-
-
 def draw_protocol(seed: int, index: int, config: SimulationConfig) -> CaseProtocol:
     """The protocol of case ``index``: the fixed settings, or a draw from ``config.site``."""
     site = config.site
@@ -133,7 +123,7 @@ def draw_protocol(seed: int, index: int, config: SimulationConfig) -> CaseProtoc
     axis = rng.standard_normal(3)
     oblique = tuple(float(a) for a in angle * axis / np.linalg.norm(axis))
     first_post, gap = _uniform(rng, site.first_post_s), _uniform(rng, site.gap_s)
-    return CaseProtocol(
+    protocol = CaseProtocol(
         shape=config.shape, spacing=(inplane, inplane, slice_mm), orientation=orientation, axcodes=axcodes,
         oblique_deg=oblique, body_fill=_uniform(rng, site.body_fill), snr=_uniform(rng, site.snr),
         bias_range=site.bias, fat_suppression=bool(rng.random() < site.fat_suppression_prob),
@@ -148,3 +138,5 @@ def draw_protocol(seed: int, index: int, config: SimulationConfig) -> CaseProtoc
         cysts=int(rng.integers(int(site.cysts[0]), int(site.cysts[1]) + 1)),
         # drawn last and only when it can fail, so the cases of sites that always show the heart are unchanged
         heart=bool(rng.random() < site.heart_prob) if site.heart_prob < 1.0 else True, site=site)
+    # the early frames replace the site's early phases after every draw, so the draws do not depend on them
+    return replace(protocol, nominal_times_s=config.acquired(protocol.nominal_times_s))

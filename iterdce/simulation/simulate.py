@@ -20,8 +20,7 @@ from iterdce.core.owned_outputs import check_replaceable, move_into_place, stagi
 from iterdce.core.parallel import ignore_interrupts
 from iterdce.simulation.case import case_id_for, simulate_case
 from iterdce.simulation.config import DEFAULT_TIMES_S, SimulationConfig
-from iterdce.simulation.protocol import site_nominal_times
-from iterdce.simulation.sites import SiteProfile, site_profile
+from iterdce.simulation.sites import SiteProfile, site_nominal_times, site_profile
 from iterdce.simulation.writer import (
     ACQUISITION_COLUMNS,
     write_case,
@@ -71,6 +70,7 @@ def simulate_dataset(
     site: SiteProfile | str | None = None,
     case_prefix: str = "phantom",
     protocols: Sequence[Sequence[float]] = (),
+    early_frames: int = 0,
 ) -> DatasetSummary:
     """Write a synthetic raw dataset (documentation/simulation.md) into ``dataset_dir``.
 
@@ -80,6 +80,8 @@ def simulate_dataset(
     ``case_prefix`` names the cases ``<prefix>_000``, ... (distinct prefixes let site datasets be merged).
     ``protocols`` (e.g. config.MIXED_PROTOCOLS): case i is acquired with protocols[i % len] and gets a timing
     sidecar; dataset.json's ``phase_times_s`` (the default protocol) is then the first of them.
+    ``early_frames`` k >= 1: every protocol becomes pre-contrast, k ultrafast frames at 20-90 s and its delayed
+    phases after them (early_frames.py); dataset.json's ``input_phases`` is then [0, ..., k].
     The dataset is assembled in a hidden folder beside ``dataset_dir`` and moved into place when complete;
     ``overwrite`` replaces only a dataset iterdce_simulate wrote there (owned_outputs.py).
     """
@@ -99,6 +101,7 @@ def simulate_dataset(
         phase_times_s=tuple(float(t) for t in phase_times_s), snr=float(snr),
         timing_jitter_s=float(timing_jitter_s), fat_suppression=bool(fat_suppression),
         motion_mm=float(motion_mm), site=profile, protocols=tuple(tuple(float(t) for t in p) for p in protocols),
+        early_frames=early_frames,
     )
     config.validate()
     dataset_dir = Path(dataset_dir)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import dcmri
+import numpy as np
 
 from iterdce.core.errors import UsageError
 from iterdce.core.json_io import read_json
@@ -190,6 +191,21 @@ SITES: dict[str, SiteProfile] = {
 SITES["F"] = replace(SITES["E"], name="F", heart_prob=0.0, description=(
     "out-of-distribution site: site E's fine-resolution, strongly fat-saturated acquisition of a breast-only field "
     "of view (no heart or thoracic vessels), smaller breasts with more vessels and cysts"))
+
+
+def nominal_times(first_post_s: float, gap_s: float, n_phases: int) -> tuple[float, ...]:
+    """Pre-contrast at 0 s, first post-contrast phase at ``first_post_s``, then one phase every ``gap_s``."""
+    return (0.0,) + tuple(round(first_post_s + k * gap_s, 1) for k in range(n_phases - 1))
+
+
+def site_nominal_times(site: SiteProfile) -> tuple[float, ...]:
+    """The site's middle protocol (mid-range first phase and gap): dataset.json's phase_times_s."""
+    return nominal_times(float(np.mean(site.first_post_s)), float(np.mean(site.gap_s)), site.n_phases)
+
+
+def site_shortest_times(site: SiteProfile) -> tuple[float, ...]:
+    """The site's earliest protocol (shortest first phase and gap): the fewest phases after the early frames."""
+    return nominal_times(site.first_post_s[0], site.gap_s[0], site.n_phases)
 
 
 def profile_from_json(payload: dict[str, Any]) -> SiteProfile:

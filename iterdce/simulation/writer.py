@@ -16,6 +16,7 @@ from iterdce.core.folder_names import IMAGES_TR, LABELS_TR, MASKS_TR, TIMES_TR
 from iterdce.dataset.nifti_io import Geometry, write_image
 from iterdce.simulation.case import SimulatedCase
 from iterdce.simulation.config import SimulationConfig
+from iterdce.simulation.early_frames import input_phases
 
 CASE_COLUMNS = (
     "case", "lesion", "curve_type", "ktrans_per_min", "ve", "vp", "volume_ml", "morphology", "pattern",
@@ -77,9 +78,9 @@ def write_dataset_json(
         "description": "Synthetic physics-based breast DCE-MRI phantom (iterdce.simulation): Parker AIF, "
                        "extended Tofts kinetics, spoiled gradient-echo signal, Rician noise." + site,
         "file_ending": NIFTI_ENDING,
-        "phase_times_s": [float(t) for t in config.phase_times_s],
+        "phase_times_s": [float(t) for t in config.acquired(config.phase_times_s)],
         "numTraining": int(num_cases),
-        "input_phases": [0, 1],
+        "input_phases": input_phases(config.early_frames),
         "labels": {"background": 0, **{f"lesion_{k}": k for k in range(1, MAX_LESIONS + 1)}},
         "simulation": {"seed": int(seed), **config.to_json()},
     }
