@@ -21,6 +21,7 @@ from iterdce.preprocessing.fingerprint_schema import (
     PhaseStatistics,
     ProtocolSummary,
 )
+from iterdce.preprocessing.orientation import obliquity_deg
 
 FINGERPRINT_FILE = "dataset_fingerprint.json"
 
@@ -33,7 +34,7 @@ class CaseJob:
     input_phases: tuple[int, ...]
 
 
-def _phase_statistics(phase: np.ndarray, mask: np.ndarray) -> PhaseStatistics:
+def phase_statistics(phase: np.ndarray, mask: np.ndarray) -> PhaseStatistics:
     values = phase[mask].astype(np.float64)  # float64: squares of large intensities overflow float32
     if values.size == 0:
         values = phase.ravel().astype(np.float64)
@@ -65,13 +66,14 @@ def fingerprint_case(job: CaseJob) -> CaseFingerprint:
         shape=tuple(int(s) for s in image.shape[1:]),
         shape_after_crop=tuple(int(b - a) for a, b in box),
         phase_times_s=tuple(float(t) for t in canonical.case.times_s),
-        phases=tuple(_phase_statistics(phase, mask) for phase in image),
+        phases=tuple(phase_statistics(phase, mask) for phase in image),
         mask_voxels=int(mask.sum()),
         has_lesion_labels=canonical.lesion is not None,
         lesion_count=count,
         lesion_volume_ml=float((lesion > 0).sum() * voxel_ml),
         lesion_relative_enhancement=_relative_enhancement(image, lesion > 0),
         breast_relative_enhancement=_relative_enhancement(image, mask),
+        oblique_deg=obliquity_deg(canonical.affine),
     )
 
 

@@ -38,6 +38,7 @@ class CaseFingerprint:
     lesion_volume_ml: float
     lesion_relative_enhancement: tuple[float, ...] | None  # per phase; None without lesion voxels
     breast_relative_enhancement: tuple[float, ...] | None
+    oblique_deg: float | None = None  # tilt of the grid from the scanner axes; None in fingerprints made before it
 
 
 @dataclass(frozen=True)
