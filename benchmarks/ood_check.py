@@ -46,6 +46,7 @@ SHIFTED = {"site D (new, similar kind)": Path("/work/cs_eval_D/raw/Dataset903_Si
            "site F (shifted)": Path("/work/nc_f/raw/Dataset903_SiteF")}
 HELD_OUT_SITES = ("A", "B", "C")
 SHIFTED_TARGETS_S = (600.0, 720.0)  # beyond the trained 123-512 s (+10 %: 563 s)
+SHARES = (0.0, 0.1, 0.5)  # other tolerances than ood.RANGE_SHARE (0.25), to show what it trades
 
 
 def held_out_sets(work: Path, cases: int, seed: int) -> dict[str, Path]:
@@ -88,9 +89,19 @@ def check_set(folder: Path, plans: Plans, composition: Composition, references: 
 
 
 def feature_of(reason: str) -> str:
-    """The feature a reason names (the text before its value)."""
+    """The feature a reason names: the text before its value (``spacing S-I 4 mm, trained ...`` -> ``spacing S-I``)."""
     words = reason.split(",")[0].split(" ")
-    return " ".join(w for w in words if not any(c.isdigit() for c in w) and w not in ("%", "mm", "s", "deg"))
+    while words and (words[-1] in ("mm", "s", "deg", "%") or _is_number(words[-1])):
+        words.pop()
+    return " ".join(words)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def table_rows(results: dict[str, dict[str, list[OODReport]]], reference: str) -> list[tuple[object, ...]]:
@@ -99,11 +110,19 @@ def table_rows(results: dict[str, dict[str, list[OODReport]]], reference: str) -
     for name, by_reference in results.items():
         reports = by_reference[reference]
         flagged = sum(r.flag for r in reports)
-        named = Counter(feature_of(reason) for r in reports for reason in r.reasons)
+        named = Counter(feature for r in reports for feature in {feature_of(reason) for reason in r.reasons})
         common = ", ".join(f"{feature} ({count})" for feature, count in named.most_common(3)) or "-"
         rows.append((name, len(reports), flagged, f"{100 * flagged / max(len(reports), 1):.0f} %",
                      f"{float(np.median([r.score for r in reports])):.2f}", common))
     return rows
+
+
+def share_rows(results: dict[str, dict[str, list[OODReport]]]) -> list[tuple[object, ...]]:
+    """One row per set: the flagged share with each tolerance."""
+    names = [*(f"fingerprint with tilt, tolerance {s:g} of each learnt range" for s in SHARES[:2]),
+             "fingerprint with tilt", *(f"fingerprint with tilt, tolerance {s:g} of each learnt range"
+                                        for s in SHARES[2:])]
+    return [(name, *(f"{sum(r.flag for r in by[n])}/{len(by[n])}" for n in names)) for name, by in results.items()]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -126,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     stored = DatasetFingerprint.from_dict(read_json(args.stored_fingerprint, expect=dict))
     references = {
         "fingerprint with tilt": training_reference(model_folder, plans, True, anew, DATASET_FINGERPRINT),
+        **{f"fingerprint with tilt, tolerance {share:g} of each learnt range": training_reference(
+            model_folder, plans, True, anew, DATASET_FINGERPRINT, share=share) for share in SHARES},
         "stored fingerprint (no tilt)": training_reference(model_folder, plans, True, stored, DATASET_FINGERPRINT),
         "plan and prior only": training_reference(args.work / "no_fingerprint_here", plans, True, search=False),
     }
@@ -133,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     composition = resolve_composition("auto", model_priors(models), guard=False)
     held = held_out_sets(args.work, args.cases, args.seed)
     sets = [(name, folder, None) for name, folder in held.items()]
+    sets += [("training cases themselves (in the reference)", args.training_raw, None)]
     sets += [(name, folder, None) for name, folder in SHIFTED.items()]
     sets += [("timing shift: held-out A-C, targets 600/720 s", folder, SHIFTED_TARGETS_S) for folder in held.values()]
     results: dict[str, dict[str, list[OODReport]]] = {}
@@ -145,8 +167,13 @@ def main(argv: list[str] | None = None) -> None:
              f"held-out cases {args.cases} per site (seeds {args.seed}+), threshold score > 1", ""]
     header = ("set", "cases", "flagged", "rate", "median score", "reasons named most (cases)")
     for reference in references:
+        if reference.startswith("fingerprint with tilt, tolerance"):
+            continue
         lines += [f"reference: {reference} ({', '.join(references[reference].references)})",
                   markdown_table(header, table_rows(results, reference)), ""]
+    lines += ["flag rate per tolerance (share of each learnt range's width; 0.25 is ood.RANGE_SHARE):",
+              markdown_table(("set", *[f"{s:g}" for s in (*SHARES[:2], 0.25, *SHARES[2:])]),
+                             share_rows(results))]
     text = "\n".join(lines)
     print(text)
     if args.out:

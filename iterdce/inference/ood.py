@@ -143,9 +143,10 @@ def _number(feature: str, value: float) -> str:
 
 
 def reason(feature: str, value: float, trained: FeatureRange) -> str:
-    """One short phrase: ``spacing S-I 3 mm, trained 1-2.5 mm``."""
+    """One short phrase: ``spacing S-I 3 mm, trained 1-2.5 mm`` (``... trained -1.96 to -1.1`` for a range below 0)."""
     unit = _unit(feature)
-    return (f"{feature} {_number(feature, value)}{unit}, trained {_number(feature, trained.low)}-"
+    between = "-" if trained.low >= 0 else " to "  # "-1.96 to -1.1", not "-1.96--1.1"
+    return (f"{feature} {_number(feature, value)}{unit}, trained {_number(feature, trained.low)}{between}"
             f"{_number(feature, trained.high)}{unit}")
 
 
@@ -169,14 +170,16 @@ def assess(facts: CaseFacts, reference: TrainingReference) -> OODReport:
     return OODReport(score > OOD_THRESHOLD, float(min(score, 1e6)), reasons, reference.references)
 
 
-def learnt_range(feature: str, values: Sequence[float], floor: float = 0.0) -> FeatureRange:
-    """The range of ``values`` over the training cases with tolerance ``RANGE_SHARE`` of its width (at least
+def learnt_range(feature: str, values: Sequence[float], floor: float = 0.0, share: float = RANGE_SHARE
+                 ) -> FeatureRange:
+    """The range of ``values`` over the training cases with tolerance ``share`` of its width (at least
     ``floor``, e.g. for a feature every training case shares)."""
     low, high = float(min(values)), float(max(values))
-    return FeatureRange(feature, low, high, max(RANGE_SHARE * (high - low), floor))
+    return FeatureRange(feature, low, high, max(share * (high - low), floor))
 
 
-def ranges_from_cases(cases: Sequence[CaseFacts], latest_trained_s: float) -> tuple[FeatureRange, ...]:
+def ranges_from_cases(cases: Sequence[CaseFacts], latest_trained_s: float, share: float = RANGE_SHARE
+                      ) -> tuple[FeatureRange, ...]:
     """The learnt range of every feature all ``cases`` (the training cases' facts) share, with the floors of
     spacing, tilt and times (target times and the outside fraction come from the plan and the prior instead)."""
     table = [case_features(dataclasses.replace(case, target_times_s=(), outside_fraction=None)) for case in cases]
@@ -191,7 +194,7 @@ def ranges_from_cases(cases: Sequence[CaseFacts], latest_trained_s: float) -> tu
             floor = TILT_TOLERANCE_DEG
         elif feature.endswith("time"):
             floor = EXTRAPOLATION_MARGIN * abs(latest_trained_s)
-        ranges.append(learnt_range(feature, values, floor))
+        ranges.append(learnt_range(feature, values, floor, share))
     return tuple(ranges)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from iterdce.core.json_io import read_json
 from iterdce.core.paths import resolve_roots
 from iterdce.inference.ood import (
+    RANGE_SHARE,
     CaseFacts,
     TrainingReference,
     outside_range,
@@ -70,14 +71,15 @@ def training_facts(fingerprint: DatasetFingerprint, plans: Plans) -> list[CaseFa
 
 def training_reference(model_folder: Path, plans: Plans, has_prior: bool,
                        fingerprint: DatasetFingerprint | None = None, found_in: str | None = None,
-                       search: bool = True) -> TrainingReference:
+                       search: bool = True, share: float = RANGE_SHARE) -> TrainingReference:
     """Every range the model's training data gives: the fingerprint's (given, else found by
-    ``find_fingerprint`` unless ``search`` is off), the plan's times and the prior's outside fraction."""
+    ``find_fingerprint`` unless ``search`` is off), the plan's times and the prior's outside fraction; ``share``:
+    the tolerance of learnt ranges (``ood.RANGE_SHARE``; other values to measure what it trades)."""
     if fingerprint is None and search:
         fingerprint, found_in = find_fingerprint(model_folder, plans)
     latest = float(plans.trained_target_times_s[-1])
     cases = training_facts(fingerprint, plans) if fingerprint is not None else []
-    ranges = list(ranges_from_cases(cases, latest)) if cases else []
+    ranges = list(ranges_from_cases(cases, latest, share)) if cases else []
     references = [found_in or MODEL_FINGERPRINT] if cases else []
     if cases:  # the fingerprint gives the input times' spread; the plan the target times
         ranges += [r for r in time_ranges([(0.0, 0.0)], plans.trained_target_times_s)]
