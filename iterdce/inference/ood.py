@@ -10,7 +10,8 @@ feature, the range the training cases covered and a tolerance. A feature's devia
 that range in tolerances (0 inside); the case's score is the largest deviation and it is flagged above
 ``OOD_THRESHOLD``. Each deviating feature becomes one reason naming the case's value and the trained range.
 
-Everything here is pure: no file is read, so the same functions serve prediction, tests and benchmarks.
+Everything here is pure: no file is read, so the same functions serve prediction, tests and benchmarks. The check
+changes no voxel (``--ood-guard``, composition.py, is what moves a case towards its last input).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from iterdce.inference.composition import OOD_START as OUTSIDE_TRAINED  # what the training cases reach (0.9 %)
 from iterdce.preprocessing.fingerprint_schema import PhaseStatistics
 
 OOD_THRESHOLD = 1.0  # a case is flagged when a feature lies more than one tolerance outside its trained range
@@ -28,7 +30,6 @@ RANGE_SHARE = 0.25
 SPACING_SHARE = 0.1  # spacing: at least this share of the largest trained spacing
 TILT_TOLERANCE_DEG = 2.0  # tilt of the grid: at least this many degrees
 EXTRAPOLATION_MARGIN = 0.1  # times: this share of the latest trained target time (the extrapolation warning's)
-OUTSIDE_TRAINED = 0.01  # fraction of the body outside the prior's range that the training cases reach (0.9 %)
 AXES = ("R-L", "A-P", "S-I")  # canonical (RAS) voxel axes
 REASONS_SHOWN = 3  # reasons listed per case in the warning line (all are in <case>.json)
 

@@ -237,21 +237,17 @@ class IterativePredictor:
             warnings.warn(text, stacklevel=3)
 
     def warn_out_of_distribution(self, cases: dict[str, tuple[float | None, float]]) -> None:
-        """One warning naming the cases with more than ``OOD_START`` of their body outside the intensities the
-        model was trained on, and what the out-of-distribution guard did to them (``--ood-guard``)."""
+        """With ``--ood-guard``: one warning naming the cases with more than ``OOD_START`` of their body outside
+        the intensities the model was trained on and how much of their change the guard kept. Without it the
+        out-of-distribution check's warning (``warn_ood``) names them, with their other reasons."""
         outside = {c: v for c, v in cases.items() if v[0] is not None and v[0] > OOD_START}
-        if not outside:
+        if not outside or not self.settings.ood_guard:
             return
-        if self.settings.ood_guard:
-            listed = ", ".join(f"{c} ({100 * (f or 0):.1f} % outside, {100 * k:.0f} % of the change kept)"
-                               for c, (f, k) in sorted(outside.items()))
-            done = "their phases were moved towards the last input phase"
-        else:
-            listed = ", ".join(f"{c} ({100 * (f or 0):.1f} % outside)" for c, (f, _) in sorted(outside.items()))
-            done = "their synthesized phases are less certain (--ood-guard moves them towards the last input)"
+        listed = ", ".join(f"{c} ({100 * (f or 0):.1f} % outside, {100 * k:.0f} % of the change kept)"
+                           for c, (f, k) in sorted(outside.items()))
         warnings.warn(f"{len(outside)} case(s) lie outside the intensities this model was trained on (more than "
-                      f"{100 * OOD_START:g} % of the body): {done}: {listed}; documentation/prediction.md",
-                      stacklevel=2)
+                      f"{100 * OOD_START:g} % of the body): their phases were moved towards the last input phase: "
+                      f"{listed}; documentation/prediction.md", stacklevel=2)
 
     def outputs_of(self, out_dir: Path, case_id: str, times_s: Sequence[float] | np.ndarray, kinetic_map: bool = False
                    ) -> list[Path]:
