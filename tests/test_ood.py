@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 
 from iterdce.dataset.nifti_io import Geometry, read_image
+from iterdce.dataset.schema import AcquisitionFacts, load_acquisition_facts
 from iterdce.inference.ood import (
     CaseFacts,
     OODReport,
     TrainingReference,
     assess,
+    categories_from_cases,
     outside_range,
     ranges_from_cases,
     time_ranges,
@@ -29,6 +31,7 @@ from iterdce.preprocessing.plan_schema import Plans
 from tests import test_predictor
 from tests.helpers import make_raw_dataset
 from tests.test_predictor import (
+    TIMES,
     RecordingIdentity,
     make_model,
     predictor_for,
@@ -103,6 +106,21 @@ def test_other_spacing_late_targets_and_intensities_are_flagged_with_their_reaso
     assert text is not None and text.count("\n") == 2 and "a: score" in text and "spacing S-I 4 mm" in text
 
 
+def test_field_strength_and_fat_suppression_from_sidecars(tmp_path):
+    sidecar = tmp_path / "case.json"
+    sidecar.write_text(json.dumps({"phase_times_s": [0, 60, 120], "field_strength_t": 1.5, "fat_suppression": False}))
+    assert load_acquisition_facts(sidecar) == AcquisitionFacts(1.5, False)
+    sidecar.write_text(json.dumps({"phase_times_s": [0, 60, 120], "field_strength_t": "3T", "fat_suppression": 1}))
+    assert load_acquisition_facts(sidecar) == AcquisitionFacts()  # malformed: unknown, never an error
+    assert load_acquisition_facts(None) == AcquisitionFacts()
+    trained = [dataclasses.replace(facts(), field_strength_t=3.0, fat_suppression=fat) for fat in (True, False)]
+    ref = dataclasses.replace(reference(), categories=categories_from_cases(trained))
+    low_field = assess(dataclasses.replace(facts(), field_strength_t=1.5, fat_suppression=True), ref)
+    assert low_field.flag and low_field.reasons == ("field strength 1.5 T, trained 3 T",)
+    assert not assess(dataclasses.replace(facts(), field_strength_t=3.0), ref).flag
+    assert not assess(facts(), ref).flag  # a case whose sidecar does not say is not compared
+
+
 def test_training_cases_from_a_fingerprint_lie_inside_its_reference(tmp_path, base_plans):
     raw = make_raw_dataset(tmp_path / "raw", n_cases=3, shape=(16, 16, 8), n_phases=6)
     fingerprint = compute_fingerprint(raw, 1, progress=False)
@@ -126,6 +144,9 @@ def test_prediction_records_ood_in_every_case_json(tmp_path, base_plans):
     ood = json.loads((tmp_path / "out" / "case_a.json").read_text())["ood"]
     assert ood == {"flag": False, "score": 0.0, "reasons": [], "references": [PLAN_TIMES]}
     raw = make_raw_dataset(tmp_path / "raw", n_cases=2, shape=shape, n_phases=6)
+    (raw / "timesTr").mkdir()
+    for case in ("case_000", "case_001"):  # the training cases' sidecars say 3 T
+        (raw / "timesTr" / f"{case}.json").write_text(json.dumps({"phase_times_s": TIMES, "field_strength_t": 3}))
     (folder / FINGERPRINT_FILE).write_text(json.dumps(compute_fingerprint(raw, 1, progress=False).to_dict()))
     training_case = [read_image(raw / "imagesTr" / f"case_000_{p:04d}.nii.gz") for p in (0, 1)]
     phases, geometry = np.stack([image for image, _ in training_case]), training_case[0][1]
@@ -133,6 +154,7 @@ def test_prediction_records_ood_in_every_case_json(tmp_path, base_plans):
     coarse = geometry.affine.copy()
     coarse[:3, 2] *= 3.0
     write_case(tmp_path / "in2", "case_b", phases, Geometry(geometry.shape, coarse))
+    (tmp_path / "in2" / "case_b.json").write_text(json.dumps({"phase_times_s": TIMES[:2], "field_strength_t": 1.5}))
     predictor = predictor_for(folder)
     predictor.models = [RecordingIdentity()]
     with warnings.catch_warnings(record=True) as caught:
@@ -141,6 +163,6 @@ def test_prediction_records_ood_in_every_case_json(tmp_path, base_plans):
     ood_b = json.loads((tmp_path / "fp" / "case_b.json").read_text())["ood"]
     assert ood_b["flag"] and ood_b["references"][0] == MODEL_FINGERPRINT
     assert not json.loads((tmp_path / "fp" / "case_a.json").read_text())["ood"]["flag"]
-    assert ood_b["reasons"][0].startswith("spacing S-I")
+    assert ood_b["reasons"][0].startswith("spacing S-I") and "field strength 1.5 T, trained 3 T" in ood_b["reasons"]
     flagged = [str(w.message) for w in caught if "differ from the data" in str(w.message)]
     assert len(flagged) == 1 and "case_b: score" in flagged[0] and "case_a" not in flagged[0]

@@ -25,6 +25,7 @@ from iterdce.core.parallel import ignore_interrupts, submit_quietly
 from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles
 from iterdce.dataset.nifti_io import Geometry
+from iterdce.dataset.schema import UNKNOWN_ACQUISITION, AcquisitionFacts, load_acquisition_facts
 from iterdce.inference.composition import Composition, native_phases
 from iterdce.inference.export import write_kinetic_map, write_phases, write_times
 from iterdce.inference.inputs import load_input_case
@@ -93,18 +94,20 @@ def preprocess_input(case: DCECase, plans: Plans) -> PreprocessedCase:
     return preprocess_canonical(canonical, plans.spacing, reference, plans.normalization.mask)
 
 
-def input_facts(case: DCECase, plans: Plans) -> tuple[PreprocessedCase, CaseFacts]:
-    """``preprocess_input`` and the case's facts for the out-of-distribution check, from one reorientation."""
+def input_facts(case: DCECase, plans: Plans, acquisition: AcquisitionFacts = UNKNOWN_ACQUISITION
+                ) -> tuple[PreprocessedCase, CaseFacts]:
+    """``preprocess_input`` and the case's facts for the out-of-distribution check (with what its sidecar says
+    of the acquisition), from one reorientation."""
     canonical, reference = canonical_input(case, plans)
     n_in = len(plans.input_phases)
-    facts = case_facts(canonical, case.times_s[:n_in], case.times_s[n_in:], reference)
+    facts = case_facts(canonical, case.times_s[:n_in], case.times_s[n_in:], reference, acquisition)
     return preprocess_canonical(canonical, plans.spacing, reference, plans.normalization.mask), facts
 
 
 def prepare_case(files: CaseFiles, times_s: np.ndarray, plans: Plans) -> PreparedCase:
     """Read the input phases of a case, preprocess them and gather its facts (``input_facts``)."""
     case = load_input_case(files, list(plans.input_phases), times_s)
-    pre, facts = input_facts(case, plans)
+    pre, facts = input_facts(case, plans, load_acquisition_facts(files.times))
     return PreparedCase(case.case_id, pre.data, case.times_s, pre.properties, case.geometry, case.image, pre.mask,
                         facts)
 

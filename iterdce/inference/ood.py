@@ -31,6 +31,7 @@ SPACING_SHARE = 0.1  # spacing: at least this share of the largest trained spaci
 TILT_TOLERANCE_DEG = 2.0  # tilt of the grid: at least this many degrees
 EXTRAPOLATION_MARGIN = 0.1  # times: this share of the latest trained target time (the extrapolation warning's)
 AXES = ("R-L", "A-P", "S-I")  # canonical (RAS) voxel axes
+CATEGORY_DEVIATION = 2.0  # a field strength or fat suppression no training case had: flagged (score 2)
 REASONS_SHOWN = 3  # reasons listed per case in the warning line (all are in <case>.json)
 
 
@@ -47,6 +48,8 @@ class CaseFacts:
     phases: tuple[PhaseStatistics, ...]
     reference: int
     outside_fraction: float | None = None
+    field_strength_t: float | None = None  # from the case's timing sidecar when it says (dataset/schema.py)
+    fat_suppression: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,21 @@ class FeatureRange:
 
 
 @dataclass(frozen=True)
+class CategoryRange:
+    """The values of a categorical feature (field strength, fat suppression) the training cases recorded."""
+
+    feature: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class TrainingReference:
-    """Every feature the model's training data gives a range for, and which references were available."""
+    """Every feature the model's training data gives a range (or recorded values) for, and which references were
+    available."""
 
     ranges: tuple[FeatureRange, ...]
     references: tuple[str, ...]
+    categories: tuple[CategoryRange, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -132,6 +145,25 @@ def case_features(facts: CaseFacts) -> dict[str, float]:
     return features
 
 
+def case_categories(facts: CaseFacts) -> dict[str, str]:
+    """The categorical facts a case's sidecar gave, as shown in reasons (``1.5 T``, ``on``)."""
+    shown = {}
+    if facts.field_strength_t is not None:
+        shown["field strength"] = f"{facts.field_strength_t:g} T"
+    if facts.fat_suppression is not None:
+        shown["fat suppression"] = "on" if facts.fat_suppression else "off"
+    return shown
+
+
+def categories_from_cases(cases: Sequence[CaseFacts]) -> tuple[CategoryRange, ...]:
+    """The values each categorical fact took among the training cases that recorded it."""
+    seen: dict[str, set[str]] = {}
+    for case in cases:
+        for feature, value in case_categories(case).items():
+            seen.setdefault(feature, set()).add(value)
+    return tuple(CategoryRange(feature, tuple(sorted(values))) for feature, values in sorted(seen.items()))
+
+
 UNITS = {"spacing": " mm", "tilt": " deg", "time": " s", "body outside": " %"}
 
 
@@ -165,6 +197,12 @@ def assess(facts: CaseFacts, reference: TrainingReference) -> OODReport:
         if trained.feature in features:
             value = features[trained.feature]
             scored.append((deviation(value, trained), reason(trained.feature, value, trained)))
+    categories = case_categories(facts)
+    for trained_values in reference.categories:
+        shown = categories.get(trained_values.feature)
+        if shown is not None and shown not in trained_values.values:
+            scored.append((CATEGORY_DEVIATION, f"{trained_values.feature} {shown}, trained "
+                                               f"{' or '.join(trained_values.values)}"))
     scored.sort(key=lambda item: -item[0])
     score = max((d for d, _ in scored), default=0.0)
     reasons = tuple(text for d, text in scored if d > OOD_THRESHOLD)

@@ -20,10 +20,12 @@ import numpy as np
 
 from iterdce.core.json_io import read_json
 from iterdce.core.paths import resolve_roots
+from iterdce.dataset.schema import UNKNOWN_ACQUISITION, AcquisitionFacts
 from iterdce.inference.ood import (
     RANGE_SHARE,
     CaseFacts,
     TrainingReference,
+    categories_from_cases,
     outside_range,
     ranges_from_cases,
     time_ranges,
@@ -65,7 +67,8 @@ def training_facts(fingerprint: DatasetFingerprint, plans: Plans) -> list[CaseFa
             continue
         facts.append(CaseFacts(tuple(case.spacing), case.oblique_deg,
                                tuple(case.phase_times_s[i] for i in inputs), (),
-                               tuple(case.phases[i] for i in inputs), reference))
+                               tuple(case.phases[i] for i in inputs), reference,
+                               field_strength_t=case.field_strength_t, fat_suppression=case.fat_suppression))
     return facts
 
 
@@ -90,16 +93,19 @@ def training_reference(model_folder: Path, plans: Plans, has_prior: bool,
     if has_prior:
         ranges.append(outside_range())
         references.append(PRIOR_RANGE)
-    return TrainingReference(tuple(ranges), tuple(references))
+    return TrainingReference(tuple(ranges), tuple(references), categories_from_cases(cases))
 
 
 def case_facts(canonical: CanonicalCase, input_times_s: Sequence[float] | np.ndarray,
-               target_times_s: Sequence[float] | np.ndarray, reference: int) -> CaseFacts:
+               target_times_s: Sequence[float] | np.ndarray, reference: int,
+               acquisition: AcquisitionFacts = UNKNOWN_ACQUISITION) -> CaseFacts:
     """A new case's facts from its canonical input phases: the statistics ``fingerprint_case`` records, inside
-    the same TI-norm mask; the outside fraction is added once measured on the plan grid."""
+    the same TI-norm mask, and what its sidecar says of the acquisition; the outside fraction is added once
+    measured on the plan grid."""
     mask = canonical.norm_mask.astype(bool)
     count = len(input_times_s)
     phases = tuple(phase_statistics(np.asarray(canonical.image[k]), mask) for k in range(count))
     return CaseFacts(tuple(float(s) for s in canonical.spacing), obliquity_deg(canonical.affine),
                      tuple(float(t) for t in input_times_s), tuple(float(t) for t in target_times_s), phases,
-                     reference)
+                     reference, field_strength_t=acquisition.field_strength_t,
+                     fat_suppression=acquisition.fat_suppression)

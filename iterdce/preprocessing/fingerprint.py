@@ -12,7 +12,7 @@ from scipy import ndimage
 from iterdce.core.atomic import write_json_atomic
 from iterdce.core.parallel import map_with_progress
 from iterdce.dataset.layout import CaseFiles, discover_cases
-from iterdce.dataset.schema import load_dataset_json
+from iterdce.dataset.schema import load_acquisition_facts, load_dataset_json
 from iterdce.preprocessing.case_io import load_canonical
 from iterdce.preprocessing.cropping import nonzero_box
 from iterdce.preprocessing.fingerprint_schema import (
@@ -60,6 +60,7 @@ def fingerprint_case(job: CaseJob) -> CaseFingerprint:
     labels = [int(v) for v in np.unique(lesion) if v > 0]
     count = len(labels) if len(labels) > 1 else int(ndimage.label(lesion > 0)[1])
     voxel_ml = float(np.prod(spacing)) / 1000.0
+    acquisition = load_acquisition_facts(job.files.times)
     return CaseFingerprint(
         case=job.files.case_id,
         spacing=tuple(float(s) for s in spacing),
@@ -74,6 +75,8 @@ def fingerprint_case(job: CaseJob) -> CaseFingerprint:
         lesion_relative_enhancement=_relative_enhancement(image, lesion > 0),
         breast_relative_enhancement=_relative_enhancement(image, mask),
         oblique_deg=obliquity_deg(canonical.affine),
+        field_strength_t=acquisition.field_strength_t,
+        fat_suppression=acquisition.fat_suppression,
     )
 
 
