@@ -111,7 +111,8 @@ def table_rows(results: dict[str, dict[str, list[OODReport]]], reference: str) -
         reports = by_reference[reference]
         flagged = sum(r.flag for r in reports)
         named = Counter(feature for r in reports for feature in {feature_of(reason) for reason in r.reasons})
-        common = ", ".join(f"{feature} ({count})" for feature, count in named.most_common(3)) or "-"
+        ranked = sorted(named.items(), key=lambda item: (-item[1], item[0]))[:3]  # ties by name: reproducible
+        common = ", ".join(f"{feature} ({count})" for feature, count in ranked) or "-"
         rows.append((name, len(reports), flagged, f"{100 * flagged / max(len(reports), 1):.0f} %",
                      f"{float(np.median([r.score for r in reports])):.2f}", common))
     return rows

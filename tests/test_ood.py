@@ -20,7 +20,7 @@ from iterdce.inference.ood import (
     categories_from_cases,
     outside_range,
     ranges_from_cases,
-    time_ranges,
+    target_time_ranges,
     warning_text,
 )
 from iterdce.inference.ood_reference import MODEL_FINGERPRINT, PLAN_TIMES, training_facts, training_reference
@@ -56,7 +56,7 @@ def reference() -> TrainingReference:
     """Training cases spread over spacing 0.7-1.0 x 1-2.5 mm, tilt 0-4 deg, early phase 60-100 s, enhancement 1-2."""
     cases = [facts((s, s, z), tilt, t, enhancement=e) for s, z, tilt, t, e in
              [(0.7, 1.0, 0.0, 60.0, 1.0), (0.85, 2.5, 4.0, 100.0, 2.0), (1.0, 1.5, 2.0, 80.0, 1.4)]]
-    ranges = ranges_from_cases(cases, TRAINED_TARGETS[1]) + time_ranges([(0.0, 0.0)], TRAINED_TARGETS)
+    ranges = ranges_from_cases(cases, TRAINED_TARGETS[1]) + target_time_ranges(TRAINED_TARGETS)
     return TrainingReference(ranges + (outside_range(),), ("test",))
 
 

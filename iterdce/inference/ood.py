@@ -237,17 +237,21 @@ def ranges_from_cases(cases: Sequence[CaseFacts], latest_trained_s: float, share
     return tuple(ranges)
 
 
-def time_ranges(input_times_s: Sequence[tuple[float, float]], trained_target_times_s: Sequence[float]
-                ) -> tuple[FeatureRange, ...]:
-    """The plan's facts as ranges: each input phase's time span (first, the pre-contrast phase, left out) and the
-    trained target times, both with ``EXTRAPOLATION_MARGIN`` of the latest trained time as tolerance."""
+def target_time_ranges(trained_target_times_s: Sequence[float]) -> tuple[FeatureRange, ...]:
+    """The plan's trained target times as the range of a case's earliest and latest target time, with
+    ``EXTRAPOLATION_MARGIN`` of the latest trained time as tolerance."""
     low, high = float(trained_target_times_s[0]), float(trained_target_times_s[-1])
     margin = EXTRAPOLATION_MARGIN * abs(high)
+    return tuple(FeatureRange(f"{which} target time", low, high, margin) for which in ("earliest", "latest"))
+
+
+def input_time_ranges(input_times_s: Sequence[float], latest_trained_s: float) -> tuple[FeatureRange, ...]:
+    """The plan's default input times (one time per input phase, the pre-contrast phase left out) as ranges,
+    for a model without a fingerprint: tolerance ``EXTRAPOLATION_MARGIN`` of the latest trained time."""
+    margin = EXTRAPOLATION_MARGIN * abs(latest_trained_s)
     count = len(input_times_s)
-    ranges = [FeatureRange(f"{_phase_name(i, count)} time", float(a), float(b), margin)
-              for i, (a, b) in enumerate(input_times_s) if i > 0]
-    ranges += [FeatureRange(f"{which} target time", low, high, margin) for which in ("earliest", "latest")]
-    return tuple(ranges)
+    return tuple(FeatureRange(f"{_phase_name(i, count)} time", float(t), float(t), margin)
+                 for i, t in enumerate(input_times_s) if i > 0)
 
 
 def outside_range() -> FeatureRange:

@@ -26,9 +26,10 @@ from iterdce.inference.ood import (
     CaseFacts,
     TrainingReference,
     categories_from_cases,
+    input_time_ranges,
     outside_range,
     ranges_from_cases,
-    time_ranges,
+    target_time_ranges,
 )
 from iterdce.preprocessing.case_io import CanonicalCase
 from iterdce.preprocessing.fingerprint import FINGERPRINT_FILE, phase_statistics
@@ -84,11 +85,11 @@ def training_reference(model_folder: Path, plans: Plans, has_prior: bool,
     cases = training_facts(fingerprint, plans) if fingerprint is not None else []
     ranges = list(ranges_from_cases(cases, latest, share)) if cases else []
     references = [found_in or MODEL_FINGERPRINT] if cases else []
+    ranges += target_time_ranges(plans.trained_target_times_s)
     if cases:  # the fingerprint gives the input times' spread; the plan the target times
-        ranges += [r for r in time_ranges([(0.0, 0.0)], plans.trained_target_times_s)]
         references.append(PLAN_TARGET_TIMES)
     else:
-        ranges += time_ranges([(float(t), float(t)) for t in plans.input_times_s], plans.trained_target_times_s)
+        ranges += input_time_ranges(plans.input_times_s, latest)
         references.append(PLAN_TIMES)
     if has_prior:
         ranges.append(outside_range())
