@@ -1,6 +1,7 @@
 """Case-parallel prediction: parts, torchrun ranks and -np worker processes give the single-process outputs."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -59,6 +60,9 @@ def test_worker_processes_give_identical_outputs(prediction_setup, tmp_path: Pat
     results, inputs, reference = prediction_setup
     assert predict_main(arguments(results, inputs, tmp_path / "out", "-np", "2")) == 0
     assert_same_outputs(reference, tmp_path / "out")
+    sidecars = sorted((tmp_path / "out").glob("*.json"))  # the OOD check is recorded by the -np path too
+    assert sidecars and all(set(json.loads(p.read_text())["ood"]) == {"flag", "score", "reasons", "references"}
+                            for p in sidecars)
 
 
 def test_parts_and_torchrun_ranks_give_identical_outputs(prediction_setup, tmp_path: Path) -> None:

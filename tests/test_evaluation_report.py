@@ -87,6 +87,9 @@ def test_evaluate_folders_end_to_end(tmp_path: Path) -> None:
     dataset = make_raw_dataset(tmp_path / "raw", n_cases=2, shape=(16, 16, 8), n_phases=6)
     pred = tmp_path / "pred"
     _predictions_from_real(dataset, pred)
+    times = json.loads((dataset / "dataset.json").read_text())["phase_times_s"]
+    (pred / "case_000.json").write_text(json.dumps({"phase_times_s": times, "ood": {  # as iterdce_predict writes it
+        "flag": True, "score": 3.5, "reasons": ["spacing S-I 6 mm, trained 2-2 mm"], "references": ["plan"]}}))
     report = tmp_path / "report"
     summary = evaluate_folders(pred, dataset / "imagesTr", report, labels=dataset / "labelsTr",
                                masks=dataset / "masksTr", progress=False)
@@ -95,6 +98,8 @@ def test_evaluate_folders_end_to_end(tmp_path: Path) -> None:
     assert set(table["method"]) == {"iterdce", "copy_last", "linear"}
     assert {"psnr", "ssim", "enhancement_error"} <= set(table.columns)
     assert len(table) == 2 * 4 * 3
+    scores = table.groupby("case")["ood_score"].agg(["min", "max"])  # every row of a case: its OOD score
+    assert tuple(scores.loc["case_000"]) == (3.5, 3.5) and scores.loc["case_001"].isna().all()
     assert (report / "montage.png").stat().st_size > 1000
 
 

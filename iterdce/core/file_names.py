@@ -47,6 +47,11 @@ def sidecar_name(case_id: str) -> str:
     return f"{case_id}{SIDECAR_SUFFIX}"
 
 
+# the entry of a prediction's <case>.json holding its out-of-distribution check (inference/ood.py), which
+# iterdce_evaluate copies into per_case.csv as the columns ood_score and ood_flag
+SIDECAR_OOD_KEY = "ood"
+
+
 def archive_name(case_id: str) -> str:
     """``<case>.npz``: a preprocessed case's arrays."""
     return f"{case_id}{ARCHIVE_SUFFIX}"

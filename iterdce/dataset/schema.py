@@ -151,3 +151,38 @@ def load_case_times(path: Path, expected_length: int | None = None) -> tuple[flo
     if problems:
         raise DatasetSchemaError(f"{path}: " + "; ".join(problems))
     return tuple(float(t) for t in times)
+
+
+# optional acquisition facts a timing sidecar may hold beside phase_times_s (a converter or the user writes them);
+# the out-of-distribution check compares them with the training cases' (inference/ood.py)
+SIDECAR_FIELD_STRENGTH = "field_strength_t"  # tesla, e.g. 1.5 or 3.0 (DICOM MagneticFieldStrength)
+SIDECAR_FAT_SUPPRESSION = "fat_suppression"  # true / false
+
+
+@dataclass(frozen=True)
+class AcquisitionFacts:
+    """The field strength and fat suppression of a case's acquisition, None where its sidecar does not say."""
+
+    field_strength_t: float | None = None
+    fat_suppression: bool | None = None
+
+
+UNKNOWN_ACQUISITION = AcquisitionFacts()
+
+
+def load_acquisition_facts(path: Path | None) -> AcquisitionFacts:
+    """The optional acquisition facts of a timing sidecar; a missing file, key or a value of another type counts
+    as unknown (these facts only inform a warning, so they never stop a run)."""
+    if path is None or not Path(path).is_file():
+        return AcquisitionFacts()
+    try:
+        payload = read_json_file(path)
+    except JSONFileError:
+        return AcquisitionFacts()
+    if not isinstance(payload, dict):
+        return AcquisitionFacts()
+    strength = payload.get(SIDECAR_FIELD_STRENGTH)
+    fat = payload.get(SIDECAR_FAT_SUPPRESSION)
+    known = isinstance(strength, (int, float)) and not isinstance(strength, bool) and math.isfinite(strength)
+    return AcquisitionFacts(float(strength) if known and strength is not None else None,
+                            fat if isinstance(fat, bool) else None)

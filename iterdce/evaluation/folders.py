@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from iterdce.core.atomic import remove_stale_temporaries
 from iterdce.core.errors import IterdceError, JSONFileError, listing
-from iterdce.core.file_names import case_file_name, phase_file_name, sidecar_name
+from iterdce.core.file_names import SIDECAR_OOD_KEY, case_file_name, phase_file_name, sidecar_name
 from iterdce.core.folder_names import TIMES_TR
 from iterdce.core.json_io import read_json
 from iterdce.dataset.case import label_values_problem
@@ -62,6 +62,19 @@ def prediction_times(path: Path, problems: list[str]) -> list[float] | None:
         problems.append(f"{path}: phase_times_s must be a list of times in seconds")
         return None
     return [float(t) for t in times]
+
+
+def prediction_ood(path: Path) -> dict[str, float | bool]:
+    """``ood_score`` and ``ood_flag`` of a prediction's ``<case>.json`` (iterdce_predict's out-of-distribution
+    check); empty for predictions made before the check or a sidecar that lacks it (read already by
+    ``prediction_times``, so a malformed file was reported there)."""
+    try:
+        entry = read_json(path, expect=dict).get(SIDECAR_OOD_KEY) if path.is_file() else None
+    except JSONFileError:
+        return {}
+    if not isinstance(entry, dict) or not isinstance(entry.get("score"), (int, float)):
+        return {}
+    return {"ood_score": float(entry["score"]), "ood_flag": bool(entry.get("flag"))}
 
 
 def find_dataset_json(reference: Path, explicit: Path | None) -> Path | None:
@@ -277,6 +290,9 @@ def evaluate_folders(pred: Path, ref: Path, out_dir: Path, labels: Path | None =
     panels: list[tuple] = []
     for case in tqdm(cases, desc="evaluating", unit="case", disable=not progress):
         evaluation, panel = evaluate_folder_case(case, scoring, regression, methods)
+        ood = prediction_ood(Path(pred) / sidecar_name(case.case_id))
+        for row in evaluation.phase_rows:  # the same for every method: how far the case lies from the training data
+            row.update(ood)
         evaluations.append(evaluation)
         if len(panels) < MONTAGE_CASES:
             panels.append(panel)

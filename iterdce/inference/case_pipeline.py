@@ -25,10 +25,13 @@ from iterdce.core.parallel import ignore_interrupts, submit_quietly
 from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles
 from iterdce.dataset.nifti_io import Geometry
+from iterdce.dataset.schema import UNKNOWN_ACQUISITION, AcquisitionFacts, load_acquisition_facts
 from iterdce.inference.composition import Composition, native_phases
 from iterdce.inference.export import write_kinetic_map, write_phases, write_times
 from iterdce.inference.inputs import load_input_case
-from iterdce.preprocessing.case_io import to_canonical_case
+from iterdce.inference.ood import CaseFacts
+from iterdce.inference.ood_reference import case_facts
+from iterdce.preprocessing.case_io import CanonicalCase, to_canonical_case
 from iterdce.preprocessing.case_properties import CaseProperties
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.preprocessor import PreprocessedCase, preprocess_canonical
@@ -75,22 +78,38 @@ class PreparedCase:
     geometry: Geometry
     image: np.ndarray  # the input phases as read, for the kinetic map
     mask: np.ndarray  # the TI-norm mask (body foreground of the inputs) on the plan grid
+    facts: CaseFacts  # what the out-of-distribution check compares with the training data (ood.py)
+
+
+def canonical_input(case: DCECase, plans: Plans) -> tuple[CanonicalCase, int]:
+    """The input phases of ``case`` in canonical order with their TI-norm mask, and the reference input's index."""
+    input_phases = list(plans.input_phases)
+    canonical = to_canonical_case(case, plans.normalization.mask, input_phases=range(len(input_phases)))
+    return canonical, input_phases.index(plans.reference_phase)
 
 
 def preprocess_input(case: DCECase, plans: Plans) -> PreprocessedCase:
     """The input phases of ``case`` preprocessed exactly as in training (orientation, crop, TI-norm, spacing)."""
-    input_phases = list(plans.input_phases)
-    mask_kind = plans.normalization.mask
-    canonical = to_canonical_case(case, mask_kind, input_phases=range(len(input_phases)))
-    reference = input_phases.index(plans.reference_phase)
-    return preprocess_canonical(canonical, plans.spacing, reference, mask_kind)
+    canonical, reference = canonical_input(case, plans)
+    return preprocess_canonical(canonical, plans.spacing, reference, plans.normalization.mask)
+
+
+def input_facts(case: DCECase, plans: Plans, acquisition: AcquisitionFacts = UNKNOWN_ACQUISITION
+                ) -> tuple[PreprocessedCase, CaseFacts]:
+    """``preprocess_input`` and the case's facts for the out-of-distribution check (with what its sidecar says
+    of the acquisition), from one reorientation."""
+    canonical, reference = canonical_input(case, plans)
+    n_in = len(plans.input_phases)
+    facts = case_facts(canonical, case.times_s[:n_in], case.times_s[n_in:], reference, acquisition)
+    return preprocess_canonical(canonical, plans.spacing, reference, plans.normalization.mask), facts
 
 
 def prepare_case(files: CaseFiles, times_s: np.ndarray, plans: Plans) -> PreparedCase:
-    """Read the input phases of a case and preprocess them (``preprocess_input``)."""
+    """Read the input phases of a case, preprocess them and gather its facts (``input_facts``)."""
     case = load_input_case(files, list(plans.input_phases), times_s)
-    pre = preprocess_input(case, plans)
-    return PreparedCase(case.case_id, pre.data, case.times_s, pre.properties, case.geometry, case.image, pre.mask)
+    pre, facts = input_facts(case, plans, load_acquisition_facts(files.times))
+    return PreparedCase(case.case_id, pre.data, case.times_s, pre.properties, case.geometry, case.image, pre.mask,
+                        facts)
 
 
 Guard = tuple[float | None, float]  # (fraction of the body outside the trained range or None, share of change kept)
@@ -120,9 +139,10 @@ def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
               synthesize: Callable[[PreparedCase], np.ndarray], out_dir: Path, save_kinetic_map: bool,
               num_processes: int, composition: Composition, mark: str | None = None,
               on_done: Callable[[], None] = lambda: None,
-              record: Callable[[PreparedCase], dict[str, Any]] = lambda prepared: {}) -> dict[str, Guard]:
-    """Prepare, synthesize and finish every (files, times) job in order; ``record(prepared)`` goes into the
-    case's ``<case>.json``. Returns each case's out-of-distribution measure (``Composition.kept``), computed once.
+              record: Callable[[PreparedCase, Guard], dict[str, Any]] = lambda prepared, guard: {}
+              ) -> dict[str, Guard]:
+    """Prepare, synthesize and finish every (files, times) job in order; ``record(prepared, guard)`` goes into
+    the case's ``<case>.json``. Returns each case's out-of-distribution measure (``Composition.kept``), computed once.
 
     ``num_processes`` 0: all in this process. N >= 1: N worker processes prepare up to N cases ahead and
     finish (restore + write) the previous ones while ``synthesize`` runs here. Worker errors are raised here.
@@ -137,7 +157,8 @@ def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
     if num_processes <= 0:
         for files, times in jobs:
             prepared = prepare_case(files, times, plans)
-            finish_case(prepared, synthesize(prepared), guard(prepared), *finish_args, record(prepared))
+            measured = guard(prepared)
+            finish_case(prepared, synthesize(prepared), measured, *finish_args, record(prepared, measured))
             on_done()
         return guards
     # spawned workers: the main process holds torch's threads, which forking does not survive reliably
@@ -145,8 +166,9 @@ def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
                              initargs=(os.getpid(),)) as pool:
         pending: list[Future[None]] = []
         for prepared in _prefetched(pool, jobs, plans, num_processes):
-            pending.append(submit_quietly(pool, finish_case, prepared, synthesize(prepared), guard(prepared),
-                                          *finish_args, record(prepared)))
+            measured = guard(prepared)
+            pending.append(submit_quietly(pool, finish_case, prepared, synthesize(prepared), measured,
+                                          *finish_args, record(prepared, measured)))
             while len(pending) > num_processes:  # bounded: finished cases do not pile up in memory
                 pending.pop(0).result()
                 fault_point("collected")

@@ -5,6 +5,7 @@ reference phase, resampling), synthesized tile-major over the volume, and export
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,12 +20,18 @@ from iterdce.core.atomic import remove_stale_temporaries
 from iterdce.core.checkpoint import CheckpointError
 from iterdce.core.device import choose_device
 from iterdce.core.errors import IterdceError, OutputLocationError, UsageError, listing
-from iterdce.core.file_names import checkpoint_name, kinetic_map_name, phase_file_name, sidecar_name
+from iterdce.core.file_names import (
+    SIDECAR_OOD_KEY,
+    checkpoint_name,
+    kinetic_map_name,
+    phase_file_name,
+    sidecar_name,
+)
 from iterdce.core.json_io import read_json
 from iterdce.core.owned_outputs import refuse_overlap
 from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles
-from iterdce.inference.case_pipeline import effective_part, preprocess_input, run_cases, select_part
+from iterdce.inference.case_pipeline import Guard, PreparedCase, effective_part, input_facts, run_cases, select_part
 from iterdce.inference.composition import (
     DEFAULT_COMPOSE,
     OOD_FULL,
@@ -35,6 +42,9 @@ from iterdce.inference.composition import (
 )
 from iterdce.inference.inputs import PredictionInputError, case_times, discover_inputs
 from iterdce.inference.model_loading import describe_model_folder, load_fold_models
+from iterdce.inference.ood import CaseFacts, OODReport, assess, warning_text
+from iterdce.inference.ood import extrapolation_range as trained_range_widened
+from iterdce.inference.ood_reference import training_reference
 from iterdce.inference.provenance import DESCRIPTION_PREFIX, OutputState, description, model_id, output_state
 from iterdce.inference.tile_choice import AUTO, PATCH, NetworkShape, choose_tile, forward_bytes, memory_budget
 from iterdce.inference.tiled import predict_volume
@@ -100,8 +110,10 @@ class IterativePredictor:
         # the mark of outputs predicted before --precision existed holds: bf16 on CUDA, float32 on the CPU
         usual = "bf16" if self.device.type == "cuda" else "fp32"
         marked = {} if self.precision == usual else {"precision": self.precision}
-        self.composition = resolve_composition(self.settings.compose, model_priors(self.models),
-                                               self.settings.ood_guard)
+        priors = model_priors(self.models)
+        self.composition = resolve_composition(self.settings.compose, priors, self.settings.ood_guard)
+        # what the out-of-distribution check compares every case with (ood_reference.py: degrades to what is known)
+        self.ood_reference = training_reference(self.model_folder, self.plans, bool(priors))
         if self.composition.mode != "plan":
             marked["compose"] = self.composition.mode
         if self.composition.priors and self.settings.ood_guard:
@@ -197,29 +209,45 @@ class IterativePredictor:
 
     def predict_case(self, case: DCECase) -> np.ndarray:
         """Input phases of ``case`` (original geometry) -> synthesized target phases [n_targets, X, Y, Z]."""
-        pre = preprocess_input(case, self.plans)
+        pre, facts = input_facts(case, self.plans)
         synthesized = self.synthesize_normalized(pre.data, case.times_s)
         fraction, kept = self.composition.kept(pre.data, pre.mask)
         self.warn_out_of_distribution({case.case_id: (fraction, kept)})
+        self.warn_ood({case.case_id: self.ood_of(facts, fraction)})
         return native_phases(synthesized, pre.data, case.image[:len(self.input_phases)], case.times_s,
                              pre.properties, self.composition, kept)
 
+    def ood_of(self, facts: CaseFacts, outside_fraction: float | None) -> OODReport:
+        """The out-of-distribution check of one case (ood.py) with its measured outside fraction."""
+        return assess(dataclasses.replace(facts, outside_fraction=outside_fraction), self.ood_reference)
+
+    def case_record(self, prepared: PreparedCase, guard: Guard, reports: dict[str, OODReport]) -> dict[str, Any]:
+        """What ``<case>.json`` records of how the case was predicted: its tile, the model card, its OOD check
+        (also kept in ``reports`` for the warning)."""
+        reports[prepared.case_id] = self.ood_of(prepared.facts, guard[0])
+        return {"tile_size": self.tile_for(prepared.data.shape[1:]),
+                **({"model_card": self.card} if self.card else {}),
+                SIDECAR_OOD_KEY: reports[prepared.case_id].to_json()}
+
+    @staticmethod
+    def warn_ood(reports: dict[str, OODReport]) -> None:
+        """One warning, one line per flagged case with its reasons (``ood.warning_text``); none if none."""
+        text = warning_text(reports)
+        if text:
+            warnings.warn(text, stacklevel=3)
+
     def warn_out_of_distribution(self, cases: dict[str, tuple[float | None, float]]) -> None:
-        """One warning naming the cases with more than ``OOD_START`` of their body outside the intensities the
-        model was trained on, and what the out-of-distribution guard did to them (``--ood-guard``)."""
+        """With ``--ood-guard``: one warning naming the cases with more than ``OOD_START`` of their body outside
+        the intensities the model was trained on and how much of their change the guard kept. Without it the
+        out-of-distribution check's warning (``warn_ood``) names them, with their other reasons."""
         outside = {c: v for c, v in cases.items() if v[0] is not None and v[0] > OOD_START}
-        if not outside:
+        if not outside or not self.settings.ood_guard:
             return
-        if self.settings.ood_guard:
-            listed = ", ".join(f"{c} ({100 * (f or 0):.1f} % outside, {100 * k:.0f} % of the change kept)"
-                               for c, (f, k) in sorted(outside.items()))
-            done = "their phases were moved towards the last input phase"
-        else:
-            listed = ", ".join(f"{c} ({100 * (f or 0):.1f} % outside)" for c, (f, _) in sorted(outside.items()))
-            done = "their synthesized phases are less certain (--ood-guard moves them towards the last input)"
+        listed = ", ".join(f"{c} ({100 * (f or 0):.1f} % outside, {100 * k:.0f} % of the change kept)"
+                           for c, (f, k) in sorted(outside.items()))
         warnings.warn(f"{len(outside)} case(s) lie outside the intensities this model was trained on (more than "
-                      f"{100 * OOD_START:g} % of the body): {done}: {listed}; documentation/prediction.md",
-                      stacklevel=2)
+                      f"{100 * OOD_START:g} % of the body): their phases were moved towards the last input phase: "
+                      f"{listed}; documentation/prediction.md", stacklevel=2)
 
     def outputs_of(self, out_dir: Path, case_id: str, times_s: Sequence[float] | np.ndarray, kinetic_map: bool = False
                    ) -> list[Path]:
@@ -276,14 +304,15 @@ class IterativePredictor:
         out_dir.mkdir(parents=True, exist_ok=True)
         label = "cases" if parts == 1 else f"cases (part {part + 1}/{parts})"
         bar = tqdm(total=len(todo), desc=label, unit="case", disable=not self.settings.progress)
+        reports: dict[str, OODReport] = {}
         guarded = run_cases([(cases[c], times[c]) for c in todo], self.plans,
                             lambda prepared: self.synthesize_normalized(prepared.data, prepared.times_s), out_dir,
                             save_kinetic_map, num_processes, self.composition, description(self.model_id),
                             on_done=lambda: bar.update(1),
-                            record=lambda prepared: {"tile_size": self.tile_for(prepared.data.shape[1:]),
-                                                     **({"model_card": self.card} if self.card else {})})
+                            record=lambda prepared, guard: self.case_record(prepared, guard, reports))
         bar.close()
         self.warn_out_of_distribution(guarded)
+        self.warn_ood(reports)
         return todo
 
     def cases_to_do(self, case_ids: list[str], out_dir: Path, overwrite: bool, save_kinetic_map: bool,
@@ -314,15 +343,11 @@ class IterativePredictor:
 
 
 TILE_MEMORY_LIMIT = 4.0  # a given --tile-size may use up to this multiple of the auto tile's memory budget
-EXTRAPOLATION_MARGIN = 0.1  # of the latest trained target time, tolerated on either side of the trained range
-
-
 def extrapolation_range(plans: Plans) -> tuple[float, float]:
-    """Target times predicted without a warning: the trained range widened by ``EXTRAPOLATION_MARGIN`` of its
-    latest time on each side (documentation/prediction.md says why)."""
-    low, high = plans.trained_target_times_s
-    margin = EXTRAPOLATION_MARGIN * abs(high)
-    return low - margin, high + margin
+    """Target times predicted without a warning: the trained range widened by ``EXTRAPOLATION_MARGIN`` (ood.py,
+    where the OOD check uses the same tolerance) of its latest time on each side (documentation/prediction.md
+    says why)."""
+    return trained_range_widened(plans.trained_target_times_s)
 
 
 def json_written_by_iterdce(path: Path) -> bool:

@@ -12,7 +12,7 @@ from scipy import ndimage
 from iterdce.core.atomic import write_json_atomic
 from iterdce.core.parallel import map_with_progress
 from iterdce.dataset.layout import CaseFiles, discover_cases
-from iterdce.dataset.schema import load_dataset_json
+from iterdce.dataset.schema import load_acquisition_facts, load_dataset_json
 from iterdce.preprocessing.case_io import load_canonical
 from iterdce.preprocessing.cropping import nonzero_box
 from iterdce.preprocessing.fingerprint_schema import (
@@ -21,6 +21,7 @@ from iterdce.preprocessing.fingerprint_schema import (
     PhaseStatistics,
     ProtocolSummary,
 )
+from iterdce.preprocessing.orientation import obliquity_deg
 
 FINGERPRINT_FILE = "dataset_fingerprint.json"
 
@@ -33,7 +34,7 @@ class CaseJob:
     input_phases: tuple[int, ...]
 
 
-def _phase_statistics(phase: np.ndarray, mask: np.ndarray) -> PhaseStatistics:
+def phase_statistics(phase: np.ndarray, mask: np.ndarray) -> PhaseStatistics:
     values = phase[mask].astype(np.float64)  # float64: squares of large intensities overflow float32
     if values.size == 0:
         values = phase.ravel().astype(np.float64)
@@ -59,19 +60,23 @@ def fingerprint_case(job: CaseJob) -> CaseFingerprint:
     labels = [int(v) for v in np.unique(lesion) if v > 0]
     count = len(labels) if len(labels) > 1 else int(ndimage.label(lesion > 0)[1])
     voxel_ml = float(np.prod(spacing)) / 1000.0
+    acquisition = load_acquisition_facts(job.files.times)
     return CaseFingerprint(
         case=job.files.case_id,
         spacing=tuple(float(s) for s in spacing),
         shape=tuple(int(s) for s in image.shape[1:]),
         shape_after_crop=tuple(int(b - a) for a, b in box),
         phase_times_s=tuple(float(t) for t in canonical.case.times_s),
-        phases=tuple(_phase_statistics(phase, mask) for phase in image),
+        phases=tuple(phase_statistics(phase, mask) for phase in image),
         mask_voxels=int(mask.sum()),
         has_lesion_labels=canonical.lesion is not None,
         lesion_count=count,
         lesion_volume_ml=float((lesion > 0).sum() * voxel_ml),
         lesion_relative_enhancement=_relative_enhancement(image, lesion > 0),
         breast_relative_enhancement=_relative_enhancement(image, mask),
+        oblique_deg=obliquity_deg(canonical.affine),
+        field_strength_t=acquisition.field_strength_t,
+        fat_suppression=acquisition.fat_suppression,
     )
 
 

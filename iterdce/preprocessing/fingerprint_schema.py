@@ -38,6 +38,10 @@ class CaseFingerprint:
     lesion_volume_ml: float
     lesion_relative_enhancement: tuple[float, ...] | None  # per phase; None without lesion voxels
     breast_relative_enhancement: tuple[float, ...] | None
+    oblique_deg: float | None = None  # tilt of the grid from the scanner axes; None in fingerprints made before it
+    # from the case's timing sidecar when it says (dataset/schema.py AcquisitionFacts), else None
+    field_strength_t: float | None = None
+    fat_suppression: bool | None = None
 
 
 @dataclass(frozen=True)

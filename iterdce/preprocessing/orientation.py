@@ -47,3 +47,12 @@ def to_canonical(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.
     """(canonical array, canonical affine, transform used) for an array whose last 3 axes are spatial."""
     transform = canonical_transform(affine)
     return reorient(array, transform), reoriented_affine(affine, array.shape, transform), transform
+
+
+def obliquity_deg(affine: np.ndarray) -> float:
+    """How far the voxel grid is tilted from the scanner axes: the largest angle (degrees) between a voxel axis
+    and the scanner axis closest to it (0 for a grid aligned with the scanner, whatever its axis order)."""
+    columns = np.asarray(affine, dtype=np.float64)[:3, :3]
+    unit = columns / np.maximum(np.linalg.norm(columns, axis=0), 1e-12)
+    cosines = np.clip(np.abs(unit).max(axis=0), 0.0, 1.0)
+    return float(np.degrees(np.arccos(cosines)).max())
