@@ -32,6 +32,7 @@ from iterdce.inference.dicom_output import OUTPUT_FORMATS, DicomExporter
 from iterdce.inference.model_loading import trained_folds
 from iterdce.inference.predictor import IterativePredictor, PredictionSettings, refuse_output_inside_input
 from iterdce.inference.tile_choice import CPU_BUDGET_GB, CUDA_FREE_FRACTION, PATCH, TILE_CHOICES
+from iterdce.inference.uncertainty import DEFAULT_COVERAGE
 from iterdce.pretrained import DEFAULT_PRETRAINED, PRETRAINED_FOLD, PRETRAINED_MODELS, pretrained_model_folder
 from iterdce.sharing.install import resolve_model
 
@@ -94,6 +95,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep every synthesized change (the default)")
     parser.add_argument("--overwrite", action="store_true", help="redo cases whose outputs exist")
     parser.add_argument("--save-kinetic-map", action="store_true", help="also write <case>_kinetics.nii.gz")
+    parser.add_argument("--uncertainty", action="store_true",
+                        help="also write <case>_<pppp>_lower/_upper.nii.gz, the interval of each synthesized phase at "
+                             "--coverage (split conformal; needs a model calibrated with iterdce_calibrate), and with "
+                             "--save-kinetic-map its confidence layer; documentation/prediction.md")
+    parser.add_argument("--coverage", type=float, default=DEFAULT_COVERAGE, metavar="C",
+                        help=f"the intervals' coverage in (0, 1) (default {DEFAULT_COVERAGE:g})")
+    parser.add_argument("--lesion-masks", metavar="DIR", help="with --uncertainty: lesion labels <case>.nii.gz; "
+                        "each lesion's predicted curve, its band and its curve-type probabilities go into "
+                        "<case>_kinetics.json")
     add_quiet_argument(parser)
     parser.add_argument("--output-format", default="nifti", choices=OUTPUT_FORMATS,
                         help="nifti (default) or dicom: derived DICOM series; the input is then a DICOM tree, or "
@@ -112,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.step_size <= 1:
         parser.error(f"--step-size must be in (0, 1], got {args.step_size}")
     args.tile_size = parse_tile_size(parser, args.tile_size)
+    if (args.lesion_masks or args.coverage != DEFAULT_COVERAGE) and not args.uncertainty:
+        parser.error("--coverage and --lesion-masks need --uncertainty")
+    if args.uncertainty and args.output_format == "dicom":
+        parser.error("--uncertainty writes NIfTI intervals: use --output-format nifti")
     if args.dicom_template and args.output_format != "dicom":
         parser.error("--dicom-template needs --output-format dicom")
     roots = roots_from_args(args)
@@ -138,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
                                       args.step_size, tta=args.tta, progress=not args.quiet, tile_size=args.tile_size,
                                       target_times=args.target_times, tile_memory_gb=args.tile_memory_gb,
                                       precision=args.precision, compose=args.compose,
-                                      ood_guard=args.ood_guard)
+                                      ood_guard=args.ood_guard,
+                                      coverage=args.coverage if args.uncertainty else None,
+                                      lesion_masks=Path(args.lesion_masks) if args.lesion_masks else None)
         predictor = IterativePredictor(model_folder, settings)
         if args.output_format == "dicom":
             name = args.model or f"{model_folder.parent.name}/{model_folder.name}"

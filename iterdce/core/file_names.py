@@ -52,6 +52,31 @@ def sidecar_name(case_id: str) -> str:
 SIDECAR_OOD_KEY = "ood"
 
 
+# prediction uncertainty (iterdce_predict --uncertainty): the interval of each synthesized phase, the lesion
+# curves with their bands and curve-type probabilities, the kinetic map's confidence layer; and the model
+# folder's split-conformal calibration (iterdce_calibrate)
+LOWER_SUFFIX = "_lower"
+UPPER_SUFFIX = "_upper"
+KINETICS_JSON_SUFFIX = "_kinetics.json"
+KINETIC_CONFIDENCE_SUFFIX = "_kinetics_confidence.nii.gz"
+CONFORMAL_CALIBRATION = "conformal_calibration.json"
+
+
+def bound_file_name(case_id: str, phase: int, upper: bool) -> str:
+    """``<case>_<pppp>_lower.nii.gz`` / ``_upper.nii.gz``: the interval of a synthesized phase."""
+    return f"{phase_file_name(case_id, phase, '')}{UPPER_SUFFIX if upper else LOWER_SUFFIX}{NIFTI_ENDING}"
+
+
+def kinetics_json_name(case_id: str) -> str:
+    """``<case>_kinetics.json``: each lesion's predicted curve, its band and its curve-type probabilities."""
+    return f"{case_id}{KINETICS_JSON_SUFFIX}"
+
+
+def kinetic_confidence_name(case_id: str) -> str:
+    """``<case>_kinetics_confidence.nii.gz``: the probability of the kinetic map's curve type per voxel."""
+    return f"{case_id}{KINETIC_CONFIDENCE_SUFFIX}"
+
+
 def archive_name(case_id: str) -> str:
     """``<case>.npz``: a preprocessed case's arrays."""
     return f"{case_id}{ARCHIVE_SUFFIX}"

@@ -20,6 +20,13 @@ from iterdce.dataset.schema import DatasetSchemaError, load_case_times, load_dat
 from iterdce.evaluation.case_evaluation import METHODS, CaseEvaluation, PhasePredictor, evaluate_case
 from iterdce.evaluation.region import DEFAULT_REGION, Scoring
 from iterdce.evaluation.report import plot_montage, summary_table, write_report
+from iterdce.evaluation.uncertainty import (
+    interval_columns,
+    lesion_band_columns,
+    lesion_probabilities,
+    read_intervals,
+    read_lesion_kinetics,
+)
 from iterdce.preprocessing.plan_schema import DEFAULT_REFERENCE_PHASE
 
 MONTAGE_CASES = 4
@@ -250,12 +257,37 @@ def evaluate_folder_case(case: EvaluationCase, scoring: Scoring, regression: Pha
     real_n = real_n[kept]
     evaluation = evaluate_case(case.case_id, synth_n, real_n, [case.times_s[p] for p in kept], mask, lesion,
                                (stats.mean, stats.std), phase_indices=kept, regression=regression, methods=methods)
+    add_uncertainty_columns(evaluation, case, real, mask, stats.std, lesion)
     z = int(np.argwhere(lesion > 0)[:, 2].mean()) if lesion is not None and lesion.any() else real.shape[3] // 2
     outline = None if lesion is None else lesion[:, :, z] > 0
     full = np.full(real.shape, np.nan, dtype=np.float32)
     full[inputs] = real[inputs]
     full[targets] = synthesized
     return evaluation, (case.case_id, real[:, :, :, z], full[:, :, :, z], outline)
+
+
+def add_uncertainty_columns(evaluation: CaseEvaluation, case: EvaluationCase, real: np.ndarray, mask: np.ndarray,
+                            std: float, lesion: np.ndarray | None) -> None:
+    """The iterdce rows of a case predicted with ``--uncertainty`` gain the intervals' coverage and width (body
+    voxels from ``<case>_<pppp>_lower/_upper.nii.gz``, lesion means from ``<case>_kinetics.json``) and each
+    lesion its curve-type probabilities (evaluation/uncertainty.py); nothing for a plain prediction."""
+    pred = next(iter(case.predicted.values())).parent
+    intervals = read_intervals(pred, case.case_id, sorted(case.predicted))
+    entries = read_lesion_kinetics(pred, case.case_id)
+    if not intervals and not entries:
+        return
+    labels = [] if lesion is None else [int(v) for v in np.unique(lesion) if v > 0]
+    curves = {label: real[:, lesion == label].astype(np.float64).mean(axis=1) for label in labels}
+    first = max(case.input_phases) + 1
+    for row in evaluation.phase_rows:
+        if row["method"] == "iterdce":
+            phase = int(row["phase"])
+            if phase in intervals:
+                row.update(interval_columns(real[phase], *intervals[phase], mask, std))
+            row.update(lesion_band_columns(curves, entries, phase, first, std))
+    for row in evaluation.lesion_rows:
+        if row["method"] == "iterdce":
+            row.update(lesion_probabilities(entries.get(int(row["lesion"]))))
 
 
 def evaluate_folders(pred: Path, ref: Path, out_dir: Path, labels: Path | None = None, masks: Path | None = None,

@@ -17,6 +17,12 @@ from iterdce.core.atomic import write_atomic, write_json_atomic  # noqa: E402
 from iterdce.evaluation.case_evaluation import METHODS, CaseEvaluation  # noqa: E402
 from iterdce.evaluation.kinetics import curve_type_confusion  # noqa: E402
 from iterdce.evaluation.region import Scoring  # noqa: E402
+from iterdce.evaluation.uncertainty import (  # noqa: E402
+    INTERVAL_METRICS,
+    RELIABILITY_PNG,
+    plot_reliability,
+    probability_summary,
+)
 
 METRICS = ("psnr", "ssim", "mae", "enhancement_error", "sharpness")
 COLORS = {"real": "black", "iterdce": "tab:red", "copy_last": "tab:gray", "linear": "tab:blue",
@@ -40,6 +46,7 @@ def summarize(phase_table: pd.DataFrame, lesion_table: pd.DataFrame, scoring: di
         if rows.empty:
             continue
         metrics = [m for m in METRICS if m in rows]  # reports written before a metric existed lack its column
+        metrics += [m for m in INTERVAL_METRICS if m in rows and rows[m].notna().any()]  # --uncertainty outputs
         per_phase = {str(int(phase)): {m: _finite_stats(group[m]) for m in metrics}
                      for phase, group in rows.groupby("phase")}
         entry: dict = {"per_phase": per_phase, "all_phases": {m: _finite_stats(rows[m]) for m in metrics}}
@@ -53,6 +60,9 @@ def summarize(phase_table: pd.DataFrame, lesion_table: pd.DataFrame, scoring: di
                 "confusion_matrix": {"rows_true_cols_predicted": matrix.to_dict(orient="index")},
                 "lesions": int(len(lesions)),
             }
+            probabilities = probability_summary(lesions)
+            if probabilities is not None:
+                entry["kinetics"]["curve_type_probabilities"] = probabilities
         summary["methods"][method] = entry
     summary["verdict"] = verdict(summary)
     return summary
@@ -185,6 +195,9 @@ def write_report(evaluations: Sequence[CaseEvaluation], out_dir: Path, scoring: 
         write_atomic(out_dir / name, functools.partial(_write_csv, table))
     summary = summarize(phase_table, lesion_table, scoring.describe())
     write_json_atomic(out_dir / "summary.json", summary)
+    probabilities = summary["methods"].get("iterdce", {}).get("kinetics", {}).get("curve_type_probabilities")
+    if probabilities is not None:
+        plot_reliability(probabilities["reliability"], out_dir / RELIABILITY_PNG)
     if not curve_table.empty:
         for case_id, rows in curve_table.groupby("case"):
             plot_case_curves(rows, out_dir / "kinetic_curves" / f"{case_id}.png")

@@ -31,6 +31,7 @@ from iterdce.inference.export import write_kinetic_map, write_phases, write_time
 from iterdce.inference.inputs import load_input_case
 from iterdce.inference.ood import CaseFacts
 from iterdce.inference.ood_reference import case_facts
+from iterdce.inference.uncertainty import Uncertainty, write_uncertainty
 from iterdce.preprocessing.case_io import CanonicalCase, to_canonical_case
 from iterdce.preprocessing.case_properties import CaseProperties
 from iterdce.preprocessing.plan_schema import Plans
@@ -116,12 +117,15 @@ Guard = tuple[float | None, float]  # (fraction of the body outside the trained 
 
 
 def finish_case(prepared: PreparedCase, synthesized: np.ndarray, guard: Guard, out_dir: Path, save_kinetic_map: bool,
-                composition: Composition, mark: str | None = None, record: dict[str, Any] | None = None) -> None:
+                composition: Composition, mark: str | None = None, record: dict[str, Any] | None = None,
+                uncertainty: Uncertainty | None = None) -> None:
     """Put the synthesized phases on the case's own grid (``composition``: the native base + the predicted
     change) and write them (and the kinetic map) atomically, with ``mark`` (the predictor's provenance
     description) in each header; then ``<case>.json`` with every time (inputs and synthesized phases), which
     pairs the outputs with real phases by time (iterdce_evaluate), and ``record`` (how the case was predicted,
-    e.g. its tile); ``guard``: ``composition.kept`` of the case."""
+    e.g. its tile); ``guard``: ``composition.kept`` of the case; ``uncertainty``: also the intervals (and lesion
+    kinetics, the kinetic map's confidence layer) of ``--uncertainty`` (uncertainty.py), before ``<case>.json``,
+    which marks the case done."""
     fraction, kept = guard
     restored = native_phases(synthesized, prepared.data, prepared.image, prepared.times_s, prepared.properties,
                              composition, kept)
@@ -129,6 +133,9 @@ def finish_case(prepared: PreparedCase, synthesized: np.ndarray, guard: Guard, o
         record = {**(record or {}), "outside_trained_range": round(fraction, 6), "change_kept": round(kept, 6)}
     first = len(prepared.times_s) - len(restored)
     write_phases(restored, prepared.geometry, out_dir, prepared.case_id, range(first, len(prepared.times_s)), mark)
+    if uncertainty is not None:
+        write_uncertainty(uncertainty, restored, prepared.image, prepared.times_s, prepared.properties.ti_norm.std,
+                          prepared.geometry, out_dir, prepared.case_id, mark, save_kinetic_map)
     write_times(out_dir, prepared.case_id, prepared.times_s, first, mark, record)
     if save_kinetic_map:
         write_kinetic_map(np.concatenate([prepared.image, restored]), prepared.times_s, prepared.geometry, out_dir,
@@ -139,10 +146,11 @@ def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
               synthesize: Callable[[PreparedCase], np.ndarray], out_dir: Path, save_kinetic_map: bool,
               num_processes: int, composition: Composition, mark: str | None = None,
               on_done: Callable[[], None] = lambda: None,
-              record: Callable[[PreparedCase, Guard], dict[str, Any]] = lambda prepared, guard: {}
-              ) -> dict[str, Guard]:
+              record: Callable[[PreparedCase, Guard], dict[str, Any]] = lambda prepared, guard: {},
+              uncertainty: Uncertainty | None = None) -> dict[str, Guard]:
     """Prepare, synthesize and finish every (files, times) job in order; ``record(prepared, guard)`` goes into
-    the case's ``<case>.json``. Returns each case's out-of-distribution measure (``Composition.kept``), computed once.
+    the case's ``<case>.json``; ``uncertainty``: also write the intervals (finish_case). Returns each case's
+    out-of-distribution measure (``Composition.kept``), computed once.
 
     ``num_processes`` 0: all in this process. N >= 1: N worker processes prepare up to N cases ahead and
     finish (restore + write) the previous ones while ``synthesize`` runs here. Worker errors are raised here.
@@ -158,7 +166,8 @@ def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
         for files, times in jobs:
             prepared = prepare_case(files, times, plans)
             measured = guard(prepared)
-            finish_case(prepared, synthesize(prepared), measured, *finish_args, record(prepared, measured))
+            finish_case(prepared, synthesize(prepared), measured, *finish_args, record(prepared, measured),
+                        uncertainty)
             on_done()
         return guards
     # spawned workers: the main process holds torch's threads, which forking does not survive reliably
@@ -168,7 +177,7 @@ def run_cases(jobs: Sequence[tuple[CaseFiles, np.ndarray]], plans: Plans,
         for prepared in _prefetched(pool, jobs, plans, num_processes):
             measured = guard(prepared)
             pending.append(submit_quietly(pool, finish_case, prepared, synthesize(prepared), measured,
-                                          *finish_args, record(prepared, measured)))
+                                          *finish_args, record(prepared, measured), uncertainty))
             while len(pending) > num_processes:  # bounded: finished cases do not pile up in memory
                 pending.pop(0).result()
                 fault_point("collected")

@@ -22,7 +22,9 @@ from iterdce.core.device import choose_device
 from iterdce.core.errors import IterdceError, OutputLocationError, UsageError, listing
 from iterdce.core.file_names import (
     SIDECAR_OOD_KEY,
+    bound_file_name,
     checkpoint_name,
+    kinetic_confidence_name,
     kinetic_map_name,
     phase_file_name,
     sidecar_name,
@@ -40,6 +42,7 @@ from iterdce.inference.composition import (
     native_phases,
     resolve_composition,
 )
+from iterdce.inference.conformal import load_calibration
 from iterdce.inference.inputs import PredictionInputError, case_times, discover_inputs
 from iterdce.inference.model_loading import describe_model_folder, load_fold_models
 from iterdce.inference.ood import CaseFacts, OODReport, assess, warning_text
@@ -48,6 +51,7 @@ from iterdce.inference.ood_reference import training_reference
 from iterdce.inference.provenance import DESCRIPTION_PREFIX, OutputState, description, model_id, output_state
 from iterdce.inference.tile_choice import AUTO, PATCH, NetworkShape, choose_tile, forward_bytes, memory_budget
 from iterdce.inference.tiled import predict_volume
+from iterdce.inference.uncertainty import Uncertainty
 from iterdce.network.precision import resolve_precision
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.plans_io import load_plans
@@ -76,6 +80,9 @@ class PredictionSettings:
     # move cases outside the trained range towards the last input (composition.py); off by default: it hurt on
     # site D and on the demo's own cases (reports/native_resolution.md); a warning names such cases either way
     ood_guard: bool = False
+    # --uncertainty: the interval coverage (None: no intervals); needs the model folder's conformal calibration
+    coverage: float | None = None
+    lesion_masks: Path | None = None  # --lesion-masks: <case>.nii.gz lesion labels for <case>_kinetics.json
 
     def provenance(self) -> dict[str, Any]:
         """The settings that change the output voxels (hashed into the provenance mark with the checkpoints).
@@ -88,7 +95,8 @@ class PredictionSettings:
         tile = self.tile_size if isinstance(self.tile_size, str) else [int(v) for v in self.tile_size]
         targets = None if self.target_times is None else [float(t) for t in self.target_times]
         return {"tta": self.tta, "step": self.step_fraction, **({"tile": tile} if tile != PATCH else {}),
-                **({"target_times": targets} if targets else {})}
+                **({"target_times": targets} if targets else {}),
+                **({"coverage": float(self.coverage)} if self.coverage is not None else {})}
 
 
 class IterativePredictor:
@@ -132,6 +140,9 @@ class IterativePredictor:
         free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
         self.memory_budget = memory_budget(self.device.type, self.settings.tile_memory_gb, free)
         self.check_tiling()
+        # --uncertainty: refused (one line) before any work when the model folder holds no calibration
+        self.uncertainty = None if self.settings.coverage is None else Uncertainty.of(
+            load_calibration(self.model_folder), self.settings.coverage, self.settings.lesion_masks)
 
     def tile_for(self, volume: Sequence[int]) -> list[int]:
         """The inference tile of a plan-space ``volume``: ``settings.tile_size`` when it names sizes, the
@@ -209,13 +220,17 @@ class IterativePredictor:
 
     def predict_case(self, case: DCECase) -> np.ndarray:
         """Input phases of ``case`` (original geometry) -> synthesized target phases [n_targets, X, Y, Z]."""
+        return self.predict_case_scaled(case)[0]
+
+    def predict_case_scaled(self, case: DCECase) -> tuple[np.ndarray, float]:
+        """``predict_case`` and the case's TI-norm standard deviation (the unit of conformal scores)."""
         pre, facts = input_facts(case, self.plans)
         synthesized = self.synthesize_normalized(pre.data, case.times_s)
         fraction, kept = self.composition.kept(pre.data, pre.mask)
         self.warn_out_of_distribution({case.case_id: (fraction, kept)})
         self.warn_ood({case.case_id: self.ood_of(facts, fraction)})
         return native_phases(synthesized, pre.data, case.image[:len(self.input_phases)], case.times_s,
-                             pre.properties, self.composition, kept)
+                             pre.properties, self.composition, kept), float(pre.properties.ti_norm.std)
 
     def ood_of(self, facts: CaseFacts, outside_fraction: float | None) -> OODReport:
         """The out-of-distribution check of one case (ood.py) with its measured outside fraction."""
@@ -253,7 +268,11 @@ class IterativePredictor:
                    ) -> list[Path]:
         """The files a finished case synthesized along ``times_s`` has in ``out_dir`` (with its kinetic map when
         one is asked for): one per time after the inputs, named by phase index."""
-        paths = [out_dir / phase_file_name(case_id, p) for p in range(len(self.input_phases), len(times_s))]
+        phases = range(len(self.input_phases), len(times_s))
+        paths = [out_dir / phase_file_name(case_id, p) for p in phases]
+        if self.uncertainty is not None:  # the interval files and the kinetic map's confidence layer
+            paths += [out_dir / bound_file_name(case_id, p, upper) for p in phases for upper in (False, True)]
+            paths += [out_dir / kinetic_confidence_name(case_id)] if kinetic_map else []
         return paths + [out_dir / kinetic_map_name(case_id)] if kinetic_map else paths
 
     def case_times(self, files: CaseFiles) -> np.ndarray:
@@ -309,7 +328,8 @@ class IterativePredictor:
                             lambda prepared: self.synthesize_normalized(prepared.data, prepared.times_s), out_dir,
                             save_kinetic_map, num_processes, self.composition, description(self.model_id),
                             on_done=lambda: bar.update(1),
-                            record=lambda prepared, guard: self.case_record(prepared, guard, reports))
+                            record=lambda prepared, guard: self.case_record(prepared, guard, reports),
+                            uncertainty=self.uncertainty)
         bar.close()
         self.warn_out_of_distribution(guarded)
         self.warn_ood(reports)

@@ -1,0 +1,181 @@
+"""``iterdce_predict --uncertainty``: a model folder's conformal calibration (conformal.py) applied to one
+synthesized case: the interval of every phase, each lesion's curve with its band and its curve-type
+probabilities, and the kinetic map's confidence layer.
+
+Everything is in the output's intensity units on the case's own grid: the half-width of a voxel's interval is
+``q * std * s`` with the case's TI-norm ``std`` and its difficulty ``s`` (conformal.difficulty). The
+curve-type probabilities read the late phase's conformal predictive distribution; the early value of the rule
+(the highest post-contrast value at <= 120 s, core/kinetics_rule.py) is taken as predicted, which it is exactly
+when the early phases are inputs.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from iterdce.core.atomic import write_json_atomic
+from iterdce.core.errors import IterdceError
+from iterdce.core.file_names import bound_file_name, case_file_name, kinetic_confidence_name, kinetics_json_name
+from iterdce.core.kinetics_rule import CURVE_CODES, CURVE_TYPES, THRESHOLD, classify_curve, early_index
+from iterdce.dataset.nifti_io import Geometry, read_image, write_image
+from iterdce.inference.conformal import (
+    CalibrationError,
+    ConformalCalibration,
+    conformal_quantile,
+    difficulty,
+    predictive_cdf,
+    time_bin,
+    voxel_cdf,
+)
+from iterdce.inference.export import kinetic_map
+
+DEFAULT_COVERAGE = 0.9
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """What one prediction run needs of the calibration (plain numbers: picklable for the ``-np`` workers)."""
+
+    coverage: float
+    epsilon: float
+    edges: tuple[float, ...]
+    body_q: tuple[float, ...]  # per time bin
+    lesion_q: tuple[float, ...]
+    body_scores: tuple[tuple[float, ...], ...]  # sorted signed scores per bin
+    lesion_scores: tuple[tuple[float, ...], ...]
+    lesion_dir: str | None = None
+
+    @classmethod
+    def of(cls, calibration: ConformalCalibration, coverage: float, lesion_dir: Path | None = None
+           ) -> Uncertainty:
+        """The multipliers at ``coverage``; a bin with too few scores for it is refused in one line."""
+        if not 0.0 < coverage < 1.0:
+            raise CalibrationError(f"--coverage {coverage}: must lie in (0, 1)")
+        body = tuple(conformal_quantile(s, coverage) for s in calibration.body_scores)
+        lesion = tuple(conformal_quantile(s, coverage) for s in calibration.lesion_scores)
+        short = [f"{name} bin {b} ({len(scores[b])} scores)" for name, q, scores in
+                 (("body", body, calibration.body_scores), ("lesion", lesion, calibration.lesion_scores))
+                 for b in range(len(q)) if not np.isfinite(q[b]) and (name == "body" or lesion_dir is not None)]
+        if short:
+            raise CalibrationError(f"--coverage {coverage:g}: the calibration holds too few scores for it in "
+                                   f"{', '.join(short)}: need at least {int(np.ceil(coverage / (1 - coverage)))}; "
+                                   "lower --coverage or calibrate on more cases")
+        return cls(coverage, calibration.epsilon, calibration.time_bin_edges_s, body, lesion,
+                   tuple(tuple(sorted(s)) for s in calibration.body_scores),
+                   tuple(tuple(sorted(s)) for s in calibration.lesion_scores),
+                   None if lesion_dir is None else str(lesion_dir))
+
+    def provenance(self) -> dict[str, Any]:
+        """What changes the interval files (into the provenance mark)."""
+        return {"coverage": self.coverage}
+
+
+def type_probabilities(scores: Sequence[float], predicted_late: float, early: float, scale: float
+                       ) -> dict[str, float] | None:
+    """P(persistent / plateau / washout) of one curve whose late value is ``predicted_late`` with the
+    native ``scale`` (``std * s``): the predictive distribution of the signed ``scores`` integrated over the
+    rule's bands r > 0.10, |r| <= 0.10, r < -0.10 of r = (late - early) / early. None when ``early`` <= 0
+    (the rule is undefined)."""
+    if not early > 0 or not scale > 0:
+        return None
+    z = [(early * (1 - THRESHOLD) - predicted_late) / scale, (early * (1 + THRESHOLD) - predicted_late) / scale]
+    low, high = predictive_cdf(scores, z)
+    return {"persistent": float(1.0 - high), "plateau": float(high - low), "washout": float(low)}
+
+
+def write_uncertainty(uncertainty: Uncertainty, restored: np.ndarray, inputs: np.ndarray,
+                      times_s: Sequence[float] | np.ndarray, std: float, geometry: Geometry, out_dir: Path,
+                      case_id: str, mark: str | None, kinetic_confidence: bool) -> list[Path]:
+    """The interval files of every synthesized phase, ``<case>_kinetics.json`` with lesion masks, and (with
+    ``kinetic_confidence``) the kinetic map's confidence layer; returns the paths written.
+
+    Args:
+        restored: the synthesized phases [T, X, Y, Z] on the case's grid (native intensities).
+        inputs: the input phases [n_in, X, Y, Z] as read.
+        times_s: every time, inputs first.
+        std: the case's TI-norm standard deviation (the unit of the difficulty).
+    """
+    first = len(times_s) - len(restored)
+    last = inputs[-1].astype(np.float32)
+    bins = [time_bin(t, uncertainty.edges) for t in times_s[first:]]
+    paths = []
+    for t, volume in enumerate(restored):
+        half = np.float32(uncertainty.body_q[bins[t]] * std) * difficulty(volume, last, std, uncertainty.epsilon)
+        for upper, bound in ((False, volume - half), (True, volume + half)):
+            path = out_dir / bound_file_name(case_id, first + t, upper)
+            write_image(path, bound.astype(np.float32), geometry, description=mark)
+            paths.append(path)
+    all_phases = np.concatenate([inputs.astype(np.float32), restored.astype(np.float32)])
+    if uncertainty.lesion_dir is not None:
+        paths.append(write_lesion_kinetics(uncertainty, all_phases, times_s, first, bins, std, geometry.shape[:3],
+                                           out_dir, case_id, mark))
+    if kinetic_confidence:
+        path = out_dir / kinetic_confidence_name(case_id)
+        write_image(path, voxel_type_confidence(uncertainty, all_phases, times_s, bins[-1], std, last), geometry,
+                    description=mark)
+        paths.append(path)
+    return paths
+
+
+def write_lesion_kinetics(uncertainty: Uncertainty, all_phases: np.ndarray, times_s: Sequence[float] | np.ndarray,
+                          first: int, bins: Sequence[int], std: float, shape: Sequence[int], out_dir: Path,
+                          case_id: str, mark: str | None) -> Path:
+    """``<case>_kinetics.json``: per lesion of ``<lesion_dir>/<case>.nii.gz``, the predicted mean curve, the band
+    of each synthesized phase and P(persistent / plateau / washout); no lesions when the case has no mask."""
+    mask_path = Path(uncertainty.lesion_dir or "") / case_file_name(case_id)
+    lesions: list[dict[str, Any]] = []
+    if mask_path.is_file():
+        labels = read_image(mask_path)[0]
+        if tuple(labels.shape[:3]) != tuple(shape):
+            raise IterdceError(f"{mask_path}: shape {labels.shape} differs from the case's {tuple(shape)}",
+                               mask_path)
+        labels = np.rint(labels).astype(np.int32)
+        for label in [int(v) for v in np.unique(labels) if v > 0]:
+            lesions.append(lesion_entry(uncertainty, all_phases[:, labels == label].astype(np.float64).mean(axis=1),
+                                        times_s, first, bins, std, label, int((labels == label).sum())))
+    path = out_dir / kinetics_json_name(case_id)
+    write_json_atomic(path, {
+        "coverage": uncertainty.coverage, "phase_times_s": [float(t) for t in times_s],
+        "synthesized_phases": list(range(first, len(times_s))),
+        "lesion_mask": str(mask_path) if mask_path.is_file() else None, "lesions": lesions, "written_by": mark,
+        "note": "curve: mean intensity per phase (inputs, then synthesized); lower/upper: the lesion-mean interval "
+                "of each synthesized phase at this coverage; probabilities: of the curve type by the BI-RADS rule "
+                "(documentation/prediction.md)"})
+    return path
+
+
+def lesion_entry(uncertainty: Uncertainty, curve: np.ndarray, times_s: Sequence[float] | np.ndarray, first: int,
+                 bins: Sequence[int], std: float, label: int, voxels: int) -> dict[str, Any]:
+    """One lesion's entry of ``<case>_kinetics.json`` from its predicted mean curve (native intensities)."""
+    last_input = float(curve[first - 1])
+    scales = [float(std * difficulty(curve[first + t], last_input, std, uncertainty.epsilon))
+              for t in range(len(bins))]
+    half = [uncertainty.lesion_q[b] * s for b, s in zip(bins, scales)]
+    early = float(curve[early_index(times_s)].max())
+    probabilities = type_probabilities(uncertainty.lesion_scores[bins[-1]], float(curve[-1]), early, scales[-1])
+    return {"label": label, "voxels": voxels, "curve": [float(v) for v in curve],
+            "lower": [float(curve[first + t] - h) for t, h in enumerate(half)],
+            "upper": [float(curve[first + t] + h) for t, h in enumerate(half)],
+            "predicted_type": classify_curve(curve, times_s), "probabilities": probabilities}
+
+
+def voxel_type_confidence(uncertainty: Uncertainty, all_phases: np.ndarray, times_s: Sequence[float] | np.ndarray,
+                          last_bin: int, std: float, last_input: np.ndarray) -> np.ndarray:
+    """Per voxel of the kinetic map, the probability of the curve type it shows (0 where it shows none): the
+    body scores' predictive distribution of the last phase over the rule's bands, as ``type_probabilities``."""
+    codes = kinetic_map(all_phases, times_s)
+    late = all_phases[-1].astype(np.float64)
+    scale = std * difficulty(late, last_input, std, uncertainty.epsilon)
+    early = all_phases[early_index(times_s)].max(axis=0).astype(np.float64)
+    scores = np.asarray(uncertainty.body_scores[last_bin])
+    low = voxel_cdf(scores, (early * (1 - THRESHOLD) - late) / scale)
+    high = voxel_cdf(scores, (early * (1 + THRESHOLD) - late) / scale)
+    confidence = np.zeros(codes.shape, np.float32)
+    for name, probability in zip(CURVE_TYPES, (1.0 - high, high - low, low)):
+        chosen = codes == CURVE_CODES[name]
+        confidence[chosen] = probability[chosen]
+    return confidence

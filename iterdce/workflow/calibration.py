@@ -1,0 +1,108 @@
+"""Split conformal calibration of a trained model (``iterdce_calibrate``): predict cases the model did not
+train on, score them (inference/conformal.py, ``case_scores``) and store ``conformal_calibration.json`` in
+the model folder, which ``iterdce_predict --uncertainty`` reads.
+
+Two sources of such cases: each fold's validation cases predicted by that fold alone (the folds of a
+cross-validated model; every case then counts once, predicted by a model that never saw it), or a held-back
+folder of raw cases with their real phases predicted by the folds asked for (needed for fold ``all``, which
+trained on every case). An ensemble of folds is at least as accurate as one fold on average, so intervals
+calibrated on single folds are expected to be wider than needed for the ensemble, not narrower; the coverage
+guarantee is the single fold's.
+"""
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from iterdce.core.errors import IterdceError, UsageError
+from iterdce.dataset.case import DCECase, load_case
+from iterdce.dataset.layout import CaseFiles, discover_cases
+from iterdce.dataset.masks import derive_foreground_mask
+from iterdce.inference.conformal import (
+    CALIBRATION_VERSION,
+    EPSILON,
+    SCALE_DEFINITION,
+    VOXELS_PER_CASE_PHASE,
+    ConformalCalibration,
+    case_scores,
+    time_bin_edges,
+)
+from iterdce.inference.predictor import IterativePredictor, PredictionSettings
+from iterdce.preprocessing.splits import read_splits
+
+CALIBRATION_SEED = 0
+
+Job = tuple[tuple[int | str, ...], list[CaseFiles]]  # (the folds that predict, the cases they predict)
+
+
+def fold_jobs(raw_dir: Path, splits_file: Path, folds: Sequence[int | str]) -> list[Job]:
+    """Each fold's validation cases (``splits_final.json``) from the raw dataset, predicted by that fold."""
+    if "all" in folds:
+        raise UsageError("fold 'all' trained on every case: calibrate it on held-back cases (--cases DIR)")
+    splits = read_splits(splits_file)
+    cases = discover_cases(raw_dir).cases
+    jobs: list[Job] = []
+    for fold in folds:
+        if not 0 <= int(fold) < len(splits):
+            raise UsageError(f"fold {fold} does not exist: {splits_file} has folds 0-{len(splits) - 1}")
+        missing = [c for c in splits[int(fold)]["val"] if c not in cases]
+        if missing:
+            raise IterdceError(f"{raw_dir}: validation case(s) {', '.join(missing)} of fold {fold} are missing",
+                               raw_dir)
+        jobs.append(((fold,), [cases[c] for c in splits[int(fold)]["val"]]))
+    return jobs
+
+
+def folder_jobs(cases_dir: Path, folds: Sequence[int | str]) -> list[Job]:
+    """Every case of a held-back raw dataset folder, predicted by the ensemble of ``folds``."""
+    cases = discover_cases(cases_dir).cases
+    if not cases:
+        raise IterdceError(f"{cases_dir}: no cases to calibrate on", cases_dir)
+    return [(tuple(folds), [cases[c] for c in sorted(cases)])]
+
+
+def calibrate(model_folder: Path, jobs: Sequence[Job], source: str, settings: PredictionSettings | None = None,
+              seed: int = CALIBRATION_SEED, n_voxels: int = VOXELS_PER_CASE_PHASE) -> ConformalCalibration:
+    """Predict every job's cases as iterdce_predict does, score them against their real phases and write
+    ``conformal_calibration.json`` into ``model_folder``; returns it."""
+    settings = settings or PredictionSettings()
+    edges: tuple[float, ...] = ()
+    body: list[list[float]] = []
+    lesion: list[list[float]] = []
+    names: list[str] = []
+    for folds, cases in jobs:
+        predictor = IterativePredictor(model_folder, dataclasses.replace(settings, folds=folds, progress=False,
+                                                                         coverage=None))
+        edges = time_bin_edges(predictor.plans.trained_target_times_s)
+        body = body or [[] for _ in range(len(edges) + 1)]
+        lesion = lesion or [[] for _ in range(len(edges) + 1)]
+        n_in = len(predictor.input_phases)
+        for files in tqdm(cases, desc=f"calibration folds {', '.join(map(str, folds))}", unit="case",
+                          disable=not settings.progress):
+            case = load_case(files, predictor.plans.phase_times_s)
+            if case.image.shape[0] <= n_in:
+                continue  # no real phase to score against
+            native, std = predictor.predict_case_scaled(DCECase(case.case_id, case.image[:n_in], case.times_s,
+                                                                case.geometry))
+            rng = np.random.default_rng([seed, zlib.crc32(case.case_id.encode())])
+            mask = derive_foreground_mask(case.image[:n_in])
+            labels = None if case.lesion is None else case.lesion.astype(np.int16)
+            case_body, case_lesion = case_scores(case.image[n_in:], native, case.image[n_in - 1], std, mask, labels,
+                                                 [float(t) for t in case.times_s[n_in:]], edges, rng, n_voxels)
+            for b in range(len(body)):
+                body[b] += case_body[b]
+                lesion[b] += case_lesion[b]
+            names.append(case.case_id)
+    if not names:
+        raise IterdceError(f"{model_folder}: no case with real target phases to calibrate on", model_folder)
+    calibration = ConformalCalibration(
+        CALIBRATION_VERSION, SCALE_DEFINITION, EPSILON, edges,
+        tuple(tuple(sorted(round(v, 6) for v in b)) for b in body),
+        tuple(tuple(sorted(round(v, 6) for v in b)) for b in lesion), tuple(names), source, seed, n_voxels)
+    calibration.save(model_folder)
+    return calibration
