@@ -80,3 +80,13 @@ def test_masks_without_the_breast_region_are_refused(capsys):
     with pytest.raises(SystemExit):
         evaluate.main(["--pred", "p", "-r", "r", "-o", "o", "-m", "masks"])
     assert "--region breast" in capsys.readouterr().err
+
+
+def test_a_command_prints_warnings_as_one_line_without_source():
+    import warnings
+
+    from iterdce.commands.common import run_guarded
+
+    shown = run_guarded(lambda: warnings.formatwarning("3 cases differ", UserWarning, "predictor.py", 316))  # type: ignore[arg-type,return-value]
+    assert shown == "warning: 3 cases differ\n"
+    assert "predictor.py" in warnings.formatwarning("x", UserWarning, "predictor.py", 316)  # restored afterwards

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -90,9 +91,19 @@ def fail(message: str, code: int = 1) -> int:
     return code
 
 
+def one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                     line: str | None = None) -> str:
+    """A warning as a user reads it: ``warning: <message>``, without the source file and line of iterdce's code
+    that Python's default format adds."""
+    return f"warning: {message}\n"
+
+
 def run_guarded(body: Callable[[], int], interrupted: str = INTERRUPTED) -> int:
     """Run a command's body: an IterdceError becomes ``error: <message>`` and exit 1, Ctrl-C the one line
-    ``interrupted`` and exit 130; any other exception is a bug in iterdce and propagates with its traceback."""
+    ``interrupted`` and exit 130; any other exception is a bug in iterdce and propagates with its traceback.
+    Warnings print as ``warning: <message>`` while it runs."""
+    default_format = warnings.formatwarning
+    warnings.formatwarning = one_line_warning
     try:
         return body()
     except IterdceError as exc:
@@ -100,6 +111,8 @@ def run_guarded(body: Callable[[], int], interrupted: str = INTERRUPTED) -> int:
     except KeyboardInterrupt:
         print(f"\n{interrupted}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        warnings.formatwarning = default_format
 
 
 def parse_fold(value: str) -> int | str:
