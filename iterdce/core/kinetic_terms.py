@@ -67,15 +67,21 @@ def kinetic_terms(u: Any, v: Any, tau: Any, degree: int = DEGREE, time_degree: i
     return [uvs[(a, b, c)] * t_pow[m] for a, b, c, m in exponents(degree, time_degree, slope_degree)]
 
 
-def input_slope(inputs: Any, times_s: Sequence[float] | np.ndarray) -> Any:
-    """The slope feature ``s`` of inputs ``[n_in, ...]`` at ``times_s``: the change between the last two inputs per
-    ``TIME_UNIT_S`` (None with fewer than three inputs, where the model has no slope terms)."""
+def slope(last: Any, before: Any, last_time_s: Any, before_time_s: Any) -> Any:
+    """The slope feature ``s``: the change from ``before`` to ``last`` per ``TIME_UNIT_S`` (numpy arrays or torch
+    tensors; the times broadcast against the images)."""
+    return (last - before) / ((last_time_s - before_time_s) / TIME_UNIT_S)
+
+
+def input_slope(inputs: Any, times_s: Sequence[float] | np.ndarray) -> np.ndarray | None:
+    """``slope`` of the last two of numpy inputs ``[n_in, ...]`` at ``times_s``, in float64 (None with fewer than
+    three inputs, where the model has no slope terms)."""
     if len(times_s) < 3:
         return None
-    gap = (float(times_s[-1]) - float(times_s[-2])) / TIME_UNIT_S
-    if not gap > 0:
+    if not float(times_s[-1]) > float(times_s[-2]):
         raise ValueError(f"the last two input times must increase, got {times_s[-2]} and {times_s[-1]}")
-    return (inputs[-1] - inputs[-2]) / gap
+    return np.asarray(slope(np.asarray(inputs[-1], np.float64), np.asarray(inputs[-2], np.float64),
+                            float(times_s[-1]), float(times_s[-2])))
 
 
 def later_phases(pre: np.ndarray, early: np.ndarray, taus: Sequence[float] | np.ndarray,

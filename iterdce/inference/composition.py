@@ -61,7 +61,7 @@ class PriorFit:
                  ) -> np.ndarray:
         """TI-normalized inputs [n_in, ...] -> the prior's estimate at each target time [T, ...] (float32)."""
         taus = [(float(t) - float(input_times_s[-1])) / TIME_UNIT_S for t in target_times_s]
-        slope = input_slope(inputs.astype(np.float64), input_times_s) if self.slope_degree else None
+        slope = input_slope(inputs, input_times_s) if self.slope_degree else None
         return later_phases(inputs[0], inputs[-1], taus, self.coefficients, self.low, self.high, DEGREE,
                             TIME_DEGREE, np.float32, slope, self.slope_degree, self.slope_range)
 

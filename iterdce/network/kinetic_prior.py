@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, kinetic_terms, n_terms
+from iterdce.core.kinetic_terms import DEGREE, TIME_DEGREE, TIME_UNIT_S, kinetic_terms, n_terms, slope
 
 
 class KineticPrior(nn.Module):
@@ -73,8 +73,8 @@ class KineticPrior(nn.Module):
             if previous is None or previous_time_s is None:
                 raise ValueError("this kinetic prior reads the slope between the last two inputs: pass previous and "
                                  "previous_time_s")
-            gap = ((early_time_s - previous_time_s) / TIME_UNIT_S).reshape(shape)
-            s = ((early - previous).float() / gap).clamp(self.slope_range[0], self.slope_range[1])
+            s = slope(early.float(), previous.float(), early_time_s.reshape(shape),
+                      previous_time_s.reshape(shape)).clamp(self.slope_range[0], self.slope_range[1])
         terms = kinetic_terms(u.float(), v.float(), tau.float(), s=s, slope_degree=self.slope_degree)
         change = torch.zeros_like(u, dtype=torch.float32)
         for c, term in zip(self.coefficients.unbind(), terms):

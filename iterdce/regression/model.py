@@ -71,7 +71,7 @@ class KineticRegression:
             raise ValueError(f"this regression reads the slope between the last two of >= 3 inputs, got "
                              f"{inputs.shape[0]} input phases")
         taus = _relative_times(input_times_s, target_times_s)
-        slope = input_slope(inputs.astype(np.float64), input_times_s) if self.slope_degree else None
+        slope = input_slope(inputs, input_times_s) if self.slope_degree else None
         return later_phases(inputs[0], inputs[-1], taus, self.coefficients, self.feature_low, self.feature_high,
                             self.degree, self.time_degree, _float_dtype(inputs), slope, self.slope_degree,
                             self.slope_range)
