@@ -23,7 +23,7 @@ import argparse
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from benchmarks.cross_site_data import export_model, input_folder, prepare_training_set, simulate_sites
@@ -36,6 +36,7 @@ from iterdce.inference.composition import COMPOSE_MODES, DEFAULT_COMPOSE
 from iterdce.network.precision import PRECISIONS
 from iterdce.regression.fit import fit_fold_regression, stored_fit_for
 from iterdce.regression.model import REGRESSION_FILE
+from iterdce.simulation.sites import SiteProfile, site_profile
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,6 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also train one model on this many new cases of every site (the shipped model)")
     parser.add_argument("--pretrain-variant", default="preset", choices=variant_names(),
                         help="variant of the all-sites model")
+    parser.add_argument("--pretrain-heart-prob", type=float, metavar="P",
+                        help="the all-sites model's cases see the heart in their field of view with chance P (default: "
+                             "each site's own, 1); a wider training distribution than the sites' (breast-only views)")
     parser.add_argument("--train-only", action="store_true",
                         help="train and export each model (<variant>_seed<k>.pth + .plans.json) to --out; "
                              "no test site, no evaluation (for a machine whose CPUs are the bottleneck)")
@@ -117,7 +121,6 @@ def check_early_frames(parser: argparse.ArgumentParser, args: argparse.Namespace
         return
     from iterdce.core.errors import UsageError
     from iterdce.simulation.config import SimulationConfig
-    from iterdce.simulation.sites import site_profile
 
     for site in dict.fromkeys([*args.train_sites, args.test_site]):
         try:
@@ -161,20 +164,31 @@ class Study:
 
 def simulate(args: argparse.Namespace) -> tuple[list[Path], Path, list[Path], list[Path]]:
     """The sites as raw datasets: (training sites, held-out site, fine-tuning sites, pre-training sites)."""
-    sites = [*args.train_sites, args.test_site]
+    sites: list[str | SiteProfile] = [*args.train_sites, args.test_site]
     counts = [*args.train_cases, 0 if args.train_only else args.test_cases]
-    extra_sites, extra_counts = [], []
+    extra_sites: list[str | SiteProfile] = []
+    extra_counts: list[int] = []
     if args.finetune_cases:
         extra_sites.append(f"{args.test_site}")
         extra_counts.append(args.finetune_cases)
     if args.pretrain_cases:
-        extra_sites += [*args.train_sites, args.test_site]
+        extra_sites += [pretrain_site(s, args.pretrain_heart_prob) for s in [*args.train_sites, args.test_site]]
         extra_counts += [args.pretrain_cases] * (len(args.train_sites) + 1)
     folders = simulate_sites(args.workdir / "raw", sites + extra_sites, counts + extra_counts, args.shape, seed=2024,
                              jobs=args.jobs, early_frames=args.early_frames)
     finetune_dirs = folders[len(sites):len(sites) + (1 if args.finetune_cases else 0)]
     return (folders[:len(args.train_sites)], folders[len(args.train_sites)], finetune_dirs,
             folders[len(sites) + len(finetune_dirs):])
+
+
+def pretrain_site(name: str, heart_prob: float | None) -> str | SiteProfile:
+    """A site of the all-sites model's training set: the built-in profile, or with ``heart_prob`` a copy of it
+    whose cases see the heart with that chance (named e.g. ``AHeart50``)."""
+    if heart_prob is None:
+        return name
+    if not 0.0 <= heart_prob <= 1.0:
+        raise SystemExit(f"--pretrain-heart-prob must lie in 0-1, got {heart_prob}")
+    return replace(site_profile(name), name=f"{name}Heart{round(100 * heart_prob)}", heart_prob=heart_prob)
 
 
 def fit_regression(args: argparse.Namespace, train_pre: Path, plans: dict, cases: list[str]) -> Path:

@@ -3,6 +3,7 @@ the prediction input folder, and trained models as flat weight files."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,17 +12,19 @@ from iterdce.core.folder_names import FOLD_ALL, IMAGES_TR, LABELS_TR, TIMES_TR, 
 
 if TYPE_CHECKING:
     from iterdce.preprocessing.plan_schema import Plans
+    from iterdce.simulation.sites import SiteProfile
 
 
-def simulate_sites(raw_root: Path, sites: list[str], cases_per_site: list[int], shape: list[int], seed: int,
-                   jobs: int, early_frames: int = 0) -> list[Path]:
-    """One raw dataset per site (skipped when it exists, if simulated with the same ``early_frames``)."""
+def simulate_sites(raw_root: Path, sites: Sequence[str | SiteProfile], cases_per_site: list[int], shape: list[int],
+                   seed: int, jobs: int, early_frames: int = 0) -> list[Path]:
+    """One raw dataset per site, a built-in name or a profile (skipped when it exists, if simulated with the same
+    ``early_frames``)."""
     from iterdce.simulation import simulate_dataset
     from iterdce.simulation.lesions import LesionPlacementError
 
     folders = []
     for index, (site, n) in enumerate(zip(sites, cases_per_site)):
-        folder = raw_root / dataset_folder_name(900 + index, f"Site{site}")
+        folder = raw_root / dataset_folder_name(900 + index, f"Site{site if isinstance(site, str) else site.name}")
         if n == 0:  # skipped (e.g. the test site of a --train-only run); seeds of the others unchanged
             folders.append(folder)
             continue
