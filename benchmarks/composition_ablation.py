@@ -6,7 +6,7 @@ Separates what the composition does from what the network does, at a fraction of
 evaluation per mode.
 
     python -m benchmarks.composition_ablation --models cs_native/models --test-dir cs_eval_D/raw/Dataset903_SiteD \
-        --inputs cs_eval_D/test_inputs --workdir ablation_D [--modes prior detail plan] [--cases 24]
+        --inputs cs_eval_D/test_inputs --workdir ablation_D [--modes prior last plan] [--cases 24]
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--test-dir", type=Path, required=True, help="the held-out site's raw dataset (the truth)")
     parser.add_argument("--inputs", type=Path, required=True, help="the held-out site's input phases")
     parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--modes", nargs="+", default=["prior", "detail", "plan"],
+    parser.add_argument("--modes", nargs="+", default=["prior", "last", "plan"],
                         choices=[m for m in COMPOSE_MODES if m != "auto"])
     parser.add_argument("--cases", type=int, default=24)
     parser.add_argument("--precision", default="auto", choices=PRECISIONS)

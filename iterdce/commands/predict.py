@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tta", action="store_true", help="mirroring test-time augmentation")
     parser.add_argument("--compose", default=DEFAULT_COMPOSE, choices=COMPOSE_MODES,
                         help="how a synthesized phase reaches the case's own grid: the network's predicted change "
-                             "added to a base on the native voxels, 'prior' (the model's kinetic prior there), "
-                             "'detail' (the network's plan-grid image plus the native prior's finer detail) or "
+                             "added to a base on the native voxels, 'prior' (the model's kinetic prior there) or "
                              "'last' (the last input phase), or 'plan' (the whole image resampled from the plan's "
                              "grid: loses detail finer than the plan spacing); 'auto' (default): prior for a model "
                              "with a kinetic prior, else last; documentation/prediction.md")

@@ -9,9 +9,6 @@ base is resampled; the base itself is evaluated on the native voxels:
 - ``prior``: the model's voxel-wise kinetic prior (the fold's regression, ``kinetic_terms.later_phases``)
   evaluated on the native input phases; the network's change is its change from the prior. Needs a model
   trained with ``network.kinetic_prior``.
-- ``detail``: like ``prior``, but the network's change is taken from the native prior sent to the plan grid
-  (not from the prior of the plan-grid inputs), so the plan-grid image is the network's own and only the native
-  prior's detail finer than the plan grid is added. Needs a kinetic prior too.
 - ``last``: the native last input phase; the change is the synthesized phase minus the last input (plan grid).
 - ``plan``: no composition: the whole synthesized image resampled back (what iterdce did before; kept to
   measure against).
@@ -43,8 +40,7 @@ from iterdce.preprocessing.orientation import inverse_transform, reorient, reori
 from iterdce.preprocessing.preprocessor import restore_phases
 from iterdce.preprocessing.resampling import resample_phases
 
-COMPOSE_MODES = ("auto", "prior", "detail", "last", "plan")
-PRIOR_MODES = ("prior", "detail")  # the modes whose base is the kinetic prior
+COMPOSE_MODES = ("auto", "prior", "last", "plan")
 DEFAULT_COMPOSE = "auto"
 # fraction of body voxels outside the trained intensity range: up to OOD_START the change is kept whole (the
 # training cases of the shipped models reach 0.9 %), from OOD_FULL on the case is the last input phase
@@ -144,8 +140,8 @@ def resolve_composition(mode: str, priors: tuple[PriorFit, ...], guard: bool = T
         raise UsageError(f"--compose {mode}: choose one of {', '.join(COMPOSE_MODES)}")
     if mode == "auto":
         mode = "prior" if priors else "last"
-    if mode in PRIOR_MODES and not priors:
-        raise UsageError(f"--compose {mode} needs a model trained with a kinetic prior (network.kinetic_prior in "
+    if mode == "prior" and not priors:
+        raise UsageError("--compose prior needs a model trained with a kinetic prior (network.kinetic_prior in "
                          "its plan); this model has none: use --compose last")
     return Composition(mode, priors, guard)
 
@@ -172,19 +168,13 @@ def native_phases(synthesized: np.ndarray, plan_inputs: np.ndarray, inputs: np.n
     box = properties.crop_box
     canonical = reorient_view(inputs, transform)
     cropped = crop(canonical, box)
-    native_base = None
-    if composition.mode in PRIOR_MODES:
-        native_base = composition.base(apply_ti_norm(cropped, stats), times_s)
-    if native_base is not None and composition.mode == "detail":
-        plan_base = resample_phases(native_base, properties.canonical_spacing, properties.resampled_shape)
-    else:
-        plan_base = composition.base(plan_inputs, times_s)
-    change = resample_phases(synthesized - plan_base, properties.target_spacing, properties.cropped_shape)
+    change = synthesized - composition.base(plan_inputs, times_s)
+    change = resample_phases(change, properties.target_spacing, properties.cropped_shape)
     change *= np.float32(stats.std)
     full = np.repeat(canonical[-1:].astype(np.float32), change.shape[0], axis=0)  # outside the box: all inputs 0
     inside = crop(full, box)
-    if native_base is not None:
-        inside[...] = undo_ti_norm(native_base, stats)
+    if composition.mode == "prior":
+        inside[...] = undo_ti_norm(composition.base(apply_ti_norm(cropped, stats), times_s), stats)
     inside += change
     composed = reorient(full, inverse_transform(transform))
     return composed if kept >= 1.0 else _towards_last(composed, inputs[-1], kept)
