@@ -1,0 +1,222 @@
+"""The uncertainty issue's measurement: calibrated intervals and curve-type probabilities of exported cross-site
+models on the held-out site and on new cases of the training sites, against the references the issue names.
+
+Per model (``<variant>_seed<k>.pth``): ``iterdce_calibrate`` on a held-back set of new training-site cases, then
+``iterdce_predict --uncertainty --lesion-masks`` on each test set and ``iterdce_evaluate`` of the outputs (body
+and lesion-mean coverage and width per phase, Brier score of the curve-type probabilities). Once, the references:
+
+- the voxel-wise kinetic regression the models were trained beside, calibrated on the same cases the same way
+  (normalized scores: its intervals and curve-type probabilities), and with a marginal interval (one width per time
+  bin in TI-normalized units, the regression residual's split-conformal interval);
+- constant curve-type probabilities: the training set's type frequencies (true types of its lesions by the
+  evaluation's rule) and the evaluated set's own (in-sample, from iterdce_evaluate).
+
+    python -m benchmarks.uncertainty_check --models cs_native/models --training-raw cs_native/raw/Dataset899_SitesABC \
+        --regression cs_native/kinetic_regression.json --test D=cs_eval_D/raw/Dataset903_SiteD --work unc_check
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.cross_site_data import import_model, input_folder, merge_sites, simulate_sites
+from iterdce.core.folder_names import IMAGES_TR, LABELS_TR
+from iterdce.core.kinetics_rule import CURVE_TYPES
+from iterdce.dataset.case import DCECase, load_case
+from iterdce.dataset.layout import discover_cases
+from iterdce.dataset.masks import derive_foreground_mask
+from iterdce.evaluation.folders import evaluate_folders
+from iterdce.evaluation.kinetics import curve_type, lesion_curve
+from iterdce.evaluation.uncertainty import PROBABILITY_COLUMNS, brier_score
+from iterdce.inference.case_pipeline import input_facts
+from iterdce.inference.conformal import (
+    CALIBRATION_VERSION,
+    EPSILON,
+    SCALE_DEFINITION,
+    ConformalCalibration,
+    case_scores,
+    time_bin_edges,
+)
+from iterdce.inference.export import write_phases
+from iterdce.inference.predictor import IterativePredictor, PredictionSettings
+from iterdce.inference.uncertainty import Uncertainty, write_uncertainty
+from iterdce.network.precision import PRECISIONS
+from iterdce.preprocessing.normalization import apply_ti_norm, undo_ti_norm
+from iterdce.preprocessing.plan_schema import Plans
+from iterdce.regression.fit import RegressionEnsemble, load_regression
+from iterdce.workflow.calibration import calibrate, folder_jobs
+
+TRAINING_SITES = ("A", "B", "C")
+CALIBRATION_SEED, HELD_OUT_SEED = 20100, 30100  # the cross-site sets use 2024-based seeds, the OOD check 9100+
+MARGINAL_EPSILON = 1e6  # a difficulty this large is constant: the scores become residuals / std, scaled by 1e-6
+# (stored unrounded: iterdce_calibrate's 6 decimals would round them to 0)
+COVERAGE = 0.9
+
+
+def new_site_cases(work: Path, name: str, per_site: int, seed: int, shape: list[int], jobs: int) -> Path:
+    """``per_site`` new cases of each training site merged into one raw dataset ``Dataset<id>_<name>``."""
+    folders = simulate_sites(work / f"sites_{name}", list(TRAINING_SITES), [per_site] * len(TRAINING_SITES),
+                             shape, seed=seed, jobs=jobs)
+    return merge_sites(folders, work / "raw" / f"Dataset96{0 if name == 'calibration' else 1}_{name}")
+
+
+def regression_phases(regression: RegressionEnsemble, plans: Plans, case: DCECase) -> tuple[np.ndarray, float]:
+    """The regression's target phases of one case (native grid and intensities) and the case's TI-norm std,
+    normalized as the predictor normalizes (``input_facts``)."""
+    n_in = len(plans.input_phases)
+    inputs = dataclasses.replace(case, image=case.image[:n_in])
+    pre, _ = input_facts(inputs, plans)
+    stats = pre.properties.ti_norm
+    times = [float(t) for t in case.times_s]
+    predicted = regression.predict(apply_ti_norm(case.image[:n_in].astype(np.float32), stats), times[:n_in],
+                                   times[n_in:])
+    return undo_ti_norm(predicted.astype(np.float32), stats), float(stats.std)
+
+
+def regression_calibration(regression: RegressionEnsemble, plans: Plans, cal_dir: Path, epsilon: float,
+                           model_folder: Path) -> None:
+    """The regression's split-conformal calibration on the held-back cases, written into ``model_folder`` in the
+    format ``iterdce_predict --uncertainty`` reads (the same scores as ``iterdce_calibrate``, with ``epsilon``)."""
+    edges = time_bin_edges(plans.trained_target_times_s)
+    body: list[list[float]] = [[] for _ in range(len(edges) + 1)]
+    lesion: list[list[float]] = [[] for _ in range(len(edges) + 1)]
+    names = []
+    n_in = len(plans.input_phases)
+    for case_id, files in sorted(discover_cases(cal_dir).cases.items()):
+        case = load_case(files, plans.phase_times_s)
+        predicted, std = regression_phases(regression, plans, case)
+        rng = np.random.default_rng([0, zlib.crc32(case_id.encode())])
+        labels = None if case.lesion is None else case.lesion.astype(np.int16)
+        case_body, case_lesion = case_scores(case.image[n_in:], predicted, case.image[n_in - 1], std,
+                                             derive_foreground_mask(case.image[:n_in]), labels,
+                                             [float(t) for t in case.times_s[n_in:]], edges, rng, epsilon=epsilon)
+        for b in range(len(body)):
+            body[b] += case_body[b]
+            lesion[b] += case_lesion[b]
+        names.append(case_id)
+    model_folder.mkdir(parents=True, exist_ok=True)
+    ConformalCalibration(CALIBRATION_VERSION, SCALE_DEFINITION, epsilon, edges,
+                         tuple(tuple(sorted(b)) for b in body), tuple(tuple(sorted(b)) for b in lesion), tuple(names),
+                         f"regression reference, {cal_dir}", 0, 1000).save(model_folder)
+
+
+def regression_predictions(regression: RegressionEnsemble, plans: Plans, calibration_folder: Path, raw_dir: Path,
+                           out: Path) -> None:
+    """The regression's phases with intervals and lesion kinetics for every case of ``raw_dir``, written as
+    ``iterdce_predict --uncertainty --lesion-masks`` writes them."""
+    from iterdce.inference.conformal import load_calibration
+
+    uncertainty = Uncertainty.of(load_calibration(calibration_folder), COVERAGE, raw_dir / LABELS_TR)
+    out.mkdir(parents=True, exist_ok=True)
+    n_in = len(plans.input_phases)
+    for case_id, files in sorted(discover_cases(raw_dir).cases.items()):
+        case = load_case(files, plans.phase_times_s)
+        predicted, std = regression_phases(regression, plans, case)
+        write_phases(predicted, case.geometry, out, case_id, range(n_in, n_in + len(predicted)))
+        write_uncertainty(uncertainty, predicted, case.image[:n_in], case.times_s, std, case.geometry, out, case_id,
+                          None, False)
+
+
+def training_frequency(raw_dir: Path, plans: Plans) -> np.ndarray:
+    """The curve-type frequencies of the training set's lesions, typed from their real curves by the rule."""
+    counts = dict.fromkeys(CURVE_TYPES, 0)
+    for files in discover_cases(raw_dir).cases.values():
+        case = load_case(files, plans.phase_times_s)
+        if case.lesion is None:
+            continue
+        for label in [int(v) for v in np.unique(case.lesion) if v > 0]:
+            kind = curve_type(lesion_curve(case.image, case.lesion == label), case.times_s)
+            if kind in counts:
+                counts[kind] += 1
+    total = sum(counts.values())
+    return np.array([counts[t] / total for t in CURVE_TYPES])
+
+
+def scored(report: Path, summary: dict, frequency: np.ndarray) -> dict:
+    """The columns of one evaluated folder: coverage and width per phase, Brier scores (model and references)."""
+    entry = summary["methods"]["iterdce"]
+    row: dict = {"per_phase": {p: {k: v["mean"] for k, v in metrics.items() if k.startswith("interval_")}
+                               for p, metrics in entry["per_phase"].items()}}
+    probabilities = entry.get("kinetics", {}).get("curve_type_probabilities")
+    if probabilities:
+        lesions = pd.read_csv(report / "lesions.csv")
+        lesions = lesions[(lesions["method"] == "iterdce") & lesions["true_type"].isin(CURVE_TYPES)]
+        lesions = lesions.dropna(subset=list(PROBABILITY_COLUMNS))
+        truth = np.array([CURVE_TYPES.index(t) for t in lesions["true_type"]])
+        row.update(lesions=probabilities["lesions"], brier=probabilities["brier"], ece=probabilities["ece"],
+                   brier_in_sample_frequency=probabilities["references"]["frequency"]["brier"],
+                   brier_training_frequency=brier_score(np.broadcast_to(frequency, (truth.size, 3)), truth))
+    return row
+
+
+def evaluate(pred: Path, raw_dir: Path, report: Path, frequency: np.ndarray) -> dict:
+    summary = evaluate_folders(pred, raw_dir / IMAGES_TR, report, raw_dir / LABELS_TR, progress=False,
+                               methods=("iterdce",))
+    return scored(report, summary, frequency)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=Path, required=True, help="folder of exported <variant>_seed<k>.pth")
+    parser.add_argument("--training-raw", type=Path, required=True, help="the models' training set (raw)")
+    parser.add_argument("--regression", type=Path, required=True, help="the regression fitted on that set")
+    parser.add_argument("--test", nargs="+", default=[], metavar="NAME=RAW_DIR", help="held-out test sets")
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--calibration-cases", type=int, default=7, help="per training site")
+    parser.add_argument("--held-out-cases", type=int, default=4, help="per training site")
+    parser.add_argument("--shape", type=int, nargs=3, default=[160, 128, 48])
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
+    parser.add_argument("--jobs", type=int, default=1)
+    args = parser.parse_args()
+    cal_dir = new_site_cases(args.work, "calibration", args.calibration_cases, CALIBRATION_SEED, args.shape, args.jobs)
+    tests = {"held-out A-C": new_site_cases(args.work, "heldout", args.held_out_cases, HELD_OUT_SEED, args.shape,
+                                            args.jobs)}
+    tests.update({name: Path(path) for name, path in (item.split("=", 1) for item in args.test)})
+    models = sorted(args.models.glob("*_seed*.pth"))
+    results_path = args.work / "results.json"
+    results: dict = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    first = import_model(models[0], args.work / models[0].stem / "RecursiveTrainer__plans")
+    plans = IterativePredictor(first, PredictionSettings(folds=["all"], device="cpu", progress=False)).plans
+    frequency = training_frequency(args.training_raw, plans)
+    results["training_frequency"] = dict(zip(CURVE_TYPES, frequency.tolist()))
+    regression = load_regression(args.regression)
+    for reference, epsilon in (("regression", EPSILON), ("regression_marginal", MARGINAL_EPSILON)):
+        if reference in results:
+            continue
+        folder = args.work / reference
+        regression_calibration(regression, plans, cal_dir, epsilon, folder)
+        results[reference] = {}
+        for name, raw_dir in tests.items():
+            tag = name.replace(" ", "_")
+            regression_predictions(regression, plans, folder, raw_dir, folder / f"pred_{tag}")
+            results[reference][name] = evaluate(folder / f"pred_{tag}", raw_dir, folder / f"report_{tag}", frequency)
+        results_path.write_text(json.dumps(results, indent=1))
+    for model_file in models:
+        if model_file.stem in results:
+            continue
+        folder = import_model(model_file, args.work / model_file.stem / "RecursiveTrainer__plans")
+        settings = PredictionSettings(folds=["all"], device="cpu", progress=False, precision=args.precision)
+        calibrate(folder, folder_jobs(cal_dir, ["all"]), str(cal_dir), settings)
+        results[model_file.stem] = {}
+        for name, raw_dir in tests.items():
+            tag = name.replace(" ", "_")
+            inputs = input_folder(raw_dir, args.work / f"inputs_{tag}", list(plans.input_phases))
+            pred = args.work / model_file.stem / f"pred_{tag}"
+            predictor = IterativePredictor(folder, dataclasses.replace(settings, coverage=COVERAGE,
+                                                                       lesion_masks=raw_dir / LABELS_TR))
+            predictor.predict_folder(inputs, pred)
+            results[model_file.stem][name] = evaluate(pred, raw_dir, args.work / model_file.stem / f"report_{tag}",
+                                                      frequency)
+        results_path.write_text(json.dumps(results, indent=1))
+        print(f"{model_file.stem}: done", flush=True)
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
