@@ -75,7 +75,7 @@ def regression_phases(regression: RegressionEnsemble, plans: Plans, case: DCECas
     stats = pre.properties.ti_norm
     times = [float(t) for t in case.times_s]
     predicted = regression.predict(apply_ti_norm(case.image[:n_in].astype(np.float32), stats), times[:n_in],
-                                   times[n_in:])
+                                   times[n_in:], case.geometry.spacing[:3])
     return undo_ti_norm(predicted.astype(np.float32), stats), float(stats.std)
 
 
