@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.cross_site_data import import_model, input_folder, merge_sites, simulate_sites
-from iterdce.core.folder_names import IMAGES_TR, LABELS_TR
+from iterdce.core.folder_names import IMAGES_TR, LABELS_TR, dataset_folder_name
 from iterdce.core.kinetics_rule import CURVE_TYPES
 from iterdce.dataset.case import DCECase, load_case
 from iterdce.dataset.layout import discover_cases
@@ -59,11 +59,12 @@ MARGINAL_EPSILON = 1e6  # a difficulty this large is constant: the scores become
 COVERAGE = 0.9
 
 
-def new_site_cases(work: Path, name: str, per_site: int, seed: int, shape: list[int], jobs: int) -> Path:
+def new_site_cases(work: Path, dataset_id: int, name: str, per_site: int, seed: int, shape: list[int], jobs: int
+                   ) -> Path:
     """``per_site`` new cases of each training site merged into one raw dataset ``Dataset<id>_<name>``."""
     folders = simulate_sites(work / f"sites_{name}", list(TRAINING_SITES), [per_site] * len(TRAINING_SITES),
                              shape, seed=seed, jobs=jobs)
-    return merge_sites(folders, work / "raw" / f"Dataset96{0 if name == 'calibration' else 1}_{name}")
+    return merge_sites(folders, work / "raw" / dataset_folder_name(dataset_id, name))
 
 
 def regression_phases(regression: RegressionEnsemble, plans: Plans, case: DCECase) -> tuple[np.ndarray, float]:
@@ -75,7 +76,7 @@ def regression_phases(regression: RegressionEnsemble, plans: Plans, case: DCECas
     stats = pre.properties.ti_norm
     times = [float(t) for t in case.times_s]
     predicted = regression.predict(apply_ti_norm(case.image[:n_in].astype(np.float32), stats), times[:n_in],
-                                   times[n_in:])
+                                   times[n_in:], case.geometry.spacing[:3])
     return undo_ti_norm(predicted.astype(np.float32), stats), float(stats.std)
 
 
@@ -161,22 +162,68 @@ def evaluate(pred: Path, raw_dir: Path, report: Path, frequency: np.ndarray) -> 
     return scored(report, summary, frequency)
 
 
+def markdown_tables(paths: list[Path]) -> str:
+    """The measurement's tables from one or more results.json (models of several runs pooled): per test set,
+    interval coverage and width per phase (mean +- sd over models; the references once), and the Brier scores."""
+    runs: dict = {}
+    for path in paths:
+        runs.update({k: v for k, v in json.loads(path.read_text()).items() if k != "training_frequency"})
+    models = sorted(k for k in runs if not k.startswith("regression"))
+    lines = [f"models: {', '.join(models)}"]
+    sets = sorted({name for run in runs.values() for name in run})
+    for name in sets:
+        phases = sorted({p for run in runs.values() for p in run.get(name, {}).get("per_phase", {})}, key=int)
+        lines += ["", f"{name}: coverage / width (TI-norm units) at nominal {COVERAGE:.0%}, per phase",
+                  "| method | " + " | ".join(f"phase {p} body | phase {p} lesion" for p in phases) + " |",
+                  "|---|" + "---|---|" * len(phases)]
+        rows = [("iterdce (mean +- sd over models)", models)] + [(r, [r]) for r in ("regression", "regression_marginal")
+                                                                 if r in runs]
+        for label, keys in rows:
+            cells = []
+            for phase in phases:
+                for family in ("body", "lesion"):
+                    cov = [runs[k][name]["per_phase"][phase].get(f"interval_coverage_{family}") for k in keys]
+                    wid = [runs[k][name]["per_phase"][phase].get(f"interval_width_{family}") for k in keys]
+                    cov = [c for c in cov if c is not None]
+                    wid = [w for w in wid if w is not None]
+                    cells.append(f"{np.mean(cov):.1%} / {np.mean(wid):.2f}" + (f" (sd {np.std(cov):.1%})"
+                                 if len(cov) > 1 else "") if cov else "-")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += ["", f"{name}: curve-type probabilities (Brier, lower is better; ECE)",
+                  "| method | lesions | Brier | ECE | Brier of the training frequencies | Brier of the set's own "
+                  "frequencies |", "|---|---|---|---|---|---|"]
+        for key in models + [r for r in ("regression",) if r in runs]:
+            entry = runs[key].get(name, {})
+            if "brier" in entry:
+                lines.append(f"| {key} | {entry['lesions']} | {entry['brier']:.3f} | {entry['ece']:.3f} | "
+                             f"{entry['brier_training_frequency']:.3f} | {entry['brier_in_sample_frequency']:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=Path, required=True, help="folder of exported <variant>_seed<k>.pth")
-    parser.add_argument("--training-raw", type=Path, required=True, help="the models' training set (raw)")
-    parser.add_argument("--regression", type=Path, required=True, help="the regression fitted on that set")
+    parser.add_argument("--table", type=Path, nargs="+", metavar="RESULTS_JSON",
+                        help="only print the tables of finished runs (their results.json) and stop")
+    parser.add_argument("--models", type=Path, help="folder of exported <variant>_seed<k>.pth")
+    parser.add_argument("--training-raw", type=Path, help="the models' training set (raw)")
+    parser.add_argument("--regression", type=Path, help="the regression fitted on that set")
     parser.add_argument("--test", nargs="+", default=[], metavar="NAME=RAW_DIR", help="held-out test sets")
-    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--work", type=Path, default=Path("uncertainty_check"))
     parser.add_argument("--calibration-cases", type=int, default=7, help="per training site")
     parser.add_argument("--held-out-cases", type=int, default=4, help="per training site")
     parser.add_argument("--shape", type=int, nargs=3, default=[160, 128, 48])
     parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args()
-    cal_dir = new_site_cases(args.work, "calibration", args.calibration_cases, CALIBRATION_SEED, args.shape, args.jobs)
-    tests = {"held-out A-C": new_site_cases(args.work, "heldout", args.held_out_cases, HELD_OUT_SEED, args.shape,
-                                            args.jobs)}
+    if args.table:
+        print(markdown_tables(args.table))
+        return
+    if args.models is None or args.training_raw is None or args.regression is None:
+        parser.error("--models, --training-raw and --regression are needed (or --table)")
+    cal_dir = new_site_cases(args.work, 960, "calibration", args.calibration_cases, CALIBRATION_SEED, args.shape,
+                             args.jobs)
+    tests = {"held-out A-C": new_site_cases(args.work, 961, "heldout", args.held_out_cases, HELD_OUT_SEED,
+                                            args.shape, args.jobs)}
     tests.update({name: Path(path) for name, path in (item.split("=", 1) for item in args.test)})
     models = sorted(args.models.glob("*_seed*.pth"))
     results_path = args.work / "results.json"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from iterdce.core.kinetic_terms import SLOPE_DEGREE, exponents, n_terms, slope_degree_for
+from iterdce.core.kinetic_terms import SLOPE_DEGREE, SLOPE_SMOOTHING_MM, exponents, n_terms, slope_degree_for
 from iterdce.inference.composition import model_priors
 from iterdce.network.config import ModelConfig
 from iterdce.network.synthesizer import build_synthesizer
@@ -41,11 +41,11 @@ def three_input_case(seed: int, shape=(8, 8, 4)) -> np.ndarray:
     return np.stack([pre, first, second, *later])
 
 
-def fitted(slope_degree: int) -> KineticRegression:
-    fitter = RegressionFitter(slope_degree=slope_degree)
+def fitted(slope_degree: int, sigma_mm: float = 0.0) -> KineticRegression:
+    fitter = RegressionFitter(slope_degree=slope_degree, slope_sigma_mm=sigma_mm)
     for seed in range(3):
         phases = three_input_case(seed)
-        fitter.add_case(phases, protocol(seed), 3, np.ones(phases.shape[1:], bool), None)
+        fitter.add_case(phases, protocol(seed), 3, np.ones(phases.shape[1:], bool), None, (1.0, 1.0, 1.0))
     return fitter.fit()
 
 
@@ -97,7 +97,7 @@ def test_prior_composition_and_untrained_synthesizer_all_compute_the_regression(
 def test_a_stored_fit_without_slope_terms_is_refitted_for_three_inputs(tmp_path, monkeypatch):
     import iterdce.regression.fit as module
 
-    new = fitted(SLOPE_DEGREE)
+    new = fitted(SLOPE_DEGREE, SLOPE_SMOOTHING_MM)
     monkeypatch.setattr(module, "fit_fold_regression", lambda *args, **kwargs: new)
     path = tmp_path / "kinetic_regression.json"
     path.write_text(json.dumps(fitted(0).to_json()))

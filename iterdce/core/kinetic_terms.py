@@ -13,6 +13,13 @@ With two inputs there is no slope: ``slope_degree`` is 0 and the terms are exact
 (same order, same count), so a two-input fit does not move when the slope terms exist. With three or more inputs
 the slope terms (``c >= 1``) follow the others within each time power: a curve's direction (still rising,
 levelling off, washing out) is what the slope tells and the early enhancement alone does not.
+
+The slope is read after a Gaussian smoothing of ``slope_sigma_mm`` (``SLOPE_SMOOTHING_MM`` for a new fit): voxel by
+voxel the change between two phases is about as noisy as the change itself, and a least-squares fit on a noisy
+feature shrinks its weight (errors in variables), so the predicted curves regress to the mean and their direction
+is lost (reports/every_early_input.md, section 5). The smoothing is in millimetres, so the same fit reads the same
+slope on the plan's grid (the network's prior) and on a case's own grid (the regression baseline, the
+native-resolution prior); ``gaussian_weights`` defines the kernel for both the numpy and the torch side.
 """
 from __future__ import annotations
 
@@ -20,11 +27,14 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import numpy as np
+from scipy.ndimage import correlate1d
 
 DEGREE = 3  # in (u, v, s): a + b + c <= DEGREE
 TIME_DEGREE = 3  # tau**1 .. tau**TIME_DEGREE
 SLOPE_DEGREE = 2  # s**1 .. s**SLOPE_DEGREE, where the inputs give a slope
 TIME_UNIT_S = 100.0
+SLOPE_SMOOTHING_MM = 1.5  # the Gaussian sigma of the slope feature of a new fit (reports/every_early_input.md)
+GAUSSIAN_TRUNCATE = 4.0  # the kernel reaches out to this many sigmas (scipy.ndimage.gaussian_filter's default)
 
 Array = TypeVar("Array")
 
@@ -73,15 +83,50 @@ def slope(last: Any, before: Any, last_time_s: Any, before_time_s: Any) -> Any:
     return (last - before) / ((last_time_s - before_time_s) / TIME_UNIT_S)
 
 
-def input_slope(inputs: Any, times_s: Sequence[float] | np.ndarray) -> np.ndarray | None:
-    """``slope`` of the last two of numpy inputs ``[n_in, ...]`` at ``times_s``, in float64 (None with fewer than
-    three inputs, where the model has no slope terms)."""
+def slope_sigma_voxels(sigma_mm: float, spacing_mm: Sequence[float] | None, ndim: int) -> tuple[float, ...]:
+    """The smoothing's sigma per axis in voxels of a grid with ``spacing_mm`` (all 0 without smoothing)."""
+    if sigma_mm <= 0:
+        return (0.0,) * ndim
+    if spacing_mm is None or len(spacing_mm) != ndim:
+        raise ValueError(f"a slope smoothed over {sigma_mm} mm needs the grid's spacing for each of its {ndim} axes, "
+                         f"got {spacing_mm}")
+    return tuple(float(sigma_mm) / float(s) for s in spacing_mm)
+
+
+def gaussian_weights(sigma_voxels: float) -> np.ndarray:
+    """The normalized 1D Gaussian kernel of ``sigma_voxels`` (scipy.ndimage.gaussian_filter's: radius
+    ``int(GAUSSIAN_TRUNCATE * sigma + 0.5)``); ``[1]`` for sigma 0."""
+    if sigma_voxels <= 0:
+        return np.ones(1)
+    radius = int(GAUSSIAN_TRUNCATE * float(sigma_voxels) + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    weights = np.exp(-0.5 * (x / float(sigma_voxels)) ** 2)
+    return np.asarray(weights / weights.sum())
+
+
+def smoothed(volume: np.ndarray, sigma_voxels: Sequence[float]) -> np.ndarray:
+    """``volume`` filtered with ``gaussian_weights`` along each axis (edges: the nearest voxel repeated)."""
+    out = np.asarray(volume, np.float64)
+    for axis, sigma in enumerate(sigma_voxels):
+        if sigma > 0:
+            out = correlate1d(out, gaussian_weights(sigma), axis=axis, mode="nearest")
+    return out
+
+
+def input_slope(inputs: Any, times_s: Sequence[float] | np.ndarray, sigma_mm: float = 0.0,
+                spacing_mm: Sequence[float] | None = None) -> np.ndarray | None:
+    """``slope`` of the last two of numpy inputs ``[n_in, ...]`` at ``times_s``, in float64, smoothed over
+    ``sigma_mm`` on a grid of ``spacing_mm`` (None with fewer than three inputs, where the model has no slope
+    terms)."""
     if len(times_s) < 3:
         return None
     if not float(times_s[-1]) > float(times_s[-2]):
         raise ValueError(f"the last two input times must increase, got {times_s[-2]} and {times_s[-1]}")
-    return np.asarray(slope(np.asarray(inputs[-1], np.float64), np.asarray(inputs[-2], np.float64),
-                            float(times_s[-1]), float(times_s[-2])))
+    raw = np.asarray(slope(np.asarray(inputs[-1], np.float64), np.asarray(inputs[-2], np.float64),
+                           float(times_s[-1]), float(times_s[-2])))
+    if sigma_mm <= 0:
+        return raw
+    return smoothed(raw, slope_sigma_voxels(sigma_mm, spacing_mm, raw.ndim))
 
 
 def later_phases(pre: np.ndarray, early: np.ndarray, taus: Sequence[float] | np.ndarray,

@@ -17,11 +17,11 @@ METHODS = ("iterdce", "copy_last", "linear", "regression")
 
 
 class PhasePredictor(Protocol):
-    """A fitted baseline: TI-normalized input phases ``[P_in, ...]`` at their times -> the phases at the target
-    times ``[T, ...]``."""
+    """A fitted baseline: TI-normalized input phases ``[P_in, ...]`` at their times (on a grid of
+    ``spacing_mm``) -> the phases at the target times ``[T, ...]``."""
 
     def predict(self, input_phases: np.ndarray, input_times_s: Sequence[float],
-                target_times_s: Sequence[float]) -> np.ndarray: ...
+                target_times_s: Sequence[float], spacing_mm: Sequence[float] | None = None) -> np.ndarray: ...
 
 
 @dataclass
@@ -34,8 +34,10 @@ class CaseEvaluation:
 
 
 def method_predictions(synthesized: np.ndarray, real: np.ndarray, times_s: Sequence[float] | np.ndarray,
-                       regression: PhasePredictor | None = None) -> dict[str, np.ndarray]:
-    """Target phases by each method: the network's and the baselines from the real inputs."""
+                       regression: PhasePredictor | None = None, spacing_mm: Sequence[float] | None = None
+                       ) -> dict[str, np.ndarray]:
+    """Target phases by each method: the network's and the baselines from the real inputs (on a grid of
+    ``spacing_mm``, which a regression with a smoothed slope needs)."""
     n_in = real.shape[0] - synthesized.shape[0]
     inputs = real[:n_in]
     predictions = {
@@ -44,7 +46,7 @@ def method_predictions(synthesized: np.ndarray, real: np.ndarray, times_s: Seque
         "linear": linear_extrapolation(inputs, list(times_s[:n_in]), list(times_s[n_in:])),
     }
     if regression is not None:
-        fitted = regression.predict(inputs, list(times_s[:n_in]), list(times_s[n_in:]))
+        fitted = regression.predict(inputs, list(times_s[:n_in]), list(times_s[n_in:]), spacing_mm)
         predictions["regression"] = fitted.astype(synthesized.dtype)
     return predictions
 
@@ -52,19 +54,20 @@ def method_predictions(synthesized: np.ndarray, real: np.ndarray, times_s: Seque
 def evaluate_case(case_id: str, synthesized: np.ndarray, real: np.ndarray, times_s: Sequence[float] | np.ndarray,
                   mask: np.ndarray, lesion: np.ndarray | None, ti_norm: tuple[float, float] = (0.0, 1.0),
                   phase_indices: Sequence[int] | None = None, regression: PhasePredictor | None = None,
-                  methods: Sequence[str] = METHODS) -> CaseEvaluation:
+                  methods: Sequence[str] = METHODS, spacing_mm: Sequence[float] | None = None) -> CaseEvaluation:
     """``synthesized`` [T, ...] and ``real`` [P, ...] in TI-normalized units; ``mask`` for image metrics;
     ``lesion`` integer labels (each label one lesion) for enhancement error and curves; ``ti_norm`` (mean,
     std) undoes the normalization for curve typing, whose rule needs the scanner's intensity scale; ``regression``
     (a fitted baseline) adds its row; ``methods`` limits the rows to some methods (a benchmark scoring many
-    models on the same cases evaluates the baselines once)."""
+    models on the same cases evaluates the baselines once); ``spacing_mm``: the voxel size, for the regression."""
     times = [float(t) for t in times_s]
     n_in = real.shape[0] - synthesized.shape[0]
     phases = list(phase_indices) if phase_indices is not None else list(range(real.shape[0]))
     result = CaseEvaluation()
     lesion = np.zeros(real.shape[1:], np.int16) if lesion is None else lesion
     union = lesion > 0
-    predictions = {m: p for m, p in method_predictions(synthesized, real, times, regression).items() if m in methods}
+    predictions = {m: p for m, p in method_predictions(synthesized, real, times, regression, spacing_mm).items()
+                   if m in methods}
     for method, predicted in predictions.items():
         for t in range(synthesized.shape[0]):
             ref = real[n_in + t]

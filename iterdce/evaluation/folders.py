@@ -246,6 +246,7 @@ def evaluate_folder_case(case: EvaluationCase, scoring: Scoring, regression: Pha
     Each prediction is scored against the real phase of the same index.
     """
     real = np.stack([read_finite(case.real[p]) for p in sorted(case.real)])
+    spacing = read_header(case.real[min(case.real)])[1].spacing[:3]
     targets = sorted(case.predicted)
     synthesized = np.stack([read_finite(case.predicted[p]) for p in targets])
     inputs = list(case.input_phases)
@@ -256,7 +257,8 @@ def evaluate_folder_case(case: EvaluationCase, scoring: Scoring, regression: Pha
     real_n, synth_n, stats = scoring.normalize(real, synthesized, mask)
     real_n = real_n[kept]
     evaluation = evaluate_case(case.case_id, synth_n, real_n, [case.times_s[p] for p in kept], mask, lesion,
-                               (stats.mean, stats.std), phase_indices=kept, regression=regression, methods=methods)
+                               (stats.mean, stats.std), phase_indices=kept, regression=regression, methods=methods,
+                               spacing_mm=spacing)
     add_uncertainty_columns(evaluation, case, real, mask, stats.std, lesion)
     z = int(np.argwhere(lesion > 0)[:, 2].mean()) if lesion is not None and lesion.any() else real.shape[3] // 2
     outline = None if lesion is None else lesion[:, :, z] > 0

@@ -56,12 +56,14 @@ class PriorFit:
     high: tuple[float, float, float]
     slope_degree: int = 0  # > 0: reads the slope between the last two of >= 3 inputs
     slope_range: tuple[float, float] = (0.0, 0.0)
+    slope_sigma_mm: float = 0.0  # the slope's smoothing (kinetic_terms.SLOPE_SMOOTHING_MM; 0: none)
 
-    def estimate(self, inputs: np.ndarray, input_times_s: Sequence[float], target_times_s: Sequence[float]
-                 ) -> np.ndarray:
-        """TI-normalized inputs [n_in, ...] -> the prior's estimate at each target time [T, ...] (float32)."""
+    def estimate(self, inputs: np.ndarray, input_times_s: Sequence[float], target_times_s: Sequence[float],
+                 spacing_mm: Sequence[float] | None = None) -> np.ndarray:
+        """TI-normalized inputs [n_in, ...] on a grid of ``spacing_mm`` -> the prior's estimate at each target
+        time [T, ...] (float32)."""
         taus = [(float(t) - float(input_times_s[-1])) / TIME_UNIT_S for t in target_times_s]
-        slope = input_slope(inputs, input_times_s) if self.slope_degree else None
+        slope = input_slope(inputs, input_times_s, self.slope_sigma_mm, spacing_mm) if self.slope_degree else None
         return later_phases(inputs[0], inputs[-1], taus, self.coefficients, self.low, self.high, DEGREE,
                             TIME_DEGREE, np.float32, slope, self.slope_degree, self.slope_range)
 
@@ -81,16 +83,18 @@ class Composition:
         fraction = outside_fraction(plan_inputs, mask, self.priors)
         return fraction, change_kept(fraction) if self.guard else 1.0
 
-    def base(self, inputs: np.ndarray, times_s: Sequence[float] | np.ndarray) -> np.ndarray:
-        """The base of every target phase [T, ...] from TI-normalized ``inputs`` [n_in, ...] on any grid."""
+    def base(self, inputs: np.ndarray, times_s: Sequence[float] | np.ndarray,
+             spacing_mm: Sequence[float] | None = None) -> np.ndarray:
+        """The base of every target phase [T, ...] from TI-normalized ``inputs`` [n_in, ...] on any grid (of
+        ``spacing_mm``: a prior with a smoothed slope needs it)."""
         n_in = inputs.shape[0]
         targets = [float(t) for t in times_s[n_in:]]
         if self.mode == "last":
             return np.broadcast_to(inputs[-1], (len(targets), *inputs.shape[1:]))
         times = [float(t) for t in times_s[:n_in]]
-        total = self.priors[0].estimate(inputs, times, targets)
+        total = self.priors[0].estimate(inputs, times, targets, spacing_mm)
         for fit in self.priors[1:]:
-            total += fit.estimate(inputs, times, targets)
+            total += fit.estimate(inputs, times, targets, spacing_mm)
         if len(self.priors) > 1:
             total /= np.float32(len(self.priors))
         return total
@@ -126,10 +130,11 @@ def model_priors(models: Sequence[nn.Module]) -> tuple[PriorFit, ...]:
         if prior is None:
             return ()
         slope_range = prior.slope_range.tolist() if prior.slope_degree else [0.0, 0.0]
+        sigma = float(prior.slope_sigma_mm.item()) if prior.slope_degree else 0.0
         fits.append(PriorFit(tuple(float(c) for c in prior.coefficients.tolist()),
                              tuple(float(x) for x in prior.low.tolist()),  # type: ignore[arg-type]
                              tuple(float(x) for x in prior.high.tolist()),  # type: ignore[arg-type]
-                             int(prior.slope_degree), (float(slope_range[0]), float(slope_range[1]))))
+                             int(prior.slope_degree), (float(slope_range[0]), float(slope_range[1])), sigma))
     return tuple(fits)
 
 
@@ -168,13 +173,14 @@ def native_phases(synthesized: np.ndarray, plan_inputs: np.ndarray, inputs: np.n
     box = properties.crop_box
     canonical = reorient_view(inputs, transform)
     cropped = crop(canonical, box)
-    change = synthesized - composition.base(plan_inputs, times_s)
+    change = synthesized - composition.base(plan_inputs, times_s, properties.target_spacing)
     change = resample_phases(change, properties.target_spacing, properties.cropped_shape)
     change *= np.float32(stats.std)
     full = np.repeat(canonical[-1:].astype(np.float32), change.shape[0], axis=0)  # outside the box: all inputs 0
     inside = crop(full, box)
     if composition.mode == "prior":
-        inside[...] = undo_ti_norm(composition.base(apply_ti_norm(cropped, stats), times_s), stats)
+        inside[...] = undo_ti_norm(composition.base(apply_ti_norm(cropped, stats), times_s,
+                                                    properties.canonical_spacing), stats)
     inside += change
     composed = reorient(full, inverse_transform(transform))
     return composed if kept >= 1.0 else _towards_last(composed, inputs[-1], kept)

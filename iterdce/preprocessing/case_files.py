@@ -147,6 +147,7 @@ class CaseArrays:
     lesion_voxels: np.ndarray
     fill: np.ndarray  # per-phase minimum, the value outside the volume
     seg: np.ndarray  # [2, X, Y, Z] float32: lesion > 0 and mask, cropped alongside the phases
+    spacing_mm: tuple[float, ...] = ()  # the grid's voxel size (the plan's spacing)
 
 
 def load_preprocessed(folder: Path, case_id: str) -> CaseArrays:
@@ -156,4 +157,5 @@ def load_preprocessed(folder: Path, case_id: str) -> CaseArrays:
     times = record.properties.phase_times_s
     fill = data.reshape(data.shape[0], -1).min(axis=1)
     seg = np.stack([(lesion > 0).astype(np.float32), mask.astype(np.float32)])
-    return CaseArrays(data, lesion, mask, np.asarray(times, np.float32), np.argwhere(lesion > 0), fill, seg)
+    return CaseArrays(data, lesion, mask, np.asarray(times, np.float32), np.argwhere(lesion > 0), fill, seg,
+                      tuple(float(v) for v in record.properties.target_spacing))

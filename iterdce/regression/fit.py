@@ -12,7 +12,7 @@ from iterdce.core.atomic import write_json_atomic
 from iterdce.core.errors import IterdceError, JSONFileError
 from iterdce.core.folder_names import FOLD_GLOB
 from iterdce.core.json_io import read_json
-from iterdce.core.kinetic_terms import slope_degree_for
+from iterdce.core.kinetic_terms import SLOPE_SMOOTHING_MM, slope_degree_for
 from iterdce.preprocessing.case_files import load_preprocessed
 from iterdce.regression.model import REGRESSION_FILE, REGRESSION_FORMAT, KineticRegression, RegressionFitter
 
@@ -30,17 +30,18 @@ class RegressionEnsemble:
         self.members, self.sources = list(members), list(sources)
 
     def predict(self, input_phases: np.ndarray, input_times_s: Sequence[float],
-                target_times_s: Sequence[float]) -> np.ndarray:
-        return np.mean([m.predict(input_phases, input_times_s, target_times_s) for m in self.members], axis=0)
+                target_times_s: Sequence[float], spacing_mm: Sequence[float] | None = None) -> np.ndarray:
+        return np.mean([m.predict(input_phases, input_times_s, target_times_s, spacing_mm) for m in self.members],
+                       axis=0)
 
 
 def fit_fold_regression(data_dir: Path, case_ids: Sequence[str], n_inputs: int, progress: bool = False
                         ) -> KineticRegression:
     """Fit the regression on preprocessed (TI-normalized, plan-space) training cases."""
-    fitter = RegressionFitter(slope_degree=slope_degree_for(n_inputs))
+    fitter = RegressionFitter(slope_degree=slope_degree_for(n_inputs), slope_sigma_mm=SLOPE_SMOOTHING_MM)
     for case_id in tqdm(case_ids, desc="fitting the regression baseline", unit="case", disable=not progress):
         case = load_preprocessed(data_dir, case_id)
-        fitter.add_case(case.data, case.times_s, n_inputs, case.mask > 0, case.lesion)
+        fitter.add_case(case.data, case.times_s, n_inputs, case.mask > 0, case.lesion, case.spacing_mm)
     return fitter.fit()
 
 
@@ -60,7 +61,8 @@ def ensure_fold_regression(fold_folder: Path, data_dir: Path, case_ids: Sequence
 def stored_fit_for(path: Path, n_inputs: int) -> KineticRegression | None:
     """The fit stored at ``path`` when it is one for ``n_inputs`` inputs; None when there is none or it is derived
     data to refit: written by an older iterdce in another format, or without the slope terms three or more inputs
-    now have (kinetic_terms.slope_degree_for). A broken file of the current format is an error naming it."""
+    now have (kinetic_terms.slope_degree_for) or their current smoothing (SLOPE_SMOOTHING_MM). A broken file of the
+    current format is an error naming it."""
     if not path.is_file():
         return None
     try:
@@ -69,7 +71,9 @@ def stored_fit_for(path: Path, n_inputs: int) -> KineticRegression | None:
         if read_json(path, expect=dict).get("format") == REGRESSION_FORMAT:
             raise
         return None
-    return model if model.slope_degree == slope_degree_for(n_inputs) else None
+    wanted = slope_degree_for(n_inputs)
+    current = model.slope_degree == wanted and (not wanted or model.slope_sigma_mm == SLOPE_SMOOTHING_MM)
+    return model if current else None
 
 
 def load_regression_file(path: Path) -> KineticRegression:

@@ -58,11 +58,13 @@ class KineticRegression:
     feature_high: tuple[float, float, float]
     slope_degree: int = 0  # 0: two inputs, no slope terms (kinetic_terms.slope_degree_for)
     slope_range: tuple[float, float] = (0.0, 0.0)  # the slope's clip range (with slope_degree > 0)
+    slope_sigma_mm: float = 0.0  # the slope's Gaussian smoothing (kinetic_terms.SLOPE_SMOOTHING_MM; 0: none)
 
     def predict(self, input_phases: np.ndarray, input_times_s: Sequence[float],
-                target_times_s: Sequence[float]) -> np.ndarray:
+                target_times_s: Sequence[float], spacing_mm: Sequence[float] | None = None) -> np.ndarray:
         """``[P_in, ...]`` TI-normalized inputs (pre first, early post-contrast last) and their times ->
-        ``[len(target_times_s), ...]``."""
+        ``[len(target_times_s), ...]``; ``spacing_mm``: the voxel size of the inputs' grid, needed by a fit whose
+        slope is smoothed."""
         inputs = np.asarray(input_phases)
         if inputs.ndim < 2 or inputs.shape[0] < 2 or len(input_times_s) != inputs.shape[0]:
             raise ValueError(f"the regression needs >= 2 input phases along axis 0 and one time each, got shape "
@@ -71,7 +73,7 @@ class KineticRegression:
             raise ValueError(f"this regression reads the slope between the last two of >= 3 inputs, got "
                              f"{inputs.shape[0]} input phases")
         taus = _relative_times(input_times_s, target_times_s)
-        slope = input_slope(inputs, input_times_s) if self.slope_degree else None
+        slope = input_slope(inputs, input_times_s, self.slope_sigma_mm, spacing_mm) if self.slope_degree else None
         return later_phases(inputs[0], inputs[-1], taus, self.coefficients, self.feature_low, self.feature_high,
                             self.degree, self.time_degree, _float_dtype(inputs), slope, self.slope_degree,
                             self.slope_range)
@@ -82,7 +84,8 @@ class KineticRegression:
                    "coefficients": self.coefficients.tolist(), "feature_low": list(self.feature_low),
                    "feature_high": list(self.feature_high)}
         if self.slope_degree:  # a two-input fit's file stays as it was
-            payload.update(slope_degree=self.slope_degree, slope_range=list(self.slope_range))
+            payload.update(slope_degree=self.slope_degree, slope_range=list(self.slope_range),
+                           slope_sigma_mm=self.slope_sigma_mm)
         return payload
 
     @classmethod
@@ -97,25 +100,27 @@ class KineticRegression:
             high = tuple(float(x) for x in payload["feature_high"])
             slope_degree = int(payload.get("slope_degree", 0))
             slope_range = tuple(float(x) for x in payload.get("slope_range", (0.0, 0.0)))
+            sigma = float(payload.get("slope_sigma_mm", 0.0))  # a fit written before the smoothing: none
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a kinetic regression fit: {exc}") from exc
-        if slope_degree < 0 or len(slope_range) != 2:
-            raise ValueError("slope_degree must be >= 0 and slope_range hold (low, high)")
+        if slope_degree < 0 or len(slope_range) != 2 or not (np.isfinite(sigma) and sigma >= 0):
+            raise ValueError("slope_degree must be >= 0, slope_range hold (low, high) and slope_sigma_mm be >= 0")
         count = n_terms(degree, time_degree, slope_degree)
         if coefficients.shape != (count,) or not np.isfinite(coefficients).all():
             raise ValueError(f"kinetic regression coefficients must be {count} finite numbers")
         if len(low) != 3 or len(high) != 3:
             raise ValueError("feature_low and feature_high must hold (u, v, tau)")
         return cls(degree, time_degree, coefficients, (low[0], low[1], low[2]), (high[0], high[1], high[2]),
-                   slope_degree, (slope_range[0], slope_range[1]))
+                   slope_degree, (slope_range[0], slope_range[1]), sigma)
 
 
 class RegressionFitter:
     """Accumulates the normal equations case by case (memory independent of the number of cases)."""
 
     def __init__(self, degree: int = DEGREE, time_degree: int = TIME_DEGREE, max_voxels_per_case: int = 200_000,
-                 seed: int = 0, slope_degree: int = 0) -> None:
+                 seed: int = 0, slope_degree: int = 0, slope_sigma_mm: float = 0.0) -> None:
         self.degree, self.time_degree, self.slope_degree = degree, time_degree, slope_degree
+        self.slope_sigma_mm = float(slope_sigma_mm) if slope_degree else 0.0
         self.max_voxels, self.rng = max_voxels_per_case, np.random.default_rng(seed)
         count = n_terms(degree, time_degree, slope_degree)
         self.gram = np.zeros((count, count))
@@ -126,9 +131,10 @@ class RegressionFitter:
         self.slope_low, self.slope_high = np.inf, -np.inf
 
     def add_case(self, phases: np.ndarray, times_s: Sequence[float] | np.ndarray, n_inputs: int, mask: np.ndarray,
-                 lesion: np.ndarray | None) -> None:
+                 lesion: np.ndarray | None, spacing_mm: Sequence[float] | None = None) -> None:
         """One TI-normalized case ``[P, ...]`` (inputs first) at its phase times, its body mask and optional
-        lesion labels; every phase after the inputs is a target."""
+        lesion labels; every phase after the inputs is a target. ``spacing_mm``: its voxel size (needed for a
+        smoothed slope)."""
         times = np.asarray(times_s, np.float64)
         if times.shape != (phases.shape[0],):
             raise ValueError(f"{times.size} phase times for {phases.shape[0]} phases")
@@ -137,6 +143,8 @@ class RegressionFitter:
             raise ValueError(f"a fit with slope terms needs >= 3 input phases, got {n_inputs}")
         fg = np.asarray(mask, bool)
         les = np.zeros_like(fg) if lesion is None else (np.asarray(lesion) > 0)
+        slope_volume = input_slope(phases[:n_inputs], times[:n_inputs], self.slope_sigma_mm, spacing_mm) \
+            if self.slope_degree else None
         for region in (fg & ~les, les):
             index = np.flatnonzero(region)
             if index.size == 0:
@@ -145,7 +153,7 @@ class RegressionFitter:
                 index = np.sort(self.rng.choice(index, self.max_voxels, replace=False))
             flat = phases.reshape(phases.shape[0], -1)[:, index].astype(np.float64)
             pre, early = flat[0], flat[n_inputs - 1]
-            slope = input_slope(flat[:n_inputs], times[:n_inputs]) if self.slope_degree else None
+            slope = None if slope_volume is None else slope_volume.reshape(-1)[index]
             weight = 0.5 / (index.size * taus.size)
             for k, tau in enumerate(taus):
                 terms = kinetic_terms(early - pre, pre, float(tau), self.degree, self.time_degree, slope,
@@ -173,4 +181,5 @@ class RegressionFitter:
         return KineticRegression(self.degree, self.time_degree, coefficients,
                                  (float(low[0]), float(low[1]), float(low[2])),
                                  (float(high[0]), float(high[1]), float(high[2])), self.slope_degree,
-                                 (float(self.slope_low), float(self.slope_high)) if self.slope_degree else (0.0, 0.0))
+                                 (float(self.slope_low), float(self.slope_high)) if self.slope_degree else (0.0, 0.0),
+                                 self.slope_sigma_mm)

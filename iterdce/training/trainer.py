@@ -164,7 +164,7 @@ class Trainer:
         fit = fit_fold_regression(self.setup.data_dir, self.train_cases, len(self.plans.input_phases),
                                   progress=self.setup.progress and self.context.is_main)
         prior.set_fit(fit.degree, fit.time_degree, fit.coefficients, fit.feature_low, fit.feature_high,
-                      fit.slope_degree, fit.slope_range)
+                      fit.slope_degree, fit.slope_range, fit.slope_sigma_mm, self.plans.spacing)
         if self.context.is_main:
             write_json_atomic(self.output / REGRESSION_FILE, fit.to_json())
         self.log.notes.append(f"kinetic prior: the voxel-wise regression fitted on the fold's {len(self.train_cases)} "

@@ -97,7 +97,7 @@ def _native_case(predictor: IterativePredictor, files: CaseFiles, scoring: Scori
     real_n, synth_n, stats = scoring.normalize(case.image, native, mask)
     lesion = None if case.lesion is None else case.lesion.astype(np.int16)
     evaluation = evaluate_case(case.case_id, synth_n, real_n, case.times_s, mask, lesion, (stats.mean, stats.std),
-                               regression=regression)
+                               regression=regression, spacing_mm=case.geometry.spacing[:3])
     return evaluation, native, case.geometry, case.times_s
 
 
@@ -113,7 +113,7 @@ def _plan_grid_case(predictor: IterativePredictor, data_dir: Path, case_id: str,
     plan_stats = properties.ti_norm  # plan units -> the scanner's scale, which curve typing needs
     native_scale = (plan_stats.mean + stats.mean * plan_stats.std, stats.std * plan_stats.std)
     evaluation = evaluate_case(case_id, synth_n, real_n, case.times_s, mask, case.lesion, native_scale,
-                               regression=regression)
+                               regression=regression, spacing_mm=case.spacing_mm)
     geometry = Geometry(properties.original_shape, np.asarray(properties.original_affine), properties.qform_code,
                         properties.sform_code)
     return evaluation, restore_phases(synthesized, properties), geometry, case.times_s
