@@ -44,9 +44,9 @@ def draw(pred: Path, raw: Path, case_id: str, out: Path) -> None:
               (upper - lower, "interval width (upper - lower)", "magma", None),
               (((real < lower) | (real > upper)).astype(float), "real value outside the interval", "Reds", (0, 1))]
     for axis, (image, title, cmap, limits) in zip(axes, panels):
-        shown = axis.imshow(np.rot90(image[..., z]), cmap=cmap, vmin=limits[0] if limits else None,
+        shown = axis.imshow(np.flipud(np.rot90(image[..., z])), cmap=cmap, vmin=limits[0] if limits else None,
                             vmax=limits[1] if limits else None)
-        axis.contour(np.rot90(mask[..., z]), levels=[0.5], colors="cyan", linewidths=0.6)
+        axis.contour(np.flipud(np.rot90(mask[..., z])), levels=[0.5], colors="cyan", linewidths=0.6)
         axis.set_title(title, fontsize=9)
         axis.axis("off")
         if cmap == "magma":
