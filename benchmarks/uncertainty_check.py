@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +29,12 @@ from iterdce.core.folder_names import IMAGES_TR, LABELS_TR, dataset_folder_name
 from iterdce.core.kinetics_rule import CURVE_TYPES
 from iterdce.dataset.case import DCECase, load_case
 from iterdce.dataset.layout import discover_cases
-from iterdce.dataset.masks import derive_foreground_mask
 from iterdce.evaluation.folders import evaluate_folders
 from iterdce.evaluation.kinetics import curve_type, lesion_curve
 from iterdce.evaluation.uncertainty import PROBABILITY_COLUMNS, brier_score
 from iterdce.inference.case_pipeline import input_facts
 from iterdce.inference.conformal import (
-    CALIBRATION_VERSION,
     EPSILON,
-    SCALE_DEFINITION,
-    ConformalCalibration,
-    case_scores,
     time_bin_edges,
 )
 from iterdce.inference.export import write_phases
@@ -50,7 +44,7 @@ from iterdce.network.precision import PRECISIONS
 from iterdce.preprocessing.normalization import apply_ti_norm, undo_ti_norm
 from iterdce.preprocessing.plan_schema import Plans
 from iterdce.regression.fit import RegressionEnsemble, load_regression
-from iterdce.workflow.calibration import calibrate, folder_jobs
+from iterdce.workflow.calibration import ScoreSet, calibrate, folder_jobs
 
 TRAINING_SITES = ("A", "B", "C")
 CALIBRATION_SEED, HELD_OUT_SEED = 20100, 30100  # the cross-site sets use 2024-based seeds, the OOD check 9100+
@@ -84,27 +78,14 @@ def regression_calibration(regression: RegressionEnsemble, plans: Plans, cal_dir
                            model_folder: Path) -> None:
     """The regression's split-conformal calibration on the held-back cases, written into ``model_folder`` in the
     format ``iterdce_predict --uncertainty`` reads (the same scores as ``iterdce_calibrate``, with ``epsilon``)."""
-    edges = time_bin_edges(plans.trained_target_times_s)
-    body: list[list[float]] = [[] for _ in range(len(edges) + 1)]
-    lesion: list[list[float]] = [[] for _ in range(len(edges) + 1)]
-    names = []
+    scores = ScoreSet(time_bin_edges(plans.trained_target_times_s), epsilon=epsilon)
     n_in = len(plans.input_phases)
-    for case_id, files in sorted(discover_cases(cal_dir).cases.items()):
+    for _, files in sorted(discover_cases(cal_dir).cases.items()):
         case = load_case(files, plans.phase_times_s)
-        predicted, std = regression_phases(regression, plans, case)
-        rng = np.random.default_rng([0, zlib.crc32(case_id.encode())])
-        labels = None if case.lesion is None else case.lesion.astype(np.int16)
-        case_body, case_lesion = case_scores(case.image[n_in:], predicted, case.image[n_in - 1], std,
-                                             derive_foreground_mask(case.image[:n_in]), labels,
-                                             [float(t) for t in case.times_s[n_in:]], edges, rng, epsilon=epsilon)
-        for b in range(len(body)):
-            body[b] += case_body[b]
-            lesion[b] += case_lesion[b]
-        names.append(case_id)
+        scores.add(case, n_in, *regression_phases(regression, plans, case))
     model_folder.mkdir(parents=True, exist_ok=True)
-    ConformalCalibration(CALIBRATION_VERSION, SCALE_DEFINITION, epsilon, edges,
-                         tuple(tuple(sorted(b)) for b in body), tuple(tuple(sorted(b)) for b in lesion), tuple(names),
-                         f"regression reference, {cal_dir}", 0, 1000).save(model_folder)
+    # unrounded: the marginal variant's scores are of the order of 1e-6
+    scores.calibration(f"regression reference, {cal_dir}", decimals=None).save(model_folder)
 
 
 def regression_predictions(regression: RegressionEnsemble, plans: Plans, calibration_folder: Path, raw_dir: Path,

@@ -15,7 +15,7 @@ from iterdce.core.folder_names import TIMES_TR
 from iterdce.core.json_io import read_json
 from iterdce.dataset.case import label_values_problem
 from iterdce.dataset.layout import group_phase_files
-from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image
+from iterdce.dataset.nifti_io import Geometry, ImageReadError, read_header, read_image
 from iterdce.dataset.schema import DatasetSchemaError, load_case_times, load_dataset_json
 from iterdce.evaluation.case_evaluation import METHODS, CaseEvaluation, PhasePredictor, evaluate_case
 from iterdce.evaluation.region import DEFAULT_REGION, Scoring
@@ -230,13 +230,13 @@ def read_labels(path: Path) -> np.ndarray:
     return data.astype(np.int16)
 
 
-def read_finite(path: Path) -> np.ndarray:
-    """Voxels of ``path``; NaN or infinite values are an error naming the file."""
-    data = read_image(path)[0]
+def read_finite(path: Path) -> tuple[np.ndarray, Geometry]:
+    """Voxels and geometry of ``path``; NaN or infinite values are an error naming the file."""
+    data, geometry = read_image(path)
     bad = int(data.size - np.count_nonzero(np.isfinite(data)))
     if bad:
         raise EvaluationInputError(f"{path}: {bad} NaN/inf voxel(s); cannot be scored", path)
-    return data
+    return data, geometry
 
 
 def evaluate_folder_case(case: EvaluationCase, scoring: Scoring, regression: PhasePredictor | None = None,
@@ -245,10 +245,11 @@ def evaluate_folder_case(case: EvaluationCase, scoring: Scoring, regression: Pha
 
     Each prediction is scored against the real phase of the same index.
     """
-    real = np.stack([read_finite(case.real[p]) for p in sorted(case.real)])
-    spacing = read_header(case.real[min(case.real)])[1].spacing[:3]
+    read = [read_finite(case.real[p]) for p in sorted(case.real)]
+    real = np.stack([data for data, _ in read])
+    spacing = read[0][1].spacing[:3]
     targets = sorted(case.predicted)
-    synthesized = np.stack([read_finite(case.predicted[p]) for p in targets])
+    synthesized = np.stack([read_finite(case.predicted[p])[0] for p in targets])
     inputs = list(case.input_phases)
     kept = inputs + targets
     breast = (read_image(case.mask)[0] > 0) if case.mask else None

@@ -30,7 +30,11 @@ from iterdce.core.kinetic_terms import (
     slope_sigma_voxels,
 )
 
-SMOOTHING_BUFFERS = ("slope_sigma_mm", "spacing_mm")  # added with the slope's smoothing
+
+def no_smoothing() -> dict[str, Tensor]:
+    """The smoothing buffers with the values that mean "none" (sigma 0, unit spacing): a new module's, and a
+    three-input checkpoint's saved before the smoothing existed."""
+    return {"slope_sigma_mm": torch.zeros(()), "spacing_mm": torch.ones(3)}
 
 
 class KineticPrior(nn.Module):
@@ -52,8 +56,8 @@ class KineticPrior(nn.Module):
         self.register_buffer("high", torch.zeros(3))
         if self.slope_degree:
             self.register_buffer("slope_range", torch.zeros(2))
-            self.register_buffer("slope_sigma_mm", torch.zeros(()))
-            self.register_buffer("spacing_mm", torch.ones(3))
+            for name, value in no_smoothing().items():
+                self.register_buffer(name, value)
         self.kernels: list[Tensor | None] = [None, None, None]  # per axis, built from the buffers (smoothing)
         self.kernel_cache: dict[tuple[torch.device, torch.dtype], list[Tensor | None]] = {}
         self.register_buffer("fitted", torch.zeros((), dtype=torch.uint8))
@@ -93,8 +97,8 @@ class KineticPrior(nn.Module):
     def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str, *args: Any) -> None:
         """A three-input checkpoint saved before the smoothing has no smoothing buffers: it loads with none."""
         if self.slope_degree and f"{prefix}slope_range" in state_dict:
-            state_dict.setdefault(f"{prefix}slope_sigma_mm", torch.zeros(()))
-            state_dict.setdefault(f"{prefix}spacing_mm", torch.ones(3))
+            for name, value in no_smoothing().items():
+                state_dict.setdefault(f"{prefix}{name}", value)
         super()._load_from_state_dict(state_dict, prefix, *args)
         self.build_kernels()
 

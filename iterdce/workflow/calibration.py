@@ -66,21 +66,50 @@ def folder_jobs(cases_dir: Path, folds: Sequence[int | str]) -> list[Job]:
     return [(tuple(folds), [cases[c] for c in sorted(cases)])]
 
 
+class ScoreSet:
+    """The signed scores of calibration cases per target-time bin, gathered case by case (``add``), and the
+    calibration file they make (``calibration``); shared by ``iterdce_calibrate`` and the benchmarks' references."""
+
+    def __init__(self, edges: Sequence[float], seed: int = CALIBRATION_SEED, n_voxels: int = VOXELS_PER_CASE_PHASE,
+                 epsilon: float = EPSILON) -> None:
+        self.edges, self.seed, self.n_voxels, self.epsilon = tuple(edges), seed, n_voxels, epsilon
+        self.body: list[list[float]] = [[] for _ in range(len(self.edges) + 1)]
+        self.lesion: list[list[float]] = [[] for _ in range(len(self.edges) + 1)]
+        self.names: list[str] = []
+
+    def add(self, case: DCECase, n_in: int, native: np.ndarray, std: float) -> None:
+        """Score one case (all its phases read, the first ``n_in`` the inputs) predicted as ``native``."""
+        rng = np.random.default_rng([self.seed, zlib.crc32(case.case_id.encode())])
+        mask = derive_foreground_mask(case.image[:n_in])
+        labels = None if case.lesion is None else case.lesion.astype(np.int16)
+        case_body, case_lesion = case_scores(case.image[n_in:], native, case.image[n_in - 1], std, mask, labels,
+                                             [float(t) for t in case.times_s[n_in:]], self.edges, rng,
+                                             self.n_voxels, self.epsilon)
+        for b in range(len(self.body)):
+            self.body[b] += case_body[b]
+            self.lesion[b] += case_lesion[b]
+        self.names.append(case.case_id)
+
+    def calibration(self, source: str, decimals: int | None = 6) -> ConformalCalibration:
+        """The calibration record, each bin's scores sorted (rounded to ``decimals``; None: as computed)."""
+        def kept(scores: list[float]) -> tuple[float, ...]:
+            return tuple(sorted(scores if decimals is None else (round(v, decimals) for v in scores)))
+
+        return ConformalCalibration(CALIBRATION_VERSION, SCALE_DEFINITION, self.epsilon, self.edges,
+                                    tuple(kept(b) for b in self.body), tuple(kept(b) for b in self.lesion),
+                                    tuple(self.names), source, self.seed, self.n_voxels)
+
+
 def calibrate(model_folder: Path, jobs: Sequence[Job], source: str, settings: PredictionSettings | None = None,
               seed: int = CALIBRATION_SEED, n_voxels: int = VOXELS_PER_CASE_PHASE) -> ConformalCalibration:
     """Predict every job's cases as iterdce_predict does, score them against their real phases and write
     ``conformal_calibration.json`` into ``model_folder``; returns it."""
     settings = settings or PredictionSettings()
-    edges: tuple[float, ...] = ()
-    body: list[list[float]] = []
-    lesion: list[list[float]] = []
-    names: list[str] = []
+    scores: ScoreSet | None = None
     for folds, cases in jobs:
         predictor = IterativePredictor(model_folder, dataclasses.replace(settings, folds=folds, progress=False,
                                                                          coverage=None))
-        edges = time_bin_edges(predictor.plans.trained_target_times_s)
-        body = body or [[] for _ in range(len(edges) + 1)]
-        lesion = lesion or [[] for _ in range(len(edges) + 1)]
+        scores = scores or ScoreSet(time_bin_edges(predictor.plans.trained_target_times_s), seed, n_voxels)
         n_in = len(predictor.input_phases)
         for files in tqdm(cases, desc=f"calibration folds {', '.join(map(str, folds))}", unit="case",
                           disable=not settings.progress):
@@ -89,20 +118,9 @@ def calibrate(model_folder: Path, jobs: Sequence[Job], source: str, settings: Pr
                 continue  # no real phase to score against
             native, std = predictor.predict_case_scaled(DCECase(case.case_id, case.image[:n_in], case.times_s,
                                                                 case.geometry))
-            rng = np.random.default_rng([seed, zlib.crc32(case.case_id.encode())])
-            mask = derive_foreground_mask(case.image[:n_in])
-            labels = None if case.lesion is None else case.lesion.astype(np.int16)
-            case_body, case_lesion = case_scores(case.image[n_in:], native, case.image[n_in - 1], std, mask, labels,
-                                                 [float(t) for t in case.times_s[n_in:]], edges, rng, n_voxels)
-            for b in range(len(body)):
-                body[b] += case_body[b]
-                lesion[b] += case_lesion[b]
-            names.append(case.case_id)
-    if not names:
+            scores.add(case, n_in, native, std)
+    if scores is None or not scores.names:
         raise IterdceError(f"{model_folder}: no case with real target phases to calibrate on", model_folder)
-    calibration = ConformalCalibration(
-        CALIBRATION_VERSION, SCALE_DEFINITION, EPSILON, edges,
-        tuple(tuple(sorted(round(v, 6) for v in b)) for b in body),
-        tuple(tuple(sorted(round(v, 6) for v in b)) for b in lesion), tuple(names), source, seed, n_voxels)
+    calibration = scores.calibration(source)
     calibration.save(model_folder)
     return calibration
