@@ -90,6 +90,8 @@ def slope_sigma_voxels(sigma_mm: float, spacing_mm: Sequence[float] | None, ndim
     if spacing_mm is None or len(spacing_mm) != ndim:
         raise ValueError(f"a slope smoothed over {sigma_mm} mm needs the grid's spacing for each of its {ndim} axes, "
                          f"got {spacing_mm}")
+    if not all(np.isfinite(float(s)) and float(s) > 0 for s in spacing_mm):
+        raise ValueError(f"a grid's spacing must be positive and finite, got {list(spacing_mm)}")
     return tuple(float(sigma_mm) / float(s) for s in spacing_mm)
 
 
