@@ -11,6 +11,7 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
+from iterdce.core.checkpoint import CheckpointError, load_weights
 from iterdce.core.kinetic_terms import SLOPE_DEGREE, SLOPE_SMOOTHING_MM, gaussian_weights, input_slope, smoothed
 from iterdce.inference.composition import model_priors
 from iterdce.network.config import ModelConfig
@@ -104,6 +105,21 @@ def test_a_checkpoint_saved_before_the_smoothing_loads_without_it():
     (prior_fit,) = model_priors([again])
     np.testing.assert_allclose(prior_fit.estimate(phases[:3], TIMES[:3], TIMES[3:]),
                                old.predict(phases[:3], TIMES[:3], TIMES[3:]), atol=2e-4)
+
+
+@pytest.mark.parametrize("buffer, value", [("spacing_mm", [0.0, 1.5, 2.0]), ("slope_sigma_mm", float("nan"))])
+def test_a_checkpoint_with_a_corrupt_smoothing_buffer_is_refused_naming_the_file(tmp_path, buffer, value):
+    model = build_synthesizer(ModelConfig.from_plan("iterative", NETWORK, [0, 1, 2], 6))
+    smooth = fit(SLOPE_SMOOTHING_MM)
+    model.kinetic_prior.set_fit(smooth.degree, smooth.time_degree, smooth.coefficients, smooth.feature_low,
+                                smooth.feature_high, smooth.slope_degree, smooth.slope_range, smooth.slope_sigma_mm,
+                                SPACING)
+    state = model.state_dict()
+    state[f"kinetic_prior.{buffer}"] = torch.tensor(value, dtype=state[f"kinetic_prior.{buffer}"].dtype)
+    path = tmp_path / "checkpoint_final.pth"
+    again = build_synthesizer(ModelConfig.from_plan("iterative", NETWORK, [0, 1, 2], 6))
+    with pytest.raises(CheckpointError, match=r"checkpoint_final\.pth: .*the file was altered"):
+        load_weights(again, {"network_state": state}, path)
 
 
 def test_a_fit_file_keeps_its_smoothing_and_an_unsmoothed_one_is_refitted(tmp_path):

@@ -68,6 +68,8 @@ def load_weights(model: torch.nn.Module, payload: dict[str, Any], path: Path) ->
                                                             (len(wrong), "of the wrong shape")) if n)
         raise CheckpointError(f"{path}: its weights do not fit its model_config ({detail or type(exc).__name__} "
                               "tensors); the file was altered or mixes two networks", path) from exc
+    except ValueError as exc:  # a buffer whose value no network can hold (e.g. the prior's smoothing grid)
+        raise CheckpointError(f"{path}: {exc}; the file was altered", path) from exc
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -85,6 +85,8 @@ def slope(last: Any, before: Any, last_time_s: Any, before_time_s: Any) -> Any:
 
 def slope_sigma_voxels(sigma_mm: float, spacing_mm: Sequence[float] | None, ndim: int) -> tuple[float, ...]:
     """The smoothing's sigma per axis in voxels of a grid with ``spacing_mm`` (all 0 without smoothing)."""
+    if not np.isfinite(float(sigma_mm)):
+        raise ValueError(f"a slope's smoothing must be a finite number of millimetres, got {sigma_mm}")
     if sigma_mm <= 0:
         return (0.0,) * ndim
     if spacing_mm is None or len(spacing_mm) != ndim:
