@@ -58,6 +58,11 @@ SIDECAR_OOD_KEY = "ood"
 LOWER_SUFFIX = "_lower"
 UPPER_SUFFIX = "_upper"
 KINETICS_JSON_SUFFIX = "_kinetics.json"
+# per lesion of <case>_kinetics.json: the curve-type probabilities of the references it is compared with
+KINETICS_REFERENCES_KEY = "reference_probabilities"
+REFERENCE_TYPE_FREQUENCIES = "type_frequencies"  # the calibration lesions' true type shares (a constant answer)
+REFERENCE_KINETIC_PRIOR = "kinetic_prior"  # the model's kinetic prior alone, read with its own calibrated scores
+KINETICS_REFERENCES = (REFERENCE_TYPE_FREQUENCIES, REFERENCE_KINETIC_PRIOR)
 KINETIC_CONFIDENCE_SUFFIX = "_kinetics_confidence.nii.gz"
 CONFORMAL_CALIBRATION = "conformal_calibration.json"
 

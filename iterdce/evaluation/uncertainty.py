@@ -1,10 +1,14 @@
 """Scoring ``iterdce_predict --uncertainty`` outputs: the intervals' empirical coverage and mean width (body
 voxels and lesion means, per phase), and the curve-type probabilities' Brier score, expected calibration error
-and reliability diagram against two references computed from the evaluated lesions themselves.
+and reliability diagram against references.
 
 Widths are in TI-normalized units (the scoring region's, region.py), like every other metric of the report.
 References of the probabilities: ``uniform`` (1/3 each) and ``frequency`` (every lesion given the evaluated
-set's own type frequencies: an in-sample reference, so a model beating it beats the best constant answer).
+set's own type frequencies: an in-sample reference, so a model beating it beats the best constant answer),
+computed here; and those ``iterdce_predict`` wrote beside each lesion's probabilities when the model's calibration
+holds them: ``type_frequencies`` (the calibration lesions' type shares, the answer a constant model of data like
+the training data gives) and ``kinetic_prior`` (the model's voxel-wise kinetic regression alone, calibrated the
+same way).
 """
 from __future__ import annotations
 
@@ -20,12 +24,20 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from iterdce.core.errors import JSONFileError  # noqa: E402
-from iterdce.core.file_names import bound_file_name, kinetics_json_name  # noqa: E402
+from iterdce.core.file_names import (  # noqa: E402
+    KINETICS_REFERENCES,
+    KINETICS_REFERENCES_KEY,
+    REFERENCE_KINETIC_PRIOR,
+    REFERENCE_TYPE_FREQUENCIES,
+    bound_file_name,
+    kinetics_json_name,
+)
 from iterdce.core.json_io import read_json  # noqa: E402
 from iterdce.core.kinetics_rule import CURVE_TYPES  # noqa: E402
 from iterdce.dataset.nifti_io import read_image  # noqa: E402
 
 PROBABILITY_COLUMNS = tuple(f"p_{name}" for name in CURVE_TYPES)
+REFERENCE_COLUMNS = {name: tuple(f"{name}_p_{t}" for t in CURVE_TYPES) for name in KINETICS_REFERENCES}
 INTERVAL_METRICS = ("interval_coverage_body", "interval_width_body", "interval_coverage_lesion",
                     "interval_width_lesion")
 ECE_BINS = 10
@@ -82,11 +94,19 @@ def lesion_band_columns(real_curves: dict[int, np.ndarray], entries: dict[int, d
 
 
 def lesion_probabilities(entry: dict[str, Any] | None) -> dict[str, float]:
-    """``p_persistent``, ``p_plateau``, ``p_washout`` of one lesion's entry (empty when it has none)."""
-    probabilities = (entry or {}).get("probabilities")
-    if not isinstance(probabilities, dict):
-        return {}
-    return {f"p_{name}": float(probabilities.get(name, float("nan"))) for name in CURVE_TYPES}
+    """``p_persistent``, ``p_plateau``, ``p_washout`` of one lesion's entry, and ``<reference>_p_<type>`` of each
+    reference it carries (empty when it has none)."""
+    def columns(probabilities: Any, names: tuple[str, ...]) -> dict[str, float]:
+        if not isinstance(probabilities, dict):
+            return {}
+        return {column: float(probabilities.get(t, float("nan"))) for column, t in zip(names, CURVE_TYPES)}
+
+    found = columns((entry or {}).get("probabilities"), PROBABILITY_COLUMNS)
+    references = (entry or {}).get(KINETICS_REFERENCES_KEY)
+    if found and isinstance(references, dict):
+        for name, names in REFERENCE_COLUMNS.items():
+            found.update(columns(references.get(name), names))
+    return found
 
 
 def brier_score(probabilities: np.ndarray, truth: np.ndarray) -> float:
@@ -127,13 +147,19 @@ def probability_summary(lesions: pd.DataFrame, png: Path | None = None) -> dict[
     frequency = np.bincount(truth, minlength=len(CURVE_TYPES)) / truth.size
     references = {"uniform": np.full(model.shape, 1.0 / len(CURVE_TYPES)),
                   "frequency": np.broadcast_to(frequency, model.shape)}
+    for name, names in REFERENCE_COLUMNS.items():  # only a reference every scored lesion carries
+        if set(names) <= set(rows.columns) and rows[list(names)].notna().all().all():
+            references[name] = rows[list(names)].to_numpy(dtype=np.float64)
     ece, bins = expected_calibration_error(model, truth)
     summary: dict[str, Any] = {
         "lesions": int(truth.size), "brier": brier_score(model, truth), "ece": ece, "reliability": bins,
         "references": {name: {"brier": brier_score(p, truth), "ece": expected_calibration_error(p, truth)[0]}
                        for name, p in references.items()},
         "reference_note": "uniform: 1/3 per type; frequency: the evaluated lesions' own type frequencies "
-                          f"({', '.join(f'{n} {f:.3f}' for n, f in zip(CURVE_TYPES, frequency))}), in-sample"}
+                          f"({', '.join(f'{n} {f:.3f}' for n, f in zip(CURVE_TYPES, frequency))}), in-sample; "
+                          f"{REFERENCE_TYPE_FREQUENCIES}: the model's calibration lesions' type frequencies; "
+                          f"{REFERENCE_KINETIC_PRIOR}: the model's kinetic prior alone, calibrated the same way "
+                          "(the last two when iterdce_predict wrote them)"}
     if png is not None:
         plot_reliability(bins, png)
     return summary

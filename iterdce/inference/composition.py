@@ -168,22 +168,36 @@ def native_phases(synthesized: np.ndarray, plan_inputs: np.ndarray, inputs: np.n
     if composition.mode == "plan":
         restored = restore_phases(synthesized, properties)
         return restored if kept >= 1.0 else _towards_last(restored, inputs[-1], kept)
-    transform = np.asarray(properties.orientation_transform)
-    stats = properties.ti_norm
-    box = properties.crop_box
-    canonical = reorient_view(inputs, transform)
-    cropped = crop(canonical, box)
     change = synthesized - composition.base(plan_inputs, times_s, properties.target_spacing)
     change = resample_phases(change, properties.target_spacing, properties.cropped_shape)
-    change *= np.float32(stats.std)
-    full = np.repeat(canonical[-1:].astype(np.float32), change.shape[0], axis=0)  # outside the box: all inputs 0
-    inside = crop(full, box)
-    if composition.mode == "prior":
-        inside[...] = undo_ti_norm(composition.base(apply_ti_norm(cropped, stats), times_s,
-                                                    properties.canonical_spacing), stats)
-    inside += change
-    composed = reorient(full, inverse_transform(transform))
+    change *= np.float32(properties.ti_norm.std)
+    full = canonical_base(inputs, times_s, properties, composition, change.shape[0])
+    crop(full, properties.crop_box)[...] += change
+    composed = reorient(full, inverse_transform(np.asarray(properties.orientation_transform)))
     return composed if kept >= 1.0 else _towards_last(composed, inputs[-1], kept)
+
+
+def canonical_base(inputs: np.ndarray, times_s: Sequence[float] | np.ndarray, properties: CaseProperties,
+                   composition: Composition, n_targets: int) -> np.ndarray:
+    """The base of ``n_targets`` phases on the case's grid in canonical orientation (a new array): the prior of
+    the native inputs inside the crop box for ``prior``, the last input everywhere else (and for ``last``)."""
+    stats = properties.ti_norm
+    canonical = reorient_view(inputs, np.asarray(properties.orientation_transform))
+    full = np.repeat(canonical[-1:].astype(np.float32), n_targets, axis=0)  # outside the box: all inputs 0
+    if composition.mode == "prior":
+        cropped = crop(canonical, properties.crop_box)
+        crop(full, properties.crop_box)[...] = undo_ti_norm(
+            composition.base(apply_ti_norm(cropped, stats), times_s, properties.canonical_spacing), stats)
+    return full
+
+
+def native_prior(inputs: np.ndarray, times_s: Sequence[float] | np.ndarray, properties: CaseProperties,
+                 priors: tuple[PriorFit, ...]) -> np.ndarray:
+    """The kinetic prior's target phases alone on the case's own grid and intensity scale (the mean of the folds'
+    fits): the reference the curve-type probabilities of ``--uncertainty`` are compared with."""
+    n_targets = len(times_s) - inputs.shape[0]
+    full = canonical_base(inputs, times_s, properties, Composition("prior", priors), n_targets)
+    return reorient(full, inverse_transform(np.asarray(properties.orientation_transform)))
 
 
 def _towards_last(phases: np.ndarray, last: np.ndarray, kept: float) -> np.ndarray:

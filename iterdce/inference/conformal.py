@@ -58,6 +58,10 @@ class ConformalCalibration:
     source: str  # e.g. "fold validation cases (folds 0, 1)" or a held-back folder
     seed: int
     voxels_per_case_phase: int
+    # the references of the curve-type probabilities (absent in files written before them): the calibration
+    # lesions' true type frequencies, and the kinetic prior's signed lesion-mean scores per bin (models with a prior)
+    type_frequencies: dict[str, float] | None = None
+    prior_lesion_scores: tuple[tuple[float, ...], ...] | None = None
 
     def save(self, model_folder: Path) -> Path:
         path = Path(model_folder) / CONFORMAL_CALIBRATION
@@ -73,7 +77,8 @@ def load_calibration(model_folder: Path) -> ConformalCalibration:
                                "on cases it did not train on; run iterdce_calibrate first "
                                "(documentation/prediction.md)", path)
     problems: list[str] = []
-    calibration = build_dataclass(ConformalCalibration, read_json(path, expect=dict), "", problems)
+    calibration = build_dataclass(ConformalCalibration, read_json(path, expect=dict), "", problems,
+                                  defaults_optional=True)
     if calibration is None or calibration.version != CALIBRATION_VERSION:
         problems = problems or [f"version {calibration.version if calibration else '?'} is not "
                                 f"{CALIBRATION_VERSION}; run iterdce_calibrate again"]

@@ -40,6 +40,7 @@ from iterdce.inference.composition import (
     OOD_START,
     model_priors,
     native_phases,
+    native_prior,
     resolve_composition,
 )
 from iterdce.inference.conformal import load_calibration
@@ -231,6 +232,15 @@ class IterativePredictor:
         self.warn_ood({case.case_id: self.ood_of(facts, fraction)})
         return native_phases(synthesized, pre.data, case.image[:len(self.input_phases)], case.times_s,
                              pre.properties, self.composition, kept), float(pre.properties.ti_norm.std)
+
+    def prior_phases(self, case: DCECase) -> np.ndarray | None:
+        """The kinetic prior's target phases of ``case`` (inputs only) on its own grid, native intensities; None
+        for a model without a prior (the reference of the curve-type probabilities, calibration.py)."""
+        if not self.composition.priors:
+            return None
+        pre, _ = input_facts(case, self.plans)
+        return native_prior(case.image[:len(self.input_phases)], case.times_s, pre.properties,
+                            self.composition.priors)
 
     def ood_of(self, facts: CaseFacts, outside_fraction: float | None) -> OODReport:
         """The out-of-distribution check of one case (ood.py) with its measured outside fraction."""

@@ -19,7 +19,15 @@ import numpy as np
 
 from iterdce.core.atomic import write_json_atomic
 from iterdce.core.errors import IterdceError
-from iterdce.core.file_names import bound_file_name, case_file_name, kinetic_confidence_name, kinetics_json_name
+from iterdce.core.file_names import (
+    KINETICS_REFERENCES_KEY,
+    REFERENCE_KINETIC_PRIOR,
+    REFERENCE_TYPE_FREQUENCIES,
+    bound_file_name,
+    case_file_name,
+    kinetic_confidence_name,
+    kinetics_json_name,
+)
 from iterdce.core.kinetics_rule import CURVE_CODES, CURVE_TYPES, THRESHOLD, classify_curve, early_index
 from iterdce.dataset.nifti_io import Geometry, read_image, write_image
 from iterdce.inference.conformal import (
@@ -48,6 +56,9 @@ class Uncertainty:
     body_scores: tuple[tuple[float, ...], ...]  # sorted signed scores per bin
     lesion_scores: tuple[tuple[float, ...], ...]
     lesion_dir: str | None = None
+    # the references of the curve-type probabilities (calibration file; None when it has none)
+    type_frequencies: tuple[float, ...] | None = None  # in CURVE_TYPES order
+    prior_lesion_scores: tuple[tuple[float, ...], ...] | None = None
 
     @classmethod
     def of(cls, calibration: ConformalCalibration, coverage: float, lesion_dir: Path | None = None
@@ -64,10 +75,19 @@ class Uncertainty:
             raise CalibrationError(f"--coverage {coverage:g}: the calibration holds too few scores for it in "
                                    f"{', '.join(short)}: need at least {int(np.ceil(coverage / (1 - coverage)))}; "
                                    "lower --coverage or calibrate on more cases")
+        frequencies = calibration.type_frequencies
         return cls(coverage, calibration.epsilon, calibration.time_bin_edges_s, body, lesion,
                    tuple(tuple(sorted(s)) for s in calibration.body_scores),
                    tuple(tuple(sorted(s)) for s in calibration.lesion_scores),
-                   None if lesion_dir is None else str(lesion_dir))
+                   None if lesion_dir is None else str(lesion_dir),
+                   None if frequencies is None else tuple(float(frequencies.get(n, 0.0)) for n in CURVE_TYPES),
+                   None if calibration.prior_lesion_scores is None else
+                   tuple(tuple(sorted(s)) for s in calibration.prior_lesion_scores))
+
+    @property
+    def wants_prior(self) -> bool:
+        """Whether lesion kinetics are written with the kinetic prior's probabilities as a reference."""
+        return self.lesion_dir is not None and self.prior_lesion_scores is not None
 
     def provenance(self) -> dict[str, Any]:
         """What changes the interval files (into the provenance mark)."""
@@ -89,7 +109,8 @@ def type_probabilities(scores: Sequence[float], predicted_late: float, early: fl
 
 def write_uncertainty(uncertainty: Uncertainty, restored: np.ndarray, inputs: np.ndarray,
                       times_s: Sequence[float] | np.ndarray, std: float, geometry: Geometry, out_dir: Path,
-                      case_id: str, mark: str | None, kinetic_confidence: bool) -> list[Path]:
+                      case_id: str, mark: str | None, kinetic_confidence: bool, prior: np.ndarray | None = None
+                      ) -> list[Path]:
     """The interval files of every synthesized phase, ``<case>_kinetics.json`` with lesion masks, and (with
     ``kinetic_confidence``) the kinetic map's confidence layer; returns the paths written.
 
@@ -98,6 +119,8 @@ def write_uncertainty(uncertainty: Uncertainty, restored: np.ndarray, inputs: np
         inputs: the input phases [n_in, X, Y, Z] as read.
         times_s: every time, inputs first.
         std: the case's TI-norm standard deviation (the unit of the difficulty).
+        prior: the kinetic prior's phases like ``restored`` (``composition.native_prior``): each lesion's
+            curve-type probabilities then have the prior's beside them, a reference (``wants_prior``).
     """
     first = len(times_s) - len(restored)
     last = inputs[-1].astype(np.float32)
@@ -111,8 +134,10 @@ def write_uncertainty(uncertainty: Uncertainty, restored: np.ndarray, inputs: np
             paths.append(path)
     all_phases = np.concatenate([inputs.astype(np.float32), restored.astype(np.float32)])
     if uncertainty.lesion_dir is not None:
+        prior_phases = None if prior is None else np.concatenate([inputs.astype(np.float32),
+                                                                  prior.astype(np.float32)])
         paths.append(write_lesion_kinetics(uncertainty, all_phases, times_s, first, bins, std, geometry.shape[:3],
-                                           out_dir, case_id, mark))
+                                           out_dir, case_id, mark, prior_phases))
     if kinetic_confidence:
         path = out_dir / kinetic_confidence_name(case_id)
         write_image(path, voxel_type_confidence(uncertainty, all_phases, times_s, bins[-1], std, last), geometry,
@@ -123,9 +148,11 @@ def write_uncertainty(uncertainty: Uncertainty, restored: np.ndarray, inputs: np
 
 def write_lesion_kinetics(uncertainty: Uncertainty, all_phases: np.ndarray, times_s: Sequence[float] | np.ndarray,
                           first: int, bins: Sequence[int], std: float, shape: Sequence[int], out_dir: Path,
-                          case_id: str, mark: str | None) -> Path:
+                          case_id: str, mark: str | None, prior_phases: np.ndarray | None = None) -> Path:
     """``<case>_kinetics.json``: per lesion of ``<lesion_dir>/<case>.nii.gz``, the predicted mean curve, the band
-    of each synthesized phase and P(persistent / plateau / washout); no lesions when the case has no mask."""
+    of each synthesized phase and P(persistent / plateau / washout), with the references' probabilities when the
+    calibration has them (``prior_phases``: every phase of the kinetic prior's curve); no lesions when the case
+    has no mask."""
     mask_path = Path(uncertainty.lesion_dir or "") / case_file_name(case_id)
     lesions: list[dict[str, Any]] = []
     if mask_path.is_file():
@@ -135,16 +162,21 @@ def write_lesion_kinetics(uncertainty: Uncertainty, all_phases: np.ndarray, time
                                mask_path)
         labels = np.rint(labels).astype(np.int32)
         for label in [int(v) for v in np.unique(labels) if v > 0]:
-            lesions.append(lesion_entry(uncertainty, all_phases[:, labels == label].astype(np.float64).mean(axis=1),
-                                        times_s, first, bins, std, label, int((labels == label).sum())))
+            entry = lesion_entry(uncertainty, all_phases[:, labels == label].astype(np.float64).mean(axis=1),
+                                 times_s, first, bins, std, label, int((labels == label).sum()))
+            prior_curve = None if prior_phases is None else \
+                prior_phases[:, labels == label].astype(np.float64).mean(axis=1)
+            references = reference_probabilities(uncertainty, prior_curve, times_s, first, bins[-1], std)
+            lesions.append({**entry, **({KINETICS_REFERENCES_KEY: references} if references else {})})
     path = out_dir / kinetics_json_name(case_id)
     write_json_atomic(path, {
         "coverage": uncertainty.coverage, "phase_times_s": [float(t) for t in times_s],
         "synthesized_phases": list(range(first, len(times_s))),
         "lesion_mask": str(mask_path) if mask_path.is_file() else None, "lesions": lesions, "written_by": mark,
         "note": "curve: mean intensity per phase (inputs, then synthesized); lower/upper: the lesion-mean interval "
-                "of each synthesized phase at this coverage; probabilities: of the curve type by the BI-RADS rule "
-                "(documentation/prediction.md)"})
+                "of each synthesized phase at this coverage; probabilities: of the curve type by the BI-RADS rule; "
+                f"{KINETICS_REFERENCES_KEY}: the same from the calibration lesions' type frequencies and from the "
+                "kinetic prior alone (documentation/prediction.md)"})
     return path
 
 
@@ -161,6 +193,23 @@ def lesion_entry(uncertainty: Uncertainty, curve: np.ndarray, times_s: Sequence[
             "lower": [float(curve[first + t] - h) for t, h in enumerate(half)],
             "upper": [float(curve[first + t] + h) for t, h in enumerate(half)],
             "predicted_type": classify_curve(curve, times_s), "probabilities": probabilities}
+
+
+def reference_probabilities(uncertainty: Uncertainty, prior_curve: np.ndarray | None,
+                            times_s: Sequence[float] | np.ndarray, first: int, last_bin: int, std: float
+                            ) -> dict[str, dict[str, float] | None]:
+    """What a lesion's curve-type probabilities are compared with (iterdce_evaluate): the calibration lesions'
+    type frequencies (a constant answer from data like the training data) and the kinetic prior's own
+    probabilities (its curve read with its own calibrated scores); only those the calibration holds."""
+    references: dict[str, dict[str, float] | None] = {}
+    if uncertainty.type_frequencies is not None:
+        references[REFERENCE_TYPE_FREQUENCIES] = dict(zip(CURVE_TYPES, uncertainty.type_frequencies))
+    if prior_curve is not None and uncertainty.prior_lesion_scores is not None:
+        scale = float(std * difficulty(prior_curve[-1], float(prior_curve[first - 1]), std, uncertainty.epsilon))
+        references[REFERENCE_KINETIC_PRIOR] = type_probabilities(uncertainty.prior_lesion_scores[last_bin],
+                                                       float(prior_curve[-1]),
+                                                       float(prior_curve[early_index(times_s)].max()), scale)
+    return references
 
 
 def voxel_type_confidence(uncertainty: Uncertainty, all_phases: np.ndarray, times_s: Sequence[float] | np.ndarray,

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from iterdce.core.errors import IterdceError, UsageError
+from iterdce.core.kinetics_rule import CURVE_TYPES, classify_curve
 from iterdce.dataset.case import DCECase, load_case
 from iterdce.dataset.layout import CaseFiles, discover_cases
 from iterdce.dataset.masks import derive_foreground_mask
@@ -75,29 +76,55 @@ class ScoreSet:
         self.edges, self.seed, self.n_voxels, self.epsilon = tuple(edges), seed, n_voxels, epsilon
         self.body: list[list[float]] = [[] for _ in range(len(self.edges) + 1)]
         self.lesion: list[list[float]] = [[] for _ in range(len(self.edges) + 1)]
+        self.prior_lesion: list[list[float]] = [[] for _ in range(len(self.edges) + 1)]
+        self.types = dict.fromkeys(CURVE_TYPES, 0)
         self.names: list[str] = []
+        self.with_prior = True  # every case so far came with the prior's phases
 
-    def add(self, case: DCECase, n_in: int, native: np.ndarray, std: float) -> None:
-        """Score one case (all its phases read, the first ``n_in`` the inputs) predicted as ``native``."""
-        rng = np.random.default_rng([self.seed, zlib.crc32(case.case_id.encode())])
+    def add(self, case: DCECase, n_in: int, native: np.ndarray, std: float, prior: np.ndarray | None = None
+            ) -> None:
+        """Score one case (all its phases read, the first ``n_in`` the inputs) predicted as ``native``, and the
+        kinetic prior's phases ``prior`` (the reference of the curve-type probabilities) when given."""
         mask = derive_foreground_mask(case.image[:n_in])
         labels = None if case.lesion is None else case.lesion.astype(np.int16)
-        case_body, case_lesion = case_scores(case.image[n_in:], native, case.image[n_in - 1], std, mask, labels,
-                                             [float(t) for t in case.times_s[n_in:]], self.edges, rng,
-                                             self.n_voxels, self.epsilon)
+        times = [float(t) for t in case.times_s[n_in:]]
+
+        def scores(predicted: np.ndarray) -> tuple[list[list[float]], list[list[float]]]:
+            rng = np.random.default_rng([self.seed, zlib.crc32(case.case_id.encode())])
+            return case_scores(case.image[n_in:], predicted, case.image[n_in - 1], std, mask, labels, times,
+                               self.edges, rng, self.n_voxels, self.epsilon)
+
+        case_body, case_lesion = scores(native)
+        prior_lesion = scores(prior)[1] if prior is not None else None
         for b in range(len(self.body)):
             self.body[b] += case_body[b]
             self.lesion[b] += case_lesion[b]
+            if prior_lesion is not None:
+                self.prior_lesion[b] += prior_lesion[b]
+        self.with_prior = self.with_prior and prior is not None
+        for label in [] if labels is None else [int(v) for v in np.unique(labels) if v > 0]:
+            kind = classify_curve(case.image[:, labels == label].astype(np.float64).mean(axis=1), case.times_s)
+            if kind in self.types:
+                self.types[kind] += 1
         self.names.append(case.case_id)
+
+    def type_frequencies(self) -> dict[str, float] | None:
+        """The true curve-type shares of the lesions scored so far (None without a typed lesion)."""
+        total = sum(self.types.values())
+        return {name: count / total for name, count in self.types.items()} if total else None
 
     def calibration(self, source: str, decimals: int | None = 6) -> ConformalCalibration:
         """The calibration record, each bin's scores sorted (rounded to ``decimals``; None: as computed)."""
         def kept(scores: list[float]) -> tuple[float, ...]:
             return tuple(sorted(scores if decimals is None else (round(v, decimals) for v in scores)))
 
+        frequencies = self.type_frequencies()
         return ConformalCalibration(CALIBRATION_VERSION, SCALE_DEFINITION, self.epsilon, self.edges,
                                     tuple(kept(b) for b in self.body), tuple(kept(b) for b in self.lesion),
-                                    tuple(self.names), source, self.seed, self.n_voxels)
+                                    tuple(self.names), source, self.seed, self.n_voxels,
+                                    None if frequencies is None else {k: round(v, 6) for k, v in frequencies.items()},
+                                    tuple(kept(b) for b in self.prior_lesion) if self.with_prior and self.names
+                                    else None)
 
 
 def calibrate(model_folder: Path, jobs: Sequence[Job], source: str, settings: PredictionSettings | None = None,
@@ -116,9 +143,9 @@ def calibrate(model_folder: Path, jobs: Sequence[Job], source: str, settings: Pr
             case = load_case(files, predictor.plans.phase_times_s)
             if case.image.shape[0] <= n_in:
                 continue  # no real phase to score against
-            native, std = predictor.predict_case_scaled(DCECase(case.case_id, case.image[:n_in], case.times_s,
-                                                                case.geometry))
-            scores.add(case, n_in, native, std)
+            inputs = DCECase(case.case_id, case.image[:n_in], case.times_s, case.geometry)
+            native, std = predictor.predict_case_scaled(inputs)
+            scores.add(case, n_in, native, std, predictor.prior_phases(inputs))
     if scores is None or not scores.names:
         raise IterdceError(f"{model_folder}: no case with real target phases to calibrate on", model_folder)
     calibration = scores.calibration(source)
