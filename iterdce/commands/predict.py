@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lesion-masks", metavar="DIR", help="with --uncertainty: lesion labels <case>.nii.gz; "
                         "each lesion's predicted curve, its band and its curve-type probabilities go into "
                         "<case>_kinetics.json")
+    parser.add_argument("--breast-masks", metavar="DIR", help="breast masks <case>.nii.gz on each case's grid, for a "
+                        "model whose plan normalizes inside breast masks (normalization.mask 'breast'); "
+                        "documentation/preprocessing.md")
     add_quiet_argument(parser)
     parser.add_argument("--output-format", default="nifti", choices=OUTPUT_FORMATS,
                         help="nifti (default) or dicom: derived DICOM series; the input is then a DICOM tree, or "
@@ -124,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     args.tile_size = parse_tile_size(parser, args.tile_size)
     if (args.lesion_masks or args.coverage != DEFAULT_COVERAGE) and not args.uncertainty:
         parser.error("--coverage and --lesion-masks need --uncertainty")
+    if args.breast_masks and args.output_format == "dicom":
+        parser.error("--breast-masks names NIfTI cases: use --output-format nifti")
     if args.uncertainty and args.output_format == "dicom":
         parser.error("--uncertainty writes NIfTI intervals: use --output-format nifti")
     if args.dicom_template and args.output_format != "dicom":
@@ -154,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                                       precision=args.precision, compose=args.compose,
                                       ood_guard=args.ood_guard,
                                       coverage=args.coverage if args.uncertainty else None,
-                                      lesion_masks=Path(args.lesion_masks) if args.lesion_masks else None)
+                                      lesion_masks=Path(args.lesion_masks) if args.lesion_masks else None,
+                                      breast_masks=Path(args.breast_masks) if args.breast_masks else None)
         predictor = IterativePredictor(model_folder, settings)
         if args.output_format == "dicom":
             name = args.model or f"{model_folder.parent.name}/{model_folder.name}"

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from iterdce.core.errors import IterdceError
-from iterdce.core.file_names import SIDECAR_SUFFIX, phase_file_name, split_phase_name
+from iterdce.core.file_names import SIDECAR_SUFFIX, case_file_name, phase_file_name, split_phase_name
 from iterdce.core.output_checks import case_id_problem
 from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles, not_a_file
-from iterdce.dataset.nifti_io import ImageReadError, read_image
+from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image
 from iterdce.dataset.schema import DatasetSchemaError, read_json, timing_problems
 from iterdce.dataset.verify import intensity_range_problem
 
@@ -131,8 +131,33 @@ def case_times(files: CaseFiles, plan_times: Sequence[float], n_inputs: int,
     return np.asarray(full, dtype=np.float64)
 
 
+def attach_breast_masks(cases: dict[str, CaseFiles], mask_dir: Path) -> list[str]:
+    """``--breast-masks``: each case's ``<mask_dir>/<case>.nii.gz`` into ``files.mask`` (read by
+    ``load_input_case``); the problems: a missing or unreadable mask, or one on another grid than the case's
+    first input phase."""
+    problems = []
+    for case_id, files in cases.items():
+        path = Path(mask_dir) / case_file_name(case_id)
+        if not path.is_file():
+            problems.append(f"{path}: no breast mask for case {case_id} (--breast-masks needs one per case)")
+            continue
+        try:
+            geometry = read_header(path)[1]
+            reference = read_header(files.phase_files[min(files.phase_files)])[1]
+        except ImageReadError as exc:
+            problems.append(str(exc))
+            continue
+        if not geometry.matches(reference):
+            problems.append(f"{path}: its grid (shape {tuple(geometry.shape)}) differs from the case's input "
+                            f"phases (shape {tuple(reference.shape)}) or their affine")
+            continue
+        files.mask = path
+    return problems
+
+
 def load_input_case(files: CaseFiles, input_phases: Sequence[int], times_s: np.ndarray) -> DCECase:
-    """The input phases of a case as a DCECase (no masks)."""
+    """The input phases of a case as a DCECase, with its breast mask when ``files.mask`` names one
+    (``attach_breast_masks``)."""
     volumes, geometry = [], None
     for phase in input_phases:
         data, geometry_here = read_image(files.phase_files[phase])
@@ -142,4 +167,5 @@ def load_input_case(files: CaseFiles, input_phases: Sequence[int], times_s: np.n
         volumes.append(data)
     if geometry is None:
         raise PredictionInputError(f"case {files.case_id}: no input phases to read")
-    return DCECase(files.case_id, np.stack(volumes), times_s, geometry)
+    breast = None if files.mask is None else read_image(files.mask)[0] > 0
+    return DCECase(files.case_id, np.stack(volumes), times_s, geometry, breast_mask=breast)

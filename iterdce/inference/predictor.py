@@ -44,7 +44,7 @@ from iterdce.inference.composition import (
     resolve_composition,
 )
 from iterdce.inference.conformal import load_calibration
-from iterdce.inference.inputs import PredictionInputError, case_times, discover_inputs
+from iterdce.inference.inputs import PredictionInputError, attach_breast_masks, case_times, discover_inputs
 from iterdce.inference.model_loading import describe_model_folder, load_fold_models
 from iterdce.inference.ood import CaseFacts, OODReport, assess, warning_text
 from iterdce.inference.ood import extrapolation_range as trained_range_widened
@@ -54,7 +54,7 @@ from iterdce.inference.tile_choice import AUTO, PATCH, NetworkShape, choose_tile
 from iterdce.inference.tiled import predict_volume
 from iterdce.inference.uncertainty import Uncertainty
 from iterdce.network.precision import resolve_precision
-from iterdce.preprocessing.plan_schema import Plans
+from iterdce.preprocessing.plan_schema import BREAST_MASK, Plans
 from iterdce.preprocessing.plans_io import load_plans
 from iterdce.sharing.model_card import card_of_folder
 
@@ -84,6 +84,8 @@ class PredictionSettings:
     # --uncertainty: the interval coverage (None: no intervals); needs the model folder's conformal calibration
     coverage: float | None = None
     lesion_masks: Path | None = None  # --lesion-masks: <case>.nii.gz lesion labels for <case>_kinetics.json
+    # --breast-masks: <case>.nii.gz breast masks, the TI-norm region of a plan normalized inside them
+    breast_masks: Path | None = None
 
     def provenance(self) -> dict[str, Any]:
         """The settings that change the output voxels (hashed into the provenance mark with the checkpoints).
@@ -97,7 +99,8 @@ class PredictionSettings:
         targets = None if self.target_times is None else [float(t) for t in self.target_times]
         return {"tta": self.tta, "step": self.step_fraction, **({"tile": tile} if tile != PATCH else {}),
                 **({"target_times": targets} if targets else {}),
-                **({"coverage": float(self.coverage)} if self.coverage is not None else {})}
+                **({"coverage": float(self.coverage)} if self.coverage is not None else {}),
+                **({"breast_masks": True} if self.breast_masks is not None else {})}
 
 
 class IterativePredictor:
@@ -128,6 +131,7 @@ class IterativePredictor:
         if self.composition.priors and self.settings.ood_guard:
             marked["ood_guard"] = f"{OOD_START:g}-{OOD_FULL:g}"
         self.model_id = model_id(checkpoints, {**self.settings.provenance(), **marked})
+        self.check_breast_masks()
         self.input_phases = list(self.plans.input_phases)
         self.target_phases = list(self.plans.target_phases)  # the default protocol's; a case may have others
         expected = (self.input_phases, self.plans.max_phases)
@@ -233,6 +237,18 @@ class IterativePredictor:
         return native_phases(synthesized, pre.data, case.image[:len(self.input_phases)], case.times_s,
                              pre.properties, self.composition, kept), float(pre.properties.ti_norm.std)
 
+    def check_breast_masks(self) -> None:
+        """``--breast-masks`` only for a plan that normalizes inside breast masks (refused otherwise, one line);
+        such a plan without them is normalized in the body foreground instead: one warning."""
+        mask = self.plans.normalization.mask
+        if self.settings.breast_masks is not None and mask != BREAST_MASK:
+            raise UsageError(f"--breast-masks: this model's plan normalizes inside the {mask!r} mask, not in breast "
+                             "masks; leave the option out")
+        if self.settings.breast_masks is None and mask == BREAST_MASK:
+            warnings.warn("this model was trained with TI-norm inside breast masks; without --breast-masks DIR "
+                          "each case is normalized inside its body foreground instead, which differs from training "
+                          "(documentation/preprocessing.md)", stacklevel=2)
+
     def prior_phases(self, case: DCECase) -> np.ndarray | None:
         """The kinetic prior's target phases of ``case`` (inputs only) on its own grid, native intensities; None
         for a model without a prior (the reference of the curve-type probabilities, calibration.py)."""
@@ -315,6 +331,8 @@ class IterativePredictor:
         in_dir, out_dir = Path(in_dir), Path(out_dir)
         refuse_output_inside_input(in_dir, out_dir)
         cases, problems = discover_inputs(in_dir, self.input_phases)
+        if self.settings.breast_masks is not None:
+            problems += attach_breast_masks(cases, self.settings.breast_masks)
         times = {}
         for case_id, files in cases.items():
             try:

@@ -10,6 +10,7 @@ from iterdce.dataset.case import DCECase, load_case
 from iterdce.dataset.layout import CaseFiles
 from iterdce.dataset.masks import derive_foreground_mask, nonzero_mask
 from iterdce.preprocessing.orientation import inverse_transform, reorient_view, to_canonical
+from iterdce.preprocessing.plan_schema import BREAST_MASK
 
 
 @dataclass
@@ -34,7 +35,7 @@ def normalization_mask(case: DCECase, mask_kind: str, input_phases: Sequence[int
     Only the input phases exist at prediction time, so the derived masks use those alone: the same
     voxels, hence the same TI-norm statistics, whether a case is preprocessed for training or predicted.
     """
-    if mask_kind == "breast" and case.breast_mask is not None and case.breast_mask.any():
+    if mask_kind == BREAST_MASK and case.breast_mask is not None and case.breast_mask.any():
         return case.breast_mask
     if mask_kind == "nonzero":
         return nonzero_mask(case.image[list(input_phases)])

@@ -18,7 +18,8 @@ from iterdce.losses.registry import loss_weight_problems, with_default_weights
 from iterdce.network.config import NetworkConfig, NetworkTopology, input_channels
 
 PLANS_VERSION = 4
-MASK_KINDS = ("breast", "foreground", "nonzero")
+BREAST_MASK = "breast"  # TI-norm inside the case's breast mask (masksTr; iterdce_predict --breast-masks)
+MASK_KINDS = (BREAST_MASK, "foreground", "nonzero")
 # TI-norm reference when dataset.json names none: the first post-contrast phase (also iterdce_evaluate's default)
 DEFAULT_REFERENCE_PHASE = 1
 # where the loss is averaged: the whole patch (the paper) or the body foreground of the patch only
