@@ -10,6 +10,7 @@ import torch
 
 from iterdce.core.atomic import write_atomic
 from iterdce.core.errors import IterdceError, torch_load_reason
+from iterdce.core.kinetic_terms import SmoothingGridError
 
 
 class CheckpointError(IterdceError, ValueError):
@@ -68,7 +69,7 @@ def load_weights(model: torch.nn.Module, payload: dict[str, Any], path: Path) ->
                                                             (len(wrong), "of the wrong shape")) if n)
         raise CheckpointError(f"{path}: its weights do not fit its model_config ({detail or type(exc).__name__} "
                               "tensors); the file was altered or mixes two networks", path) from exc
-    except ValueError as exc:  # a buffer whose value no network can hold (e.g. the prior's smoothing grid)
+    except SmoothingGridError as exc:  # the prior's smoothing buffers hold values no grid can have
         raise CheckpointError(f"{path}: {exc}; the file was altered", path) from exc
 
 

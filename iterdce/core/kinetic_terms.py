@@ -83,17 +83,21 @@ def slope(last: Any, before: Any, last_time_s: Any, before_time_s: Any) -> Any:
     return (last - before) / ((last_time_s - before_time_s) / TIME_UNIT_S)
 
 
+class SmoothingGridError(ValueError):
+    """A slope smoothing or grid spacing no grid can have (non-finite, non-positive, missing axes)."""
+
+
 def slope_sigma_voxels(sigma_mm: float, spacing_mm: Sequence[float] | None, ndim: int) -> tuple[float, ...]:
     """The smoothing's sigma per axis in voxels of a grid with ``spacing_mm`` (all 0 without smoothing)."""
     if not np.isfinite(float(sigma_mm)):
-        raise ValueError(f"a slope's smoothing must be a finite number of millimetres, got {sigma_mm}")
+        raise SmoothingGridError(f"a slope's smoothing must be a finite number of millimetres, got {sigma_mm}")
     if sigma_mm <= 0:
         return (0.0,) * ndim
     if spacing_mm is None or len(spacing_mm) != ndim:
-        raise ValueError(f"a slope smoothed over {sigma_mm} mm needs the grid's spacing for each of its {ndim} axes, "
-                         f"got {spacing_mm}")
+        raise SmoothingGridError(f"a slope smoothed over {sigma_mm} mm needs the grid's spacing for each of its "
+                                 f"{ndim} axes, got {spacing_mm}")
     if not all(np.isfinite(float(s)) and float(s) > 0 for s in spacing_mm):
-        raise ValueError(f"a grid's spacing must be positive and finite, got {list(spacing_mm)}")
+        raise SmoothingGridError(f"a grid's spacing must be positive and finite, got {list(spacing_mm)}")
     return tuple(float(sigma_mm) / float(s) for s in spacing_mm)
 
 

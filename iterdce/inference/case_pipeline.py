@@ -26,7 +26,7 @@ from iterdce.dataset.case import DCECase
 from iterdce.dataset.layout import CaseFiles
 from iterdce.dataset.nifti_io import Geometry
 from iterdce.dataset.schema import UNKNOWN_ACQUISITION, AcquisitionFacts, load_acquisition_facts
-from iterdce.inference.composition import Composition, native_phases, native_prior
+from iterdce.inference.composition import Composition, native_phases_and_prior
 from iterdce.inference.export import write_kinetic_map, write_phases, write_times
 from iterdce.inference.inputs import load_input_case
 from iterdce.inference.ood import CaseFacts
@@ -127,15 +127,14 @@ def finish_case(prepared: PreparedCase, synthesized: np.ndarray, guard: Guard, o
     kinetics, the kinetic map's confidence layer) of ``--uncertainty`` (uncertainty.py), before ``<case>.json``,
     which marks the case done."""
     fraction, kept = guard
-    restored = native_phases(synthesized, prepared.data, prepared.image, prepared.times_s, prepared.properties,
-                             composition, kept)
+    restored, prior = native_phases_and_prior(synthesized, prepared.data, prepared.image, prepared.times_s,
+                                              prepared.properties, composition, kept,
+                                              with_prior=uncertainty is not None and uncertainty.wants_prior)
     if fraction is not None:
         record = {**(record or {}), "outside_trained_range": round(fraction, 6), "change_kept": round(kept, 6)}
     first = len(prepared.times_s) - len(restored)
     write_phases(restored, prepared.geometry, out_dir, prepared.case_id, range(first, len(prepared.times_s)), mark)
     if uncertainty is not None:
-        prior = native_prior(prepared.image, prepared.times_s, prepared.properties, composition.priors) \
-            if uncertainty.wants_prior and composition.priors else None
         write_uncertainty(uncertainty, restored, prepared.image, prepared.times_s, prepared.properties.ti_norm.std,
                           prepared.geometry, out_dir, prepared.case_id, mark, save_kinetic_map, prior)
     write_times(out_dir, prepared.case_id, prepared.times_s, first, mark, record)

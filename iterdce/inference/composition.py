@@ -153,7 +153,7 @@ def resolve_composition(mode: str, priors: tuple[PriorFit, ...], guard: bool = T
 
 def native_phases(synthesized: np.ndarray, plan_inputs: np.ndarray, inputs: np.ndarray,
                   times_s: Sequence[float] | np.ndarray, properties: CaseProperties, composition: Composition,
-                  kept: float = 1.0) -> np.ndarray:
+                  kept: float = 1.0, base: np.ndarray | None = None) -> np.ndarray:
     """Synthesized target phases on the case's own grid, in its intensity scale.
 
     Args:
@@ -164,6 +164,7 @@ def native_phases(synthesized: np.ndarray, plan_inputs: np.ndarray, inputs: np.n
         properties: the preprocessing record of the case (``preprocess_canonical``).
         composition: the base and its fits.
         kept: the share of the change from the last input that is kept (``change_kept``; 1: all of it).
+        base: ``canonical_base`` of this case and composition when already computed (it is added to in place).
     """
     if composition.mode == "plan":
         restored = restore_phases(synthesized, properties)
@@ -171,10 +172,31 @@ def native_phases(synthesized: np.ndarray, plan_inputs: np.ndarray, inputs: np.n
     change = synthesized - composition.base(plan_inputs, times_s, properties.target_spacing)
     change = resample_phases(change, properties.target_spacing, properties.cropped_shape)
     change *= np.float32(properties.ti_norm.std)
-    full = canonical_base(inputs, times_s, properties, composition, change.shape[0])
+    full = canonical_base(inputs, times_s, properties, composition, change.shape[0]) if base is None else base
     crop(full, properties.crop_box)[...] += change
-    composed = reorient(full, inverse_transform(np.asarray(properties.orientation_transform)))
+    composed = case_orientation(full, properties)
     return composed if kept >= 1.0 else _towards_last(composed, inputs[-1], kept)
+
+
+def native_phases_and_prior(synthesized: np.ndarray, plan_inputs: np.ndarray, inputs: np.ndarray,
+                            times_s: Sequence[float] | np.ndarray, properties: CaseProperties,
+                            composition: Composition, kept: float = 1.0, with_prior: bool = False
+                            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``native_phases`` and, with ``with_prior`` and a model with priors, the kinetic prior's target phases alone
+    on the case's grid (the mean of the folds' fits: the reference of the curve-type probabilities of
+    ``--uncertainty``), the prior evaluated once: with ``prior`` composition it is also the base."""
+    if not (with_prior and composition.priors):
+        return native_phases(synthesized, plan_inputs, inputs, times_s, properties, composition, kept), None
+    prior = canonical_base(inputs, times_s, properties, Composition("prior", composition.priors),
+                           len(times_s) - inputs.shape[0])
+    base = prior.copy() if composition.mode == "prior" else None
+    return (native_phases(synthesized, plan_inputs, inputs, times_s, properties, composition, kept, base),
+            case_orientation(prior, properties))
+
+
+def case_orientation(canonical: np.ndarray, properties: CaseProperties) -> np.ndarray:
+    """Phases in canonical orientation back in the case's own voxel order."""
+    return reorient(canonical, inverse_transform(np.asarray(properties.orientation_transform)))
 
 
 def canonical_base(inputs: np.ndarray, times_s: Sequence[float] | np.ndarray, properties: CaseProperties,
@@ -189,15 +211,6 @@ def canonical_base(inputs: np.ndarray, times_s: Sequence[float] | np.ndarray, pr
         crop(full, properties.crop_box)[...] = undo_ti_norm(
             composition.base(apply_ti_norm(cropped, stats), times_s, properties.canonical_spacing), stats)
     return full
-
-
-def native_prior(inputs: np.ndarray, times_s: Sequence[float] | np.ndarray, properties: CaseProperties,
-                 priors: tuple[PriorFit, ...]) -> np.ndarray:
-    """The kinetic prior's target phases alone on the case's own grid and intensity scale (the mean of the folds'
-    fits): the reference the curve-type probabilities of ``--uncertainty`` are compared with."""
-    n_targets = len(times_s) - inputs.shape[0]
-    full = canonical_base(inputs, times_s, properties, Composition("prior", priors), n_targets)
-    return reorient(full, inverse_transform(np.asarray(properties.orientation_transform)))
 
 
 def _towards_last(phases: np.ndarray, last: np.ndarray, kept: float) -> np.ndarray:

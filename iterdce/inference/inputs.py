@@ -2,12 +2,13 @@
 all checked before anything is written."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from iterdce.core.errors import IterdceError
+from iterdce.core.errors import IterdceError, UsageError
 from iterdce.core.file_names import SIDECAR_SUFFIX, case_file_name, phase_file_name, split_phase_name
 from iterdce.core.output_checks import case_id_problem
 from iterdce.dataset.case import DCECase
@@ -15,6 +16,7 @@ from iterdce.dataset.layout import CaseFiles, not_a_file
 from iterdce.dataset.nifti_io import ImageReadError, read_header, read_image
 from iterdce.dataset.schema import DatasetSchemaError, read_json, timing_problems
 from iterdce.dataset.verify import intensity_range_problem
+from iterdce.preprocessing.plan_schema import BREAST_MASK
 
 
 class PredictionInputError(IterdceError, ValueError):
@@ -129,6 +131,18 @@ def case_times(files: CaseFiles, plan_times: Sequence[float], n_inputs: int,
         raise DatasetSchemaError(f"{where}: " + "; ".join(problems)
                                  + f" (input times {inputs}, target times {targets} from {source})")
     return np.asarray(full, dtype=np.float64)
+
+
+def check_breast_mask_option(mask_kind: str, breast_masks: Path | None) -> None:
+    """``--breast-masks`` only for a plan that normalizes inside breast masks (refused otherwise, one line);
+    such a plan without them is normalized in the body foreground instead: one warning."""
+    if breast_masks is not None and mask_kind != BREAST_MASK:
+        raise UsageError(f"--breast-masks: this model's plan normalizes inside the {mask_kind!r} mask, not in breast "
+                         "masks; leave the option out")
+    if breast_masks is None and mask_kind == BREAST_MASK:
+        warnings.warn("this model was trained with TI-norm inside breast masks; without --breast-masks DIR each case "
+                      "is normalized inside its body foreground instead, which differs from training "
+                      "(documentation/preprocessing.md)", stacklevel=3)
 
 
 def attach_breast_masks(cases: dict[str, CaseFiles], mask_dir: Path) -> list[str]:

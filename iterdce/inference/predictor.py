@@ -39,12 +39,17 @@ from iterdce.inference.composition import (
     OOD_FULL,
     OOD_START,
     model_priors,
-    native_phases,
-    native_prior,
+    native_phases_and_prior,
     resolve_composition,
 )
 from iterdce.inference.conformal import load_calibration
-from iterdce.inference.inputs import PredictionInputError, attach_breast_masks, case_times, discover_inputs
+from iterdce.inference.inputs import (
+    PredictionInputError,
+    attach_breast_masks,
+    case_times,
+    check_breast_mask_option,
+    discover_inputs,
+)
 from iterdce.inference.model_loading import describe_model_folder, load_fold_models
 from iterdce.inference.ood import CaseFacts, OODReport, assess, warning_text
 from iterdce.inference.ood import extrapolation_range as trained_range_widened
@@ -54,7 +59,7 @@ from iterdce.inference.tile_choice import AUTO, PATCH, NetworkShape, choose_tile
 from iterdce.inference.tiled import predict_volume
 from iterdce.inference.uncertainty import Uncertainty
 from iterdce.network.precision import resolve_precision
-from iterdce.preprocessing.plan_schema import BREAST_MASK, Plans
+from iterdce.preprocessing.plan_schema import Plans
 from iterdce.preprocessing.plans_io import load_plans
 from iterdce.sharing.model_card import card_of_folder
 
@@ -131,7 +136,7 @@ class IterativePredictor:
         if self.composition.priors and self.settings.ood_guard:
             marked["ood_guard"] = f"{OOD_START:g}-{OOD_FULL:g}"
         self.model_id = model_id(checkpoints, {**self.settings.provenance(), **marked})
-        self.check_breast_masks()
+        check_breast_mask_option(self.plans.normalization.mask, self.settings.breast_masks)
         self.input_phases = list(self.plans.input_phases)
         self.target_phases = list(self.plans.target_phases)  # the default protocol's; a case may have others
         expected = (self.input_phases, self.plans.max_phases)
@@ -227,36 +232,18 @@ class IterativePredictor:
         """Input phases of ``case`` (original geometry) -> synthesized target phases [n_targets, X, Y, Z]."""
         return self.predict_case_scaled(case)[0]
 
-    def predict_case_scaled(self, case: DCECase) -> tuple[np.ndarray, float]:
-        """``predict_case`` and the case's TI-norm standard deviation (the unit of conformal scores)."""
+    def predict_case_scaled(self, case: DCECase, with_prior: bool = False
+                            ) -> tuple[np.ndarray, float, np.ndarray | None]:
+        """``predict_case``, the case's TI-norm standard deviation (the unit of conformal scores) and, with
+        ``with_prior``, the kinetic prior's phases alone (None for a model without one; calibration.py)."""
         pre, facts = input_facts(case, self.plans)
         synthesized = self.synthesize_normalized(pre.data, case.times_s)
         fraction, kept = self.composition.kept(pre.data, pre.mask)
         self.warn_out_of_distribution({case.case_id: (fraction, kept)})
         self.warn_ood({case.case_id: self.ood_of(facts, fraction)})
-        return native_phases(synthesized, pre.data, case.image[:len(self.input_phases)], case.times_s,
-                             pre.properties, self.composition, kept), float(pre.properties.ti_norm.std)
-
-    def check_breast_masks(self) -> None:
-        """``--breast-masks`` only for a plan that normalizes inside breast masks (refused otherwise, one line);
-        such a plan without them is normalized in the body foreground instead: one warning."""
-        mask = self.plans.normalization.mask
-        if self.settings.breast_masks is not None and mask != BREAST_MASK:
-            raise UsageError(f"--breast-masks: this model's plan normalizes inside the {mask!r} mask, not in breast "
-                             "masks; leave the option out")
-        if self.settings.breast_masks is None and mask == BREAST_MASK:
-            warnings.warn("this model was trained with TI-norm inside breast masks; without --breast-masks DIR "
-                          "each case is normalized inside its body foreground instead, which differs from training "
-                          "(documentation/preprocessing.md)", stacklevel=2)
-
-    def prior_phases(self, case: DCECase) -> np.ndarray | None:
-        """The kinetic prior's target phases of ``case`` (inputs only) on its own grid, native intensities; None
-        for a model without a prior (the reference of the curve-type probabilities, calibration.py)."""
-        if not self.composition.priors:
-            return None
-        pre, _ = input_facts(case, self.plans)
-        return native_prior(case.image[:len(self.input_phases)], case.times_s, pre.properties,
-                            self.composition.priors)
+        restored, prior = native_phases_and_prior(synthesized, pre.data, case.image[:len(self.input_phases)],
+                                                  case.times_s, pre.properties, self.composition, kept, with_prior)
+        return restored, float(pre.properties.ti_norm.std), prior
 
     def ood_of(self, facts: CaseFacts, outside_fraction: float | None) -> OODReport:
         """The out-of-distribution check of one case (ood.py) with its measured outside fraction."""

@@ -119,7 +119,7 @@ def write_uncertainty(uncertainty: Uncertainty, restored: np.ndarray, inputs: np
         inputs: the input phases [n_in, X, Y, Z] as read.
         times_s: every time, inputs first.
         std: the case's TI-norm standard deviation (the unit of the difficulty).
-        prior: the kinetic prior's phases like ``restored`` (``composition.native_prior``): each lesion's
+        prior: the kinetic prior's phases like ``restored`` (``composition.native_phases_and_prior``): each lesion's
             curve-type probabilities then have the prior's beside them, a reference (``wants_prior``).
     """
     first = len(times_s) - len(restored)

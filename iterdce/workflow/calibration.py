@@ -20,10 +20,11 @@ import numpy as np
 from tqdm import tqdm
 
 from iterdce.core.errors import IterdceError, UsageError
-from iterdce.core.kinetics_rule import CURVE_TYPES, classify_curve
+from iterdce.core.kinetics_rule import CURVE_TYPES
 from iterdce.dataset.case import DCECase, load_case
 from iterdce.dataset.layout import CaseFiles, discover_cases
 from iterdce.dataset.masks import derive_foreground_mask
+from iterdce.evaluation.kinetics import curve_type, lesion_curve
 from iterdce.inference.conformal import (
     CALIBRATION_VERSION,
     EPSILON,
@@ -103,7 +104,7 @@ class ScoreSet:
                 self.prior_lesion[b] += prior_lesion[b]
         self.with_prior = self.with_prior and prior is not None
         for label in [] if labels is None else [int(v) for v in np.unique(labels) if v > 0]:
-            kind = classify_curve(case.image[:, labels == label].astype(np.float64).mean(axis=1), case.times_s)
+            kind = curve_type(lesion_curve(case.image, np.asarray(labels == label)), case.times_s)  # the evaluation's
             if kind in self.types:
                 self.types[kind] += 1
         self.names.append(case.case_id)
@@ -144,8 +145,7 @@ def calibrate(model_folder: Path, jobs: Sequence[Job], source: str, settings: Pr
             if case.image.shape[0] <= n_in:
                 continue  # no real phase to score against
             inputs = DCECase(case.case_id, case.image[:n_in], case.times_s, case.geometry)
-            native, std = predictor.predict_case_scaled(inputs)
-            scores.add(case, n_in, native, std, predictor.prior_phases(inputs))
+            scores.add(case, n_in, *predictor.predict_case_scaled(inputs, with_prior=True))
     if scores is None or not scores.names:
         raise IterdceError(f"{model_folder}: no case with real target phases to calibrate on", model_folder)
     calibration = scores.calibration(source)
