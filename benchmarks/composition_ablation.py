@@ -2,7 +2,8 @@
 put on the case's grid with each mode, and each mode's folder is scored like the cross-site benchmark's network
 row (last-phase PSNR, SSIM, sharpness, lesion enhancement error, SCC, curve-type accuracy; native resolution).
 
-Separates what the composition does from what the network does, at a fraction of the cost of one cross-site
+Synthesized phases are cached under <workdir>/<model>/synthesized, so a rerun with other modes skips the
+network. Separates what the composition does from what the network does, at a fraction of the cost of one cross-site
 evaluation per mode.
 
     python -m benchmarks.composition_ablation --models cs_native/models --test-dir cs_eval_D/raw/Dataset903_SiteD \
@@ -12,12 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import time
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.cross_site_data import import_model
 from benchmarks.cross_site_table import row_values
+from benchmarks.gain_composition import gain_phases, parse_gain_mode
 from iterdce.core.folder_names import IMAGES_TR, LABELS_TR
 from iterdce.inference.case_pipeline import prepare_case
 from iterdce.inference.composition import COMPOSE_MODES, native_phases, resolve_composition
@@ -38,7 +43,9 @@ def compose_model(model_file: Path, args: argparse.Namespace) -> dict[str, dict[
     folder = import_model(model_file, work / "RecursiveTrainer__plans")
     predictor = IterativePredictor(folder, PredictionSettings(folds=["all"], device="cpu", progress=False,
                                                               precision=args.precision))
-    compositions = {m: resolve_composition(m, predictor.composition.priors) for m in args.modes}
+    compositions = {m: resolve_composition(m, predictor.composition.priors) for m in args.modes
+                    if not m.startswith("gain")}
+    priors = resolve_composition("prior", predictor.composition.priors)
     cases, problems = discover_inputs(args.inputs, predictor.input_phases)
     if problems:
         raise SystemExit("\n".join(problems))
@@ -47,10 +54,21 @@ def compose_model(model_file: Path, args: argparse.Namespace) -> dict[str, dict[
         start = time.perf_counter()
         files = cases[case_id]
         prepared = prepare_case(files, predictor.case_times(files), predictor.plans)
-        synthesized = predictor.synthesize_normalized(prepared.data, prepared.times_s)
-        for mode, composition in compositions.items():
-            native = native_phases(synthesized, prepared.data, prepared.image, prepared.times_s,
-                                   prepared.properties, composition)
+        cached = work / "synthesized" / f"{case_id}.npy"
+        if cached.exists():
+            synthesized = np.load(cached)
+        else:
+            synthesized = predictor.synthesize_normalized(prepared.data, prepared.times_s)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            np.save(cached, synthesized)
+        for mode in args.modes:
+            if mode.startswith("gain"):
+                eps, sigma = parse_gain_mode(mode)
+                native = gain_phases(synthesized, prepared.data, prepared.image, prepared.times_s,
+                                     prepared.properties, priors, eps, sigma)
+            else:
+                native = native_phases(synthesized, prepared.data, prepared.image, prepared.times_s,
+                                       prepared.properties, compositions[mode])
             out = work / mode
             out.mkdir(parents=True, exist_ok=True)
             write_phases(native, prepared.geometry, out, case_id, range(first_target, first_target + len(native)))
@@ -63,14 +81,22 @@ def compose_model(model_file: Path, args: argparse.Namespace) -> dict[str, dict[
     return rows
 
 
+def mode_name(text: str) -> str:
+    """A ``--modes`` entry: a composition mode other than ``auto`` or ``gain-<eps>-<sigma>``."""
+    if text in COMPOSE_MODES and text != "auto" or re.fullmatch(r"gain-[0-9.]+-[0-9.]+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown mode {text!r}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, required=True, help="folder of exported <variant>_seed<k>.pth models")
     parser.add_argument("--test-dir", type=Path, required=True, help="the held-out site's raw dataset (the truth)")
     parser.add_argument("--inputs", type=Path, required=True, help="the held-out site's input phases")
     parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--modes", nargs="+", default=["prior", "last", "plan"],
-                        choices=[m for m in COMPOSE_MODES if m != "auto"])
+    parser.add_argument("--modes", nargs="+", default=["prior", "last", "plan"], type=mode_name,
+                        help=f"{', '.join(m for m in COMPOSE_MODES if m != 'auto')}, or the experimental "
+                             "gain-<eps>-<sigma> (benchmarks/gain_composition.py)")
     parser.add_argument("--cases", type=int, default=24)
     parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     args = parser.parse_args()
