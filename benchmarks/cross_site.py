@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from benchmarks.cross_site_data import export_model, input_folder, prepare_training_set, simulate_sites
-from benchmarks.cross_site_jobs import run_jobs
+from benchmarks.cross_site_jobs import DEFAULT_TRAINER, run_jobs
 from benchmarks.cross_site_table import aggregate, markdown
 from benchmarks.cross_site_variants import apply_overrides, apply_variant, variant_names
 from iterdce.core.file_names import CHECKPOINT_FINAL
@@ -93,8 +93,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--early-frames", type=int, default=0, metavar="K",
                         help="simulate every site with K ultrafast frames in the first 90 s (iterdce_simulate "
                              "--early-frames) before its delayed phases; use a fresh --workdir")
+    parser.add_argument("--trainer", default=DEFAULT_TRAINER,
+                        help="the trainer of every training run (iterdce_train -tr), e.g. InputChannelsTrainer; other "
+                             "than RecursiveTrainer, it is added to each run's name (not with --finetune-cases or "
+                             "--pretrain-cases)")
     parser.add_argument("--quick", action="store_true", help="a tiny rehearsal of the whole benchmark")
     args = parser.parse_args(argv)
+    if args.trainer != DEFAULT_TRAINER and (args.finetune_cases or args.pretrain_cases):
+        parser.error("--trainer other than RecursiveTrainer trains the variants only: leave out --finetune-cases "
+                     "and --pretrain-cases")
     check_early_frames(parser, args)
     if args.input_phases is None:
         args.input_phases = args.early_frames + 1 if args.early_frames else 2
@@ -147,8 +154,10 @@ class Study:
 
     @property
     def suffix(self) -> str:
-        """Added to every run's name when the precision is not auto (preset_bf16)."""
-        return "" if self.args.precision == "auto" else f"_{self.args.precision}"
+        """Added to every run's name when the precision is not auto (preset_bf16) and the trainer not the default
+        (preset_InputChannelsTrainer)."""
+        trainer = "" if self.args.trainer == DEFAULT_TRAINER else f"_{self.args.trainer}"
+        return trainer + ("" if self.args.precision == "auto" else f"_{self.args.precision}")
 
     def job(self, variant: str, seed: int, preprocessed_dataset: Path, tag: str, own_plans: dict | None = None,
             **extra: object) -> dict:
@@ -236,7 +245,7 @@ def prepare(args: argparse.Namespace, out: Path, clock: float) -> Study:
     scored_json = scored_dataset_json(args, test_dir)
     common = {"test_dataset_json": None if scored_json is None else str(scored_json),
               "threads": args.threads, "workers": args.workers, "device": args.device, "precision": args.precision,
-              "tta": args.tta, "compose": args.compose, "ood_guard": args.ood_guard,
+              "tta": args.tta, "compose": args.compose, "ood_guard": args.ood_guard, "trainer": args.trainer,
               "test_inputs": str(test_inputs), "test_dir": str(test_dir), "regression": str(regression)}
     return Study(args, out, clock, train_pre, apply_overrides(plans, {"training": budget}), budget, test_dir,
                  finetune_dirs, pretrain_dirs, common)

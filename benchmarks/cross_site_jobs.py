@@ -20,6 +20,7 @@ from iterdce.inference.composition import DEFAULT_COMPOSE
 from iterdce.regression.fit import load_regression
 
 BASELINES = ("copy_last", "linear", "regression")
+DEFAULT_TRAINER = "RecursiveTrainer"
 
 
 def test_dataset_json(job: dict) -> Path | None:
@@ -60,7 +61,7 @@ def run_one(job: dict) -> dict:
                           device=job["device"], seed=job["seed"], resume=True, plans=as_plans(job["plans"]),
                           progress=False, pretrained_weights=job.get("pretrained_weights"),
                           precision=job.get("precision", "auto"))
-    trainer = run_stages("RecursiveTrainer", setup)
+    trainer = run_stages(job.get("trainer", DEFAULT_TRAINER), setup)
     train_s = time.perf_counter() - start
     model_folder = trainer.output.parent
     if job.get("export_to"):  # train only: the weights travel back, evaluation happens elsewhere

@@ -2,9 +2,9 @@
 
 ``NetworkConfig`` is one iterU-Net's topology (the plan's "network" section plus its input channels);
 ``ModelConfig`` is everything needed to rebuild a synthesizer: the model kind, its network, the input phases,
-the number of phases and whether it reads the kinetic prior. Checkpoints store ``ModelConfig.to_dict()`` (plain
-JSON types, loadable with ``torch.load(weights_only=True)``) and are read back with ``ModelConfig.from_dict``,
-which names the offending key of a damaged or foreign header.
+the number of phases, whether it reads the kinetic prior and how it reads the input phases. Checkpoints store
+``ModelConfig.to_dict()`` (plain JSON types, loadable with ``torch.load(weights_only=True)``) and are read back
+with ``ModelConfig.from_dict``, which names the offending key of a damaged or foreign header.
 """
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ from iterdce.core.checkpoint import CheckpointError
 
 MODEL_KINDS = ("iterative", "single_step")
 INPUT_CHANNELS = 2  # every step reads [pre-contrast, current phase] (+ the prior's estimate with a kinetic prior)
+# how the input phases reach the iterative network: "sequence", the ConvLSTM's warm-up steps read them one by one
+# (the default); "channels", every step reads all of them as channels and the recursion starts at the last input
+INPUT_MODES = ("sequence", "channels")
+DEFAULT_INPUT_MODE = "sequence"
 CONFIG_KEYS = (
     "in_channels",
     "features_per_stage",
@@ -29,9 +33,11 @@ CONFIG_KEYS = (
 )
 
 
-def input_channels(kinetic_prior: bool) -> int:
-    """Channels one synthesis step reads: pre-contrast and the current phase, + the prior's estimate."""
-    return INPUT_CHANNELS + int(kinetic_prior)
+def input_channels(kinetic_prior: bool, n_inputs: int = 2, input_mode: str = DEFAULT_INPUT_MODE) -> int:
+    """Channels one synthesis step reads: pre-contrast and the current phase (``channels``: every input phase and
+    the current one), + the prior's estimate."""
+    reads = n_inputs + 1 if input_mode == "channels" else INPUT_CHANNELS
+    return reads + int(kinetic_prior)
 
 
 def _is_int(value: Any) -> bool:
@@ -129,28 +135,31 @@ class ModelConfig:
     input_phases: tuple[int, ...]
     num_phases: int
     kinetic_prior: bool = False
+    input_mode: str = DEFAULT_INPUT_MODE  # one of INPUT_MODES
 
     @classmethod
     def from_plan(cls, kind: str, network: Mapping[str, Any], input_phases: Sequence[int], num_phases: int
                   ) -> ModelConfig:
-        """The model of a plan's network section (its ``kinetic_prior`` flag is the synthesizer's, not the
-        U-Net's; the channel count follows from it, ``input_channels``)."""
+        """The model of a plan's network section (its ``kinetic_prior`` and ``input_mode`` are the synthesizer's,
+        not the U-Net's; the channel count follows from them, ``input_channels``)."""
         section = dict(network)
         prior = bool(section.pop("kinetic_prior", False))
-        channels = input_channels(prior)
+        mode = section.pop("input_mode", DEFAULT_INPUT_MODE)
+        channels = input_channels(prior, len(input_phases), mode)
         if section.get("in_channels", channels) != channels:
             raise ValueError(f"the synthesizer feeds {channels} channels per step, got in_channels "
                              f"{section['in_channels']}")
         return cls.from_dict({"kind": kind, "network": {**section, "in_channels": channels},
-                              "input_phases": list(input_phases), "num_phases": num_phases, "kinetic_prior": prior})
+                              "input_phases": list(input_phases), "num_phases": num_phases, "kinetic_prior": prior,
+                              "input_mode": mode})
 
     @classmethod
     def from_dict(cls, raw: Any) -> ModelConfig:
-        """A checkpoint's ``model_config`` (checkpoints written before the kinetic prior existed have no
-        ``kinetic_prior`` key: they have none); ValueError names what is wrong."""
+        """A checkpoint's ``model_config`` (checkpoints written before the kinetic prior or the input mode existed
+        have no ``kinetic_prior`` / ``input_mode`` key: no prior, ``sequence``); ValueError names what is wrong."""
         if not isinstance(raw, Mapping):
             raise ValueError(f"model_config must be a dict, got {type(raw).__name__}")
-        unknown = sorted(set(raw) - {"kind", "network", "input_phases", "num_phases", "kinetic_prior"})
+        unknown = sorted(set(raw) - {"kind", "network", "input_phases", "num_phases", "kinetic_prior", "input_mode"})
         missing = [k for k in ("kind", "network", "input_phases", "num_phases") if k not in raw]
         if missing or unknown:
             raise ValueError(f"model_config: missing keys {missing}, unknown keys {unknown}")
@@ -165,16 +174,22 @@ class ModelConfig:
         prior = raw.get("kinetic_prior", False)
         if not isinstance(prior, bool):
             raise ValueError(f"model_config: kinetic_prior must be true or false, got {prior!r}")
+        mode = raw.get("input_mode", DEFAULT_INPUT_MODE)
+        if mode not in INPUT_MODES:
+            raise ValueError(f"model_config: input_mode must be one of {INPUT_MODES}, got {mode!r}")
+        if mode == "channels" and raw["kind"] != "iterative":
+            raise ValueError(f"model_config: input_mode 'channels' is the iterative model's, not {raw['kind']!r}'s")
         network = NetworkConfig.from_dict(raw["network"])
-        if network.in_channels != input_channels(prior):
-            raise ValueError(f"the synthesizer feeds {input_channels(prior)} channels per step, got in_channels "
+        channels = input_channels(prior, len(phases), mode)
+        if network.in_channels != channels:
+            raise ValueError(f"the synthesizer feeds {channels} channels per step, got in_channels "
                              f"{network.in_channels}")
-        return cls(raw["kind"], network, tuple(int(p) for p in phases), int(raw["num_phases"]), prior)
+        return cls(raw["kind"], network, tuple(int(p) for p in phases), int(raw["num_phases"]), prior, mode)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form checkpoints store."""
         return {"kind": self.kind, "network": self.network.to_dict(), "input_phases": list(self.input_phases),
-                "num_phases": self.num_phases, "kinetic_prior": self.kinetic_prior}
+                "num_phases": self.num_phases, "kinetic_prior": self.kinetic_prior, "input_mode": self.input_mode}
 
 
 def checkpoint_model_config(payload: Mapping[str, Any], path: Path) -> ModelConfig:

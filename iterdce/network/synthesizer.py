@@ -10,8 +10,10 @@ prior's estimate of that phase (network/kinetic_prior.py) as a third channel, la
 (last channel + learned change) starts from the regression's estimate instead of the current phase. With three or
 more inputs the prior reads the slope between the last two (``prior_estimate``).
 
-Every input phase reaches the network: the iterative model's steps whose target is an input are fed the real
-phase, so the ConvLSTM state has read the whole input sequence when the first target is predicted.
+Every input phase reaches the network. With ``input_mode`` ``sequence`` (the default) the iterative model's steps
+whose target is an input are fed the real phase, so the ConvLSTM state has read the whole input sequence when the
+first target is predicted; with ``channels`` every step reads all input phases as channels (before the current
+phase) and the recursion starts at the last input.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from iterdce.core.kinetic_terms import slope_degree_for
-from iterdce.network.config import ModelConfig, NetworkConfig
+from iterdce.network.config import DEFAULT_INPUT_MODE, ModelConfig, NetworkConfig
 from iterdce.network.iterunet import build_network
 from iterdce.network.kinetic_prior import KineticPrior
 
@@ -32,12 +34,13 @@ class IterativeSynthesizer(nn.Module):
     protocol of the plan, kept for the checkpoint's record)."""
 
     def __init__(self, network: NetworkConfig, input_phases: Sequence[int], num_phases: int,
-                 kinetic_prior: bool = False) -> None:
+                 kinetic_prior: bool = False, input_mode: str = DEFAULT_INPUT_MODE) -> None:
         super().__init__()
         self.net = build_network(network)
         self.input_phases = [int(p) for p in input_phases]
         self.num_phases = int(num_phases)
         self.kinetic_prior = KineticPrior(slope_degree_for(len(self.input_phases))) if kinetic_prior else None
+        self.input_mode = input_mode
 
     def time_biases(self, times_s: Tensor) -> list[list[Tensor]] | None:
         """Every step's time-embedding biases for times_s [B, P] (None without a time embedding).
@@ -58,17 +61,20 @@ class IterativeSynthesizer(nn.Module):
         padded to its longest case, or any requested target times at prediction).
 
         Steps run from phase 1 on: a step whose target is an input phase is always fed the real phase (it
-        warms the ConvLSTM state up); ``teacher`` [B, P, ...] feeds real phases to every step.
+        warms the ConvLSTM state up); with ``input_mode`` ``channels`` they run from the last input on, each
+        reading every input. ``teacher`` [B, P, ...] feeds real phases to every step.
         ``time_biases``: ``self.time_biases(times_s)`` computed beforehand (see there).
         """
+        n_in = len(self.input_phases)
+        every_input = self.input_mode == "channels"
+        first = n_in - 1 if every_input else 1
         pre = inputs[:, :1]
-        current = inputs[:, 1:2]
+        current = inputs[:, first:first + 1]
         state = None
         outputs = []
-        n_in = len(self.input_phases)
-        for source in range(1, times_s.shape[1] - 1):
+        for source in range(first, times_s.shape[1] - 1):
             target = source + 1
-            channels = [pre, current]
+            channels = [inputs, current] if every_input else [pre, current]
             if self.kinetic_prior is not None:  # a warm-up step (target is an input) starts from the current phase
                 channels.append(current if target < n_in else prior_estimate(self.kinetic_prior, inputs, times_s,
                                                                              target))
@@ -125,5 +131,7 @@ def prior_estimate(prior: KineticPrior, inputs: Tensor, times_s: Tensor, target:
 
 def build_synthesizer(config: ModelConfig) -> nn.Module:
     """Rebuild a synthesizer from its typed config (``ModelConfig.from_dict`` of a checkpoint's header)."""
-    cls = IterativeSynthesizer if config.kind == "iterative" else SingleStepSynthesizer
-    return cls(config.network, config.input_phases, config.num_phases, config.kinetic_prior)
+    if config.kind == "iterative":
+        return IterativeSynthesizer(config.network, config.input_phases, config.num_phases, config.kinetic_prior,
+                                    config.input_mode)
+    return SingleStepSynthesizer(config.network, config.input_phases, config.num_phases, config.kinetic_prior)

@@ -44,6 +44,17 @@ class NoTemporalTrainer(RecursiveTrainer):
 NoTemporalWarmupTrainer = TRAINERS["NoTemporalWarmupTrainer"]  # derived from NoTemporalTrainer
 
 
+class InputChannelsTrainer(RecursiveTrainer):
+    """Ablation of how three or more inputs reach the network: every step reads all input phases as channels and
+    the recursion starts at the last input, instead of the ConvLSTM's warm-up steps reading them in turn
+    (network/config.py ``INPUT_MODES``; its warm-up stage, InputChannelsWarmupTrainer, is derived)."""
+
+    network_overrides = {"input_mode": "channels"}
+
+
+InputChannelsWarmupTrainer = TRAINERS["InputChannelsWarmupTrainer"]  # derived from InputChannelsTrainer
+
+
 class SingleStepTrainer(Trainer):
     """The paper's baseline: one plain 3D U-Net per target phase, each fed pre + first post-contrast, trained
     for the warm-up + recursive epoch budget."""
