@@ -26,12 +26,18 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from benchmarks.cross_site_data import export_model, input_folder, prepare_training_set, simulate_sites
+from benchmarks.cross_site_data import (
+    dataset_json_with_inputs,
+    export_model,
+    input_folder,
+    prepare_training_set,
+    simulate_sites,
+)
 from benchmarks.cross_site_jobs import DEFAULT_TRAINER, run_jobs
 from benchmarks.cross_site_table import aggregate, markdown
 from benchmarks.cross_site_variants import apply_overrides, apply_variant, variant_names
 from iterdce.core.file_names import CHECKPOINT_FINAL
-from iterdce.core.folder_names import FOLD_ALL, TIMES_TR, fold_folder, model_folder_name
+from iterdce.core.folder_names import FOLD_ALL, fold_folder, model_folder_name
 from iterdce.inference.composition import COMPOSE_MODES, DEFAULT_COMPOSE
 from iterdce.network.precision import PRECISIONS
 from iterdce.regression.fit import fit_fold_regression, stored_fit_for
@@ -216,13 +222,8 @@ def scored_dataset_json(args: argparse.Namespace, test_dir: Path) -> Path | None
     cases scored with them); None otherwise."""
     if args.input_phases == 2 or args.train_only:
         return None
-    info = json.loads((test_dir / "dataset.json").read_text())
-    scored = args.workdir / f"{test_dir.name}_scored_with_{args.input_phases}_inputs" / "dataset.json"
-    scored.parent.mkdir(parents=True, exist_ok=True)
-    if not (scored.parent / TIMES_TR).exists():  # each case's own times, read beside dataset.json
-        (scored.parent / TIMES_TR).symlink_to((test_dir / TIMES_TR).resolve())
-    scored.write_text(json.dumps({**info, "input_phases": list(range(args.input_phases))}, indent=2))
-    return scored
+    return dataset_json_with_inputs(test_dir, args.input_phases,
+                                    args.workdir / f"{test_dir.name}_scored_with_{args.input_phases}_inputs")
 
 
 def prepare(args: argparse.Namespace, out: Path, clock: float) -> Study:

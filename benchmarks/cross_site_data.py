@@ -190,3 +190,15 @@ def import_model(checkpoint: Path, model_folder: Path) -> Path:
     shutil.copyfile(checkpoint, fold_folder(model_folder, FOLD_ALL) / CHECKPOINT_FINAL)
     shutil.copyfile(checkpoint.with_suffix(".plans.json"), model_folder / "plans.json")
     return model_folder
+
+
+def dataset_json_with_inputs(raw_dir: Path, n_inputs: int, folder: Path) -> Path:
+    """``folder``/dataset.json: a copy of the raw dataset's naming its first ``n_inputs`` phases as the inputs (the
+    cases scored as a model with that many inputs predicts them), each case's times linked beside it."""
+    info = json.loads((raw_dir / "dataset.json").read_text())
+    scored = folder / "dataset.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / TIMES_TR).exists():  # each case's own times, read beside dataset.json
+        (folder / TIMES_TR).symlink_to((raw_dir / TIMES_TR).resolve())
+    scored.write_text(json.dumps({**info, "input_phases": list(range(n_inputs))}, indent=2))
+    return scored

@@ -24,7 +24,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.cross_site_data import import_model, input_folder, merge_sites, simulate_sites
+from benchmarks.cross_site_data import (
+    dataset_json_with_inputs,
+    import_model,
+    input_folder,
+    merge_sites,
+    simulate_sites,
+)
 from iterdce.core.folder_names import IMAGES_TR, LABELS_TR, dataset_folder_name
 from iterdce.core.kinetics_rule import CURVE_TYPES
 from iterdce.dataset.case import DCECase, load_case
@@ -137,9 +143,12 @@ def scored(report: Path, summary: dict, frequency: np.ndarray) -> dict:
     return row
 
 
-def evaluate(pred: Path, raw_dir: Path, report: Path, frequency: np.ndarray) -> dict:
-    summary = evaluate_folders(pred, raw_dir / IMAGES_TR, report, raw_dir / LABELS_TR, progress=False,
-                               methods=("iterdce",))
+def evaluate(pred: Path, raw_dir: Path, report: Path, frequency: np.ndarray, n_inputs: int = 2) -> dict:
+    """Score one prediction folder; with other than 2 inputs against a copy of the set's dataset.json naming them."""
+    scored_json = None if n_inputs == 2 else dataset_json_with_inputs(raw_dir, n_inputs,
+                                                                      report.parent / f"{raw_dir.name}_scored")
+    summary = evaluate_folders(pred, raw_dir / IMAGES_TR, report, raw_dir / LABELS_TR, dataset_json=scored_json,
+                               progress=False, methods=("iterdce",))
     return scored(report, summary, frequency)
 
 
@@ -212,6 +221,7 @@ def main() -> None:
     first = import_model(models[0], args.work / models[0].stem / "RecursiveTrainer__plans")
     plans = IterativePredictor(first, PredictionSettings(folds=["all"], device="cpu", progress=False)).plans
     frequency = training_frequency(args.training_raw, plans)
+    n_in = len(plans.input_phases)
     results["training_frequency"] = dict(zip(CURVE_TYPES, frequency.tolist()))
     regression = load_regression(args.regression)
     for reference, epsilon in (("regression", EPSILON), ("regression_marginal", MARGINAL_EPSILON)):
@@ -223,7 +233,8 @@ def main() -> None:
         for name, raw_dir in tests.items():
             tag = name.replace(" ", "_")
             regression_predictions(regression, plans, folder, raw_dir, folder / f"pred_{tag}")
-            results[reference][name] = evaluate(folder / f"pred_{tag}", raw_dir, folder / f"report_{tag}", frequency)
+            results[reference][name] = evaluate(folder / f"pred_{tag}", raw_dir, folder / f"report_{tag}", frequency,
+                                                n_in)
         results_path.write_text(json.dumps(results, indent=1))
     for model_file in models:
         if model_file.stem in results:
@@ -240,7 +251,7 @@ def main() -> None:
                                                                        lesion_masks=raw_dir / LABELS_TR))
             predictor.predict_folder(inputs, pred)
             results[model_file.stem][name] = evaluate(pred, raw_dir, args.work / model_file.stem / f"report_{tag}",
-                                                      frequency)
+                                                      frequency, n_in)
         results_path.write_text(json.dumps(results, indent=1))
         print(f"{model_file.stem}: done", flush=True)
     print(json.dumps(results, indent=1))
