@@ -61,3 +61,25 @@ def test_a_site_simulated_without_early_frames_is_not_reused_with_them(tmp_path:
     assert parse_args([]).input_phases == 2
     with pytest.raises(SystemExit):  # site D's timing jitter leaves no room for 5 frames
         parse_args(["--early-frames", "5"])
+
+
+def test_a_trainer_other_than_the_default_names_its_runs_and_trains_the_variants_only() -> None:
+    from benchmarks.cross_site import Study, parse_args
+
+    args = parse_args(["--trainer", "InputChannelsTrainer", "--precision", "fp32"])
+    study = Study(args, Path("out"), 0.0, Path("pre"), {}, {}, Path("test"), [], [])
+    assert study.suffix == "_InputChannelsTrainer_fp32"
+    assert Study(parse_args([]), Path("out"), 0.0, Path("pre"), {}, {}, Path("test"), [], []).suffix == ""
+    with pytest.raises(SystemExit):
+        parse_args(["--trainer", "InputChannelsTrainer", "--pretrain-cases", "4"])
+
+
+def test_a_dataset_json_naming_more_inputs_keeps_everything_else(tmp_path: Path) -> None:
+    from benchmarks.cross_site_data import dataset_json_with_inputs
+
+    raw = tmp_path / "raw"
+    (raw / "timesTr").mkdir(parents=True)
+    (raw / "dataset.json").write_text(json.dumps({"name": "site", "input_phases": [0, 1], "num_phases": 6}))
+    scored = dataset_json_with_inputs(raw, 3, tmp_path / "scored")
+    assert json.loads(scored.read_text()) == {"name": "site", "input_phases": [0, 1, 2], "num_phases": 6}
+    assert (scored.parent / "timesTr").resolve() == (raw / "timesTr").resolve()
