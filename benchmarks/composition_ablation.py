@@ -4,7 +4,9 @@ row (last-phase PSNR, SSIM, sharpness, lesion enhancement error, SCC, curve-type
 
 Synthesized phases are cached under <workdir>/<model>/synthesized, so a rerun with other modes skips the
 network. Separates what the composition does from what the network does, at a fraction of the cost of one cross-site
-evaluation per mode.
+evaluation per mode. With ``--prior-only`` the network's output is replaced by the model's kinetic prior on the
+plan grid (a zero change from it; nothing cached): ``prior`` is then the prior on each case's own grid and ``plan``
+the prior sent through the plan grid and back, what the resampling alone does to the lesions.
 
     python -m benchmarks.composition_ablation --models cs_native/models --test-dir cs_eval_D/raw/Dataset903_SiteD \
         --inputs cs_eval_D/test_inputs --workdir ablation_D [--modes prior last plan] [--cases 24]
@@ -45,6 +47,7 @@ def compose_model(model_file: Path, args: argparse.Namespace) -> dict[str, dict[
                                                               precision=args.precision))
     compositions = {m: resolve_composition(m, predictor.composition.priors) for m in args.modes
                     if not m.startswith("gain")}
+    gains = {m: parse_gain_mode(m) for m in args.modes if m.startswith("gain")}
     priors = resolve_composition("prior", predictor.composition.priors)
     cases, problems = discover_inputs(args.inputs, predictor.input_phases)
     if problems:
@@ -55,17 +58,18 @@ def compose_model(model_file: Path, args: argparse.Namespace) -> dict[str, dict[
         files = cases[case_id]
         prepared = prepare_case(files, predictor.case_times(files), predictor.plans)
         cached = work / "synthesized" / f"{case_id}.npy"
-        if cached.exists():
+        if args.prior_only:
+            synthesized = priors.base(prepared.data, prepared.times_s, prepared.properties.target_spacing)
+        elif cached.exists():
             synthesized = np.load(cached)
         else:
             synthesized = predictor.synthesize_normalized(prepared.data, prepared.times_s)
             cached.parent.mkdir(parents=True, exist_ok=True)
             np.save(cached, synthesized)
         for mode in args.modes:
-            if mode.startswith("gain"):
-                eps, sigma = parse_gain_mode(mode)
+            if mode in gains:
                 native = gain_phases(synthesized, prepared.data, prepared.image, prepared.times_s,
-                                     prepared.properties, priors, eps, sigma)
+                                     prepared.properties, priors, *gains[mode])
             else:
                 native = native_phases(synthesized, prepared.data, prepared.image, prepared.times_s,
                                        prepared.properties, compositions[mode])
@@ -98,6 +102,8 @@ def main() -> None:
                         help=f"{', '.join(m for m in COMPOSE_MODES if m != 'auto')}, or the experimental "
                              "gain-<eps>-<sigma> (benchmarks/gain_composition.py)")
     parser.add_argument("--cases", type=int, default=24)
+    parser.add_argument("--prior-only", action="store_true",
+                        help="compose the kinetic prior instead of the network's output (use another --workdir)")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     args = parser.parse_args()
     results: dict[str, dict[str, dict[str, float | None]]] = {}

@@ -194,12 +194,13 @@ def one_model(prediction_root: Path, sets: dict[str, Path], calibration: str, pl
     cal = data[calibration]
     others = {name: cases for name, cases in data.items() if name != calibration}
     halves = (cal[0::2], cal[1::2])
-    outside = averaged([evaluate(halves[i], halves[1 - i], others, n_bins) for i in (0, 1)])
+    runs = [evaluate(halves[i], halves[1 - i], others, n_bins) for i in (0, 1)]
+    outside = averaged(runs)
     thirds = (cal[0::3], cal[1::3], cal[2::3])
     inside = averaged([evaluate(thirds[i], thirds[(i + 1) % 3], {calibration: thirds[(i + 2) % 3]}, n_bins)
                        for i in range(3)])
     result = {d: {**inside[d], **outside[d]} for d in DIFFICULTIES}
-    result["weights_first_half"] = evaluate(halves[0], halves[1], {}, n_bins)["weights"]
+    result["weights_first_half"] = runs[0]["weights"]
     return result
 
 
