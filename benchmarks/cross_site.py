@@ -43,6 +43,7 @@ from iterdce.network.precision import PRECISIONS
 from iterdce.regression.fit import fit_fold_regression, stored_fit_for
 from iterdce.regression.model import REGRESSION_FILE
 from iterdce.simulation.sites import SiteProfile, site_profile
+from iterdce.training.variants import trainer_names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -99,7 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--early-frames", type=int, default=0, metavar="K",
                         help="simulate every site with K ultrafast frames in the first 90 s (iterdce_simulate "
                              "--early-frames) before its delayed phases; use a fresh --workdir")
-    parser.add_argument("--trainer", default=DEFAULT_TRAINER,
+    parser.add_argument("--trainer", default=DEFAULT_TRAINER, choices=trainer_names(),
                         help="the trainer of every training run (iterdce_train -tr), e.g. InputChannelsTrainer; other "
                              "than RecursiveTrainer, it is added to each run's name (not with --finetune-cases or "
                              "--pretrain-cases)")
