@@ -32,12 +32,14 @@ from iterdce.preprocessing.plan_schema import DEFAULT_REFERENCE_PHASE
 
 
 def normalized_residuals(regression: Path, real: Path, n_inputs: int) -> dict[int, list[np.ndarray]]:
-    """Per synthesized phase, one array per case: |real - regression| inside the scoring region, TI-normalized."""
+    """Per synthesized phase, one array per case: |real - regression| inside the scoring region, TI-normalized;
+    the cases of ``real`` that ``regression`` (any folder of predictions) predicted."""
     residuals: dict[int, list[np.ndarray]] = {}
     scoring = Scoring(DEFAULT_REGION, DEFAULT_REFERENCE_PHASE)
-    cases = sorted({p.name[: -len("_0000.nii.gz")] for p in real.glob(phase_file_name("*", 0))})
+    cases = sorted(p.name[: -len("_0000.nii.gz")] for p in real.glob(phase_file_name("*", 0))
+                   if (regression / phase_file_name(p.name[: -len("_0000.nii.gz")], n_inputs)).is_file())
     if not cases:
-        raise SystemExit(f"{real}: no <case>_0000.nii.gz")
+        raise SystemExit(f"{regression}: no prediction of a case of {real}")
     for case in cases:
         phases = sorted(real.glob(f"{case}_[0-9][0-9][0-9][0-9].nii.gz"))
         stack = np.stack([read_image(p)[0] for p in phases]).astype(np.float64)
