@@ -50,7 +50,9 @@ def widened_interval(model_inside: Residuals, test: Residuals, reference: Residu
         half = matched_half_width(model_inside[phase], coverage)
         widened = half * factors[phase]
         reached = mean_case_coverage(test[phase], widened)
-        rows[phase] = {"coverage_unwidened": mean_case_coverage(test[phase], half), "width_unwidened": 2 * half,
+        plain = mean_case_coverage(test[phase], half)
+        rows[phase] = {"coverage_unwidened": plain, "width_unwidened": 2 * half,
+                       "reference_width_at_unwidened_coverage": 2 * matched_half_width(reference[phase], plain),
                        "factor": factors[phase], "coverage_widened": reached, "width_widened": 2 * widened,
                        "reference_width_at_that_coverage": 2 * matched_half_width(reference[phase], reached)}
     return rows
@@ -80,13 +82,14 @@ def main(argv: list[str] | None = None) -> None:
     test_real = args.test.split(":")[1]
     rows = widened_interval(residuals_of(args.model, args.inputs), residuals_of(args.test, args.inputs),
                             normalized_residuals(args.reference, Path(test_real), args.inputs), factors, args.coverage)
-    print("| phase | factor per held-out site | mean | coverage / width unwidened | coverage / width widened "
-          "| reference width at that coverage |\n|---|---|---|---|---|---|")
+    print("| phase | factor per held-out site | mean | coverage / width unwidened (reference width at that coverage) "
+          "| coverage / width widened (reference width at that coverage) |\n|---|---|---|---|---|")
     for phase, row in rows.items():
         each = ", ".join(f"{f[phase]:.2f}" for f in per_loso)
         print(f"| {phase} | {each} | {row['factor']:.2f} | {100 * row['coverage_unwidened']:.1f} % / "
-              f"{row['width_unwidened']:.3f} | {100 * row['coverage_widened']:.1f} % / {row['width_widened']:.3f} | "
-              f"{row['reference_width_at_that_coverage']:.3f} |")
+              f"{row['width_unwidened']:.3f} ({row['reference_width_at_unwidened_coverage']:.3f}) | "
+              f"{100 * row['coverage_widened']:.1f} % / {row['width_widened']:.3f} "
+              f"({row['reference_width_at_that_coverage']:.3f}) |")
     if args.out:
         args.out.write_text(json.dumps({"factors_per_loso": per_loso, "test": rows, "args": vars(args)},
                                        indent=1, default=str) + "\n")

@@ -22,6 +22,7 @@ def test_the_widened_interval_covers_a_test_site_with_the_same_shift() -> None:
     rows = widened_interval({3: uniform(1.0)}, {3: uniform(2.0)}, {3: uniform(4.0)}, {3: 2.0}, coverage=0.9)
     row = rows[3]
     assert row["coverage_unwidened"] == pytest.approx(0.45, abs=0.01)
+    assert row["reference_width_at_unwidened_coverage"] == pytest.approx(3.6, rel=1e-2)
     assert row["coverage_widened"] == pytest.approx(0.9, abs=0.01)
     assert row["width_widened"] == pytest.approx(3.6, rel=1e-2)
     assert row["reference_width_at_that_coverage"] == pytest.approx(7.2, rel=1e-2)  # the reference errs twice as much
