@@ -40,6 +40,8 @@ from iterdce.evaluation.kinetics import curve_type, lesion_curve
 from iterdce.evaluation.uncertainty import PROBABILITY_COLUMNS, brier_score
 from iterdce.inference.case_pipeline import input_facts
 from iterdce.inference.conformal import (
+    DEFAULT_DIFFICULTY,
+    DIFFICULTIES,
     EPSILON,
     time_bin_edges,
 )
@@ -204,6 +206,8 @@ def main() -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=[160, 128, 48])
     parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--difficulty", default=DEFAULT_DIFFICULTY, choices=sorted(DIFFICULTIES),
+                        help="the models' calibration difficulty (iterdce_calibrate --difficulty)")
     args = parser.parse_args()
     if args.table:
         print(markdown_tables(args.table))
@@ -241,7 +245,7 @@ def main() -> None:
             continue
         folder = import_model(model_file, args.work / model_file.stem / "RecursiveTrainer__plans")
         settings = PredictionSettings(folds=["all"], device="cpu", progress=False, precision=args.precision)
-        calibrate(folder, folder_jobs(cal_dir, ["all"]), str(cal_dir), settings)
+        calibrate(folder, folder_jobs(cal_dir, ["all"]), str(cal_dir), settings, difficulty=args.difficulty)
         results[model_file.stem] = {}
         for name, raw_dir in tests.items():
             tag = name.replace(" ", "_")

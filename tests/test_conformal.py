@@ -14,6 +14,9 @@ from iterdce.commands.predict import main as predict_main
 from iterdce.core.file_names import CONFORMAL_CALIBRATION
 from iterdce.dataset.nifti_io import Geometry, read_image, write_image
 from iterdce.inference.conformal import (
+    DEFAULT_DIFFICULTY,
+    DIFFICULTIES,
+    EPSILON,
     CalibrationError,
     ConformalCalibration,
     case_scores,
@@ -196,3 +199,41 @@ def test_calibrate_on_held_back_cases_writes_the_model_folders_calibration(tmp_p
     assert stored.cases == ("case_000", "case_001") and len(stored.time_bin_edges_s) == 2
     assert sum(len(b) for b in stored.body_scores) == 2 * 4 * 20
     assert sum(len(b) for b in stored.lesion_scores) >= 2 * 4  # at least one lesion per case and phase
+
+
+def test_the_plain_difficulty_scores_residuals_over_the_cases_std():
+    epsilon, weight = DIFFICULTIES["none"]
+    real, predicted, last = np.array([3.0, 5.0]), np.array([1.0, 1.0]), np.array([1.0, -9.0])
+    np.testing.assert_allclose(signed_scores(real, predicted, last, 2.0, epsilon, weight), [1.0, 2.0])
+    assert DIFFICULTIES[DEFAULT_DIFFICULTY] == (EPSILON, 1.0)
+
+
+def test_a_calibration_written_before_the_difficulty_choice_loads_as_change(tmp_path):
+    rng = np.random.default_rng(4)
+    calibration([rng.standard_normal(20)] * 2, [rng.standard_normal(20)] * 2).save(tmp_path)
+    path = tmp_path / CONFORMAL_CALIBRATION
+    payload = json.loads(path.read_text())
+    payload.pop("change_weight")
+    path.write_text(json.dumps(payload))
+    assert load_calibration(tmp_path).change_weight == 1.0
+
+
+def test_calibrate_with_the_plain_difficulty_gives_one_width_per_phase(tmp_path, base_plans, capsys):
+    results = tmp_path / "results"
+    folder = write_model_folder(results, base_plans, {0: make_model(seed=20)})
+    raw = make_raw_dataset(tmp_path / "raw", n_cases=2, shape=(16, 16, 8), n_phases=6)
+    stored = calibrate(folder, folder_jobs(raw, [0]), "held-back test cases", predictor_for(folder).settings,
+                       n_voxels=20, difficulty="none")
+    assert (stored.epsilon, stored.change_weight) == DIFFICULTIES["none"] == (load_calibration(folder).epsilon,
+                                                                             load_calibration(folder).change_weight)
+    cases = write_inputs(tmp_path)
+    argv = ["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-d", "1", "-f", "0", "--device", "cpu",
+            "--quiet", "--uncertainty", "--coverage", "0.8", "--results", str(results)]
+    with warnings.catch_warnings():
+        assert predict_main(argv) == 0, capsys.readouterr().err
+    for case_id in cases:
+        for phase in (2, 3, 4, 5):
+            lower = read_image(tmp_path / "out" / f"{case_id}_{phase:04d}_lower.nii.gz")[0]
+            upper = read_image(tmp_path / "out" / f"{case_id}_{phase:04d}_upper.nii.gz")[0]
+            width = upper.astype(np.float64) - lower
+            assert width.max() > 0 and np.ptp(width) <= 1e-4 * width.max()  # the same width in every voxel

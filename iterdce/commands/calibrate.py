@@ -17,6 +17,7 @@ from iterdce.commands.common import (
 )
 from iterdce.core.folder_names import model_folder_name
 from iterdce.core.paths import find_dataset
+from iterdce.inference.conformal import DEFAULT_DIFFICULTY, DIFFICULTIES
 from iterdce.inference.predictor import PredictionSettings
 from iterdce.preprocessing.splits import SPLITS_FILE
 from iterdce.workflow.calibration import calibrate, fold_jobs, folder_jobs
@@ -29,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="the folds (default 0 1 2 3 4); without --cases each predicts its own validation cases")
     parser.add_argument("--cases", metavar="DIR", help="a held-back raw dataset folder (with dataset.json and real "
                         "target phases) predicted by the ensemble of --folds instead; needed for fold 'all'")
+    parser.add_argument("--difficulty", default=DEFAULT_DIFFICULTY, choices=sorted(DIFFICULTIES),
+                        help="how the intervals' width varies (default %(default)s): 'change' widens them with the "
+                        "predicted change from the last input, 'none' gives one width per target-time bin (the plain "
+                        "marginal interval: with three or more inputs as much coverage on a new site at a third to "
+                        "two thirds of the width, reports/uncertainty.md)")
     parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", help="trainer name (default RecursiveTrainer)")
     add_plans_argument(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
@@ -47,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             jobs = fold_jobs(roots.raw / preprocessed.name, preprocessed / SPLITS_FILE, args.folds)
             source = f"fold validation cases (folds {', '.join(map(str, args.folds))})"
         settings = PredictionSettings(device=args.device, progress=not args.quiet)
-        calibration = calibrate(model_folder, jobs, source, settings)
+        calibration = calibrate(model_folder, jobs, source, settings, difficulty=args.difficulty)
         sizes = ", ".join(f"{len(b)}/{len(lb)}" for b, lb in zip(calibration.body_scores, calibration.lesion_scores))
         print(f"calibrated {model_folder} on {len(calibration.cases)} case(s) from {source}; body/lesion scores per "
               f"time bin: {sizes}")

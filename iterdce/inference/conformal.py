@@ -32,9 +32,15 @@ from iterdce.core.file_names import CONFORMAL_CALIBRATION
 from iterdce.core.json_io import read_json
 
 EPSILON = 0.1  # TI-normalized units: the difficulty floor where the model predicts no change (a choice, not tuned)
+# the difficulties iterdce_calibrate offers, as (epsilon, change weight): "change" scales the interval with the
+# predicted change from the last input (the default), "none" is the plain marginal interval (one width per time bin
+# and case std); reports/uncertainty.md measures both
+DIFFICULTIES: dict[str, tuple[float, float]] = {"change": (EPSILON, 1.0), "none": (1.0, 0.0)}
+DEFAULT_DIFFICULTY = "change"
 N_TIME_BINS = 3  # equal-width bins of target time over the trained range; times outside fall in the end bins
 VOXELS_PER_CASE_PHASE = 1000  # body voxels drawn per calibration case and phase (each case weighs the same)
-SCALE_DEFINITION = "s = epsilon + |yhat - x_last| / std; score = (y - yhat) / (std * s); std: the case's TI-norm std"
+SCALE_DEFINITION = ("s = epsilon + change_weight * |yhat - x_last| / std; score = (y - yhat) / (std * s); std: the "
+                    "case's TI-norm std")
 CALIBRATION_VERSION = 1
 
 
@@ -62,6 +68,7 @@ class ConformalCalibration:
     # lesions' true type frequencies, and the kinetic prior's signed lesion-mean scores per bin (models with a prior)
     type_frequencies: dict[str, float] | None = None
     prior_lesion_scores: tuple[tuple[float, ...], ...] | None = None
+    change_weight: float = 1.0  # the difficulty's weight on the predicted change (files written before it: 1)
 
     def save(self, model_folder: Path) -> Path:
         path = Path(model_folder) / CONFORMAL_CALIBRATION
@@ -98,16 +105,16 @@ def time_bin(time_s: float, edges: Sequence[float]) -> int:
 
 
 def difficulty(predicted: np.ndarray | float, last_input: np.ndarray | float, std: float,
-               epsilon: float = EPSILON) -> np.ndarray:
-    """``s = epsilon + |yhat - x_last| / std`` (TI-normalized units) of native intensities."""
+               epsilon: float = EPSILON, change_weight: float = 1.0) -> np.ndarray:
+    """``s = epsilon + change_weight * |yhat - x_last| / std`` (TI-normalized units) of native intensities."""
     change = np.abs(np.asarray(predicted, dtype=np.float64) - np.asarray(last_input, dtype=np.float64))
-    return np.asarray(epsilon + change / std)
+    return np.asarray(epsilon + change_weight * change / std)
 
 
 def signed_scores(real: np.ndarray, predicted: np.ndarray, last_input: np.ndarray, std: float,
-                  epsilon: float = EPSILON) -> np.ndarray:
+                  epsilon: float = EPSILON, change_weight: float = 1.0) -> np.ndarray:
     """``(y - yhat) / (std * s)`` element-wise, native intensities in (pure; both families use it)."""
-    scale = difficulty(predicted, last_input, std, epsilon) * std
+    scale = difficulty(predicted, last_input, std, epsilon, change_weight) * std
     return np.asarray((np.asarray(real, dtype=np.float64) - np.asarray(predicted, dtype=np.float64)) / scale)
 
 
@@ -145,8 +152,8 @@ def voxel_cdf(sorted_scores: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 def case_scores(real: np.ndarray, predicted: np.ndarray, last_input: np.ndarray, std: float, body: np.ndarray,
                 lesion: np.ndarray | None, target_times_s: Sequence[float], edges: Sequence[float],
-                rng: np.random.Generator, n_voxels: int = VOXELS_PER_CASE_PHASE, epsilon: float = EPSILON
-                ) -> tuple[list[list[float]], list[list[float]]]:
+                rng: np.random.Generator, n_voxels: int = VOXELS_PER_CASE_PHASE, epsilon: float = EPSILON,
+                change_weight: float = 1.0) -> tuple[list[list[float]], list[list[float]]]:
     """The signed scores of one calibration case per time bin: (body voxels, lesion means), pure.
 
     Args:
@@ -166,10 +173,10 @@ def case_scores(real: np.ndarray, predicted: np.ndarray, last_input: np.ndarray,
     for t, time_s in enumerate(target_times_s):
         b = time_bin(time_s, edges)
         body_scores[b] += signed_scores(real[t].ravel()[chosen], predicted[t].ravel()[chosen],
-                                        last_input.ravel()[chosen], std, epsilon).tolist()
+                                        last_input.ravel()[chosen], std, epsilon, change_weight).tolist()
         for label in labels:
             region = lesion == label
             means = [float(np.mean(v[region], dtype=np.float64)) for v in (real[t], predicted[t], last_input)]
             lesion_scores[b].append(float(signed_scores(np.asarray(means[0]), np.asarray(means[1]),
-                                                        np.asarray(means[2]), std, epsilon)))
+                                                        np.asarray(means[2]), std, epsilon, change_weight)))
     return body_scores, lesion_scores

@@ -59,6 +59,7 @@ class Uncertainty:
     # the references of the curve-type probabilities (calibration file; None when it has none)
     type_frequencies: tuple[float, ...] | None = None  # in CURVE_TYPES order
     prior_lesion_scores: tuple[tuple[float, ...], ...] | None = None
+    change_weight: float = 1.0  # the difficulty's weight on the predicted change (conformal.DIFFICULTIES)
 
     @classmethod
     def of(cls, calibration: ConformalCalibration, coverage: float, lesion_dir: Path | None = None
@@ -82,7 +83,7 @@ class Uncertainty:
                    None if lesion_dir is None else str(lesion_dir),
                    None if frequencies is None else tuple(float(frequencies.get(n, 0.0)) for n in CURVE_TYPES),
                    None if calibration.prior_lesion_scores is None else
-                   tuple(tuple(sorted(s)) for s in calibration.prior_lesion_scores))
+                   tuple(tuple(sorted(s)) for s in calibration.prior_lesion_scores), calibration.change_weight)
 
     @property
     def wants_prior(self) -> bool:
@@ -127,7 +128,8 @@ def write_uncertainty(uncertainty: Uncertainty, restored: np.ndarray, inputs: np
     bins = [time_bin(t, uncertainty.edges) for t in times_s[first:]]
     paths = []
     for t, volume in enumerate(restored):
-        half = np.float32(uncertainty.body_q[bins[t]] * std) * difficulty(volume, last, std, uncertainty.epsilon)
+        scale = difficulty(volume, last, std, uncertainty.epsilon, uncertainty.change_weight)
+        half = np.float32(uncertainty.body_q[bins[t]] * std) * scale
         for upper, bound in ((False, volume - half), (True, volume + half)):
             path = out_dir / bound_file_name(case_id, first + t, upper)
             write_image(path, bound.astype(np.float32), geometry, description=mark)
@@ -184,7 +186,7 @@ def lesion_entry(uncertainty: Uncertainty, curve: np.ndarray, times_s: Sequence[
                  bins: Sequence[int], std: float, label: int, voxels: int) -> dict[str, Any]:
     """One lesion's entry of ``<case>_kinetics.json`` from its predicted mean curve (native intensities)."""
     last_input = float(curve[first - 1])
-    scales = [float(std * difficulty(curve[first + t], last_input, std, uncertainty.epsilon))
+    scales = [float(std * difficulty(curve[first + t], last_input, std, uncertainty.epsilon, uncertainty.change_weight))
               for t in range(len(bins))]
     half = [uncertainty.lesion_q[b] * s for b, s in zip(bins, scales)]
     early = float(curve[early_index(times_s)].max())
@@ -205,7 +207,8 @@ def reference_probabilities(uncertainty: Uncertainty, prior_curve: np.ndarray | 
     if uncertainty.type_frequencies is not None:
         references[REFERENCE_TYPE_FREQUENCIES] = dict(zip(CURVE_TYPES, uncertainty.type_frequencies))
     if prior_curve is not None and uncertainty.prior_lesion_scores is not None:
-        scale = float(std * difficulty(prior_curve[-1], float(prior_curve[first - 1]), std, uncertainty.epsilon))
+        scale = float(std * difficulty(prior_curve[-1], float(prior_curve[first - 1]), std, uncertainty.epsilon,
+                                       uncertainty.change_weight))
         references[REFERENCE_KINETIC_PRIOR] = type_probabilities(uncertainty.prior_lesion_scores[last_bin],
                                                        float(prior_curve[-1]),
                                                        float(prior_curve[early_index(times_s)].max()), scale)
@@ -218,7 +221,7 @@ def voxel_type_confidence(uncertainty: Uncertainty, all_phases: np.ndarray, time
     body scores' predictive distribution of the last phase over the rule's bands, as ``type_probabilities``."""
     codes = kinetic_map(all_phases, times_s)
     late = all_phases[-1].astype(np.float64)
-    scale = std * difficulty(late, last_input, std, uncertainty.epsilon)
+    scale = std * difficulty(late, last_input, std, uncertainty.epsilon, uncertainty.change_weight)
     early = all_phases[early_index(times_s)].max(axis=0).astype(np.float64)
     scores = np.asarray(uncertainty.body_scores[last_bin])
     low = voxel_cdf(scores, (early * (1 - THRESHOLD) - late) / scale)

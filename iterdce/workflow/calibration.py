@@ -27,6 +27,8 @@ from iterdce.dataset.masks import derive_foreground_mask
 from iterdce.evaluation.kinetics import curve_type, lesion_curve
 from iterdce.inference.conformal import (
     CALIBRATION_VERSION,
+    DEFAULT_DIFFICULTY,
+    DIFFICULTIES,
     EPSILON,
     SCALE_DEFINITION,
     VOXELS_PER_CASE_PHASE,
@@ -73,8 +75,9 @@ class ScoreSet:
     calibration file they make (``calibration``); shared by ``iterdce_calibrate`` and the benchmarks' references."""
 
     def __init__(self, edges: Sequence[float], seed: int = CALIBRATION_SEED, n_voxels: int = VOXELS_PER_CASE_PHASE,
-                 epsilon: float = EPSILON) -> None:
+                 epsilon: float = EPSILON, change_weight: float = 1.0) -> None:
         self.edges, self.seed, self.n_voxels, self.epsilon = tuple(edges), seed, n_voxels, epsilon
+        self.change_weight = change_weight
         self.body: list[list[float]] = [[] for _ in range(len(self.edges) + 1)]
         self.lesion: list[list[float]] = [[] for _ in range(len(self.edges) + 1)]
         self.prior_lesion: list[list[float]] = [[] for _ in range(len(self.edges) + 1)]
@@ -93,7 +96,7 @@ class ScoreSet:
         def scores(predicted: np.ndarray) -> tuple[list[list[float]], list[list[float]]]:
             rng = np.random.default_rng([self.seed, zlib.crc32(case.case_id.encode())])
             return case_scores(case.image[n_in:], predicted, case.image[n_in - 1], std, mask, labels, times,
-                               self.edges, rng, self.n_voxels, self.epsilon)
+                               self.edges, rng, self.n_voxels, self.epsilon, self.change_weight)
 
         case_body, case_lesion = scores(native)
         prior_lesion = scores(prior)[1] if prior is not None else None
@@ -125,19 +128,22 @@ class ScoreSet:
                                     tuple(self.names), source, self.seed, self.n_voxels,
                                     None if frequencies is None else {k: round(v, 6) for k, v in frequencies.items()},
                                     tuple(kept(b) for b in self.prior_lesion) if self.with_prior and self.names
-                                    else None)
+                                    else None, self.change_weight)
 
 
 def calibrate(model_folder: Path, jobs: Sequence[Job], source: str, settings: PredictionSettings | None = None,
-              seed: int = CALIBRATION_SEED, n_voxels: int = VOXELS_PER_CASE_PHASE) -> ConformalCalibration:
-    """Predict every job's cases as iterdce_predict does, score them against their real phases and write
-    ``conformal_calibration.json`` into ``model_folder``; returns it."""
+              seed: int = CALIBRATION_SEED, n_voxels: int = VOXELS_PER_CASE_PHASE,
+              difficulty: str = DEFAULT_DIFFICULTY) -> ConformalCalibration:
+    """Predict every job's cases as iterdce_predict does, score them against their real phases with the
+    ``difficulty`` of ``conformal.DIFFICULTIES`` and write ``conformal_calibration.json`` into ``model_folder``;
+    returns it."""
     settings = settings or PredictionSettings()
     scores: ScoreSet | None = None
     for folds, cases in jobs:
         predictor = IterativePredictor(model_folder, dataclasses.replace(settings, folds=folds, progress=False,
                                                                          coverage=None))
-        scores = scores or ScoreSet(time_bin_edges(predictor.plans.trained_target_times_s), seed, n_voxels)
+        scores = scores or ScoreSet(time_bin_edges(predictor.plans.trained_target_times_s), seed, n_voxels,
+                                    *DIFFICULTIES[difficulty])
         n_in = len(predictor.input_phases)
         for files in tqdm(cases, desc=f"calibration folds {', '.join(map(str, folds))}", unit="case",
                           disable=not settings.progress):
