@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--difficulty", default=DEFAULT_DIFFICULTY, choices=sorted(DIFFICULTIES),
                         help="how the intervals' width varies (default %(default)s): 'change' widens them with the "
                         "predicted change from the last input, 'none' gives one width per target-time bin (the plain "
-                        "marginal interval: with three inputs 0.7-3.4 points less coverage on a new site at a third to "
-                        "a half of the width; with two inputs it undercovers; reports/uncertainty.md)")
+                        "marginal interval: with three inputs 0.7-3.4 points less coverage on a new site at 32-56 %% "
+                        "of the width; with two inputs it undercovers; reports/uncertainty.md)")
     parser.add_argument("-tr", "--trainer", default="RecursiveTrainer", help="trainer name (default RecursiveTrainer)")
     add_plans_argument(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
