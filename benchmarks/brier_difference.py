@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from iterdce.core.kinetics_rule import CURVE_TYPES
+from iterdce.evaluation.uncertainty import PROBABILITY_COLUMNS
 
 RESAMPLES = 10_000
 
@@ -26,11 +27,13 @@ RESAMPLES = 10_000
 def lesion_brier(path: Path) -> pd.Series:
     """Each lesion's Brier score (sum over the three types of the squared probability error), indexed by
     (case, lesion)."""
+    if not path.is_file():
+        raise SystemExit(f"{path}: missing (the lesions.csv of an iterdce_evaluate report)")
     frame = pd.read_csv(path)
-    missing = {"case", "lesion", "true_type", *(f"p_{t}" for t in CURVE_TYPES)} - set(frame.columns)
+    missing = {"case", "lesion", "true_type", *PROBABILITY_COLUMNS} - set(frame.columns)
     if missing:
         raise SystemExit(f"{path}: no column(s) {', '.join(sorted(missing))} (predict with --uncertainty)")
-    probabilities = frame[[f"p_{t}" for t in CURVE_TYPES]].to_numpy(float)
+    probabilities = frame[list(PROBABILITY_COLUMNS)].to_numpy(float)
     truth = np.stack([(frame["true_type"] == t).to_numpy(float) for t in CURVE_TYPES], axis=1)
     index = pd.MultiIndex.from_frame(frame[["case", "lesion"]])
     return pd.Series(((probabilities - truth) ** 2).sum(axis=1), index=index)

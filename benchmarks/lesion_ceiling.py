@@ -49,6 +49,8 @@ class LesionCurve:
 def read_curves(report: Path, method: str) -> list[LesionCurve]:
     """The lesions of ``report/curves.csv`` with the ``method`` column as the prediction."""
     path = report / "curves.csv"
+    if not path.is_file():
+        raise SystemExit(f"{path}: missing (pass iterdce_evaluate output folders)")
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows or method not in rows[0]:

@@ -25,32 +25,38 @@ from pathlib import Path
 import numpy as np
 
 from iterdce.core.file_names import phase_file_name
+from iterdce.dataset.layout import group_phase_files
 from iterdce.dataset.nifti_io import read_image
 from iterdce.evaluation.region import DEFAULT_REGION, Scoring
 from iterdce.preprocessing.normalization import ti_norm_stats
 from iterdce.preprocessing.plan_schema import DEFAULT_REFERENCE_PHASE
 
+Residuals = dict[int, list[np.ndarray]]  # per synthesized phase, one array per case
 
-def normalized_residuals(regression: Path, real: Path, n_inputs: int) -> dict[int, list[np.ndarray]]:
-    """Per synthesized phase, one array per case: |real - regression| inside the scoring region, TI-normalized;
-    the cases of ``real`` that ``regression`` (any folder of predictions) predicted."""
-    residuals: dict[int, list[np.ndarray]] = {}
+
+def normalized_residuals(real: Path, n_inputs: int, *predictions: Path) -> list[Residuals]:
+    """For each prediction folder, per synthesized phase and case: |real - predicted| inside the scoring region,
+    TI-normalized; the cases of ``real`` (a flat imagesTr) that every folder predicted, each read once."""
+    if not real.is_dir():
+        raise SystemExit(f"{real}: not a folder (the imagesTr of the predicted cases)")
     scoring = Scoring(DEFAULT_REGION, DEFAULT_REFERENCE_PHASE)
-    cases = sorted(p.name[: -len("_0000.nii.gz")] for p in real.glob(phase_file_name("*", 0))
-                   if (regression / phase_file_name(p.name[: -len("_0000.nii.gz")], n_inputs)).is_file())
+    grouped = group_phase_files(real, [])
+    cases = [c for c in sorted(grouped) if all((p / phase_file_name(c, n_inputs)).is_file() for p in predictions)]
     if not cases:
-        raise SystemExit(f"{regression}: no prediction of a case of {real}")
+        raise SystemExit(f"{', '.join(map(str, predictions))}: no prediction of a case of {real}")
+    residuals: list[Residuals] = [{} for _ in predictions]
     for case in cases:
-        phases = sorted(real.glob(f"{case}_[0-9][0-9][0-9][0-9].nii.gz"))
-        stack = np.stack([read_image(p)[0] for p in phases]).astype(np.float64)
+        files = grouped[case].image_files
+        stack = np.stack([read_image(p)[0] for p in files]).astype(np.float64)
         mask = scoring.mask(stack[:n_inputs], None)
         stats = ti_norm_stats(stack, mask, DEFAULT_REFERENCE_PHASE)
-        for phase in range(n_inputs, len(phases)):
-            predicted = regression / phase_file_name(case, phase)
-            if not predicted.is_file():
-                raise SystemExit(f"{predicted}: missing (the regression's prediction of phase {phase})")
-            residual = np.abs(stack[phase] - read_image(predicted)[0]) / stats.std
-            residuals.setdefault(phase, []).append(residual[mask])
+        for folder, per_phase in zip(predictions, residuals):
+            for phase in range(n_inputs, len(files)):
+                predicted = folder / phase_file_name(case, phase)
+                if not predicted.is_file():
+                    raise SystemExit(f"{predicted}: missing (the prediction of phase {phase})")
+                residual = np.abs(stack[phase] - read_image(predicted)[0]) / stats.std
+                per_phase.setdefault(phase, []).append(residual[mask])
     return residuals
 
 
@@ -70,7 +76,10 @@ def matched_half_width(per_case: list[np.ndarray], coverage: float, tolerance: f
 
 def model_intervals(report: Path) -> dict[int, tuple[float, float]]:
     """(body coverage, body width) per synthesized phase from a report's summary.json."""
-    summary = json.loads((report / "summary.json").read_text())
+    path = report / "summary.json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: missing (pass iterdce_evaluate output folders as --report)")
+    summary = json.loads(path.read_text())
     per_phase = summary["methods"]["iterdce"]["per_phase"]
     return {int(p): (v["interval_coverage_body"]["mean"], v["interval_width_body"]["mean"])
             for p, v in per_phase.items() if "interval_coverage_body" in v}
@@ -84,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="iterdce_evaluate reports of the model's --uncertainty predictions (e.g. one per seed)")
     parser.add_argument("--inputs", type=int, default=2)
     args = parser.parse_args(argv)
-    residuals = normalized_residuals(args.regression, args.real, args.inputs)
+    (residuals,) = normalized_residuals(args.real, args.inputs, args.regression)
     print("| report | phase | model coverage | model width | marginal width at that coverage |\n|---|---|---|---|---|")
     for report in args.report:
         for phase, (coverage, width) in sorted(model_intervals(report).items()):

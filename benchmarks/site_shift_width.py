@@ -24,15 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.matched_coverage import matched_half_width, mean_case_coverage, normalized_residuals
-
-Residuals = dict[int, list[np.ndarray]]
+from benchmarks.matched_coverage import Residuals, matched_half_width, mean_case_coverage, normalized_residuals
 
 
 def residuals_of(pair: str, n_inputs: int) -> Residuals:
     """The residuals of one ``PRED:REAL`` set."""
     pred, real = pair.split(":")
-    return normalized_residuals(Path(pred), Path(real), n_inputs)
+    return normalized_residuals(Path(real), n_inputs, Path(pred))[0]
 
 
 def shift_factors(inside: Residuals, outside: Residuals, coverage: float) -> dict[int, float]:
@@ -79,9 +77,9 @@ def main(argv: list[str] | None = None) -> None:
                                       residuals_of(":".join(parts[2:]), args.inputs), args.coverage))
     phases = sorted(set.intersection(*(set(f) for f in per_loso)))
     factors = {p: float(np.mean([f[p] for f in per_loso])) for p in phases}
-    test_real = args.test.split(":")[1]
-    rows = widened_interval(residuals_of(args.model, args.inputs), residuals_of(args.test, args.inputs),
-                            normalized_residuals(args.reference, Path(test_real), args.inputs), factors, args.coverage)
+    test_pred, test_real = args.test.split(":")
+    test, reference = normalized_residuals(Path(test_real), args.inputs, Path(test_pred), args.reference)
+    rows = widened_interval(residuals_of(args.model, args.inputs), test, reference, factors, args.coverage)
     print("| phase | factor per held-out site | mean | coverage / width unwidened (reference width at that coverage) "
           "| coverage / width widened (reference width at that coverage) |\n|---|---|---|---|---|")
     for phase, row in rows.items():

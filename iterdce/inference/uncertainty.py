@@ -61,6 +61,10 @@ class Uncertainty:
     prior_lesion_scores: tuple[tuple[float, ...], ...] | None = None
     change_weight: float = 1.0  # the difficulty's weight on the predicted change (conformal.DIFFICULTIES)
 
+    def difficulty(self, predicted: np.ndarray | float, last_input: np.ndarray | float, std: float) -> np.ndarray:
+        """The calibration's difficulty ``s`` of a prediction (conformal.difficulty with its epsilon and weight)."""
+        return difficulty(predicted, last_input, std, self.epsilon, self.change_weight)
+
     @classmethod
     def of(cls, calibration: ConformalCalibration, coverage: float, lesion_dir: Path | None = None
            ) -> Uncertainty:
@@ -128,8 +132,7 @@ def write_uncertainty(uncertainty: Uncertainty, restored: np.ndarray, inputs: np
     bins = [time_bin(t, uncertainty.edges) for t in times_s[first:]]
     paths = []
     for t, volume in enumerate(restored):
-        scale = difficulty(volume, last, std, uncertainty.epsilon, uncertainty.change_weight)
-        half = np.float32(uncertainty.body_q[bins[t]] * std) * scale
+        half = np.float32(uncertainty.body_q[bins[t]] * std) * uncertainty.difficulty(volume, last, std)
         for upper, bound in ((False, volume - half), (True, volume + half)):
             path = out_dir / bound_file_name(case_id, first + t, upper)
             write_image(path, bound.astype(np.float32), geometry, description=mark)
@@ -186,8 +189,7 @@ def lesion_entry(uncertainty: Uncertainty, curve: np.ndarray, times_s: Sequence[
                  bins: Sequence[int], std: float, label: int, voxels: int) -> dict[str, Any]:
     """One lesion's entry of ``<case>_kinetics.json`` from its predicted mean curve (native intensities)."""
     last_input = float(curve[first - 1])
-    scales = [float(std * difficulty(curve[first + t], last_input, std, uncertainty.epsilon, uncertainty.change_weight))
-              for t in range(len(bins))]
+    scales = [float(std * uncertainty.difficulty(curve[first + t], last_input, std)) for t in range(len(bins))]
     half = [uncertainty.lesion_q[b] * s for b, s in zip(bins, scales)]
     early = float(curve[early_index(times_s)].max())
     probabilities = type_probabilities(uncertainty.lesion_scores[bins[-1]], float(curve[-1]), early, scales[-1])
@@ -207,8 +209,7 @@ def reference_probabilities(uncertainty: Uncertainty, prior_curve: np.ndarray | 
     if uncertainty.type_frequencies is not None:
         references[REFERENCE_TYPE_FREQUENCIES] = dict(zip(CURVE_TYPES, uncertainty.type_frequencies))
     if prior_curve is not None and uncertainty.prior_lesion_scores is not None:
-        scale = float(std * difficulty(prior_curve[-1], float(prior_curve[first - 1]), std, uncertainty.epsilon,
-                                       uncertainty.change_weight))
+        scale = float(std * uncertainty.difficulty(prior_curve[-1], float(prior_curve[first - 1]), std))
         references[REFERENCE_KINETIC_PRIOR] = type_probabilities(uncertainty.prior_lesion_scores[last_bin],
                                                        float(prior_curve[-1]),
                                                        float(prior_curve[early_index(times_s)].max()), scale)
@@ -221,7 +222,7 @@ def voxel_type_confidence(uncertainty: Uncertainty, all_phases: np.ndarray, time
     body scores' predictive distribution of the last phase over the rule's bands, as ``type_probabilities``."""
     codes = kinetic_map(all_phases, times_s)
     late = all_phases[-1].astype(np.float64)
-    scale = std * difficulty(late, last_input, std, uncertainty.epsilon, uncertainty.change_weight)
+    scale = std * uncertainty.difficulty(late, last_input, std)
     early = all_phases[early_index(times_s)].max(axis=0).astype(np.float64)
     scores = np.asarray(uncertainty.body_scores[last_bin])
     low = voxel_cdf(scores, (early * (1 - THRESHOLD) - late) / scale)
